@@ -1,0 +1,218 @@
+"""Shared types: array aliases, the backend protocol and solver result types.
+
+Conventions used across the package
+-----------------------------------
+* ``params`` is the flat float64 parameter vector the solvers iterate on. For a
+  binary model it is ``[coef_0, ..., coef_{n-1}, intercept]`` (the intercept is
+  present only when ``fit_intercept``). For a multinomial model with ``K``
+  classes it is the C-order ravel of a ``(K, n_features + fit_intercept)``
+  matrix, intercepts in the last column (scikit-learn's layout).
+* ``params`` and every gradient live in the backend's array namespace ``xp``
+  (NumPy or CuPy); only Python floats cross to the host inside a solver loop.
+* The data term is the *weighted mean* cross-entropy: sample weights are
+  normalised by the backend so that they sum to one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Array",
+    "Backend",
+    "History",
+    "Objective",
+    "SolverFn",
+    "SolverResult",
+]
+
+#: Any array the package computes with: ``numpy.ndarray`` or ``cupy.ndarray``.
+Array = Any
+#: Host float arrays returned to users.
+FloatArray = npt.NDArray[np.floating[Any]]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a compute backend offers the objective and the solvers.
+
+    A backend is built once per fit from validated arrays and owns them: it
+    never copies ``X`` again. All gradients and Hessians are float64 whatever
+    the dtype of ``X``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"numpy"``, ``"numba"``, ``"cupy"``).
+    xp : module
+        Array namespace of ``params`` and of every returned array.
+    dtype : numpy.dtype
+        dtype of ``X`` (float32 or float64).
+    n_samples, n_features : int
+        Shape of ``X``.
+    n_outputs : int
+        1 for the binary (sigmoid) loss, ``K`` for the multinomial loss.
+    fit_intercept : bool
+        Whether ``params`` carries intercepts.
+    """
+
+    name: str
+    xp: ModuleType
+    dtype: np.dtype[Any]
+    n_samples: int
+    n_features: int
+    n_outputs: int
+    fit_intercept: bool
+
+    def loss_grad(self, params: Array) -> tuple[float, Array]:
+        """Weighted mean cross-entropy and its gradient, in one fused pass.
+
+        Parameters
+        ----------
+        params : array of shape (n_params,), float64
+
+        Returns
+        -------
+        loss : float
+        grad : array of shape (n_params,), float64
+        """
+        ...
+
+    def loss(self, params: Array) -> float:
+        """Weighted mean cross-entropy only (cheaper: no gradient pass)."""
+        ...
+
+    def hessian(self, params: Array) -> Array:
+        """Hessian of the weighted mean cross-entropy, shape (n_params, n_params)."""
+        ...
+
+    def hvp(self, params: Array, v: Array) -> Array:
+        """Hessian-vector product of the weighted mean cross-entropy, shape (n_params,)."""
+        ...
+
+    def gram_matvec(self, v: Array) -> Array:
+        """``A^T S A v`` where ``A = [X, 1]`` and ``S`` the normalised weights.
+
+        Used to bound the Lipschitz constant of the gradient by power iteration.
+        ``v`` has shape ``(n_features + fit_intercept,)``.
+        """
+        ...
+
+    def decision(self, params: Array, X: Array) -> Array:
+        """Decision values ``X @ coef.T + intercept``: (m,) binary, (m, K) multinomial."""
+        ...
+
+
+class Objective(Protocol):
+    """What a solver sees: the penalised objective over a backend (see :mod:`gpulogreg.loss`)."""
+
+    xp: ModuleType
+    n_params: int
+    l1: float
+
+    def value_grad(self, params: Array) -> tuple[float, Array]: ...
+
+    def value(self, params: Array) -> float: ...
+
+    def hessian(self, params: Array) -> Array: ...
+
+    def hvp(self, params: Array, v: Array) -> Array: ...
+
+    def lipschitz_bound(self) -> float: ...
+
+    def prox_l1(self, params: Array, step: float) -> Array: ...
+
+    def optimality(self, params: Array, grad: Array) -> float: ...
+
+
+@dataclass
+class History:
+    """Per-iteration record of a fit.
+
+    Attributes
+    ----------
+    objective : list of float
+        Penalised objective (divided by the sum of sample weights).
+    grad_max_norm : list of float
+        Max-norm of the (scaled) gradient or, with L1, of the proximal
+        optimality residual: the quantity compared with ``tol``.
+    step : list of float
+        Step length accepted at that iteration.
+    elapsed : list of float
+        Seconds since the solver started.
+    """
+
+    objective: list[float] = field(default_factory=list)
+    grad_max_norm: list[float] = field(default_factory=list)
+    step: list[float] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
+    _start: float = field(default_factory=time.perf_counter, repr=False)
+
+    def record(self, objective: float, grad_max_norm: float, step: float) -> None:
+        """Append one iteration."""
+        self.objective.append(float(objective))
+        self.grad_max_norm.append(float(grad_max_norm))
+        self.step.append(float(step))
+        self.elapsed.append(time.perf_counter() - self._start)
+
+    def __len__(self) -> int:
+        return len(self.objective)
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """Plain-data copy (for JSON and persistence)."""
+        return {
+            "objective": list(self.objective),
+            "grad_max_norm": list(self.grad_max_norm),
+            "step": list(self.step),
+            "elapsed": list(self.elapsed),
+        }
+
+
+@dataclass
+class SolverResult:
+    """What every solver returns.
+
+    Attributes
+    ----------
+    params : array of shape (n_params,), float64, in the backend's namespace
+    converged : bool
+        Whether the stopping rule (``grad_max_norm <= tol``) was met.
+    n_iter : int
+        Iterations performed.
+    history : History
+    message : str
+        Why the solver stopped.
+    """
+
+    params: Array
+    converged: bool
+    n_iter: int
+    history: History
+    message: str = ""
+
+
+class Callback(Protocol):
+    """Called after each iteration; returning ``True`` stops the solver."""
+
+    def __call__(self, n_iter: int, params: Array, objective: float) -> bool | None: ...
+
+
+class SolverFn(Protocol):
+    """Signature every registered solver implements."""
+
+    def __call__(
+        self,
+        objective: Objective,
+        params0: Array,
+        *,
+        tol: float,
+        max_iter: int,
+        callback: Callback | None = None,
+        verbose: bool = False,
+    ) -> SolverResult: ...

@@ -1,0 +1,150 @@
+"""Backend registry and selection from the array module and ``device``.
+
+``backend="auto"`` picks ``"cupy"`` for CuPy arrays and ``"numba"`` for NumPy
+arrays. ``device`` decides where host data goes: ``"cpu"`` keeps it,
+``"gpu"`` moves it to the GPU once (and raises a clear error when there is no
+usable GPU), ``"auto"`` moves it only when CuPy imports and a device is
+present. Importing this module imports neither CuPy nor a backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from typing import Any
+
+from gpulogreg._typing import Array, Backend
+from gpulogreg.data import array_module_name
+
+__all__ = [
+    "BACKENDS",
+    "GPUUnavailableError",
+    "gpu_status",
+    "make_backend",
+    "resolve_backend",
+    "to_device",
+]
+
+#: name -> "module:class", imported on first use.
+BACKENDS: dict[str, str] = {
+    "numpy": "gpulogreg.backends.numpy_backend:NumpyBackend",
+    "numba": "gpulogreg.backends.numba_backend:NumbaBackend",
+    "cupy": "gpulogreg.backends.cupy_backend:CupyBackend",
+}
+DEVICES = ("auto", "cpu", "gpu")
+
+
+class GPUUnavailableError(RuntimeError):
+    """A GPU was asked for explicitly and none is usable (the message says why)."""
+
+
+@lru_cache(maxsize=1)
+def gpu_status() -> tuple[bool, str]:
+    """Whether a CUDA device is usable through CuPy, and why not.
+
+    Returns
+    -------
+    available : bool
+    reason : str
+        Empty when available; otherwise what is missing (CuPy, a device, a
+        recent enough driver).
+    """
+    try:
+        import cupy
+    except ImportError:
+        return False, "CuPy is not installed (pip install 'gpulogreg[gpu]')"
+    except Exception as exc:  # a broken CUDA install raises all sorts of errors
+        return False, f"CuPy failed to import: {exc}"
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        text = str(exc)
+        if "InsufficientDriver" in text:
+            return False, f"the CUDA driver is missing or too old for this CuPy build ({text})"
+        if "NoDevice" in text:
+            return False, f"no CUDA device found ({text})"
+        return False, f"CUDA runtime error: {text}"
+    if count == 0:
+        return False, "no CUDA device found"
+    return True, ""
+
+
+def resolve_backend(X: Array, backend: str = "auto", device: str = "auto") -> tuple[str, str]:
+    """Choose the backend name and the target device for data ``X``.
+
+    Returns
+    -------
+    backend : str
+        A key of :data:`BACKENDS`.
+    device : {"cpu", "gpu"}
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}")
+    on_gpu = array_module_name(X) == "cupy"
+    if device == "gpu" or backend == "cupy":
+        available, reason = gpu_status()
+        if not available and not on_gpu:
+            raise GPUUnavailableError(f"a GPU was requested but none is usable: {reason}")
+        target = "gpu"
+    elif device == "cpu":
+        target = "cpu"
+    else:
+        target = "gpu" if on_gpu or gpu_status()[0] else "cpu"
+    if backend == "auto":
+        backend = "cupy" if target == "gpu" else "numba"
+    elif backend == "cupy" and target != "gpu":
+        raise ValueError("backend='cupy' cannot run with device='cpu'")
+    elif backend != "cupy" and target == "gpu" and backend != "numpy":
+        raise ValueError(f"backend={backend!r} runs on the CPU; use device='cpu' or backend='cupy'")
+    return backend, target
+
+
+def to_device(a: Any, device: str) -> Any:
+    """Move an array to ``device`` ("cpu" or "gpu") once; no-op when already there."""
+    on_gpu = array_module_name(a) == "cupy"
+    if device == "gpu" and not on_gpu:
+        import cupy
+
+        return cupy.asarray(a)
+    if device == "cpu" and on_gpu:
+        return a.get()
+    return a
+
+
+def get_backend_class(name: str) -> type:
+    """Import and return the backend class registered under ``name``."""
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+
+
+def make_backend(
+    X: Array,
+    y: Array,
+    sample_weight: Array,
+    *,
+    n_classes: int = 2,
+    fit_intercept: bool = True,
+    backend: str = "auto",
+    device: str = "auto",
+) -> Backend:
+    """Build the backend for validated data, moving it to the chosen device once.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features), validated
+    y : array of shape (n_samples,), int32 class indices
+    sample_weight : array of shape (n_samples,), float64, summing to one
+    n_classes : int
+    fit_intercept : bool
+    backend : {"auto", "numpy", "numba", "cupy"}
+    device : {"auto", "cpu", "gpu"}
+    """
+    name, target = resolve_backend(X, backend, device)
+    X, y, sample_weight = (to_device(a, target) for a in (X, y, sample_weight))
+    cls = get_backend_class(name)
+    instance: Backend = cls(
+        X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept
+    )
+    return instance

@@ -1,0 +1,352 @@
+"""Validation and conversion of user data: the one place ``X`` may be copied.
+
+Everything downstream (backends, objective, solvers) trusts what leaves this
+module: ``X`` is a 2-D, C-contiguous, finite float32 or float64 array in its
+own array namespace (NumPy or CuPy); labels are encoded as int32 class indices;
+sample weights are finite, non-negative float64 with a positive sum.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpulogreg._typing import Array
+
+__all__ = [
+    "FitData",
+    "array_module_name",
+    "check_X",
+    "check_sample_weight",
+    "class_weights",
+    "encode_labels",
+    "prepare_fit_data",
+]
+
+
+def array_module_name(a: Any) -> str:
+    """Name of the array library that owns ``a``: ``"cupy"``, ``"dask"`` or ``"numpy"``.
+
+    CuPy and Dask are recognised without importing them (as array-api-compat
+    does): if the module is not in ``sys.modules`` the object cannot be one of
+    its arrays.
+    """
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(a, cupy.ndarray):
+        return "cupy"
+    dask_array = sys.modules.get("dask.array")
+    if dask_array is not None and isinstance(a, dask_array.Array):
+        return "dask"
+    return "numpy"
+
+
+def _xp_of(a: Any) -> Any:
+    if array_module_name(a) == "cupy":
+        return sys.modules["cupy"]
+    return np
+
+
+def _feature_names(X: Any) -> np.ndarray | None:
+    """Column names of a DataFrame (pandas or polars), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "shape"):
+        return None
+    names = [str(c) for c in columns]
+    if not all(isinstance(c, str) for c in columns):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+def _dataframe_to_numpy(X: Any) -> np.ndarray:
+    """Convert a pandas/polars DataFrame, naming the first non-numeric column."""
+    dtypes = getattr(X, "dtypes", None)
+    columns = list(X.columns)
+    if dtypes is not None:
+        for name, dtype in zip(columns, list(dtypes), strict=True):
+            kind = getattr(np.dtype(dtype) if _is_numpy_dtype(dtype) else None, "kind", None)
+            if kind is None:
+                kind = "f" if getattr(dtype, "is_numeric", lambda: False)() else "O"
+            if kind not in "biuf":
+                raise TypeError(f"column {name!r} is not numeric (dtype {dtype})")
+    return np.asarray(X.to_numpy())
+
+
+def _is_numpy_dtype(dtype: Any) -> bool:
+    try:
+        np.dtype(dtype)
+    except TypeError:
+        return False
+    return True
+
+
+def check_X(
+    X: Any,
+    *,
+    dtype: Any = None,
+    name: str = "X",
+    n_features: int | None = None,
+) -> tuple[Array, np.ndarray | None]:
+    """Validate a feature matrix and convert it once.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        NumPy or CuPy array, pandas or polars DataFrame, or nested sequences.
+    dtype : {None, numpy.float32, numpy.float64}
+        Target dtype. None keeps float32 and float64 as given and converts
+        everything else to float64.
+    name : str
+        Name used in error messages.
+    n_features : int, optional
+        Expected number of columns (prediction on a fitted model).
+
+    Returns
+    -------
+    X : array of shape (n_samples, n_features)
+        C-contiguous float32/float64 array in the input's namespace; the input
+        itself when it already qualifies (no copy).
+    feature_names : ndarray of str or None
+        Column names when ``X`` was a DataFrame.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric data.
+    ValueError
+        Wrong dimensions, no rows, NaN or infinity (with its position), or the
+        wrong number of features.
+    """
+    feature_names = _feature_names(X)
+    module = array_module_name(X)
+    if module == "dask":
+        raise TypeError(f"{name} is a Dask array: use gpulogreg.dask.fit for distributed data")
+    if feature_names is not None:
+        X = _dataframe_to_numpy(X)
+    xp = _xp_of(X)
+    if module == "numpy" and not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from None
+    if X.dtype.kind not in "biuf":
+        if X.dtype.kind == "O":
+            try:
+                X = X.astype(np.float64)
+            except (ValueError, TypeError):
+                raise TypeError(f"{name} contains non-numeric values") from None
+        else:
+            raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
+    if X.ndim != 2:
+        hint = " (reshape a single feature with X.reshape(-1, 1))" if X.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D, got {X.ndim}-D with shape {X.shape}{hint}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}"
+        )
+    target = np.dtype(dtype) if dtype is not None else None
+    if target is None:
+        target = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    if target not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {target}")
+    X = xp.ascontiguousarray(X, dtype=target)
+    _check_finite(X, name)
+    return X, feature_names
+
+
+def _check_finite(X: Array, name: str) -> None:
+    """Raise a ValueError naming the first NaN/inf entry (row, column)."""
+    xp = _xp_of(X)
+    if bool(xp.isfinite(X).all()):
+        return
+    bad = xp.argwhere(~xp.isfinite(X))[0]
+    row, col = (int(i) for i in bad)
+    value = float(X[row, col])
+    raise ValueError(f"{name} contains {value} at row {row}, column {col}; remove or impute it")
+
+
+def encode_labels(y: Any, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Encode labels as int32 indices into the sorted unique classes.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Labels of any sortable kind (ints, floats, strings, bools).
+    classes : ndarray, optional
+        Known classes (``partial_fit``, prediction); labels outside them raise.
+
+    Returns
+    -------
+    classes : ndarray of shape (n_classes,)
+    y_index : ndarray of shape (n_samples,), int32
+    """
+    y = _to_host(y)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise ValueError(f"y contains {y[row]} at row {row}")
+    if y.dtype.kind == "O":
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
+            raise ValueError("y contains missing values")
+    if classes is None:
+        classes, y_index = np.unique(y, return_inverse=True)
+    else:
+        y_index = np.searchsorted(classes, y)
+        y_index = np.clip(y_index, 0, len(classes) - 1)
+        unknown = classes[y_index] != y
+        if unknown.any():
+            row = int(np.flatnonzero(unknown)[0])
+            raise ValueError(f"y contains label {y[row]!r} (row {row}) not in classes {classes}")
+    return classes, y_index.astype(np.int32).ravel()
+
+
+def _to_host(a: Any) -> Any:
+    if array_module_name(a) == "cupy":
+        return a.get()
+    if hasattr(a, "to_numpy"):
+        return a.to_numpy()
+    return a
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """Validate sample weights: finite, non-negative, right length, positive sum.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+    """
+    if sample_weight is None:
+        return np.ones(n_samples)
+    if np.isscalar(sample_weight):
+        sw = np.full(n_samples, float(sample_weight))  # type: ignore[arg-type]
+    else:
+        try:
+            sw = np.asarray(_to_host(sample_weight), dtype=np.float64)
+        except (ValueError, TypeError):
+            raise TypeError("sample_weight must be numeric") from None
+    if sw.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, got shape {sw.shape}")
+    if sw.shape[0] != n_samples:
+        raise ValueError(f"sample_weight has {sw.shape[0]} entries but X has {n_samples} rows")
+    if not np.isfinite(sw).all():
+        row = int(np.flatnonzero(~np.isfinite(sw))[0])
+        raise ValueError(f"sample_weight contains {sw[row]} at row {row}")
+    if (sw < 0).any():
+        row = int(np.flatnonzero(sw < 0)[0])
+        raise ValueError(f"sample_weight is negative ({sw[row]}) at row {row}")
+    if sw.sum() <= 0:
+        raise ValueError("sample_weight sums to zero")
+    return sw
+
+
+def class_weights(
+    class_weight: Any, classes: np.ndarray, y_index: np.ndarray, sample_weight: np.ndarray
+) -> np.ndarray:
+    """Per-class multipliers of the sample weights.
+
+    ``"balanced"`` gives ``n_samples / (n_classes * count_k)`` with counts
+    weighted by ``sample_weight`` (scikit-learn's convention); a dict maps class
+    labels to weights (missing classes get 1).
+
+    Returns
+    -------
+    ndarray of shape (n_classes,), float64
+    """
+    n_classes = len(classes)
+    if class_weight is None:
+        return np.ones(n_classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
+        counts = np.bincount(y_index, weights=sample_weight, minlength=n_classes)
+        return np.asarray(sample_weight.sum() / (n_classes * counts))
+    if isinstance(class_weight, dict):
+        weights = np.ones(n_classes)
+        known = {c.item() if hasattr(c, "item") else c: i for i, c in enumerate(classes)}
+        for label, w in class_weight.items():
+            key = label.item() if hasattr(label, "item") else label
+            if key not in known:
+                raise ValueError(f"class_weight names class {label!r}, not among {list(classes)}")
+            if not np.isfinite(w) or w < 0:
+                raise ValueError(f"class_weight for class {label!r} must be finite and >= 0")
+            weights[known[key]] = float(w)
+        return weights
+    raise TypeError(f"class_weight must be None, 'balanced' or a dict, got {type(class_weight)}")
+
+
+@dataclass
+class FitData:
+    """Validated training data.
+
+    Attributes
+    ----------
+    X : array of shape (n_samples, n_features), float32/float64, C-contiguous
+    y : array of shape (n_samples,), int32 class indices, in X's namespace
+    sample_weight : array of shape (n_samples,), float64, sums to 1, in X's namespace
+    weight_sum : float
+        Sum of the effective (sample * class) weights before normalisation:
+        the penalty of the un-normalised objective is divided by it.
+    classes : ndarray of shape (n_classes,)
+    feature_names : ndarray of str or None
+    """
+
+    X: Array
+    y: Array
+    sample_weight: Array
+    weight_sum: float
+    classes: np.ndarray
+    feature_names: np.ndarray | None
+
+
+def prepare_fit_data(
+    X: Any,
+    y: Any,
+    sample_weight: Any = None,
+    *,
+    class_weight: Any = None,
+    classes: np.ndarray | None = None,
+    dtype: Any = None,
+    min_classes: int = 2,
+) -> FitData:
+    """Validate and convert everything ``fit`` needs, once.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the problem: see :func:`check_X`, :func:`encode_labels`,
+        :func:`check_sample_weight`; also mismatched lengths and a single class.
+    """
+    X, feature_names = check_X(X, dtype=dtype)
+    n_samples = X.shape[0]
+    y_host = np.asarray(_to_host(y)) if not isinstance(y, np.ndarray) else y
+    if y_host.ndim >= 1 and y_host.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} rows but y has {y_host.shape[0]} labels")
+    classes, y_index = encode_labels(y_host, classes)
+    present = np.unique(y_index).size
+    if present < min_classes:
+        raise ValueError(
+            f"y has only {present} class ({classes[y_index[0]]!r}); "
+            f"need at least {min_classes} to fit a classifier"
+        )
+    sw = check_sample_weight(sample_weight, n_samples)
+    sw = sw * class_weights(class_weight, classes, y_index, sw)[y_index]
+    weight_sum = float(sw.sum())
+    if weight_sum <= 0:
+        raise ValueError("the sample and class weights sum to zero")
+    xp = _xp_of(X)
+    return FitData(
+        X=X,
+        y=xp.asarray(y_index),
+        sample_weight=xp.asarray(sw / weight_sum),
+        weight_sum=weight_sum,
+        classes=classes,
+        feature_names=feature_names,
+    )

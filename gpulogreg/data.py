@@ -193,9 +193,8 @@ def encode_labels(y: Any, classes: np.ndarray | None = None) -> tuple[np.ndarray
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         row = int(np.flatnonzero(~np.isfinite(y))[0])
         raise ValueError(f"y contains {y[row]} at row {row}")
-    if y.dtype.kind == "O":
-        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
-            raise ValueError("y contains missing values")
+    if y.dtype.kind == "O" and any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
+        raise ValueError("y contains missing values")
     if classes is None:
         classes, y_index = np.unique(y, return_inverse=True)
     else:
@@ -265,7 +264,9 @@ def class_weights(
         return np.ones(n_classes)
     if isinstance(class_weight, str):
         if class_weight != "balanced":
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}"
+            )
         counts = np.bincount(y_index, weights=sample_weight, minlength=n_classes)
         return np.asarray(sample_weight.sum() / (n_classes * counts))
     if isinstance(class_weight, dict):

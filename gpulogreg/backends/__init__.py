@@ -144,7 +144,5 @@ def make_backend(
     name, target = resolve_backend(X, backend, device)
     X, y, sample_weight = (to_device(a, target) for a in (X, y, sample_weight))
     cls = get_backend_class(name)
-    instance: Backend = cls(
-        X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept
-    )
+    instance: Backend = cls(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
     return instance

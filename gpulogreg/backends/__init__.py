@@ -116,7 +116,8 @@ def to_device(a: Any, device: str) -> Any:
 def get_backend_class(name: str) -> type:
     """Import and return the backend class registered under ``name``."""
     module_name, _, class_name = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+    cls: type = getattr(importlib.import_module(module_name), class_name)
+    return cls
 
 
 def make_backend(

@@ -1,10 +1,37 @@
 """gpulogreg: fast logistic regression for large data on the CPU (Numba) and the GPU (CUDA).
 
-Importing the package has no side effects: it imports neither CuPy nor Numba
-and touches no device.
+Importing the package has no side effects and stays cheap: it imports neither
+CuPy, Numba nor scikit-learn and touches no device. The public names are
+loaded on first use.
 """
 
-from gpulogreg._version import __version__
-from gpulogreg.loss import loss_and_gradient
+from __future__ import annotations
 
-__all__ = ["__version__", "loss_and_gradient"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gpulogreg._version import __version__
+
+if TYPE_CHECKING:
+    from gpulogreg.estimator import LogisticRegression
+    from gpulogreg.loss import loss_and_gradient
+    from gpulogreg.persistence import load
+
+__all__ = ["LogisticRegression", "__version__", "load", "loss_and_gradient"]
+
+#: public name -> module that defines it
+_LAZY = {
+    "LogisticRegression": "gpulogreg.estimator",
+    "loss_and_gradient": "gpulogreg.loss",
+    "load": "gpulogreg.persistence",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gpulogreg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,151 @@
+"""Bad input gets a clear ValueError/TypeError naming the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpulogreg import LogisticRegression, loss_and_gradient
+from gpulogreg.data import check_X
+from tests._helpers import make_classification
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return make_classification(100, 3, seed=0)
+
+
+@pytest.mark.parametrize(("value", "word"), [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_non_finite_x_names_value_and_position(
+    data: tuple[np.ndarray, np.ndarray], value: float, word: str
+) -> None:
+    X, y = data
+    X = X.copy()
+    X[17, 2] = value
+    with pytest.raises(ValueError, match=rf"{word} at row 17, column 2"):
+        LogisticRegression().fit(X, y)
+
+
+@pytest.mark.parametrize("shape", [(100,), (100, 3, 1)])
+def test_wrong_dimensions(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"must be 2-D"):
+        LogisticRegression().fit(np.zeros(shape), np.arange(100) % 2)
+
+
+def test_empty_data() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        LogisticRegression().fit(np.zeros((0, 3)), np.zeros(0))
+
+
+def test_single_class(data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = data
+    with pytest.raises(ValueError, match="only 1 class"):
+        LogisticRegression().fit(X, np.ones(len(X)))
+
+
+def test_mismatched_lengths(data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = data
+    with pytest.raises(ValueError, match="100 rows but y has 99"):
+        LogisticRegression().fit(X, y[:-1])
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (-1.0, "negative"),
+        (np.nan, "nan at row 5"),
+        (np.inf, "inf at row 5"),
+    ],
+)
+def test_bad_sample_weight(
+    data: tuple[np.ndarray, np.ndarray], weights: float, message: str
+) -> None:
+    X, y = data
+    sw = np.ones(len(y))
+    sw[5] = weights
+    with pytest.raises(ValueError, match=message):
+        LogisticRegression().fit(X, y, sample_weight=sw)
+
+
+def test_sample_weight_length(data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = data
+    with pytest.raises(ValueError, match="sample_weight has 3 entries"):
+        LogisticRegression().fit(X, y, sample_weight=np.ones(3))
+
+
+def test_zero_weights(data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = data
+    with pytest.raises(ValueError, match="sums to zero"):
+        LogisticRegression().fit(X, y, sample_weight=np.zeros(len(y)))
+
+
+def test_non_numeric_array(data: tuple[np.ndarray, np.ndarray]) -> None:
+    _, y = data
+    X = np.array([["a", "b"]] * len(y))
+    with pytest.raises(TypeError, match="numeric"):
+        LogisticRegression().fit(X, y)
+
+
+def test_non_numeric_dataframe_column_is_named(data: tuple[np.ndarray, np.ndarray]) -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["colour"] = "red"
+    with pytest.raises(TypeError, match="'colour'"):
+        LogisticRegression().fit(frame, y)
+
+
+def test_complex_data_is_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
+    with pytest.raises(TypeError, match="numeric"):
+        check_X(data[0] + 1j)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"C": 0.0}, "C must be a positive"),
+        ({"C": -1.0}, "C must be a positive"),
+        ({"penalty": "l3"}, "penalty must be one of"),
+        ({"solver": "sag"}, "solver must be"),
+        ({"tol": 0.0}, "tol must be"),
+        ({"max_iter": 0}, "max_iter must be"),
+        ({"l1_ratio": 1.5, "penalty": "elasticnet"}, "l1_ratio must be in"),
+        ({"l1_ratio": 0.5}, "needs penalty='elasticnet'"),
+        ({"penalty": "l1", "solver": "newton"}, "supports only L2"),
+        ({"multi_class": "one"}, "multi_class must be"),
+        ({"device": "tpu"}, "device must be one of"),
+        ({"backend": "torch"}, "backend must be"),
+        ({"dtype": "float16"}, "dtype must be"),
+        ({"class_weight": "auto"}, "class_weight must be"),
+        ({"class_weight": {7: 2.0}}, "names class 7"),
+    ],
+)
+def test_invalid_hyper_parameters(
+    data: tuple[np.ndarray, np.ndarray], params: dict[str, object], message: str
+) -> None:
+    X, y = data
+    with pytest.raises(ValueError, match=message):
+        LogisticRegression(**params).fit(X, y)  # type: ignore[arg-type]
+
+
+def test_predict_with_wrong_number_of_features(data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = data
+    model = LogisticRegression().fit(X, y)
+    with pytest.raises(ValueError, match="X has 2 features, but the model was fitted with 3"):
+        model.predict(X[:, :2])
+
+
+def test_predict_before_fit(data: tuple[np.ndarray, np.ndarray]) -> None:
+    with pytest.raises(ValueError, match="not fitted"):
+        LogisticRegression().predict(data[0])
+
+
+def test_y_none(data: tuple[np.ndarray, np.ndarray]) -> None:
+    with pytest.raises(ValueError, match="y is None"):
+        LogisticRegression().fit(data[0], None)
+
+
+def test_loss_and_gradient_rejects_non_binary_labels(data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = data
+    with pytest.raises(ValueError, match="labels 0 and 1"):
+        loss_and_gradient(X, np.arange(len(X)) % 3, np.zeros(3))

@@ -1,0 +1,858 @@
+"""The benchmark harness behind ``gpulogreg bench``.
+
+What it measures, all in one process and one run (bandwidth varies between
+runs on the same machine, so only figures from the same run are compared):
+
+1. **Read floor**: one read of ``X`` (:func:`gpulogreg.backends._numba_kernels.read_once`,
+   a parallel Numba sum) on the CPU, a device-side sum on the GPU. A
+   loss-and-gradient evaluation is memory-bound: it cannot beat this.
+2. **Loss and gradient** per backend (``numpy`` baseline, ``numba``, ``cupy``
+   when a GPU is usable, scikit-learn's ``LinearModelLoss`` when installed):
+   median time over ``repeat`` calls after a warm-up, GB/s (bytes of ``X`` /
+   time), the ratio to the read floor and the speed-up over the NumPy baseline.
+3. **Time to the optimum** per backend and solver on a well- and an
+   ill-conditioned problem: the reference optimum ``f*`` is a tight Newton fit
+   in float64 on the same values (and never above the best objective any run
+   reached); each run is ``LogisticRegression(tol=1e-8)`` on the benchmark's
+   dtype. Its final objective is re-evaluated in float64 and its relative gap
+   ``(f - f*) / |f*|`` reported; the time to the optimum is the wall time
+   from calling ``fit`` until the first iteration whose objective is within
+   ``1e-8`` relative of ``f*`` (the solver history's objectives, calibrated to
+   the exact float64 value at the end). scikit-learn has no history: its time
+   is the whole fit, counted only when it ended within ``1e-8``.
+4. **Peak memory**: the resident set size during each fit (psutil sampling
+   when installed, else the process's lifetime peak from ``resource``).
+
+Outputs: a terminal table, JSON lines (``--json-out``: one record per
+measurement, ``kind`` in {"config", "read_floor", "loss_grad", "reference",
+"fit"}) and a PNG plot of the objective gap against time per backend and
+solver (``--plot``; needs matplotlib, the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpulogreg._version import __version__
+
+__all__ = [
+    "BenchConfig",
+    "add_arguments",
+    "make_problem",
+    "run",
+    "run_from_args",
+]
+
+#: Relative objective gap that counts as "at the optimum".
+TARGET_GAP = 1e-8
+#: Stopping tolerance of the float64 Newton reference: far below what the
+#: 1e-8 relative gap needs, so the reference is the optimum to rounding.
+REFERENCE_TOL = 1e-12
+#: Rows generated per block (bounds the float64 temporaries of the generator).
+_GENERATE_BLOCK_ROWS = 65536
+#: Smallest and largest feature scale of the ill-conditioned problem.
+ILL_SCALES = (0.03, 30.0)
+#: Seconds between RSS samples of the peak-memory sampler.
+_RSS_SAMPLE_S = 0.005
+DEFAULT_SOLVERS = ("newton", "lbfgs", "gd")
+SKLEARN_SOLVERS = ("lbfgs", "newton-cholesky")
+
+
+# --------------------------------------------------------------------------- data
+def make_problem(
+    n_rows: int,
+    n_cols: int,
+    *,
+    dtype: Any = "float32",
+    conditioning: str = "well",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generated binary logistic data.
+
+    Parameters
+    ----------
+    n_rows, n_cols : int
+    dtype : {"float32", "float64"}
+    conditioning : {"well", "ill"}
+        "well": independent standard normal features. "ill": correlated
+        features (a random mixing) on scales log-spaced from 0.03 to 30, the
+        hard case of the issue's acceptance test.
+    seed : int
+
+    Returns
+    -------
+    X : ndarray of shape (n_rows, n_cols), C-contiguous, ``dtype``
+    y : ndarray of shape (n_rows,), int64 in {0, 1}
+        Drawn from the logistic model with logits of standard deviation about 2.
+    """
+    if conditioning not in ("well", "ill"):
+        raise ValueError(f"conditioning must be 'well' or 'ill', got {conditioning!r}")
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    if n_rows < 2 or n_cols < 1:
+        raise ValueError(f"need at least 2 rows and 1 column, got {n_rows} x {n_cols}")
+    rng = np.random.default_rng(seed)
+    if conditioning == "ill":
+        mixing = np.eye(n_cols) + 0.9 * rng.normal(size=(n_cols, n_cols)) / np.sqrt(n_cols)
+        scales = np.logspace(np.log10(ILL_SCALES[0]), np.log10(ILL_SCALES[1]), n_cols)
+        col_std = scales * np.sqrt((mixing**2).sum(axis=0))
+    else:
+        mixing = None
+        scales = np.ones(n_cols)
+        col_std = scales
+    # Logit standard deviation about 2 (each feature contributes equally).
+    w = 2.0 * rng.normal(size=n_cols) / (np.sqrt(n_cols) * col_std)
+    intercept = 0.3  # a slightly unbalanced problem: the intercept matters
+    X = np.empty((n_rows, n_cols), dtype=dt)
+    y = np.empty(n_rows, dtype=np.int64)
+    for start in range(0, n_rows, _GENERATE_BLOCK_ROWS):
+        stop = min(start + _GENERATE_BLOCK_ROWS, n_rows)
+        Z = rng.standard_normal((stop - start, n_cols))
+        if mixing is not None:
+            Z = (Z @ mixing) * scales
+        X[start:stop] = Z
+        logits = X[start:stop].astype(np.float64) @ w + intercept
+        y[start:stop] = rng.random(stop - start) < 1.0 / (1.0 + np.exp(-logits))
+    if y.min() == y.max():  # a degenerate tiny draw: make both classes present
+        y[0], y[-1] = 0, 1
+    return X, y
+
+
+# --------------------------------------------------------------------------- timing helpers
+def _median_time(
+    fn: Callable[[], Any], repeat: int, sync: Callable[[], None] | None = None
+) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` calls, after one warm-up call."""
+    fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class PeakRSS:
+    """Peak resident set size (bytes) while the ``with`` block runs.
+
+    Samples the process RSS every few milliseconds with psutil when it is
+    installed; otherwise reports the lifetime peak from ``resource`` (which
+    can only grow, so later stages inherit earlier peaks: ``exact`` says which).
+    """
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.exact = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._process: Any = None
+
+    def __enter__(self) -> PeakRSS:
+        try:
+            import psutil
+        except ImportError:
+            psutil = None
+        if psutil is not None:
+            self._process = psutil.Process()
+            self.exact = True
+            self.peak = self._process.memory_info().rss
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(_RSS_SAMPLE_S):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._process.memory_info().rss)
+        else:
+            self.peak = _lifetime_peak_rss()
+
+
+def _lifetime_peak_rss() -> int:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, kB on Linux
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class BenchConfig:
+    """What ``gpulogreg bench`` runs (see :func:`add_arguments` for the meaning)."""
+
+    rows: int = 1_000_000
+    cols: int = 100
+    dtype: str = "float32"
+    conditioning: Sequence[str] = ("well", "ill")
+    C: float = 1.0
+    repeat: int = 5
+    backends: Sequence[str] | None = None
+    solvers: Sequence[str] = DEFAULT_SOLVERS
+    sklearn: bool = True
+    tol: float = 1e-8
+    max_iter: int = 1000
+    seed: int = 0
+    fit: bool = True
+
+
+@dataclass
+class BenchResult:
+    """All records of one run (JSON-ready dicts) and the traces for the plot."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    traces: list[dict[str, Any]] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["kind"] == kind]
+
+
+def available_backends(requested: Sequence[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Backends that can run here, and why the others cannot.
+
+    Returns
+    -------
+    names : list of str
+        Among "numpy", "numba", "cupy", "sklearn", in that order.
+    skipped : dict
+        name -> reason, for requested or default backends that cannot run.
+    """
+    import importlib
+
+    from gpulogreg.backends import BACKENDS, gpu_status
+
+    wanted = list(requested) if requested else ["numpy", "numba", "cupy", "sklearn"]
+    unknown = [b for b in wanted if b not in (*BACKENDS, "sklearn")]
+    if unknown:
+        raise ValueError(
+            f"unknown backend {unknown[0]!r}; choose among numpy, numba, cupy, sklearn"
+        )
+    names: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in ("numpy", "numba", "cupy", "sklearn"):
+        if name not in wanted:
+            continue
+        if name == "cupy":
+            ok, reason = gpu_status()
+            if not ok:
+                skipped[name] = reason
+                continue
+        elif name == "sklearn":
+            try:
+                importlib.import_module("sklearn.linear_model")
+            except ImportError:
+                skipped[name] = "scikit-learn is not installed"
+                continue
+        else:
+            module_name = BACKENDS[name].partition(":")[0]
+            try:
+                importlib.import_module(module_name)
+            except ImportError as exc:
+                skipped[name] = f"cannot import {module_name} ({exc})"
+                continue
+        names.append(name)
+    return names, skipped
+
+
+def _system_record(cfg: BenchConfig, X: np.ndarray) -> dict[str, Any]:
+    versions: dict[str, Any] = {"gpulogreg": __version__, "numpy": np.__version__}
+    for name in ("numba", "sklearn", "cupy"):
+        module = sys.modules.get(name)
+        versions[name] = getattr(module, "__version__", None) if module else None
+    threads = None
+    with contextlib.suppress(Exception):
+        import numba
+
+        threads = int(numba.get_num_threads())
+    return {
+        "kind": "config",
+        "rows": cfg.rows,
+        "cols": cfg.cols,
+        "dtype": cfg.dtype,
+        "X_bytes": int(X.nbytes),
+        "C": cfg.C,
+        "repeat": cfg.repeat,
+        "tol": cfg.tol,
+        "seed": cfg.seed,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "numba_threads": threads,
+        "versions": versions,
+        "openblas_env": {
+            k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ
+        },
+    }
+
+
+# --------------------------------------------------------------------------- measurements
+def _cpu_read_floor(X: np.ndarray, repeat: int) -> tuple[float | None, str]:
+    try:
+        from gpulogreg.backends._numba_kernels import read_once
+    except ImportError:
+        return None, "unavailable (gpulogreg.backends._numba_kernels.read_once missing)"
+    return _median_time(lambda: read_once(X), repeat), "parallel Numba sum over X"
+
+
+def _gpu_sync() -> None:
+    import cupy
+
+    cupy.cuda.Device().synchronize()
+
+
+def _gpu_read_floor(Xd: Any, repeat: int) -> float:
+    import cupy
+
+    return _median_time(lambda: cupy.sum(Xd), repeat, sync=_gpu_sync)
+
+
+def _backend_for(name: str, X: Any, y: np.ndarray) -> Any:
+    from gpulogreg.backends import make_backend
+
+    n = X.shape[0]
+    sw = np.full(n, 1.0 / n)
+    device = "gpu" if name == "cupy" else "cpu"
+    return make_backend(
+        X, y.astype(np.int32), sw, n_classes=2, fit_intercept=True, backend=name, device=device
+    )
+
+
+def _params0(backend: Any, seed: int) -> Any:
+    """A non-trivial parameter vector (zeros would make exp/log trivial to predict)."""
+    rng = np.random.default_rng(seed + 1)
+    n = backend.n_features + 1
+    return backend.xp.asarray(0.1 * rng.standard_normal(n) / math.sqrt(n))
+
+
+def _loss_grad_call(backend: Any, seed: int) -> Callable[[], Any]:
+    params = _params0(backend, seed)
+    return lambda: backend.loss_grad(params)
+
+
+def _sklearn_loss_grad(X: np.ndarray, y: np.ndarray, C: float) -> Callable[[], Any] | None:
+    """scikit-learn's loss and gradient (what its lbfgs solver calls), or None."""
+    try:
+        from sklearn._loss.loss import HalfBinomialLoss
+        from sklearn.linear_model._linear_loss import LinearModelLoss
+    except ImportError:
+        return None
+    loss = LinearModelLoss(base_loss=HalfBinomialLoss(), fit_intercept=True)
+    n = X.shape[0]
+    coef = np.full(X.shape[1] + 1, 0.01, dtype=X.dtype)
+    yf = y.astype(X.dtype)
+    sw = np.full(n, 1.0 / n, dtype=X.dtype)
+    l2 = 0.0 if math.isinf(C) else 1.0 / (C * n)
+    threads = os.cpu_count() or 1
+    return lambda: loss.loss_gradient(coef, X, yf, sw, l2_reg_strength=l2, n_threads=threads)
+
+
+def measure_loss_grad(
+    X: np.ndarray, y: np.ndarray, backends: Sequence[str], cfg: BenchConfig, result: BenchResult
+) -> None:
+    """Read floors and loss-and-gradient timings (see the module docstring)."""
+    floor_cpu, how = _cpu_read_floor(X, cfg.repeat)
+    result.records.append(
+        {
+            "kind": "read_floor",
+            "device": "cpu",
+            "method": how,
+            "seconds": floor_cpu,
+            "gb_per_s": X.nbytes / floor_cpu / 1e9 if floor_cpu else None,
+        }
+    )
+    floor_gpu = None
+    times: dict[str, float] = {}
+    for name in backends:
+        floor = floor_cpu
+        if name == "sklearn":
+            fn = _sklearn_loss_grad(X, y, cfg.C)
+            if fn is None:
+                continue
+            seconds = _median_time(fn, cfg.repeat)
+        elif name == "cupy":
+            backend = _backend_for(name, X, y)
+            if floor_gpu is None:
+                floor_gpu = _gpu_read_floor(backend.X, cfg.repeat)
+                result.records.append(
+                    {
+                        "kind": "read_floor",
+                        "device": "gpu",
+                        "method": "cupy.sum over X on the device",
+                        "seconds": floor_gpu,
+                        "gb_per_s": X.nbytes / floor_gpu / 1e9,
+                    }
+                )
+            floor = floor_gpu
+            seconds = _median_time(_loss_grad_call(backend, cfg.seed), cfg.repeat, _gpu_sync)
+        else:
+            backend = _backend_for(name, X, y)
+            seconds = _median_time(_loss_grad_call(backend, cfg.seed), cfg.repeat)
+        times[name] = seconds
+        result.records.append(
+            {
+                "kind": "loss_grad",
+                "backend": name,
+                "dtype": str(X.dtype),
+                "seconds": seconds,
+                "gb_per_s": X.nbytes / seconds / 1e9,
+                "x_floor": seconds / floor if floor else None,
+                "speedup_vs_numpy": times["numpy"] / seconds if "numpy" in times else None,
+            }
+        )
+
+
+class _Float64Objective:
+    """The penalised objective evaluated in float64 on the benchmark's values."""
+
+    def __init__(self, X64: np.ndarray, y: np.ndarray, C: float, backend: str) -> None:
+        from gpulogreg.loss import LogisticObjective
+
+        n = X64.shape[0]
+        self.objective = LogisticObjective(_backend_for(backend, X64, y), C=C, weight_sum=float(n))
+
+    def __call__(self, coef: np.ndarray, intercept: np.ndarray) -> float:
+        params = np.concatenate([np.ravel(coef), np.ravel(intercept)]).astype(np.float64)
+        return float(self.objective.value(params))
+
+
+def _fit_ours(
+    X: np.ndarray, y: np.ndarray, backend: str, solver: str, cfg: BenchConfig
+) -> tuple[Any, float, int, bool]:
+    from gpulogreg.estimator import LogisticRegression
+
+    model = LogisticRegression(
+        C=cfg.C,
+        solver=solver,
+        tol=cfg.tol,
+        max_iter=cfg.max_iter,
+        backend=backend,
+        device="gpu" if backend == "cupy" else "cpu",
+    )
+    with PeakRSS() as mem, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a ConvergenceWarning is reported as a gap
+        start = time.perf_counter()
+        model.fit(X, y)
+        seconds = time.perf_counter() - start
+    return model, seconds, mem.peak, mem.exact
+
+
+def _fit_sklearn(
+    X: np.ndarray, y: np.ndarray, solver: str, cfg: BenchConfig
+) -> tuple[Any, float, int, bool]:
+    from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+
+    model = SkLogisticRegression(C=cfg.C, solver=solver, tol=1e-10, max_iter=cfg.max_iter)
+    with PeakRSS() as mem, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        model.fit(X, y)
+        seconds = time.perf_counter() - start
+    return model, seconds, mem.peak, mem.exact
+
+
+def measure_fits(
+    problem: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    backends: Sequence[str],
+    cfg: BenchConfig,
+    result: BenchResult,
+) -> None:
+    """Reference optimum, then every backend x solver fit (see the module docstring)."""
+    from gpulogreg.estimator import LogisticRegression
+
+    X64 = X if X.dtype == np.float64 else X.astype(np.float64)
+    eval_backend = "numba" if "numba" in backends else "numpy"
+    f64 = _Float64Objective(X64, y, cfg.C, eval_backend)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = LogisticRegression(
+            C=cfg.C,
+            solver="newton",
+            tol=REFERENCE_TOL,
+            max_iter=200,
+            backend=eval_backend,
+            device="cpu",
+        ).fit(X64, y)
+    ref_s = time.perf_counter() - start
+    f_ref = f64(ref.coef_, ref.intercept_)
+    runs: list[dict[str, Any]] = []
+    for backend in backends:
+        if backend == "sklearn":
+            for solver in SKLEARN_SOLVERS:
+                for data in _sklearn_inputs(X, X64):
+                    model, seconds, peak, exact = _fit_sklearn(data, y, solver, cfg)
+                    runs.append(
+                        {
+                            "backend": "sklearn",
+                            "solver": solver,
+                            "dtype": str(data.dtype),
+                            "seconds": seconds,
+                            "n_iter": int(np.max(model.n_iter_)),
+                            "final": f64(model.coef_, model.intercept_),
+                            "history": None,
+                            "peak_rss": peak,
+                            "rss_exact": exact,
+                        }
+                    )
+            continue
+        for solver in cfg.solvers:
+            model, seconds, peak, exact = _fit_ours(X, y, backend, solver, cfg)
+            history = model.history_
+            runs.append(
+                {
+                    "backend": backend,
+                    "solver": solver,
+                    "dtype": str(X.dtype),
+                    "seconds": seconds,
+                    "n_iter": int(np.sum(model.n_iter_)),
+                    "final": f64(model.coef_, model.intercept_),
+                    "history": (list(history.elapsed), list(history.objective)),
+                    "peak_rss": peak,
+                    "rss_exact": exact,
+                }
+            )
+    # The optimum: the reference, unless a run found a (rounding-level) lower value.
+    f_star = min([f_ref, *(r["final"] for r in runs)])
+    result.records.append(
+        {
+            "kind": "reference",
+            "problem": problem,
+            "solver": "newton",
+            "dtype": "float64",
+            "tol": REFERENCE_TOL,
+            "seconds": ref_s,
+            "n_iter": int(np.sum(ref.n_iter_)),
+            "objective": f_ref,
+            "optimum": f_star,
+        }
+    )
+    for run in runs:
+        gap = (run["final"] - f_star) / abs(f_star)
+        t_opt = _time_to_optimum(run, f_star) if gap <= TARGET_GAP else None
+        record = {
+            "kind": "fit",
+            "problem": problem,
+            "backend": run["backend"],
+            "solver": run["solver"],
+            "dtype": run["dtype"],
+            "seconds": run["seconds"],
+            "time_to_optimum": t_opt,
+            "n_iter": run["n_iter"],
+            "objective": run["final"],
+            "gap": gap,
+            "peak_rss_mb": run["peak_rss"] / 2**20,
+            "peak_rss_exact": run["rss_exact"],
+        }
+        result.records.append(record)
+        result.traces.append(
+            {
+                "problem": problem,
+                "label": f"{run['backend']} {run['solver']} ({run['dtype']})",
+                "points": _gap_trace(run, f_star),
+            }
+        )
+
+
+def _sklearn_inputs(X: np.ndarray, X64: np.ndarray) -> list[np.ndarray]:
+    """scikit-learn gets the same values in float32 and in float64 (it is fastest on either)."""
+    return [X] if X.dtype == np.float64 else [X, X64]
+
+
+def _calibrated_objectives(run: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """History times (shifted to count from ``fit`` being called) and float64-calibrated values."""
+    elapsed, objective = run["history"]
+    if not objective:
+        return [], []
+    offset = run["final"] - objective[-1]
+    overhead = max(run["seconds"] - elapsed[-1], 0.0)
+    return [t + overhead for t in elapsed], [f + offset for f in objective]
+
+
+def _time_to_optimum(run: dict[str, Any], f_star: float) -> float:
+    if run["history"] is None:
+        return float(run["seconds"])
+    times, values = _calibrated_objectives(run)
+    for t, f in zip(times, values, strict=True):
+        if (f - f_star) / abs(f_star) <= TARGET_GAP:
+            return t
+    return float(run["seconds"])
+
+
+def _gap_trace(run: dict[str, Any], f_star: float) -> list[tuple[float, float]]:
+    if run["history"] is None:
+        return [(float(run["seconds"]), (run["final"] - f_star) / abs(f_star))]
+    times, values = _calibrated_objectives(run)
+    return [(t, (f - f_star) / abs(f_star)) for t, f in zip(times, values, strict=True)]
+
+
+# --------------------------------------------------------------------------- driver
+def run(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchResult:
+    """Run the benchmark described by ``cfg`` and return every record."""
+    if cfg.rows < 2 or cfg.cols < 1 or cfg.repeat < 1:
+        raise ValueError("need --rows >= 2, --cols >= 1 and --repeat >= 1")
+    backends, skipped = available_backends(cfg.backends)
+    if not cfg.sklearn and "sklearn" in backends:
+        backends.remove("sklearn")
+    if "numpy" not in backends and cfg.backends is None:
+        raise RuntimeError("the numpy baseline backend is unavailable")
+    result = BenchResult()
+    problems = list(dict.fromkeys(cfg.conditioning))
+    for index, problem in enumerate(problems):
+        say = log or (lambda _msg: None)
+        say(f"generating {cfg.rows:,} x {cfg.cols} {cfg.dtype} ({problem}-conditioned)")
+        X, y = make_problem(
+            cfg.rows, cfg.cols, dtype=cfg.dtype, conditioning=problem, seed=cfg.seed + index
+        )
+        if index == 0:
+            config = _system_record(cfg, X)
+            config["backends"] = backends
+            config["skipped"] = skipped
+            config["problems"] = problems
+            result.records.insert(0, config)
+            say("timing loss and gradient")
+            measure_loss_grad(X, y, backends, cfg, result)
+        if cfg.fit:
+            say(f"fitting to the optimum ({problem}-conditioned)")
+            measure_fits(problem, X, y, backends, cfg, result)
+        del X, y
+    return result
+
+
+# --------------------------------------------------------------------------- report
+def _fmt(value: Any, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
+def format_table(result: BenchResult) -> str:
+    """The terminal report: read floors, loss and gradient, time to the optimum."""
+    lines: list[str] = []
+    cfg = result.of_kind("config")[0]
+    lines.append(
+        f"gpulogreg bench: {cfg['rows']:,} x {cfg['cols']} {cfg['dtype']} "
+        f"(X = {cfg['X_bytes'] / 1e6:.1f} MB), C={cfg['C']}, median of {cfg['repeat']}, "
+        f"{cfg['cpu_count']} CPUs, {cfg['numba_threads']} Numba threads"
+    )
+    for name, reason in cfg["skipped"].items():
+        lines.append(f"  skipped {name}: {reason}")
+    for rec in result.of_kind("read_floor"):
+        lines.append(
+            f"read floor {rec['device']}: {_fmt(_ms(rec['seconds']), '.2f')} ms = "
+            f"{_fmt(rec['gb_per_s'], '.1f')} GB/s ({rec['method']})"
+        )
+    lines.append("")
+    lines.append("loss and gradient (one evaluation)")
+    header = f"{'backend':<10}{'ms':>10}{'GB/s':>9}{'x floor':>9}{'x faster than numpy':>21}"
+    lines.append(header)
+    lines.append("-" * len(header))
+    for rec in result.of_kind("loss_grad"):
+        lines.append(
+            f"{rec['backend']:<10}{_fmt(_ms(rec['seconds']), '.2f'):>10}"
+            f"{_fmt(rec['gb_per_s'], '.1f'):>9}{_fmt(rec['x_floor'], '.2f'):>9}"
+            f"{_fmt(rec['speedup_vs_numpy'], '.2f'):>21}"
+        )
+    fits = result.of_kind("fit")
+    if fits:
+        lines.append("")
+        lines.append(
+            f"time to the optimum (objective within {TARGET_GAP:g} relative of a float64 "
+            "Newton reference; '-': not reached)"
+        )
+        header = (
+            f"{'problem':<8}{'backend':<9}{'solver':<16}{'dtype':<9}{'fit s':>9}"
+            f"{'t_opt s':>9}{'iters':>7}{'final gap':>11}{'peak RSS MB':>13}"
+        )
+        lines.append(header)
+        lines.append("-" * len(header))
+        for rec in fits:
+            lines.append(
+                f"{rec['problem']:<8}{rec['backend']:<9}{rec['solver']:<16}{rec['dtype']:<9}"
+                f"{rec['seconds']:>9.3f}{_fmt(rec['time_to_optimum'], '.3f'):>9}"
+                f"{rec['n_iter']:>7}{max(rec['gap'], 0.0):>11.1e}{rec['peak_rss_mb']:>13.0f}"
+            )
+        for ref in result.of_kind("reference"):
+            lines.append(
+                f"reference ({ref['problem']}): float64 newton, {ref['n_iter']} iterations, "
+                f"{ref['seconds']:.3f} s, objective {ref['objective']:.12g}"
+            )
+    return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
+
+
+def write_json_lines(path: str, result: BenchResult) -> None:
+    """One JSON object per record, written atomically."""
+    import json
+
+    from gpulogreg.io import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        for record in result.records:
+            handle.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def plot(path: str, result: BenchResult) -> None:
+    """Objective gap against time, one line per backend and solver, one panel per problem."""
+    from gpulogreg.io import atomic_write
+
+    plt = _pyplot()
+    problems = list(dict.fromkeys(t["problem"] for t in result.traces))
+    if not problems:
+        raise ValueError("nothing to plot: the run made no fits")
+    fig, axes = plt.subplots(1, len(problems), figsize=(6.5 * len(problems), 4.8), squeeze=False)
+    floor = 1e-16  # plotted in place of a gap of zero (log scale)
+    for ax, problem in zip(axes[0], problems, strict=True):
+        for trace in (t for t in result.traces if t["problem"] == problem):
+            pts = trace["points"]
+            times = [p[0] for p in pts]
+            gaps = [max(p[1], floor) for p in pts]
+            style = "o" if len(pts) == 1 else ".-"
+            ax.plot(times, gaps, style, label=trace["label"], markersize=4)
+        ax.axhline(TARGET_GAP, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds since fit() was called")
+        ax.set_ylabel("relative objective gap")
+        ax.set_title(f"{problem}-conditioned")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    cfg = result.of_kind("config")[0]
+    fig.suptitle(f"gpulogreg bench: {cfg['rows']:,} x {cfg['cols']} {cfg['dtype']}")
+    fig.tight_layout()
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI glue
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``gpulogreg bench``."""
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of X (default 1e6)")
+    parser.add_argument("--cols", type=int, default=100, help="features (default 100)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument(
+        "--conditioning",
+        choices=("well", "ill", "both"),
+        default="both",
+        help="problem(s) for the time-to-optimum runs (default both)",
+    )
+    parser.add_argument("--C", dest="C", type=float, default=1.0, help="inverse L2 strength")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement")
+    parser.add_argument(
+        "--backends",
+        help="comma-separated subset of numpy,numba,cupy,sklearn (default: all available)",
+    )
+    parser.add_argument(
+        "--solvers",
+        default=",".join(DEFAULT_SOLVERS),
+        help=f"our solvers to time (default {','.join(DEFAULT_SOLVERS)})",
+    )
+    parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out")
+    parser.add_argument("--no-fit", action="store_true", help="time loss and gradient only")
+    parser.add_argument("--tol", type=float, default=1e-8, help="tol of the timed fits")
+    parser.add_argument("--max-iter", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-out", metavar="FILE", help="write JSON lines to FILE")
+    parser.add_argument("--plot", metavar="FILE.png", help="plot objective gap vs time")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    def split(text: str | None) -> list[str] | None:
+        return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+    return BenchConfig(
+        rows=args.rows,
+        cols=args.cols,
+        dtype=args.dtype,
+        conditioning=("well", "ill") if args.conditioning == "both" else (args.conditioning,),
+        C=args.C,
+        repeat=args.repeat,
+        backends=split(args.backends),
+        solvers=split(args.solvers) or list(DEFAULT_SOLVERS),
+        sklearn=not args.no_sklearn,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        seed=args.seed,
+        fit=not args.no_fit,
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """``gpulogreg bench``: run, print the table, write the JSON lines and the plot."""
+    cfg = config_from_args(args)
+    if args.plot:
+        _pyplot()  # fail before the benchmark runs, not after
+    if args.plot and not cfg.fit:
+        raise ValueError("--plot needs the fits (drop --no-fit)")
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"gpulogreg bench: {message} ...", file=sys.stderr, flush=True)
+
+    result = run(cfg, log=log)
+    print(format_table(result))
+    if args.json_out:
+        write_json_lines(args.json_out, result)
+    if args.plot:
+        plot(args.plot, result)
+    return 0
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, or a clear MissingDependencyError."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from gpulogreg.io import MissingDependencyError
+
+        raise MissingDependencyError(
+            "--plot needs matplotlib: pip install 'gpulogreg[plot]' (or pip install matplotlib)"
+        ) from None
+    return plt

@@ -1,0 +1,737 @@
+"""The ``gpulogreg`` command line: fit, predict, evaluate, bench, info, demo.
+
+Examples
+--------
+::
+
+    gpulogreg fit train.parquet --target label --model model.glr
+    gpulogreg predict --model model.glr test.csv --output pred.csv --proba --id row_id
+    gpulogreg evaluate --model model.glr test.csv --target label --json
+    gpulogreg bench --rows 2000 --cols 10 --repeat 3
+    gpulogreg demo
+
+Errors are one line on stderr, ``gpulogreg: error: ...``, with exit status 2
+for usage and input errors (bad options, missing files or columns,
+non-numeric or missing values, refused model files) and 1 for other failures;
+``--debug`` adds the traceback. Every output file (model, predictions, JSON,
+plot) is written atomically: a failed command leaves no partial file and an
+existing file untouched. Warnings (e.g. a solver that hit ``--max-iter``) are
+one line each, ``gpulogreg: warning: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import numpy as np
+
+from gpulogreg._version import __version__
+
+__all__ = ["main"]
+
+PROG = "gpulogreg"
+
+
+# --------------------------------------------------------------------------- errors
+class UsageError(Exception):
+    """Bad command-line usage (exit status 2)."""
+
+
+def _input_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "your input is wrong": exit status 2."""
+    return (UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line (raised, so ``main`` decides the exit)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename and exc.strerror:
+        return f"no such file: {exc.filename}"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    text = " ".join(str(message).split())
+    print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- helpers
+def _write_json_stdout(payload: dict[str, Any]) -> None:
+    print(json.dumps(_jsonable(payload), indent=None, sort_keys=False, allow_nan=False))
+
+
+def _jsonable(value: Any) -> Any:
+    """Python scalars for JSON; non-finite floats become null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _parse_class_weight(text: str | None) -> Any:
+    """``balanced``, ``none`` or ``label:weight,label:weight``."""
+    if text is None or text.lower() == "none":
+        return None
+    if text == "balanced":
+        return "balanced"
+    weights: dict[Any, float] = {}
+    for item in text.split(","):
+        label, sep, weight = item.rpartition(":")
+        if not sep or not label:
+            raise UsageError(
+                f"--class-weight must be 'balanced', 'none' or 'label:weight,...', got {text!r}"
+            )
+        try:
+            weights[_parse_label(label.strip())] = float(weight)
+        except ValueError:
+            raise UsageError(f"--class-weight: weight {weight!r} is not a number") from None
+    return weights
+
+
+def _parse_label(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _progress_wanted(args: argparse.Namespace) -> bool:
+    if args.progress is not None:
+        return bool(args.progress)
+    return sys.stderr.isatty()
+
+
+def _read(args: argparse.Namespace, **kwargs: Any) -> Any:
+    from gpulogreg.io import read_data
+
+    return read_data(args.data, format=args.format, dtype=args.dtype, **kwargs)
+
+
+def _write_json_file(path: str, records: list[dict[str, Any]]) -> None:
+    from gpulogreg.io import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        for record in records:
+            handle.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
+
+
+# --------------------------------------------------------------------------- fit
+def _estimator_params(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
+    from gpulogreg.estimator import LogisticRegression
+
+    params: dict[str, Any] = {
+        "C": args.C,
+        "solver": args.solver,
+        "tol": args.tol,
+        "max_iter": args.max_iter,
+        "class_weight": _parse_class_weight(args.class_weight),
+        "fit_intercept": not args.no_intercept,
+        "device": args.device,
+        "backend": args.backend,
+        "dtype": args.dtype,
+        "verbose": 1 if progress else 0,
+    }
+    if args.penalty is not None:
+        params["penalty"] = None if args.penalty == "none" else args.penalty
+    if args.l1_ratio is not None:
+        params["l1_ratio"] = args.l1_ratio
+    if args.random_state is not None:
+        params["random_state"] = args.random_state
+    if args.batch_size is not None:
+        if "batch_size" not in LogisticRegression().get_params():
+            raise UsageError("--batch-size needs mini-batch training, which this build lacks")
+        params["batch_size"] = args.batch_size
+    return params
+
+
+def _model_summary(model: Any) -> dict[str, Any]:
+    n_iter = getattr(model, "n_iter_", None)
+    return {
+        "classes": np.asarray(model.classes_).tolist(),
+        "solver": getattr(model, "solver_", None),
+        "backend": getattr(model, "backend_", None),
+        "device": getattr(model, "device_", None),
+        "iterations": int(np.sum(n_iter)) if n_iter is not None else None,
+        "objective": getattr(model, "objective_", None),
+        "converged": getattr(model, "converged_", None),
+    }
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from gpulogreg.estimator import LogisticRegression
+    from gpulogreg.persistence import save_model
+
+    progress = _progress_wanted(args)
+    params = _estimator_params(args, progress)
+    model = LogisticRegression(**params)  # validates nothing yet: fit does
+    start = time.perf_counter()
+    table = _read(args, target=args.target, features=args.features, id_column=args.id)
+    read_s = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(table.X, table.y)
+    fit_s = time.perf_counter() - start
+    extra = {
+        "features": list(table.feature_names),
+        "target": args.target,
+        "data_format": _format_of(args),
+        "trained_rows": table.n_rows,
+    }
+    save_model(model, args.model, metadata=extra)
+    summary = {
+        "command": "fit",
+        "model": args.model,
+        "rows": table.n_rows,
+        "features": int(table.X.shape[1]),
+        "dtype": str(table.X.dtype),
+        **_model_summary(model),
+        "read_seconds": read_s,
+        "seconds": fit_s,
+    }
+    if args.json:
+        _write_json_stdout(summary)
+    else:
+        state = "converged" if summary["converged"] else "NOT converged"
+        print(
+            f"fitted {summary['rows']:,} rows x {summary['features']} features in "
+            f"{fit_s:.3f} s (read {read_s:.3f} s): {summary['solver']} on "
+            f"{summary['device']}/{summary['backend']}, {summary['iterations']} iterations, "
+            f"objective {summary['objective']:.10g}, {state}"
+        )
+        print(f"model written to {args.model}")
+    return 0
+
+
+def _format_of(args: argparse.Namespace) -> str:
+    from gpulogreg.io import detect_format
+
+    return detect_format(args.data, args.format)
+
+
+# --------------------------------------------------------------------------- predict / evaluate
+def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
+    from gpulogreg.persistence import load_with_metadata
+
+    return load_with_metadata(path)
+
+
+def _feature_columns(
+    args: argparse.Namespace, model: Any, meta: dict[str, Any], fmt: str
+) -> tuple[Any, dict[str, Any]]:
+    """Feature selection and reader options for data scored by a loaded model."""
+    options: dict[str, Any] = {}
+    if fmt == "svmlight":
+        options["n_features"] = int(model.n_features_in_)
+    if args.features is not None:
+        return args.features, options
+    if fmt not in ("csv", "parquet"):
+        return None, options
+    extra = meta.get("extra") or {}
+    names = extra.get("features") if extra.get("data_format") in ("csv", "parquet") else None
+    if names is None and getattr(model, "feature_names_in_", None) is not None:
+        names = [str(n) for n in model.feature_names_in_]
+    return names, options
+
+
+def _scored_table(
+    args: argparse.Namespace, model: Any, meta: dict[str, Any], *, target: Any, id_column: Any
+) -> Any:
+    from gpulogreg.io import detect_format, read_data
+
+    fmt = detect_format(args.data, args.format)
+    features, options = _feature_columns(args, model, meta, fmt)
+    table = read_data(
+        args.data,
+        format=args.format,
+        dtype=args.dtype,
+        target=target,
+        features=features,
+        id_column=id_column,
+        **options,
+    )
+    if table.X.shape[1] != model.n_features_in_:
+        raise ValueError(
+            f"{args.data}: {table.X.shape[1]} feature columns, but the model was fitted with "
+            f"{model.n_features_in_} (select them with --features)"
+        )
+    return table
+
+
+def _proba_column_names(classes: np.ndarray) -> list[str]:
+    return [f"proba_{c}" for c in np.asarray(classes).tolist()]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from gpulogreg.io import write_predictions
+
+    model, meta = _load_model(args.model)
+    start = time.perf_counter()
+    table = _scored_table(args, model, meta, target=None, id_column=args.id)
+    columns: dict[str, Any] = {}
+    if args.id is not None:
+        columns[str(args.id)] = table.ids
+    predicted = np.asarray(model.predict(table.X))
+    if predicted.dtype.kind == "O":
+        predicted = predicted.astype(str)
+    columns["prediction"] = predicted
+    if args.proba:
+        proba = np.asarray(model.predict_proba(table.X))
+        for j, name in enumerate(_proba_column_names(model.classes_)):
+            columns[name] = proba[:, j]
+    write_predictions(args.output, columns)
+    seconds = time.perf_counter() - start
+    summary = {
+        "command": "predict",
+        "model": args.model,
+        "output": args.output,
+        "rows": table.n_rows,
+        "columns": list(columns),
+        "seconds": seconds,
+    }
+    if args.json:
+        _write_json_stdout(summary)
+    else:
+        print(f"wrote {table.n_rows:,} predictions to {args.output} in {seconds:.3f} s")
+    return 0
+
+
+def evaluate_predictions(
+    y: np.ndarray, proba: np.ndarray, classes: np.ndarray, predicted: np.ndarray
+) -> dict[str, Any]:
+    """Log loss, accuracy, ROC AUC and confusion counts of a fitted model's outputs.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        True labels, all among ``classes``.
+    proba : ndarray of shape (n_samples, n_classes)
+        ``predict_proba`` output, columns in ``classes`` order.
+    classes : ndarray of shape (n_classes,)
+    predicted : ndarray of shape (n_samples,)
+        ``predict`` output.
+
+    Returns
+    -------
+    dict
+        ``log_loss`` (natural log, probabilities clipped to [eps, 1 - eps] as in
+        ``sklearn.metrics.log_loss``), ``accuracy``, ``roc_auc`` (binary: of
+        the second class's probability; multiclass: one-vs-rest macro average;
+        None when a class is absent), ``confusion`` (rows: true, columns:
+        predicted, in ``classes`` order).
+    """
+    from gpulogreg.data import encode_labels
+
+    classes = np.asarray(classes)
+    _, y_index = encode_labels(y, classes=classes)
+    _, pred_index = encode_labels(predicted, classes=classes)
+    n, k = proba.shape
+    eps = np.finfo(proba.dtype).eps
+    p_true = np.clip(proba[np.arange(n), y_index], eps, 1 - eps)
+    log_loss = float(-np.mean(np.log(p_true)))
+    accuracy = float(np.mean(y_index == pred_index))
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y_index, pred_index), 1)
+    if k == 2:
+        auc = _roc_auc(y_index == 1, proba[:, 1])
+    else:
+        per_class = [_roc_auc(y_index == j, proba[:, j]) for j in range(k)]
+        known = [a for a in per_class if a is not None]
+        auc = float(np.mean(known)) if len(known) == k else None
+    return {
+        "rows": int(n),
+        "log_loss": log_loss,
+        "accuracy": accuracy,
+        "roc_auc": auc,
+        "confusion": {"labels": classes.tolist(), "matrix": confusion.tolist()},
+    }
+
+
+def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve by the rank-sum statistic (ties count one half)."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(score, kind="mergesort")
+    sorted_score = score[order]
+    ranks = np.empty(score.size, dtype=np.float64)
+    # Average rank within runs of tied scores.
+    boundaries = np.flatnonzero(np.diff(sorted_score)) + 1
+    starts = np.concatenate([[0], boundaries])
+    stops = np.concatenate([boundaries, [score.size]])
+    average = (starts + stops + 1) / 2.0  # 1-based ranks: mean of start+1 .. stop
+    ranks[order] = np.repeat(average, stops - starts)
+    rank_sum = float(ranks[positive].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model, meta = _load_model(args.model)
+    target = args.target
+    if target is None:
+        target = (meta.get("extra") or {}).get("target")
+    fmt = _format_of(args)
+    if target is None and fmt in ("csv", "parquet"):
+        raise UsageError("evaluate needs --target COL (the model file does not record it)")
+    table = _scored_table(args, model, meta, target=target, id_column=args.id)
+    if table.y is None:
+        raise UsageError(f"{args.data}: no target found; give --target")
+    proba = np.asarray(model.predict_proba(table.X))
+    predicted = np.asarray(model.predict(table.X))
+    metrics = evaluate_predictions(table.y, proba, model.classes_, predicted)
+    result = {"command": "evaluate", "model": args.model, "data": args.data, **metrics}
+    if args.json:
+        _write_json_stdout(result)
+        return 0
+    print(f"rows      {metrics['rows']:,}")
+    print(f"log loss  {metrics['log_loss']:.6f}")
+    print(f"accuracy  {metrics['accuracy']:.6f}")
+    auc = metrics["roc_auc"]
+    print(f"ROC AUC   {'n/a' if auc is None else format(auc, '.6f')}")
+    labels = [str(c) for c in metrics["confusion"]["labels"]]
+    width = max(8, *(len(s) + 2 for s in labels))
+    print("confusion (rows: true, columns: predicted)")
+    print(" " * width + "".join(s.rjust(width) for s in labels))
+    for label, row in zip(labels, metrics["confusion"]["matrix"], strict=True):
+        print(label.rjust(width) + "".join(str(v).rjust(width) for v in row))
+    return 0
+
+
+# --------------------------------------------------------------------------- info / bench / demo
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        from gpulogreg.info import system_info
+    except ImportError:
+        info = _basic_info()
+    else:
+        info = system_info()
+    if args.json:
+        _write_json_stdout(info)
+        return 0
+    for key, value in _flatten(info):
+        print(f"{key}: {value}")
+    return 0
+
+
+def _basic_info() -> dict[str, Any]:
+    import platform
+
+    versions: dict[str, Any] = {"gpulogreg": __version__, "numpy": np.__version__}
+    for name in ("numba", "pyarrow", "cupy", "sklearn"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def _flatten(info: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(info, dict):
+        rows: list[tuple[str, Any]] = []
+        for key, value in info.items():
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        return rows
+    return [(prefix.rstrip("."), info)]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gpulogreg.benchmark import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gpulogreg.benchmark import make_problem
+    from gpulogreg.estimator import LogisticRegression
+
+    progress = _progress_wanted(args)
+    start = time.perf_counter()
+    X, y = make_problem(
+        args.rows + args.test_rows,
+        args.cols,
+        dtype=args.dtype,
+        conditioning=args.conditioning,
+        seed=args.seed,
+    )
+    X_train, y_train = X[: args.rows], y[: args.rows]
+    X_test, y_test = X[args.rows :], y[args.rows :]
+    gen_s = time.perf_counter() - start
+    if not args.json:
+        print(
+            f"gpulogreg demo: {args.rows:,} training rows x {args.cols} features, {args.dtype}, "
+            f"{args.conditioning}-conditioned (generated in {gen_s:.2f} s)",
+            flush=True,
+        )
+    model = LogisticRegression(
+        C=args.C,
+        solver=args.solver,
+        tol=args.tol,
+        device=args.device,
+        verbose=1 if progress else 0,
+    )
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_s = time.perf_counter() - start
+    result: dict[str, Any] = {"command": "demo", "rows": args.rows, "cols": args.cols}
+    result.update(_model_summary(model))
+    result["seconds"] = fit_s
+    for name, Xs, ys in (("train", X_train, y_train), ("test", X_test, y_test)):
+        if len(ys) == 0:
+            continue
+        metrics = evaluate_predictions(
+            ys, model.predict_proba(Xs), model.classes_, model.predict(Xs)
+        )
+        result[name] = {k: metrics[k] for k in ("rows", "log_loss", "accuracy", "roc_auc")}
+    if args.json:
+        _write_json_stdout(result)
+        return 0
+    state = "converged" if result["converged"] else "NOT converged"
+    print(
+        f"trained in {fit_s:.3f} s on {result['device']} ({result['backend']}, {result['solver']}, "
+        f"{result['iterations']} iterations, {state})"
+    )
+    for name in ("train", "test"):
+        if name in result:
+            m = result[name]
+            print(
+                f"{name:5s} ({m['rows']:,} rows): log loss {m['log_loss']:.6f}, "
+                f"accuracy {m['accuracy']:.4f}"
+            )
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback on errors",
+    )
+
+
+def _add_data_options(p: argparse.ArgumentParser, *, target_required: bool) -> None:
+    p.add_argument(
+        "--target",
+        required=target_required,
+        help="target column (CSV/Parquet: name; .npy: column index or a .npy of labels; "
+        ".npz: array name, default 'y'; svmlight: not needed)",
+    )
+    p.add_argument(
+        "--features",
+        help="comma-separated feature columns (default: all but target and id)",
+    )
+    p.add_argument("--id", help="an id column: never used as a feature")
+    p.add_argument(
+        "--format",
+        choices=("csv", "parquet", "npy", "npz", "svmlight"),
+        help="data format (default: from the extension)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="dtype of X (default: float32 data stays float32, else float64)",
+    )
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+    group.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpulogreg`` command."""
+    parser = _Parser(
+        prog=PROG,
+        description="Fast logistic regression on the CPU (Numba) and the GPU (CUDA).",
+        epilog="Run 'gpulogreg COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # fit
+    p = sub.add_parser("fit", help="train a model on a data file and save it")
+    p.add_argument("data", help="training data: .csv, .parquet, .npy, .npz or svmlight")
+    _add_data_options(p, target_required=False)
+    p.add_argument("--model", required=True, help="model file to write (written exactly there)")
+    p.add_argument("--solver", default="auto", help="auto, newton, lbfgs, gd, minibatch")
+    p.add_argument("--C", dest="C", type=_positive_float, default=1.0, help="inverse L2 strength")
+    p.add_argument("--penalty", choices=("l2", "l1", "elasticnet", "none"), default=None)
+    p.add_argument("--l1-ratio", type=float, default=None, help="elastic-net mixing in [0, 1]")
+    p.add_argument(
+        "--class-weight", help="'balanced', 'none' or 'label:weight,...' (default: none)"
+    )
+    p.add_argument("--max-iter", type=_positive_int, default=1000)
+    p.add_argument("--tol", type=_positive_float, default=1e-6)
+    p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--backend", choices=("auto", "numba", "numpy", "cupy"), default="auto")
+    p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (solver minibatch)")
+    p.add_argument("--random-state", type=int, help="seed of the stochastic solvers")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_progress(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_fit)
+
+    # predict
+    p = sub.add_parser("predict", help="write predictions for a data file")
+    p.add_argument("data", help="data to score")
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--output", "-o", required=True, help="output file: .csv, .tsv or .parquet")
+    p.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
+    p.add_argument("--id", help="column copied to the output (e.g. a row id)")
+    p.add_argument(
+        "--features", help="comma-separated feature columns (default: those of training)"
+    )
+    p.add_argument("--format", choices=("csv", "parquet", "npy", "npz", "svmlight"))
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_common(p)
+    p.set_defaults(func=cmd_predict)
+
+    # evaluate
+    p = sub.add_parser("evaluate", help="log loss, accuracy, ROC AUC, confusion counts")
+    p.add_argument("data", help="labelled data")
+    p.add_argument("--model", required=True, help="model file")
+    _add_data_options(p, target_required=False)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    # bench
+    from gpulogreg.benchmark import add_arguments as add_bench_arguments
+
+    p = sub.add_parser("bench", help="benchmark the backends and solvers on generated data")
+    add_bench_arguments(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_bench)
+
+    # info
+    p = sub.add_parser("info", help="versions, threads, BLAS, Numba, CuPy/CUDA and GPUs")
+    p.add_argument("--json", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_info)
+
+    # demo
+    p = sub.add_parser("demo", help="train on a generated problem and report loss and time")
+    p.add_argument("--rows", type=_positive_int, default=1_000_000, help="training rows")
+    p.add_argument("--cols", type=_positive_int, default=100, help="features")
+    p.add_argument("--test-rows", type=int, default=200_000, help="held-out rows")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--conditioning", choices=("well", "ill"), default="well")
+    p.add_argument("--solver", default="auto")
+    p.add_argument("--C", dest="C", type=_positive_float, default=1.0)
+    p.add_argument("--tol", type=_positive_float, default=1e-6)
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    _add_progress(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# --------------------------------------------------------------------------- entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    debug = bool(getattr(args, "debug", False)) or debug
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            # stdout closed early (e.g. piped into head): not an error of ours.
+            _silence_stdout()
+            return 1
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2 if isinstance(exc, _input_error_types()) else 1
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1028 @@
+"""Readers and writers for the files batch jobs have: CSV, Parquet, ``.npy``/``.npz``, svmlight.
+
+Readers
+-------
+:func:`read_data` loads a whole file into a :class:`Table`: a C-contiguous
+float32/float64 feature matrix ``X`` (what :class:`gpulogreg.LogisticRegression`
+uses without copying), the target column, the feature names and an optional id
+column. :func:`iter_batches` yields the same :class:`Table` in row chunks of a
+bounded size, for out-of-core training; both share one column resolution and
+one conversion, so they accept and refuse exactly the same files.
+
+=========  ====================================  ========================================
+format     read with                             ``target`` / ``features``
+=========  ====================================  ========================================
+CSV        pyarrow (multithreaded, typed)        column names
+Parquet    pyarrow (only the selected columns)   column names
+``.npy``   NumPy, memory-mapped                  column indices, or ``target`` = a .npy path
+``.npz``   NumPy, ``allow_pickle=False``         array names (``X`` and ``y`` by default)
+svmlight   pyarrow string kernels (vectorised)   the label is the first field of each line
+=========  ====================================  ========================================
+
+pyarrow (the ``io`` extra) is needed for CSV, Parquet and svmlight; ``.npy``
+and ``.npz`` need only NumPy. Why pyarrow: its CSV reader parses a
+million-row file on all cores with exact float parsing, reads only the
+requested columns, and its Parquet reader is the reference implementation.
+
+svmlight/libsvm files are parsed without scikit-learn by pyarrow's string
+kernels (split on whitespace, split ``index:value``, cast) and returned as a
+**dense** matrix: this trainer works on dense data, so a very sparse file with
+many features costs ``n_rows * n_features`` floats. Indices are detected as
+zero- or one-based like scikit-learn's ``load_svmlight_file`` (``zero_based=
+"auto"``: one-based unless index 0 occurs); ``qid:`` fields and ``#`` comments
+are ignored.
+
+Every refusal is a :class:`DataError` (a ``ValueError``) or
+``FileNotFoundError`` naming the file and, where there is one, the column and
+the row (0-based, header excluded): a non-numeric feature column, a missing
+column, a missing value, NaN or infinity.
+
+Writers
+-------
+:func:`write_predictions` writes CSV or Parquet (chosen by the extension);
+:func:`atomic_write` is the one way every output file of the package is
+written: a temporary file in the destination's directory, flushed and fsynced,
+then renamed over the destination, so a failure leaves no partial file and
+an existing file untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = [
+    "DataError",
+    "MissingDependencyError",
+    "Table",
+    "atomic_write",
+    "detect_format",
+    "iter_batches",
+    "read_data",
+    "read_svmlight",
+    "write_predictions",
+]
+
+PathLike = str | os.PathLike[str]
+
+#: Extensions (lower case) -> format name. ``.txt`` is svmlight by convention
+#: of the LIBSVM data sets; pass ``format=`` for anything else.
+_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".csv.bz2": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".svm": "svmlight",
+    ".svmlight": "svmlight",
+    ".libsvm": "svmlight",
+    ".txt": "svmlight",
+}
+FORMATS = ("csv", "parquet", "npy", "npz", "svmlight")
+#: Rows per block when transposing columns into the row-major ``X``: a block
+#: of rows (8192 x n_features floats) stays in cache while every column is
+#: written into it.
+_TRANSPOSE_BLOCK_ROWS = 8192
+#: Default rows per chunk of :func:`iter_batches` (about 50 MB at 100 float64 columns).
+DEFAULT_CHUNK_ROWS = 65536
+#: Field separator handed to pyarrow's CSV reader to read svmlight files a whole
+#: line at a time (ASCII unit separator: never part of a number or an index).
+_LINE_DELIMITER = "\x1f"
+
+
+class DataError(ValueError):
+    """A data file the readers refuse; the message names the file, column and row."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency is needed (the message says which extra installs it)."""
+
+
+@dataclass
+class Table:
+    """What the readers return.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_rows, n_features), float32 or float64, C-contiguous
+        May be a read-only memory map (``.npy`` input without column selection).
+    y : ndarray of shape (n_rows,) or None
+        Target column when one was asked for (any label type).
+    feature_names : list of str
+        Column names (``"x0", "x1", ...`` for files without names).
+    ids : ndarray of shape (n_rows,) or None
+        The ``id_column`` when one was asked for.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None = None
+    feature_names: list[str] = field(default_factory=list)
+    ids: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+
+# --------------------------------------------------------------------------- helpers
+def _pyarrow(what: str) -> Any:
+    """Import pyarrow or explain which extra installs it."""
+    try:
+        import pyarrow
+    except ImportError:
+        raise MissingDependencyError(
+            f"{what} needs pyarrow: pip install 'gpulogreg[io]' (or pip install pyarrow)"
+        ) from None
+    return pyarrow
+
+
+def detect_format(path: PathLike, format: str | None = None) -> str:
+    """Format name of ``path`` from its extension, or the explicit ``format``.
+
+    Raises
+    ------
+    DataError
+        Unknown extension (the message lists the known ones) or unknown format.
+    """
+    if format is not None:
+        if format not in FORMATS:
+            raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        return format
+    name = Path(path).name.lower()
+    for ext in sorted(_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(ext):
+            return _EXTENSIONS[ext]
+    known = ", ".join(sorted(_EXTENSIONS))
+    raise DataError(f"{path}: cannot tell the format from the extension (known: {known})")
+
+
+def _check_file(path: PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if p.is_dir():
+        raise DataError(f"{path} is a directory, not a data file")
+    return p
+
+
+def _parse_features(features: str | Sequence[Any] | None) -> list[Any] | None:
+    """Accept ``"a,b,c"`` or a sequence; None means every column but target and id."""
+    if features is None:
+        return None
+    if isinstance(features, str):
+        items = [f.strip() for f in features.split(",") if f.strip()]
+    else:
+        items = list(features)
+    if not items:
+        raise DataError("the feature list is empty")
+    if len(set(map(str, items))) != len(items):
+        raise DataError(f"the feature list names a column twice: {items}")
+    return items
+
+
+def _resolve_columns(
+    path: PathLike,
+    names: list[str],
+    *,
+    target: str | None,
+    features: list[Any] | None,
+    id_column: str | None,
+) -> list[str]:
+    """Feature column names, checking that every requested column exists."""
+    available = set(names)
+    for role, col in (("target", target), ("id", id_column)):
+        if col is not None and col not in available:
+            raise DataError(f"{path}: {role} column {col!r} not found (columns: {_show(names)})")
+    if features is None:
+        excluded = {target, id_column}
+        feats = [n for n in names if n not in excluded]
+        if not feats:
+            raise DataError(f"{path}: no feature columns left besides the target and id")
+        return feats
+    feats = [str(f) for f in features]
+    missing = [f for f in feats if f not in available]
+    if missing:
+        raise DataError(
+            f"{path}: feature column {missing[0]!r} not found (columns: {_show(names)})"
+        )
+    if target is not None and target in feats:
+        raise DataError(f"{path}: column {target!r} is both the target and a feature")
+    return feats
+
+
+def _show(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _target_dtype(dtype: Any) -> np.dtype[Any] | None:
+    if dtype is None:
+        return None
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise DataError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+# --------------------------------------------------------------------------- arrow -> numpy
+def _is_numeric_type(pa: Any, t: Any) -> bool:
+    types = pa.types
+    return bool(
+        types.is_integer(t) or types.is_floating(t) or types.is_boolean(t) or types.is_decimal(t)
+    )
+
+
+def _arrow_to_matrix(
+    table: Any,
+    features: list[str],
+    dtype: np.dtype[Any] | None,
+    *,
+    path: PathLike,
+    row_offset: int = 0,
+) -> np.ndarray:
+    """Row-major float matrix from the feature columns of a pyarrow Table.
+
+    Each column is checked (numeric type, no nulls, finite) before it is
+    written, so errors name the column and the row. ``dtype`` None gives
+    float32 when every feature column is float32 and float64 otherwise.
+    """
+    pa = _pyarrow("reading tables")
+    pc = __import__("pyarrow.compute", fromlist=["compute"])
+    columns = [table.column(name) for name in features]
+    for name, col in zip(features, columns, strict=True):
+        if not _is_numeric_type(pa, col.type):
+            raise DataError(f"{path}: column {name!r} is not numeric (type {col.type})")
+    if dtype is None:
+        all_f32 = all(pa.types.is_float32(c.type) for c in columns)
+        dtype = np.dtype(np.float32 if all_f32 else np.float64)
+    n = table.num_rows
+    X = np.empty((n, len(features)), dtype=dtype)
+    for j, (name, col) in enumerate(zip(features, columns, strict=True)):
+        if col.null_count:
+            row = int(pc.index(pc.is_null(col), True).as_py())
+            raise DataError(
+                f"{path}: column {name!r} has a missing value at row {row + row_offset}"
+            )
+        if pa.types.is_decimal(col.type):
+            col = col.cast(pa.float64())
+        values = col.to_numpy()
+        if values.dtype.kind == "f":
+            finite = np.isfinite(values)
+            if not finite.all():
+                row = int(np.flatnonzero(~finite)[0])
+                raise DataError(
+                    f"{path}: column {name!r} contains {values[row]} at row {row + row_offset}"
+                )
+        _write_column(X, j, values)
+    return X
+
+
+def _write_column(X: np.ndarray, j: int, values: np.ndarray) -> None:
+    """``X[:, j] = values``, in row blocks so that the strided writes stay in cache."""
+    n = X.shape[0]
+    if n <= _TRANSPOSE_BLOCK_ROWS:
+        X[:, j] = values
+        return
+    for start in range(0, n, _TRANSPOSE_BLOCK_ROWS):
+        stop = min(start + _TRANSPOSE_BLOCK_ROWS, n)
+        X[start:stop, j] = values[start:stop]
+
+
+def _arrow_column_to_numpy(col: Any, *, path: PathLike, name: str, row_offset: int) -> np.ndarray:
+    """A target or id column as a NumPy array (strings become a 'U' array, never objects)."""
+    pa = _pyarrow("reading tables")
+    pc = __import__("pyarrow.compute", fromlist=["compute"])
+    if col.null_count:
+        row = int(pc.index(pc.is_null(col), True).as_py())
+        raise DataError(f"{path}: column {name!r} has a missing value at row {row + row_offset}")
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return np.asarray(col.to_pylist(), dtype=str)
+    if pa.types.is_decimal(col.type):
+        col = col.cast(pa.float64())
+    values = np.asarray(col.to_numpy())
+    if values.dtype.kind == "O":
+        raise DataError(f"{path}: column {name!r} has unsupported type {col.type}")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise DataError(f"{path}: column {name!r} contains {values[row]} at row {row + row_offset}")
+    return values
+
+
+def _arrow_table_to_table(
+    table: Any,
+    *,
+    path: PathLike,
+    features: list[str],
+    target: str | None,
+    id_column: str | None,
+    dtype: np.dtype[Any] | None,
+    row_offset: int = 0,
+) -> Table:
+    X = _arrow_to_matrix(table, features, dtype, path=path, row_offset=row_offset)
+    y = (
+        _arrow_column_to_numpy(table.column(target), path=path, name=target, row_offset=row_offset)
+        if target is not None
+        else None
+    )
+    ids = (
+        _arrow_column_to_numpy(
+            table.column(id_column), path=path, name=id_column, row_offset=row_offset
+        )
+        if id_column is not None
+        else None
+    )
+    return Table(X=X, y=y, feature_names=list(features), ids=ids)
+
+
+# --------------------------------------------------------------------------- CSV
+def _csv_options(path: PathLike, features: list[str], needed: list[str]) -> tuple[Any, Any]:
+    """Parse and convert options: feature columns are read straight as float64."""
+    pa = _pyarrow("reading CSV")
+    from pyarrow import csv
+
+    delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
+    parse = csv.ParseOptions(delimiter=delimiter)
+    convert = csv.ConvertOptions(
+        include_columns=needed,
+        column_types={f: pa.float64() for f in features},
+    )
+    return parse, convert
+
+
+def _csv_header(path: PathLike) -> list[str]:
+    _pyarrow("reading CSV")
+    from pyarrow import csv
+
+    delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
+    try:
+        with csv.open_csv(path, parse_options=csv.ParseOptions(delimiter=delimiter)) as reader:
+            return list(reader.schema.names)
+    except Exception as exc:
+        raise _translate_arrow_error(exc, path, None) from None
+
+
+_CSV_COLUMN = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?(.*)")
+
+
+def _translate_arrow_error(exc: Exception, path: PathLike, names: list[str] | None) -> Exception:
+    """Turn a pyarrow parsing error into a DataError naming the column."""
+    if isinstance(exc, (DataError, FileNotFoundError, MissingDependencyError)):
+        return exc
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    match = _CSV_COLUMN.search(text)
+    if match and names is not None and int(match.group(1)) < len(names):
+        name = names[int(match.group(1))]
+        detail = match.group(2)
+        if "conversion error to double" in detail:
+            value = detail.rsplit("invalid value", 1)[-1].strip()
+            return DataError(f"{path}: column {name!r} is not numeric (value {value})")
+        return DataError(f"{path}: column {name!r}: {detail}")
+    if "Empty CSV file" in text:
+        return DataError(f"{path}: the file is empty")
+    return DataError(f"{path}: cannot read: {text}")
+
+
+def _read_csv(
+    path: PathLike,
+    *,
+    target: str | None,
+    features: list[Any] | None,
+    id_column: str | None,
+    dtype: np.dtype[Any] | None,
+) -> Table:
+    _pyarrow("reading CSV")
+    from pyarrow import csv
+
+    names = _csv_header(path)
+    feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
+    needed = _needed(feats, target, id_column)
+    parse, convert = _csv_options(path, feats, needed)
+    try:
+        table = csv.read_csv(path, parse_options=parse, convert_options=convert)
+    except Exception as exc:
+        raise _translate_arrow_error(exc, path, names) from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: the file has a header but no rows")
+    return _arrow_table_to_table(
+        table, path=path, features=feats, target=target, id_column=id_column, dtype=dtype
+    )
+
+
+def _needed(features: list[str], target: str | None, id_column: str | None) -> list[str]:
+    return [c for c in (id_column, *features, target) if c is not None]
+
+
+# --------------------------------------------------------------------------- Parquet
+def _parquet_file(path: PathLike) -> Any:
+    _pyarrow("reading Parquet")
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def _read_parquet(
+    path: PathLike,
+    *,
+    target: str | None,
+    features: list[Any] | None,
+    id_column: str | None,
+    dtype: np.dtype[Any] | None,
+) -> Table:
+    pf = _parquet_file(path)
+    names = list(pf.schema_arrow.names)
+    feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
+    try:
+        table = pf.read(columns=_needed(feats, target, id_column))
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: the file has no rows")
+    return _arrow_table_to_table(
+        table, path=path, features=feats, target=target, id_column=id_column, dtype=dtype
+    )
+
+
+# --------------------------------------------------------------------------- .npy / .npz
+def _column_index(path: PathLike, spec: Any, n_cols: int, role: str) -> int:
+    try:
+        j = int(spec)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{path}: {role} must be a column index for .npy data, got {spec!r}"
+        ) from None
+    if not -n_cols <= j < n_cols:
+        raise DataError(f"{path}: {role} column {j} out of range for {n_cols} columns")
+    return j % n_cols
+
+
+def _numeric_matrix(path: PathLike, X: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{path}: the array is not numeric (dtype {X.dtype})")
+    if X.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D array, got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{path}: the array is empty (shape {X.shape})")
+    target = dtype or (X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64))
+    if X.dtype != target or not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X, dtype=target)
+    _check_finite_matrix(path, X, None)
+    return X
+
+
+def _check_finite_matrix(path: PathLike, X: np.ndarray, names: list[str] | None) -> None:
+    """Name the first NaN/inf entry, scanning in row blocks (X may be a memory map)."""
+    if X.dtype.kind != "f":
+        return
+    block = 1 << 16  # rows per block: bounds the temporary boolean mask
+    for start in range(0, X.shape[0], block):
+        chunk = X[start : start + block]
+        finite = np.isfinite(chunk)
+        if not finite.all():
+            r, c = (int(i) for i in np.argwhere(~finite)[0])
+            col = repr(names[c]) if names else str(c)
+            raise DataError(f"{path}: column {col} contains {chunk[r, c]} at row {start + r}")
+
+
+def _load_npy(path: PathLike) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a plain .npy array ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: not a .npy file ({exc})") from None
+
+
+def _read_npy(
+    path: PathLike,
+    *,
+    target: Any,
+    features: list[Any] | None,
+    id_column: Any,
+    dtype: np.dtype[Any] | None,
+) -> Table:
+    arr = _load_npy(path)
+    if arr.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D array, got shape {arr.shape}")
+    n_cols = arr.shape[1]
+    y = None
+    ids = None
+    used: set[int] = set()
+    if target is not None:
+        if str(target).lower().endswith(".npy"):
+            y = np.asarray(_load_npy(_check_file(target)))
+            if y.ndim != 1 or y.shape[0] != arr.shape[0]:
+                raise DataError(
+                    f"{target}: expected {arr.shape[0]} labels (1-D), got shape {y.shape}"
+                )
+        else:
+            t = _column_index(path, target, n_cols, "target")
+            y = np.asarray(arr[:, t])
+            used.add(t)
+    if id_column is not None:
+        i = _column_index(path, id_column, n_cols, "id")
+        ids = np.asarray(arr[:, i])
+        used.add(i)
+    if features is not None:
+        cols = [_column_index(path, f, n_cols, "feature") for f in features]
+        if used & set(cols):
+            raise DataError(f"{path}: a column is both a feature and the target/id")
+    else:
+        cols = [j for j in range(n_cols) if j not in used]
+    # All columns: the memory map itself (no copy unless the dtype must change).
+    X = arr if cols == list(range(n_cols)) else np.asarray(arr[:, cols])
+    if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise DataError(f"{path}: the target contains {y[row]} at row {row}")
+    X = _numeric_matrix(path, X, dtype)
+    return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids)
+
+
+def _read_npz(
+    path: PathLike,
+    *,
+    target: Any,
+    features: list[Any] | None,
+    id_column: Any,
+    dtype: np.dtype[Any] | None,
+) -> Table:
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: not an .npz archive")
+    with npz:
+        keys = list(npz.files)
+        y_key = target if target is not None else None
+        x_candidates = [k for k in keys if k not in {y_key, id_column}]
+        x_key = "X" if "X" in keys else (x_candidates[0] if len(x_candidates) == 1 else None)
+        if x_key is None:
+            raise DataError(f"{path}: no array named 'X' (arrays: {_show(keys)})")
+        for role, key in (("target", y_key), ("id", id_column)):
+            if key is not None and key not in keys:
+                raise DataError(f"{path}: {role} array {key!r} not found (arrays: {_show(keys)})")
+        try:
+            X = npz[x_key]
+            y = npz[y_key] if y_key is not None else None
+            ids = npz[id_column] if id_column is not None else None
+        except ValueError as exc:
+            raise DataError(f"{path}: refused ({exc})") from None
+    if X.ndim != 2:
+        raise DataError(f"{path}: array {x_key!r} must be 2-D, got shape {X.shape}")
+    cols = list(range(X.shape[1]))
+    if features is not None:
+        cols = [_column_index(path, f, X.shape[1], "feature") for f in features]
+        X = X[:, cols]
+    X = _numeric_matrix(path, X, dtype)
+    for name, arr in (("target", y), ("id", ids)):
+        if arr is not None and (arr.ndim != 1 or arr.shape[0] != X.shape[0]):
+            raise DataError(f"{path}: {name} must have {X.shape[0]} entries, got {arr.shape}")
+    if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise DataError(f"{path}: the target contains {y[row]} at row {row}")
+    return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids)
+
+
+# --------------------------------------------------------------------------- svmlight
+def read_svmlight(
+    path: PathLike,
+    *,
+    n_features: int | None = None,
+    dtype: Any = None,
+    zero_based: bool | str = "auto",
+) -> Table:
+    """Read an svmlight/libsvm file into a dense matrix.
+
+    Parameters
+    ----------
+    path : path
+    n_features : int, optional
+        Width of ``X`` (the model's feature count when predicting); default:
+        the largest index seen plus one.
+    dtype : {None, float32, float64}
+        None gives float64.
+    zero_based : {"auto", True, False}
+        Whether indices start at 0. "auto" (scikit-learn's default) takes
+        them as one-based unless an index 0 occurs.
+
+    Returns
+    -------
+    Table
+        ``X`` dense of shape (n_rows, n_features), ``y`` the labels (int64
+        when they are all integral, else float64), feature names ``x0...``.
+    """
+    pa = _pyarrow("reading svmlight files")
+    import pyarrow.compute as pc
+    from pyarrow import csv
+
+    _check_file(path)
+    dt = _target_dtype(dtype) or np.dtype(np.float64)
+    try:
+        lines = csv.read_csv(
+            path,
+            read_options=csv.ReadOptions(column_names=["line"]),
+            parse_options=csv.ParseOptions(
+                delimiter=_LINE_DELIMITER, quote_char=False, escape_char=False
+            ),
+            convert_options=csv.ConvertOptions(
+                column_types={"line": pa.string()}, strings_can_be_null=False
+            ),
+        ).column("line")
+    except Exception as exc:
+        if "Empty CSV file" in str(exc):
+            raise DataError(f"{path}: the file is empty") from None
+        raise DataError(
+            f"{path}: not a readable svmlight file ({str(exc).splitlines()[0]})"
+        ) from None
+    try:
+        if pc.any(pc.match_substring(lines, "#")).as_py():
+            lines = pc.replace_substring_regex(lines, pattern="#.*", replacement="")
+        lines = pc.utf8_trim_whitespace(lines)
+        lines = lines.filter(pc.greater(pc.utf8_length(lines), 0))
+        if len(lines) == 0:
+            raise DataError(f"{path}: the file has no data lines")
+        tokens = pc.utf8_split_whitespace(lines)
+        labels_txt = pc.list_element(tokens, 0)
+        pairs = pc.list_slice(tokens, 1)
+        counts = pc.list_value_length(pairs).to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(pairs)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: malformed svmlight data ({exc})") from None
+    n_rows = len(counts)
+    row_of = np.repeat(np.arange(n_rows), counts)
+    keep = pc.invert(pc.starts_with(flat, "qid:"))
+    flat = flat.filter(keep)
+    row_of = row_of[keep.to_numpy(zero_copy_only=False)]
+    try:
+        labels = pc.cast(labels_txt, pa.float64()).to_numpy(zero_copy_only=False)
+    except Exception:
+        bad = _first_bad_number(pa, labels_txt)
+        raise DataError(f"{path}: label {bad!r} is not a number") from None
+    has_colon = pc.match_substring(flat, ":")
+    if not pc.all(has_colon).as_py():
+        row = int(row_of[int(pc.index(has_colon, False).as_py())])
+        raise DataError(f"{path}: row {row}: expected index:value pairs after the label")
+    parts = pc.split_pattern(flat, ":", max_splits=1)
+    idx_txt = pc.list_element(parts, 0)
+    val_txt = pc.list_element(parts, 1)
+    try:
+        index = pc.cast(idx_txt, pa.int64()).to_numpy(zero_copy_only=False)
+    except Exception:
+        raise DataError(
+            f"{path}: index {_first_bad_number(pa, idx_txt, pa.int64())!r} is not an integer"
+        ) from None
+    try:
+        values = pc.cast(val_txt, pa.float64()).to_numpy(zero_copy_only=False)
+    except Exception:
+        raise DataError(
+            f"{path}: value {_first_bad_number(pa, val_txt)!r} is not a number"
+        ) from None
+    if index.size and index.min() < 0:
+        raise DataError(f"{path}: negative feature index {int(index.min())}")
+    if zero_based == "auto":
+        zero_based = bool(index.size == 0 or index.min() == 0)
+    if not zero_based:
+        if index.size and index.min() == 0:
+            raise DataError(f"{path}: index 0 found in a one-based file")
+        index = index - 1
+    width = int(index.max()) + 1 if index.size else 0
+    if n_features is not None:
+        if width > n_features:
+            raise DataError(
+                f"{path}: feature index {width - 1 + (0 if zero_based else 1)} is beyond "
+                f"the {n_features} features expected"
+            )
+        width = n_features
+    if width == 0:
+        raise DataError(f"{path}: no features found")
+    if not np.isfinite(values).all():
+        k = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise DataError(f"{path}: value {values[k]} at row {int(row_of[k])}")
+    if not np.isfinite(labels).all():
+        row = int(np.flatnonzero(~np.isfinite(labels))[0])
+        raise DataError(f"{path}: label {labels[row]} at row {row}")
+    X = np.zeros((n_rows, width), dtype=dt)
+    X[row_of, index] = values
+    y: np.ndarray = labels
+    if np.all(labels == np.round(labels)) and np.abs(labels).max() < 2**53:
+        y = labels.astype(np.int64)
+    return Table(X=X, y=y, feature_names=[f"x{j}" for j in range(width)])
+
+
+def _first_bad_number(pa: Any, strings: Any, to: Any = None) -> str:
+    """The first string that does not parse as a number (for error messages)."""
+    to = to or pa.float64()
+    for s in strings.to_pylist():
+        try:
+            pa.scalar(s).cast(to)
+        except Exception:
+            return str(s)
+    return "?"
+
+
+# --------------------------------------------------------------------------- public readers
+def read_data(
+    path: PathLike,
+    *,
+    target: Any = None,
+    features: str | Sequence[Any] | None = None,
+    id_column: Any = None,
+    dtype: Any = None,
+    format: str | None = None,
+    n_features: int | None = None,
+) -> Table:
+    """Read a whole data file.
+
+    Parameters
+    ----------
+    path : path
+        CSV (``.csv``, ``.csv.gz``, ``.tsv``), Parquet (``.parquet``, ``.pq``),
+        ``.npy``, ``.npz`` or svmlight (``.svm``, ``.svmlight``, ``.libsvm``,
+        ``.txt``); ``format`` overrides the extension.
+    target : str or int, optional
+        Target column (CSV/Parquet: name; ``.npy``: column index or a ``.npy``
+        file of labels; ``.npz``: array name, default ``"y"`` when present).
+        Ignored for svmlight, whose first field is the label.
+    features : "a,b,c" or sequence, optional
+        Feature columns in this order; default: every column except target and id.
+    id_column : str or int, optional
+        A column carried through to the predictions.
+    dtype : {None, "float32", "float64"}
+        dtype of ``X``; None keeps float32 data as float32 and uses float64 otherwise.
+    n_features : int, optional
+        svmlight only: the width of ``X``.
+
+    Returns
+    -------
+    Table
+    """
+    path = os.fspath(path)
+    fmt = detect_format(path, format)
+    _check_file(path)
+    dt = _target_dtype(dtype)
+    feats = _parse_features(features)
+    if fmt == "npz" and target is None:
+        target = _npz_default_target(path)
+    if fmt == "csv":
+        return _read_csv(path, target=target, features=feats, id_column=id_column, dtype=dt)
+    if fmt == "parquet":
+        return _read_parquet(path, target=target, features=feats, id_column=id_column, dtype=dt)
+    if fmt == "npy":
+        return _read_npy(path, target=target, features=feats, id_column=id_column, dtype=dt)
+    if fmt == "npz":
+        return _read_npz(path, target=target, features=feats, id_column=id_column, dtype=dt)
+    if id_column is not None:
+        raise DataError(f"{path}: svmlight files have no id column")
+    table = read_svmlight(path, n_features=n_features, dtype=dt)
+    if feats is not None:
+        cols = [_column_index(path, f, table.X.shape[1], "feature") for f in feats]
+        table.X = np.ascontiguousarray(table.X[:, cols])
+        table.feature_names = [f"x{j}" for j in cols]
+    return table
+
+
+def _npz_default_target(path: PathLike) -> str | None:
+    """The ``.npz`` convention: labels in an array named ``y`` when there is one."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return "y" if "y" in npz.files else None
+    except Exception:
+        return None
+
+
+def iter_batches(
+    path: PathLike,
+    *,
+    target: Any = None,
+    features: str | Sequence[Any] | None = None,
+    id_column: Any = None,
+    dtype: Any = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    format: str | None = None,
+) -> Iterator[Table]:
+    """Yield the file as :class:`Table` chunks of at most ``chunk_rows`` rows.
+
+    Only the selected columns are read, one chunk at a time: CSV through
+    pyarrow's streaming reader, Parquet by record batches, ``.npy`` as slices
+    of the memory map. Other formats are read whole and sliced. Chunks are
+    validated like :func:`read_data` (errors give the row in the whole file).
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    path = os.fspath(path)
+    fmt = detect_format(path, format)
+    _check_file(path)
+    dt = _target_dtype(dtype)
+    feats = _parse_features(features)
+    if fmt in ("csv", "parquet"):
+        yield from _iter_arrow(
+            path,
+            fmt,
+            target=target,
+            features=feats,
+            id_column=id_column,
+            dtype=dt,
+            chunk_rows=chunk_rows,
+        )
+        return
+    table = read_data(
+        path, target=target, features=feats, id_column=id_column, dtype=dt, format=fmt
+    )
+    for start in range(0, table.n_rows, chunk_rows):
+        stop = start + chunk_rows
+        yield Table(
+            X=table.X[start:stop],
+            y=None if table.y is None else table.y[start:stop],
+            feature_names=table.feature_names,
+            ids=None if table.ids is None else table.ids[start:stop],
+        )
+
+
+def _iter_arrow(
+    path: PathLike,
+    fmt: str,
+    *,
+    target: str | None,
+    features: list[Any] | None,
+    id_column: str | None,
+    dtype: np.dtype[Any] | None,
+    chunk_rows: int,
+) -> Iterator[Table]:
+    pa = _pyarrow(f"reading {fmt}")
+    if fmt == "csv":
+        from pyarrow import csv
+
+        names = _csv_header(path)
+        feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
+        parse, convert = _csv_options(path, feats, _needed(feats, target, id_column))
+        try:
+            reader = csv.open_csv(path, parse_options=parse, convert_options=convert)
+        except Exception as exc:
+            raise _translate_arrow_error(exc, path, names) from None
+        batches: Iterator[Any] = _guard_arrow(iter(reader), path, names)
+    else:
+        pf = _parquet_file(path)
+        names = list(pf.schema_arrow.names)
+        feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
+        batches = _guard_arrow(
+            pf.iter_batches(batch_size=chunk_rows, columns=_needed(feats, target, id_column)),
+            path,
+            names,
+        )
+    offset = 0
+    for table in _rechunk(pa, batches, chunk_rows):
+        yield _arrow_table_to_table(
+            table,
+            path=path,
+            features=feats,
+            target=target,
+            id_column=id_column,
+            dtype=dtype,
+            row_offset=offset,
+        )
+        offset += table.num_rows
+
+
+def _guard_arrow(batches: Iterator[Any], path: PathLike, names: list[str]) -> Iterator[Any]:
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _translate_arrow_error(exc, path, names) from None
+        yield batch
+
+
+def _rechunk(pa: Any, batches: Iterator[Any], chunk_rows: int) -> Iterator[Any]:
+    """Regroup record batches into tables of ``chunk_rows`` rows (the last one: fewer)."""
+    pending: list[Any] = []
+    n_pending = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        n_pending += batch.num_rows
+        while n_pending >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, chunk_rows)
+            rest = table.slice(chunk_rows)
+            pending = rest.to_batches() if rest.num_rows else []
+            n_pending = rest.num_rows
+    if n_pending:
+        yield pa.Table.from_batches(pending)
+
+
+# --------------------------------------------------------------------------- writers
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; on success fsync it and rename it to ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it
+    was (absent or with its old contents). The final file gets the usual
+    permissions (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The destination directory does not exist.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"output directory does not exist: {os.path.dirname(path)}")
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _output_format(path: PathLike) -> str:
+    name = Path(path).name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    raise DataError(f"{path}: output must end in .csv, .tsv, .parquet or .pq")
+
+
+def write_predictions(path: PathLike, columns: Mapping[str, Any]) -> None:
+    """Write named 1-D columns to CSV or Parquet (by extension), atomically.
+
+    Parameters
+    ----------
+    path : path ending in .csv, .tsv, .parquet or .pq
+    columns : mapping of column name -> array of shape (n_rows,)
+        Written in this order (e.g. ``id``, ``prediction``, ``proba_<class>``).
+    """
+    fmt = _output_format(path)
+    pa = _pyarrow(f"writing {fmt}")
+    arrays = {}
+    for name, values in columns.items():
+        arr = np.asarray(values)
+        if arr.dtype.kind == "U":
+            arrays[name] = pa.array(arr.tolist(), type=pa.string())
+        else:
+            arrays[name] = pa.array(arr)
+    table = pa.table(arrays)
+    with atomic_write(path) as handle:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, handle)
+        else:
+            from pyarrow import csv
+
+            delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
+            csv.write_csv(table, handle, write_options=csv.WriteOptions(delimiter=delimiter))

@@ -1,0 +1,85 @@
+"""The benchmark harness at a tiny size: records, table, JSON lines and plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gpulogreg.benchmark import BenchConfig, format_table, make_problem, run
+from gpulogreg.cli import main
+
+
+@pytest.mark.parametrize("conditioning", ["well", "ill"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_make_problem(conditioning, dtype):
+    X, y = make_problem(1000, 8, dtype=dtype, conditioning=conditioning, seed=3)
+    assert X.shape == (1000, 8)
+    assert X.dtype == np.dtype(dtype)
+    assert X.flags.c_contiguous
+    assert set(np.unique(y)) == {0, 1}
+    std = X.std(axis=0)
+    if conditioning == "ill":
+        assert std.max() / std.min() > 100  # scales from 0.03 to 30
+    else:
+        np.testing.assert_allclose(std, 1.0, rtol=0.15)
+    X2, y2 = make_problem(1000, 8, dtype=dtype, conditioning=conditioning, seed=3)
+    np.testing.assert_array_equal(X, X2)  # reproducible
+    np.testing.assert_array_equal(y, y2)
+
+
+def test_make_problem_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="conditioning"):
+        make_problem(10, 2, conditioning="medium")
+    with pytest.raises(ValueError, match="dtype"):
+        make_problem(10, 2, dtype="int8")
+
+
+def test_run_tiny():
+    cfg = BenchConfig(rows=600, cols=5, repeat=2, conditioning=("well",), sklearn=False)
+    result = run(cfg)
+    kinds = {r["kind"] for r in result.records}
+    assert {"config", "read_floor", "loss_grad", "reference", "fit"} <= kinds
+    lg = {r["backend"]: r for r in result.of_kind("loss_grad")}
+    assert "numpy" in lg
+    assert lg["numpy"]["speedup_vs_numpy"] == 1.0
+    assert all(r["seconds"] > 0 and r["gb_per_s"] > 0 for r in lg.values())
+    fits = result.of_kind("fit")
+    assert {r["solver"] for r in fits} == {"newton", "lbfgs", "gd"}
+    for r in fits:
+        assert r["peak_rss_mb"] > 0
+        if r["solver"] == "newton":
+            assert r["gap"] <= 1e-8
+            assert 0 < r["time_to_optimum"] <= r["seconds"] + 1e-9
+    table = format_table(result)
+    assert "loss and gradient" in table
+    assert "time to the optimum" in table
+
+
+def test_cli_bench_writes_table_json_lines_and_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    jsonl = tmp_path / "bench.jsonl"
+    png = tmp_path / "bench.png"
+    code = main(
+        [
+            "bench", "--rows", "500", "--cols", "4", "--repeat", "1", "--conditioning", "ill",
+            "--solvers", "newton,lbfgs", "--json-out", str(jsonl), "--plot", str(png), "--quiet",
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "x floor" in out
+    assert "t_opt s" in out
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records[0]["kind"] == "config"
+    assert records[0]["rows"] == 500
+    assert any(r["kind"] == "fit" and r["problem"] == "ill" for r in records)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bench_rejects_unknown_backend(capsys):
+    code = main(["bench", "--rows", "100", "--cols", "2", "--backends", "tpu"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "unknown backend 'tpu'" in err

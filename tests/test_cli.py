@@ -1,0 +1,460 @@
+"""End-to-end tests of the ``gpulogreg`` command line on generated CSV and Parquet files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpulogreg
+from gpulogreg import LogisticRegression
+from gpulogreg.cli import evaluate_predictions, main
+from tests._helpers import make_classification
+
+pa = pytest.importorskip("pyarrow")
+pcsv = pytest.importorskip("pyarrow.csv")
+pq = pytest.importorskip("pyarrow.parquet")
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+def _write_table(path: Path, columns: dict[str, object]) -> Path:
+    table = pa.table(columns)
+    if path.suffix == ".csv":
+        pcsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def problem() -> dict[str, np.ndarray]:
+    X, y = make_classification(600, len(FEATURES), seed=11)
+    return {
+        "X": X,
+        "y": np.where(y == 1, "churn", "stay"),
+        "id": np.array([f"c{i:04d}" for i in range(len(y))]),
+    }
+
+
+def _columns(problem: dict[str, np.ndarray]) -> dict[str, object]:
+    X = problem["X"]
+    return {
+        "customer": problem["id"],
+        **{name: X[:, j] for j, name in enumerate(FEATURES)},
+        "label": problem["y"],
+    }
+
+
+@pytest.fixture(params=[".csv", ".parquet"])
+def data_file(request, tmp_path, problem) -> Path:
+    return _write_table(tmp_path / f"data{request.param}", _columns(problem))
+
+
+def _run(capsys, args: list[str]) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _read_output(path: Path):  # type: ignore[no-untyped-def]
+    return pcsv.read_csv(path) if path.suffix == ".csv" else pq.read_table(path)
+
+
+# --------------------------------------------------------------------------- happy paths
+def test_fit_predict_evaluate_match_the_python_api(capsys, tmp_path, data_file, problem):
+    model_path = tmp_path / "model.glr"
+    code, out, err = _run(
+        capsys,
+        [
+            "fit",
+            data_file,
+            "--target",
+            "label",
+            "--id",
+            "customer",
+            "--C",
+            "0.5",
+            "--tol",
+            "1e-8",
+            "--model",
+            model_path,
+            "--json",
+        ],
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["rows"] == 600
+    assert summary["features"] == 4
+    assert summary["classes"] == ["churn", "stay"]
+    assert summary["converged"] is True
+
+    reference = LogisticRegression(C=0.5, tol=1e-8).fit(problem["X"], problem["y"])
+    model = gpulogreg.load(model_path)
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=1e-10, atol=1e-12)
+
+    for ext in (".csv", ".parquet"):
+        out_path = tmp_path / f"pred{ext}"
+        code, out, err = _run(
+            capsys,
+            [
+                "predict",
+                "--model",
+                model_path,
+                data_file,
+                "--output",
+                out_path,
+                "--proba",
+                "--id",
+                "customer",
+            ],
+        )
+        assert code == 0, err
+        table = _read_output(out_path)
+        assert table.column_names == ["customer", "prediction", "proba_churn", "proba_stay"]
+        assert table.column("customer").to_pylist() == problem["id"].tolist()
+        np.testing.assert_array_equal(
+            table.column("prediction").to_numpy(zero_copy_only=False), model.predict(problem["X"])
+        )
+        proba = model.predict_proba(problem["X"])
+        np.testing.assert_array_equal(table.column("proba_churn").to_numpy(), proba[:, 0])
+        np.testing.assert_array_equal(table.column("proba_stay").to_numpy(), proba[:, 1])
+
+    code, out, err = _run(
+        capsys, ["evaluate", "--model", model_path, data_file, "--target", "label", "--json"]
+    )
+    assert code == 0, err
+    metrics = json.loads(out)
+    proba = model.predict_proba(problem["X"])
+    assert metrics["rows"] == 600
+    y = problem["y"]
+    positive = y == "stay"
+    p_true = np.where(positive, proba[:, 1], proba[:, 0])
+    assert metrics["log_loss"] == pytest.approx(-np.mean(np.log(p_true)), rel=1e-12)
+    assert metrics["accuracy"] == pytest.approx(np.mean(model.predict(problem["X"]) == y))
+    assert metrics["confusion"]["labels"] == ["churn", "stay"]
+    assert np.sum(metrics["confusion"]["matrix"]) == 600
+
+    code, out, _ = _run(capsys, ["evaluate", "--model", model_path, data_file, "--target", "label"])
+    assert code == 0
+    assert "log loss" in out
+    assert "ROC AUC" in out
+
+
+def test_evaluate_agrees_with_scikit_learn_metrics():
+    metrics_mod = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    classes = np.array([2, 5, 9])
+    y = rng.choice(classes, size=400)
+    proba = rng.dirichlet(np.ones(3), size=400)
+    proba[:3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]  # clipping at eps matters
+    predicted = classes[proba.argmax(axis=1)]
+    ours = evaluate_predictions(y, proba, classes, predicted)
+    assert ours["log_loss"] == pytest.approx(metrics_mod.log_loss(y, proba, labels=classes))
+    assert ours["accuracy"] == pytest.approx(metrics_mod.accuracy_score(y, predicted))
+    assert ours["roc_auc"] == pytest.approx(
+        metrics_mod.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
+    )
+    np.testing.assert_array_equal(
+        ours["confusion"]["matrix"], metrics_mod.confusion_matrix(y, predicted, labels=classes)
+    )
+    yb = (y == 5).astype(int)
+    pb = np.column_stack([1 - proba[:, 1], proba[:, 1]])
+    pb[:50, 1] = 0.5  # ties
+    pb[:50, 0] = 0.5
+    binary = evaluate_predictions(yb, pb, np.array([0, 1]), (pb[:, 1] > 0.5).astype(int))
+    assert binary["roc_auc"] == pytest.approx(metrics_mod.roc_auc_score(yb, pb[:, 1]))
+
+
+def test_fit_npy_and_svmlight(capsys, tmp_path, problem):
+    X = problem["X"].astype(np.float32)
+    y = (problem["y"] == "churn").astype(np.int64)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    code, out, err = _run(
+        capsys,
+        [
+            "fit",
+            tmp_path / "X.npy",
+            "--target",
+            tmp_path / "y.npy",
+            "--model",
+            tmp_path / "m.glr",
+            "--json",
+        ],
+    )
+    assert code == 0, err
+    assert json.loads(out)["dtype"] == "float32"
+    code, _, err = _run(
+        capsys,
+        [
+            "predict",
+            "--model",
+            tmp_path / "m.glr",
+            tmp_path / "X.npy",
+            "--output",
+            tmp_path / "p.parquet",
+        ],
+    )
+    assert code == 0, err
+    model = gpulogreg.load(tmp_path / "m.glr")
+    predicted = pq.read_table(tmp_path / "p.parquet").column("prediction").to_numpy()
+    np.testing.assert_array_equal(predicted, model.predict(X))
+
+    lines = [
+        f"{label} " + " ".join(f"{j + 1}:{float(v)!r}" for j, v in enumerate(row) if v != 0)
+        for label, row in zip(y, problem["X"], strict=True)
+    ]
+    (tmp_path / "d.svm").write_text("\n".join(lines) + "\n")
+    code, _, err = _run(capsys, ["fit", tmp_path / "d.svm", "--model", tmp_path / "s.glr"])
+    assert code == 0, err
+    code, out, err = _run(
+        capsys, ["evaluate", "--model", tmp_path / "s.glr", tmp_path / "d.svm", "--json"]
+    )
+    assert code == 0, err
+    assert json.loads(out)["rows"] == 600
+
+
+def test_info_and_demo(capsys):
+    code, out, err = _run(capsys, ["info"])
+    assert code == 0, err
+    assert out.strip()
+    code, out, err = _run(capsys, ["info", "--json"])
+    assert code == 0
+    assert isinstance(json.loads(out), dict)
+    code, out, err = _run(
+        capsys, ["demo", "--rows", "3000", "--cols", "5", "--test-rows", "1000", "--json"]
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert 0.0 < result["test"]["log_loss"] < 0.7
+    assert 0.5 < result["test"]["accuracy"] <= 1.0
+    code, out, err = _run(capsys, ["demo", "--rows", "3000", "--cols", "5", "--test-rows", "0"])
+    assert code == 0, err
+    assert "log loss" in out
+    assert "accuracy" in out
+    assert "trained in" in out
+
+
+def test_help_and_version(capsys):
+    code, out, _ = _run(capsys, ["--help"])
+    assert code == 0
+    for command in ("fit", "predict", "evaluate", "bench", "info", "demo"):
+        assert command in out
+    code, out, _ = _run(capsys, ["fit", "--help"])
+    assert code == 0
+    assert "--target" in out
+    assert "--batch-size" in out
+    code, out, _ = _run(capsys, ["--version"])
+    assert code == 0
+    assert gpulogreg.__version__ in out
+
+
+# --------------------------------------------------------------------------- bad input
+def _assert_one_line_error(err: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gpulogreg: error: "), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_file", "no such file"),
+        ("missing_column", "target column 'nope' not found"),
+        ("non_numeric", "column 'city' is not numeric"),
+        ("nan", "column 'f2'"),
+        ("unknown_option", "unrecognized arguments: --frobnicate"),
+        ("bad_value", "argument --C"),
+        ("one_class", "only 1 class"),
+    ],
+)
+def test_fit_bad_input(capsys, tmp_path, problem, data_file, case, message):
+    columns = _columns(problem)
+    args = ["fit", data_file, "--target", "label", "--id", "customer"]
+    if case == "missing_file":
+        args[1] = tmp_path / f"absent{data_file.suffix}"
+    elif case == "missing_column":
+        args[3] = "nope"
+    elif case == "non_numeric":
+        columns["city"] = np.array(["Oslo", "Rome"] * 300)
+        _write_table(data_file, columns)
+    elif case == "nan":
+        f2 = problem["X"][:, 2].copy()
+        f2[123] = np.nan
+        _write_table(data_file, {**columns, "f2": f2})
+    elif case == "unknown_option":
+        args.append("--frobnicate")
+    elif case == "bad_value":
+        args += ["--C", "-1"]
+    elif case == "one_class":
+        _write_table(data_file, {**columns, "label": np.array(["stay"] * 600)})
+    model_path = tmp_path / "model.glr"
+    code, _out, err = _run(capsys, [*args, "--model", model_path])
+    assert code == 2
+    _assert_one_line_error(err)
+    assert message in err
+    assert not model_path.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
+
+
+@pytest.fixture
+def fitted(capsys, tmp_path, problem) -> tuple[Path, Path]:
+    data = _write_table(tmp_path / "train.parquet", _columns(problem))
+    model_path = tmp_path / "model.glr"
+    code, _, err = _run(
+        capsys, ["fit", data, "--target", "label", "--id", "customer", "--model", model_path]
+    )
+    assert code == 0, err
+    return data, model_path
+
+
+@pytest.mark.parametrize(
+    "case", ["missing_file", "missing_column", "non_numeric", "nan", "bad_model", "bad_extension"]
+)
+def test_predict_bad_input_leaves_no_output(capsys, tmp_path, problem, fitted, case):
+    data, model_path = fitted
+    columns = _columns(problem)
+    bad = tmp_path / "bad.csv"
+    output = tmp_path / "pred.csv"
+    args = ["predict", "--model", model_path, bad, "--output", output, "--id", "customer"]
+    if case == "missing_file":
+        pass
+    elif case == "missing_column":
+        del columns["f1"]
+        _write_table(bad, columns)
+    elif case == "non_numeric":
+        _write_table(bad, {**columns, "f0": np.array(["x"] * 600)})
+    elif case == "nan":
+        f3 = problem["X"][:, 3].copy()
+        f3[-1] = np.nan
+        _write_table(bad, {**columns, "f3": f3})
+    elif case == "bad_model":
+        args[2] = bad
+        bad.write_bytes(os.urandom(100))
+        args[3] = data
+    elif case == "bad_extension":
+        args[3] = data
+        output = tmp_path / "pred.xlsx"
+        args[5] = output
+    code, _, err = _run(capsys, args)
+    assert code == 2
+    _assert_one_line_error(err)
+    assert not output.exists()
+
+
+def test_failed_predict_keeps_the_old_output(capsys, tmp_path, problem, fitted):
+    _data, model_path = fitted
+    output = tmp_path / "pred.csv"
+    output.write_text("old\n")
+    code, _, _err = _run(
+        capsys, ["predict", "--model", model_path, tmp_path / "absent.csv", "--output", output]
+    )
+    assert code == 2
+    assert output.read_text() == "old\n"
+
+
+def test_evaluate_unknown_label(capsys, tmp_path, problem, fitted):
+    _, model_path = fitted
+    columns = _columns(problem)
+    labels = problem["y"].copy()
+    labels[5] = "maybe"
+    data = _write_table(tmp_path / "e.csv", {**columns, "label": labels})
+    code, _, err = _run(capsys, ["evaluate", "--model", model_path, data, "--target", "label"])
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "'maybe'" in err
+
+
+def test_debug_shows_the_traceback(capsys, tmp_path):
+    code, _, err = _run(
+        capsys,
+        ["fit", tmp_path / "absent.csv", "--target", "y", "--model", tmp_path / "m.glr", "--debug"],
+    )
+    assert code == 2
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("gpulogreg: error:")
+
+
+def test_batch_size_is_passed_through_or_refused(capsys, tmp_path, fitted):
+    data, _ = fitted
+    accepted = "batch_size" in LogisticRegression().get_params()
+    args = [
+        "fit",
+        data,
+        "--target",
+        "label",
+        "--id",
+        "customer",
+        "--model",
+        tmp_path / "b.glr",
+        "--batch-size",
+        "128",
+    ]
+    if accepted:
+        code, _, err = _run(capsys, [*args, "--solver", "minibatch", "--random-state", "0"])
+        assert code == 0, err
+        assert gpulogreg.load(tmp_path / "b.glr").batch_size == 128
+    else:
+        code, _, err = _run(capsys, args)
+        assert code == 2
+        _assert_one_line_error(err)
+
+
+def test_convergence_warning_is_one_line(capsys, tmp_path, fitted):
+    data, _ = fitted
+    code, _, err = _run(
+        capsys,
+        [
+            "fit",
+            data,
+            "--target",
+            "label",
+            "--id",
+            "customer",
+            "--model",
+            tmp_path / "w.glr",
+            "--solver",
+            "gd",
+            "--max-iter",
+            "1",
+            "--tol",
+            "1e-12",
+        ],
+    )
+    assert code == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gpulogreg: warning:"), err
+
+
+def test_console_entry_point_in_a_subprocess(tmp_path):
+    """The real process: exit status and stderr as a shell script sees them."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpulogreg.cli",
+            "predict",
+            "--model",
+            str(tmp_path / "none.glr"),
+            str(tmp_path / "none.csv"),
+            "--output",
+            str(tmp_path / "out.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    _assert_one_line_error(proc.stderr)
+    assert not (tmp_path / "out.csv").exists()

@@ -51,7 +51,9 @@ from gpulogreg._version import __version__
 
 __all__ = [
     "BenchConfig",
+    "Reference",
     "add_arguments",
+    "make_loss_grad",
     "make_problem",
     "run",
     "run_from_args",
@@ -350,7 +352,14 @@ def _params0(backend: Any, seed: int) -> Any:
     return backend.xp.asarray(0.1 * rng.standard_normal(n) / math.sqrt(n))
 
 
-def _loss_grad_call(backend: Any, seed: int) -> Callable[[], Any]:
+def make_loss_grad(name: str, X: Any, y: np.ndarray, seed: int = 0) -> Callable[[], Any]:
+    """A call of backend ``name``'s fused loss and gradient on ``(X, y)`` at fixed parameters.
+
+    The backend is built once (for "cupy", ``X`` is moved to the GPU once);
+    each call returns ``(loss, grad)`` with the loss a host float, so timing
+    it synchronises a GPU.
+    """
+    backend = _backend_for(name, X, y)
     params = _params0(backend, seed)
     return lambda: backend.loss_grad(params)
 
@@ -396,9 +405,11 @@ def measure_loss_grad(
                 continue
             seconds = _median_time(fn, cfg.repeat)
         elif name == "cupy":
-            backend = _backend_for(name, X, y)
+            call = make_loss_grad(name, X, y, cfg.seed)
             if floor_gpu is None:
-                floor_gpu = _gpu_read_floor(backend.X, cfg.repeat)
+                import cupy
+
+                floor_gpu = _gpu_read_floor(cupy.asarray(X), cfg.repeat)
                 result.records.append(
                     {
                         "kind": "read_floor",
@@ -409,10 +420,9 @@ def measure_loss_grad(
                     }
                 )
             floor = floor_gpu
-            seconds = _median_time(_loss_grad_call(backend, cfg.seed), cfg.repeat, _gpu_sync)
+            seconds = _median_time(call, cfg.repeat, _gpu_sync)
         else:
-            backend = _backend_for(name, X, y)
-            seconds = _median_time(_loss_grad_call(backend, cfg.seed), cfg.repeat)
+            seconds = _median_time(make_loss_grad(name, X, y, cfg.seed), cfg.repeat)
         times[name] = seconds
         result.records.append(
             {
@@ -427,18 +437,64 @@ def measure_loss_grad(
         )
 
 
-class _Float64Objective:
-    """The penalised objective evaluated in float64 on the benchmark's values."""
+class Reference:
+    """The optimum of a benchmark problem, found in float64, and exact objective gaps.
 
-    def __init__(self, X64: np.ndarray, y: np.ndarray, C: float, backend: str) -> None:
+    A tight Newton fit (``tol=REFERENCE_TOL``) on the problem's values in
+    float64; :meth:`objective` evaluates any solution's penalised objective in
+    float64 on the same values, so solutions from float32 and float64 fits
+    are compared exactly.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,), labels in {0, 1}
+    C : float
+    backend : {"numba", "numpy"}
+        CPU backend of the reference fit and of the evaluations.
+
+    Attributes
+    ----------
+    value : float
+        Objective at the reference solution.
+    seconds : float
+        Time of the reference fit.
+    n_iter : int
+    X64 : ndarray
+        The problem's values in float64 (``X`` itself when it is float64).
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, C: float, backend: str = "numba") -> None:
+        from gpulogreg.estimator import LogisticRegression
         from gpulogreg.loss import LogisticObjective
 
+        self.X64 = X if X.dtype == np.float64 else X.astype(np.float64)
+        X64 = self.X64
         n = X64.shape[0]
-        self.objective = LogisticObjective(_backend_for(backend, X64, y), C=C, weight_sum=float(n))
+        self._objective = LogisticObjective(_backend_for(backend, X64, y), C=C, weight_sum=float(n))
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = LogisticRegression(
+                C=C,
+                solver="newton",
+                tol=REFERENCE_TOL,
+                max_iter=200,
+                backend=backend,
+                device="cpu",
+            ).fit(X64, y)
+        self.seconds = time.perf_counter() - start
+        self.n_iter = int(np.sum(model.n_iter_))
+        self.value = self.objective(model.coef_, model.intercept_)
 
-    def __call__(self, coef: np.ndarray, intercept: np.ndarray) -> float:
+    def objective(self, coef: np.ndarray, intercept: np.ndarray) -> float:
+        """Penalised, weight-normalised objective of ``(coef, intercept)`` in float64."""
         params = np.concatenate([np.ravel(coef), np.ravel(intercept)]).astype(np.float64)
-        return float(self.objective.value(params))
+        return float(self._objective.value(params))
+
+    def gap(self, coef: np.ndarray, intercept: np.ndarray) -> float:
+        """Relative objective gap ``(f - f_ref) / |f_ref|`` of a solution."""
+        return (self.objective(coef, intercept) - self.value) / abs(self.value)
 
 
 def _fit_ours(
@@ -485,24 +541,10 @@ def measure_fits(
     result: BenchResult,
 ) -> None:
     """Reference optimum, then every backend x solver fit (see the module docstring)."""
-    from gpulogreg.estimator import LogisticRegression
-
-    X64 = X if X.dtype == np.float64 else X.astype(np.float64)
     eval_backend = "numba" if "numba" in backends else "numpy"
-    f64 = _Float64Objective(X64, y, cfg.C, eval_backend)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = LogisticRegression(
-            C=cfg.C,
-            solver="newton",
-            tol=REFERENCE_TOL,
-            max_iter=200,
-            backend=eval_backend,
-            device="cpu",
-        ).fit(X64, y)
-    ref_s = time.perf_counter() - start
-    f_ref = f64(ref.coef_, ref.intercept_)
+    ref = Reference(X, y, cfg.C, eval_backend)
+    f64 = ref.objective
+    X64 = ref.X64
     runs: list[dict[str, Any]] = []
     for backend in backends:
         if backend == "sklearn":
@@ -540,7 +582,7 @@ def measure_fits(
                 }
             )
     # The optimum: the reference, unless a run found a (rounding-level) lower value.
-    f_star = min([f_ref, *(r["final"] for r in runs)])
+    f_star = min([ref.value, *(r["final"] for r in runs)])
     result.records.append(
         {
             "kind": "reference",
@@ -548,9 +590,9 @@ def measure_fits(
             "solver": "newton",
             "dtype": "float64",
             "tol": REFERENCE_TOL,
-            "seconds": ref_s,
-            "n_iter": int(np.sum(ref.n_iter_)),
-            "objective": f_ref,
+            "seconds": ref.seconds,
+            "n_iter": ref.n_iter,
+            "objective": ref.value,
             "optimum": f_star,
         }
     )

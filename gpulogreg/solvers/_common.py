@@ -1,0 +1,322 @@
+"""Pieces every full-batch solver shares: the iteration monitor and its progress line.
+
+A solver owns its mathematics; :class:`Monitor` owns the bookkeeping that must
+be identical across solvers so that their results can be compared:
+
+* the one stopping rule, ``objective.optimality(params, grad) <= tol``;
+* the :class:`~gpulogreg._typing.History` record, one entry per iteration
+  (``len(history) == n_iter``; the starting point is not an iteration), with
+  the *full* objective (smooth part plus the L1 term);
+* ``max_iter`` (``converged=False`` and a message; the estimator turns it
+  into a ``ConvergenceWarning``), the user ``callback`` (``True`` stops) and
+  the ``verbose`` progress line on stderr.
+
+Only Python floats reach this module: the solvers convert the objective and
+the optimality to floats once per iteration (the scalars they need on the host
+anyway), the iterate itself never leaves its array namespace.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TextIO
+
+from gpulogreg._typing import Array, Callback, History, Objective, SolverResult
+
+__all__ = ["Monitor", "Progress", "RoundingGuard", "gradient_noise", "require_smooth"]
+
+#: Minimum seconds between two redraws of the progress line (a redraw costs a
+#: write to the terminal; solvers may run thousands of cheap iterations).
+PROGRESS_INTERVAL = 0.1
+#: Width in characters of the progress bar.
+PROGRESS_WIDTH = 20
+#: An accepted step that *raises* the objective by more than this fraction of
+#: its value shows that the values are dominated by the data's rounding (a
+#: float64 sum of an objective of order one is exact to ~1e-15; float32 data
+#: evaluated at float32-rounded coefficients gives ~1e-8).
+ROUNDING_RTOL = 1e-12
+#: Such rises, while the optimality does not halve, before the gradient's
+#: noise is measured (noise raises the value every other iteration; the
+#: measurement costs three evaluations, so it stays rare).
+NOISE_LIMIT = 10
+#: A solver is stopped as "at rounding level" when its optimality is within
+#: this factor of the measured gradient noise: below it, directions are
+#: dominated by noise.
+NOISE_MARGIN = 4.0
+#: Relative perturbation of the noise probe: above float32's 6e-8 (so that
+#: float32-rounded coefficients change) and small enough that the
+#: third-order term of the central difference, ~1e-18, is negligible.
+PROBE_RSTEP = 1e-6
+
+
+def require_smooth(objective: Objective, solver: str) -> None:
+    """Raise ``ValueError`` when ``objective`` has an L1 term ``solver`` cannot handle."""
+    if objective.l1 > 0:
+        raise ValueError(
+            f"solver {solver!r} handles smooth (L2 or unpenalised) objectives only, "
+            f"but l1 = {objective.l1:g} > 0; use solver='gd' (proximal FISTA) for L1 "
+            "and elastic-net penalties"
+        )
+
+
+class RoundingGuard:
+    """Detects a solver that walks on rounding noise instead of converging.
+
+    The line searches accept, in their end game, steps certified by slopes
+    even when the value rises slightly (see :mod:`gpulogreg.solvers._linesearch`).
+    When ``tol`` is below what the gradient can resolve, the iterates then
+    wander at the noise level forever. The symptom is cheap to watch: accepted
+    steps *raise* the value by more than :data:`ROUNDING_RTOL` while the
+    optimality does not halve. It is not proof: float32 data evaluated at
+    float32-rounded coefficients (the NumPy and CuPy baselines) have noisy
+    values long before their gradient stops being informative, and
+    ill-conditioned problems legitimately take hundreds of iterations to halve
+    the gradient. So after :data:`NOISE_LIMIT` such rises :meth:`update`
+    measures the gradient's noise (:func:`gradient_noise`, two ``value_grad``
+    and one ``hvp``) and stops the solver only when the optimality is within
+    :data:`NOISE_MARGIN` of it; otherwise it starts counting again. A float64
+    problem making genuine progress does not raise its value beyond rounding,
+    so it pays nothing; FISTA, which is not monotone, pays three evaluations
+    per ten rises at most.
+    """
+
+    def __init__(self, objective: Objective, optimality: float) -> None:
+        self.objective = objective
+        self.anchor = optimality
+        self.rises = 0
+        self.noise = 0.0
+
+    def update(self, x: Array, f_prev: float, f: float, optimality: float) -> bool:
+        """Account for one accepted step to ``x``; True when the solver should stop."""
+        if optimality <= 0.5 * self.anchor:
+            self.anchor = optimality
+            self.rises = 0
+        if f > f_prev + ROUNDING_RTOL * abs(f_prev):
+            self.rises += 1
+        if self.rises < NOISE_LIMIT:
+            return False
+        self.rises = 0
+        self.noise = gradient_noise(self.objective, x)
+        return optimality <= NOISE_MARGIN * self.noise
+
+    def message(self, optimality: float, tol: float) -> str:
+        return (
+            "stopped: the gradient is at its rounding level (noise ~"
+            f"{self.noise:.1e} measured at the last iterate, optimality {optimality:.3e} > "
+            f"tol {tol:.3e}); a tol below ~{NOISE_MARGIN * self.noise:.0e} cannot be resolved "
+            "with this data and backend"
+        )
+
+
+def gradient_noise(objective: Objective, x: Array) -> float:
+    """Estimate the rounding noise of ``objective``'s gradient at ``x`` (max-norm).
+
+    Compares the central difference of the gradient over ``x +- delta`` with
+    the Hessian-vector product ``H delta`` (two ``value_grad`` and one
+    ``hvp``): the exact parts agree to third order in ``delta``, so what is
+    left is rounding. ``delta`` changes every coordinate by
+    :data:`PROBE_RSTEP` of its magnitude (alternating signs): enough to change
+    the float32 rounding of the coefficients.
+    """
+    xp = objective.xp
+    magnitude = xp.abs(x)
+    floor = float(magnitude.mean()) or 1.0
+    signs = 1.0 - 2.0 * (xp.arange(x.shape[0]) % 2)
+    delta = PROBE_RSTEP * (magnitude + floor) * signs
+    _, g_plus = objective.value_grad(x + delta)
+    _, g_minus = objective.value_grad(x - delta)
+    residual = 0.5 * (g_plus - g_minus) - objective.hvp(x, delta)
+    return float(xp.abs(residual).max())
+
+
+class Progress:
+    """One self-overwriting status line on a stream (stderr by default).
+
+    The bar fills on a log scale, from the optimality at the starting point
+    down to ``tol``: Newton's quadratic convergence and first-order methods'
+    linear convergence both look like steady progress on it. On a stream that
+    is not a terminal the line is printed as ordinary lines, at most once a
+    second, so logs stay readable.
+    """
+
+    def __init__(self, name: str, tol: float, max_iter: int, stream: TextIO | None = None) -> None:
+        self.name = name
+        self.tol = tol
+        self.max_iter = max_iter
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._interval = PROGRESS_INTERVAL if self.tty else 1.0
+        self._last = -math.inf
+        self._first_opt: float | None = None
+        self._width = 0
+
+    def start(self, optimality: float) -> None:
+        """Set the optimality at the starting point (the empty end of the bar)."""
+        self._first_opt = optimality
+
+    def _fraction(self, optimality: float) -> float:
+        if self._first_opt is None:
+            self._first_opt = optimality
+        start, tol = self._first_opt, self.tol
+        if optimality <= tol:
+            return 1.0
+        if not (start > tol > 0) or not math.isfinite(optimality):
+            return 0.0
+        return min(max(math.log(start / optimality) / math.log(start / tol), 0.0), 1.0)
+
+    def update(
+        self,
+        n_iter: int,
+        objective: float,
+        optimality: float,
+        elapsed: float,
+        *,
+        force: bool = False,
+    ) -> None:
+        """Redraw the line (rate-limited unless ``force``)."""
+        fraction = self._fraction(optimality)
+        now = time.perf_counter()
+        if not force and now - self._last < self._interval:
+            return
+        self._last = now
+        filled = round(fraction * PROGRESS_WIDTH)
+        bar = "#" * filled + "-" * (PROGRESS_WIDTH - filled)
+        line = (
+            f"{self.name} [{bar}] iter {n_iter:>{len(str(self.max_iter))}d}/{self.max_iter}"
+            f"  objective {objective:.10g}  optimality {optimality:.3e} (tol {self.tol:.1e})"
+            f"  {elapsed:.2f}s"
+        )
+        if self.tty:
+            pad = " " * max(self._width - len(line), 0)
+            self.stream.write("\r" + line + pad)
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self, message: str) -> None:
+        """End the line and print why the solver stopped."""
+        if self.tty and self._width:
+            self.stream.write("\n")
+        self.stream.write(f"{self.name}: {message}\n")
+        self.stream.flush()
+
+
+class Monitor:
+    """Iteration bookkeeping shared by the solvers.
+
+    Parameters
+    ----------
+    name : str
+        Solver name, used in messages and on the progress line.
+    tol : float
+        Stopping threshold on ``objective.optimality``.
+    max_iter : int
+        Iteration budget.
+    callback : callable, optional
+        ``callback(n_iter, params, objective) -> bool | None``; ``True`` stops.
+    verbose : bool
+        Draw a progress line on stderr.
+
+    Notes
+    -----
+    A solver calls :meth:`converged_at_start` once, then :meth:`step` after
+    every iteration; ``step`` returns a :class:`SolverResult` when the solver
+    must stop (converged, callback, ``max_iter``) and ``None`` otherwise. A
+    solver that cannot make progress calls :meth:`stop` with its reason.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tol: float,
+        max_iter: int,
+        callback: Callback | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if not tol >= 0:  # also rejects NaN
+            raise ValueError(f"tol must be >= 0, got {tol!r}")
+        if max_iter < 0:
+            raise ValueError(f"max_iter must be >= 0, got {max_iter!r}")
+        self.name = name
+        self.tol = float(tol)
+        self.max_iter = int(max_iter)
+        self.callback = callback
+        self.history = History()
+        self.n_iter = 0
+        self.last_optimality = math.inf
+        self.progress = Progress(name, self.tol, self.max_iter) if verbose else None
+
+    def converged_at_start(
+        self, params: Array, objective: float, optimality: float
+    ) -> SolverResult | None:
+        """Result for a starting point that already meets the rule (e.g. a warm start), or None."""
+        self.last_optimality = optimality
+        if self.progress is not None:
+            self.progress.start(optimality)
+        if optimality <= self.tol:
+            return self.stop(
+                params,
+                f"the starting point meets the stopping rule ({self._rule(optimality)})",
+                converged=True,
+            )
+        if self.max_iter == 0:
+            return self.stop(params, f"max_iter=0 reached ({self._rule(optimality)})")
+        return None
+
+    def step(
+        self, params: Array, objective: float, optimality: float, step: float
+    ) -> SolverResult | None:
+        """Record one iteration; return the result when the solver must stop."""
+        self.n_iter += 1
+        self.last_optimality = optimality
+        self.history.record(objective, optimality, step)
+        elapsed = self.history.elapsed[-1]
+        if self.progress is not None:
+            self.progress.update(self.n_iter, objective, optimality, elapsed)
+        stop_requested = False
+        if self.callback is not None:
+            stop_requested = bool(self.callback(self.n_iter, params, objective))
+        if not math.isfinite(objective) or not math.isfinite(optimality):
+            return self.stop(
+                params,
+                f"the objective or the gradient became non-finite ({objective}, {optimality})",
+            )
+        if optimality <= self.tol:
+            return self.stop(params, f"converged: {self._rule(optimality)}", converged=True)
+        if stop_requested:
+            return self.stop(params, f"stopped by the callback ({self._rule(optimality)})")
+        if self.n_iter >= self.max_iter:
+            return self.stop(
+                params,
+                f"max_iter={self.max_iter} reached before convergence ({self._rule(optimality)})",
+            )
+        return None
+
+    def stop(self, params: Array, message: str, *, converged: bool = False) -> SolverResult:
+        """Build the result; ``message`` says why the solver stopped."""
+        message = f"{message} after {self.n_iter} iteration{'s' if self.n_iter != 1 else ''}"
+        if self.progress is not None:
+            if self.history.objective:
+                self.progress.update(
+                    self.n_iter,
+                    self.history.objective[-1],
+                    self.history.grad_max_norm[-1],
+                    self.history.elapsed[-1],
+                    force=True,
+                )
+            self.progress.close(message)
+        return SolverResult(
+            params=params,
+            converged=converged,
+            n_iter=self.n_iter,
+            history=self.history,
+            message=message,
+        )
+
+    def _rule(self, optimality: float) -> str:
+        relation = "<=" if optimality <= self.tol else ">"
+        return f"optimality {optimality:.3e} {relation} tol {self.tol:.3e}"

@@ -152,12 +152,6 @@ def _progress_wanted(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty()
 
 
-def _read(args: argparse.Namespace, **kwargs: Any) -> Any:
-    from gpulogreg.io import read_data
-
-    return read_data(args.data, format=args.format, dtype=args.dtype, **kwargs)
-
-
 def _write_json_file(path: str, records: list[dict[str, Any]]) -> None:
     from gpulogreg.io import atomic_write
 
@@ -210,13 +204,21 @@ def _model_summary(model: Any) -> dict[str, Any]:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from gpulogreg.estimator import LogisticRegression
+    from gpulogreg.io import read_data
     from gpulogreg.persistence import save_model
 
     progress = _progress_wanted(args)
     params = _estimator_params(args, progress)
     model = LogisticRegression(**params)  # validates nothing yet: fit does
     start = time.perf_counter()
-    table = _read(args, target=args.target, features=args.features, id_column=args.id)
+    table = read_data(
+        args.data,
+        format=args.format,
+        dtype=args.dtype,
+        target=args.target,
+        features=args.features,
+        id_column=args.id,
+    )
     read_s = time.perf_counter() - start
     start = time.perf_counter()
     model.fit(table.X, table.y)
@@ -481,12 +483,17 @@ def _basic_info() -> dict[str, Any]:
 
 
 def _flatten(info: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``a.b.c: value`` rows from nested dicts (and lists of dicts, indexed)."""
     if isinstance(info, dict):
-        rows: list[tuple[str, Any]] = []
-        for key, value in info.items():
-            rows.extend(_flatten(value, f"{prefix}{key}."))
-        return rows
-    return [(prefix.rstrip("."), info)]
+        items: Any = info.items()
+    elif isinstance(info, list) and info and all(isinstance(v, dict) for v in info):
+        items = enumerate(info)
+    else:
+        return [(prefix.rstrip("."), info)]
+    rows: list[tuple[str, Any]] = []
+    for key, value in items:
+        rows.extend(_flatten(value, f"{prefix}{key}."))
+    return rows
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -64,6 +64,7 @@ __all__ = [
     "MissingDependencyError",
     "Table",
     "atomic_write",
+    "column_names",
     "detect_format",
     "iter_batches",
     "read_data",
@@ -739,6 +740,18 @@ def _first_bad_number(pa: Any, strings: Any, to: Any = None) -> str:
 
 
 # --------------------------------------------------------------------------- public readers
+def column_names(path: PathLike, format: str | None = None) -> list[str]:
+    """Column names of a CSV or Parquet file (reads only the header or the schema)."""
+    path = os.fspath(path)
+    fmt = detect_format(path, format)
+    _check_file(path)
+    if fmt == "csv":
+        return _csv_header(path)
+    if fmt == "parquet":
+        return list(_parquet_file(path).schema_arrow.names)
+    raise DataError(f"{path}: {fmt} files have no column names")
+
+
 def read_data(
     path: PathLike,
     *,

@@ -12,6 +12,7 @@ from gpulogreg.io import (
     DataError,
     MissingDependencyError,
     atomic_write,
+    column_names,
     detect_format,
     iter_batches,
     read_data,
@@ -59,6 +60,12 @@ def test_table_reader_selects_and_orders_columns(tmp_path, frame, ext):
     np.testing.assert_array_equal(table.y, frame["label"])
     assert table.y.dtype.kind == "U"  # strings, never an object array
     np.testing.assert_array_equal(table.ids, frame["row_id"])
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet"])
+def test_column_names(tmp_path, frame, ext):
+    path = _write(tmp_path / f"d{ext}", frame)
+    assert column_names(path) == ["row_id", "a", "b", "c", "label"]
 
 
 @pytest.mark.parametrize("ext", [".csv", ".parquet"])

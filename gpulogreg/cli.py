@@ -207,6 +207,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from gpulogreg.io import read_data
     from gpulogreg.persistence import save_model
 
+    fmt = _format_of(args)
+    if args.target is None and fmt in ("csv", "parquet"):
+        raise UsageError(f"fit needs --target COL: the label column of the {fmt} file")
     progress = _progress_wanted(args)
     params = _estimator_params(args, progress)
     model = LogisticRegression(**params)  # validates nothing yet: fit does
@@ -220,13 +223,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         id_column=args.id,
     )
     read_s = time.perf_counter() - start
+    if table.y is None:
+        raise UsageError(f"{args.data}: no labels; name the target column with --target")
     start = time.perf_counter()
     model.fit(table.X, table.y)
     fit_s = time.perf_counter() - start
     extra = {
         "features": list(table.feature_names),
         "target": args.target,
-        "data_format": _format_of(args),
+        "data_format": fmt,
         "trained_rows": table.n_rows,
     }
     save_model(model, args.model, metadata=extra)
@@ -705,7 +710,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
@@ -713,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    debug = bool(getattr(args, "debug", False)) or debug
+    debug = bool(getattr(args, "debug", False))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

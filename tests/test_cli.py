@@ -274,6 +274,7 @@ def _assert_one_line_error(err: str) -> None:
         ("unknown_option", "unrecognized arguments: --frobnicate"),
         ("bad_value", "argument --C"),
         ("one_class", "only 1 class"),
+        ("no_target", "--target"),
     ],
 )
 def test_fit_bad_input(capsys, tmp_path, problem, data_file, case, message):
@@ -294,6 +295,8 @@ def test_fit_bad_input(capsys, tmp_path, problem, data_file, case, message):
         args.append("--frobnicate")
     elif case == "bad_value":
         args += ["--C", "-1"]
+    elif case == "no_target":
+        args = ["fit", data_file, "--id", "customer"]
     elif case == "one_class":
         _write_table(data_file, {**columns, "label": np.array(["stay"] * 600)})
     model_path = tmp_path / "model.glr"

@@ -482,11 +482,11 @@ def _numeric_matrix(path: PathLike, X: np.ndarray, dtype: np.dtype[Any] | None) 
     target = dtype or (X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64))
     if X.dtype != target or not X.flags.c_contiguous:
         X = np.ascontiguousarray(X, dtype=target)
-    _check_finite_matrix(path, X, None)
+    _check_finite_matrix(path, X)
     return X
 
 
-def _check_finite_matrix(path: PathLike, X: np.ndarray, names: list[str] | None) -> None:
+def _check_finite_matrix(path: PathLike, X: np.ndarray) -> None:
     """Name the first NaN/inf entry, scanning in row blocks (X may be a memory map)."""
     if X.dtype.kind != "f":
         return
@@ -496,8 +496,7 @@ def _check_finite_matrix(path: PathLike, X: np.ndarray, names: list[str] | None)
         finite = np.isfinite(chunk)
         if not finite.all():
             r, c = (int(i) for i in np.argwhere(~finite)[0])
-            col = repr(names[c]) if names else str(c)
-            raise DataError(f"{path}: column {col} contains {chunk[r, c]} at row {start + r}")
+            raise DataError(f"{path}: column {c} contains {chunk[r, c]} at row {start + r}")
 
 
 def _load_npy(path: PathLike) -> np.ndarray:

@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 from gpulogreg._version import __version__
 
 if TYPE_CHECKING:
+    from gpulogreg.dataset import Dataset
     from gpulogreg.estimator import LogisticRegression
     from gpulogreg.loss import loss_and_gradient
     from gpulogreg.persistence import load
 
-__all__ = ["LogisticRegression", "__version__", "load", "loss_and_gradient"]
+__all__ = ["Dataset", "LogisticRegression", "__version__", "load", "loss_and_gradient"]
 
 #: public name -> module that defines it
 _LAZY = {
+    "Dataset": "gpulogreg.dataset",
     "LogisticRegression": "gpulogreg.estimator",
     "loss_and_gradient": "gpulogreg.loss",
     "load": "gpulogreg.persistence",

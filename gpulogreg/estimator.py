@@ -58,9 +58,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     l1_ratio : float, default=0.0
         Elastic-net mixing in [0, 1] (used with ``penalty="elasticnet"``).
     fit_intercept : bool, default=True
-    solver : {"auto", "newton", "lbfgs", "gd"}, default="auto"
+    solver : {"auto", "newton", "lbfgs", "gd", "minibatch"}, default="auto"
         "auto": ``gd`` (proximal, FISTA) with an L1 term, else Newton for up
         to :data:`AUTO_NEWTON_MAX_PARAMS` parameters, else L-BFGS.
+        "minibatch": shuffled mini-batch epochs (see Notes).
     tol : float, default=1e-6
         Stop when the max-norm of the gradient of the weight-normalised
         objective (with L1: of its minimum-norm subgradient) is at most ``tol``.
@@ -85,6 +86,43 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         "cupy" on the GPU and "numba" on the CPU.
     dtype : {None, "float32", "float64"}, default=None
         Working dtype of ``X``; None keeps float32/float64 input as it is.
+    batch_size : int, default=256
+        ``solver="minibatch"`` and :meth:`partial_fit`: rows per mini-batch.
+    optimizer : {"adam", "sgd"}, default="adam"
+        Mini-batch update rule: Adam, or SGD with heavy-ball ``momentum``.
+    learning_rate : {"constant", "invscaling", "cosine"}, default="constant"
+        Mini-batch schedule at fractional epoch ``e``: ``eta0``,
+        ``eta0 / sqrt(1 + e)``, or ``eta0 (1 + cos(pi e / max_iter)) / 2``.
+    eta0 : float, default=0.01
+        Initial mini-batch learning rate.
+    momentum : float, default=0.9
+        SGD momentum in [0, 1).
+    early_stopping : bool, default=False
+        Mini-batch: hold out ``validation_fraction`` of the rows (stratified;
+        whole chunks for a :class:`~gpulogreg.Dataset`) and stop when their log
+        loss has not improved by ``tol`` for ``n_iter_no_change`` epochs,
+        restoring the best parameters.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=5
+        Mini-batch: epochs without an improvement of more than ``tol`` (of the
+        validation loss, or else of the epoch's objective estimate) before stopping.
+    checkpoint_path : str or None, default=None
+        Mini-batch: save the training state there (``.npz`` + JSON, no
+        pickle, written atomically) every ``checkpoint_every`` epochs and at
+        the end; a later ``fit`` with the same path resumes from it and ends
+        where an uninterrupted run with the same seed ends.
+    checkpoint_every : int, default=1
+
+    Notes
+    -----
+    ``solver="minibatch"`` runs epochs of shuffled mini-batches; there
+    ``max_iter`` counts epochs and ``tol`` is the improvement that resets
+    the ``n_iter_no_change`` counter. Its per-batch objective is the batch's
+    weighted mean loss plus the same penalty as the full objective, so it
+    approaches the same minimiser. ``fit`` also accepts a
+    :class:`gpulogreg.Dataset` (data on disk or in chunks) in place of
+    ``(X, y)``: newton, lbfgs and gd then accumulate the exact objective chunk
+    by chunk, and minibatch streams batches, with bounded memory.
 
     Attributes
     ----------
@@ -122,6 +160,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         device: str = "auto",
         backend: str = "auto",
         dtype: str | None = None,
+        batch_size: int = 256,
+        optimizer: str = "adam",
+        learning_rate: str = "constant",
+        eta0: float = 0.01,
+        momentum: float = 0.9,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 5,
+        checkpoint_path: str | None = None,
+        checkpoint_every: int = 1,
     ) -> None:
         self.penalty = penalty
         self.C = C
@@ -138,6 +186,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.device = device
         self.backend = backend
         self.dtype = dtype
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.momentum = momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     # -- configuration --------------------------------------------------------
     def _validate_params(self) -> tuple[float, float]:
@@ -156,9 +214,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             l1_ratio = 1.0
         elif self.penalty == "l2" and l1_ratio != 0.0:
             raise ValueError("l1_ratio > 0 needs penalty='elasticnet' (or 'l1')")
-        if self.solver != "auto" and self.solver not in SOLVERS:
+        if self.solver != "auto" and self.solver not in SOLVERS and self.solver != "minibatch":
             raise ValueError(
-                f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {self.solver!r}"
+                f"solver must be 'auto' or one of {sorted([*SOLVERS, 'minibatch'])}, "
+                f"got {self.solver!r}"
             )
         if l1_ratio > 0 and self.solver in ("newton", "lbfgs"):
             raise ValueError(f"solver={self.solver!r} supports only L2; use 'gd' for L1")
@@ -184,14 +243,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return "newton" if n_params <= AUTO_NEWTON_MAX_PARAMS else "lbfgs"
 
     # -- fitting --------------------------------------------------------------
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LogisticRegression:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LogisticRegression:
         """Fit the model.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or gpulogreg.Dataset
             NumPy or CuPy array, pandas/polars DataFrame. float32 and float64
-            are used as given (no copy when C-contiguous).
+            are used as given (no copy when C-contiguous). A
+            :class:`gpulogreg.Dataset` trains out of core (``y`` and
+            ``sample_weight`` then come from the dataset).
         y : array-like of shape (n_samples,)
             Labels: any two or more distinct values.
         sample_weight : array-like of shape (n_samples,), optional
@@ -202,6 +263,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self
         """
         C, l1_ratio = self._validate_params()
+        self.__dict__.pop("_partial_state", None)
+        if _is_dataset(X):
+            self._fit_dataset(X, y, sample_weight, C, l1_ratio)
+            return self
         _check_y_present(y)
         data = prepare_fit_data(
             X,
@@ -231,6 +296,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             n_model_classes = n_classes
         results: list[SolverResult] = []
         for index, y_task in enumerate(tasks):
+            if self.solver == "minibatch":
+                results.append(
+                    self._fit_minibatch_task(
+                        data, y_task, n_model_classes, C, l1_ratio, previous, index, len(tasks)
+                    )
+                )
+                continue
             backend = make_backend(
                 data.X,
                 y_task,
@@ -305,6 +377,427 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             sum(h.objective[-1] if h.objective else math.nan for h in histories)
         )
         self._n_model_classes = n_model_classes
+
+    # -- mini-batch, partial_fit and out-of-core data ---------------------------
+    def _minibatch_config(self) -> Any:
+        """The validated :class:`~gpulogreg.solvers.minibatch.MinibatchConfig` of this estimator."""
+        from gpulogreg.solvers.minibatch import MinibatchConfig
+
+        config = MinibatchConfig(
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            eta0=self.eta0,
+            momentum=self.momentum,
+            max_epochs=int(self.max_iter),
+            tol=float(self.tol),
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            checkpoint_path=self.checkpoint_path,
+            checkpoint_every=self.checkpoint_every,
+        )
+        config.validate()
+        return config
+
+    def _minibatch_fingerprint(
+        self,
+        classes: np.ndarray,
+        n_samples: int,
+        n_features: int,
+        C: float,
+        l1_ratio: float,
+        task: int,
+        dtype: Any,
+    ) -> dict[str, Any]:
+        """What a checkpoint must have been written for to be resumed by this fit."""
+        return {
+            "n_samples": int(n_samples),
+            "n_features": int(n_features),
+            "classes": [str(c) for c in classes],
+            "C": None if math.isinf(C) else float(C),
+            "l1_ratio": float(l1_ratio),
+            "fit_intercept": bool(self.fit_intercept),
+            "multi_class": str(self.multi_class),
+            "class_weight": repr(self.class_weight),
+            "task": int(task),
+            "dtype": str(np.dtype(dtype)),
+            "random_state": self.random_state if isinstance(self.random_state, int) else None,
+        }
+
+    def _checkpoint_for(self, task: int, n_tasks: int) -> str | None:
+        """Checkpoint file of one task (one-vs-rest tasks get ``stem.class<k>.suffix``)."""
+        import os
+
+        if self.checkpoint_path is None:
+            return None
+        path = os.fspath(self.checkpoint_path)
+        if n_tasks == 1:
+            return path
+        root, ext = os.path.splitext(path)
+        return f"{root}.class{task}{ext}"
+
+    def _minibatch_seed(self, checkpoint: str | None) -> int:
+        """The run's seed: the checkpoint's when resuming, else from ``random_state``."""
+        import os
+
+        from gpulogreg.checkpoint import load_checkpoint
+        from gpulogreg.solvers.minibatch import resolve_seed
+
+        if checkpoint is not None and os.path.exists(checkpoint):
+            seed = load_checkpoint(checkpoint).meta.get("seed")
+            if isinstance(seed, int):
+                return seed
+        return resolve_seed(self.random_state)
+
+    def _fit_minibatch_task(
+        self,
+        data: FitData,
+        y_task: Array,
+        n_classes: int,
+        C: float,
+        l1_ratio: float,
+        previous: list[np.ndarray] | None,
+        index: int,
+        n_tasks: int,
+    ) -> SolverResult:
+        """``solver="minibatch"`` on in-memory data, for one task (one OvR class or all)."""
+        from gpulogreg.backends import resolve_backend, to_device
+        from gpulogreg.solvers.minibatch import (
+            ArrayBatches,
+            Penalty,
+            solve_minibatch,
+            split_validation,
+        )
+
+        config = self._minibatch_config()
+        name, target = resolve_backend(data.X, self.backend, self.device)
+        X, y, s = (to_device(a, target) for a in (data.X, y_task, data.sample_weight))
+        xp = _namespace(X)
+        checkpoint = self._checkpoint_for(index, n_tasks)
+        seed = self._minibatch_seed(checkpoint)
+        train_idx = val_idx = None
+        train_weight = 1.0
+        if config.early_stopping:
+            y_host = np.asarray(_to_host(y_task), dtype=np.int64)
+            train_idx, val_idx = split_validation(
+                y_host, config.validation_fraction, np.random.default_rng([seed, 0])
+            )
+            train_weight = float(np.asarray(_to_host(data.sample_weight))[train_idx].sum())
+        source = ArrayBatches(
+            X,
+            y,
+            s,
+            n_classes=n_classes,
+            fit_intercept=self.fit_intercept,
+            backend=name,
+            device=target,
+            train_idx=train_idx,
+            val_idx=val_idx,
+        )
+        n_outputs = 1 if n_classes == 2 else n_classes
+        penalty = Penalty.build(
+            xp,
+            C=C,
+            l1_ratio=l1_ratio,
+            weight_sum=data.weight_sum * train_weight,
+            n_outputs=n_outputs,
+            n_features=int(X.shape[1]),
+            fit_intercept=self.fit_intercept,
+        )
+        n_params = n_outputs * (int(X.shape[1]) + int(self.fit_intercept))
+        if previous is not None:
+            params0 = xp.asarray(previous[index], dtype=xp.float64)
+        else:
+            params0 = xp.zeros(n_params, dtype=xp.float64)
+        result: SolverResult = solve_minibatch(
+            source,
+            params0,
+            penalty=penalty,
+            config=config,
+            seed=seed,
+            fingerprint=self._minibatch_fingerprint(
+                data.classes, X.shape[0], X.shape[1], C, l1_ratio, index, X.dtype
+            ),
+            checkpoint_path=checkpoint,
+            verbose=bool(self.verbose),
+        )
+        self.backend_ = name
+        self.device_ = target
+        self.solver_ = "minibatch"
+        return result
+
+    def _fit_dataset(
+        self, dataset: Any, y: Any, sample_weight: Any, C: float, l1_ratio: float
+    ) -> None:
+        """Fit on a :class:`gpulogreg.Dataset`: the exact chunked objective, or mini-batches."""
+        from gpulogreg.backends.chunked import ChunkedBackend
+        from gpulogreg.solvers.minibatch import DatasetBatches, Penalty, solve_minibatch
+
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                "fit(dataset) takes the labels and weights from the Dataset; do not pass "
+                "y or sample_weight"
+            )
+        dtype = _DTYPES[self.dtype]
+        info = dataset.scan(dtype)
+        classes = info.classes
+        present = int((info.class_counts > 0).sum())
+        if present < 2:
+            raise ValueError(
+                f"y has only {present} class ({classes[info.class_counts > 0]!r}); "
+                "need at least 2 to fit a classifier"
+            )
+        n_classes = len(classes)
+        n_features = info.n_features
+        previous = None
+        if (
+            self.warm_start
+            and hasattr(self, "coef_")
+            and np.array_equal(self.classes_, classes)
+            and self.coef_.shape[1] == n_features
+        ):
+            W = self.coef_
+            if self.fit_intercept:
+                W = np.concatenate([W, self.intercept_[:, None]], axis=1)
+            previous = list(W) if n_classes > 2 and self.multi_class == "ovr" else [W.ravel()]
+        ovr = n_classes > 2 and self.multi_class == "ovr"
+        positives: list[int | None] = list(range(n_classes)) if ovr else [None]
+        n_model_classes = 2 if ovr else n_classes
+        self.classes_ = classes
+        self.n_features_in_ = int(n_features)
+        if dataset.feature_names is not None:
+            self.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        results: list[SolverResult] = []
+        for index, positive in enumerate(positives):
+            chunked = ChunkedBackend(
+                dataset,
+                classes=classes,
+                n_classes=n_model_classes,
+                fit_intercept=self.fit_intercept,
+                class_weight=self.class_weight,
+                positive_class=positive,
+                backend=self.backend,
+                device=self.device,
+                dtype=dtype,
+                verbose=bool(self.verbose),
+            )
+            xp = chunked.xp
+            params0 = (
+                xp.asarray(previous[index], dtype=xp.float64)
+                if previous is not None
+                else xp.zeros(chunked.n_params, dtype=xp.float64)
+            )
+            if self.solver == "minibatch":
+                config = self._minibatch_config()
+                checkpoint = self._checkpoint_for(index, len(positives))
+                seed = self._minibatch_seed(checkpoint)
+                fraction = config.validation_fraction if config.early_stopping else None
+                source = DatasetBatches(
+                    chunked,
+                    validation_fraction=fraction,
+                    rng=np.random.default_rng([seed, 0]),
+                )
+                train_fraction = source.n_train / chunked.n_samples
+                penalty = Penalty.build(
+                    xp,
+                    C=C,
+                    l1_ratio=l1_ratio,
+                    weight_sum=chunked.weight_sum * train_fraction,
+                    n_outputs=chunked.n_outputs,
+                    n_features=n_features,
+                    fit_intercept=self.fit_intercept,
+                )
+                result = solve_minibatch(
+                    source,
+                    params0,
+                    penalty=penalty,
+                    config=config,
+                    seed=seed,
+                    fingerprint=self._minibatch_fingerprint(
+                        classes, chunked.n_samples, n_features, C, l1_ratio, index, chunked.dtype
+                    ),
+                    checkpoint_path=checkpoint,
+                    verbose=bool(self.verbose),
+                )
+                solver_name = "minibatch"
+            else:
+                objective = LogisticObjective(
+                    chunked, C=C, l1_ratio=l1_ratio, weight_sum=chunked.weight_sum
+                )
+                solver_name = self._solver_name(objective.n_params, l1_ratio)
+                result = get_solver(solver_name)(
+                    objective,
+                    params0,
+                    tol=float(self.tol),
+                    max_iter=int(self.max_iter),
+                    verbose=bool(self.verbose),
+                )
+            results.append(result)
+            self.backend_ = chunked.name
+            self.device_ = chunked.device
+            self.solver_ = solver_name
+            self.n_passes_ = chunked.n_passes
+        self._set_fitted(results, n_model_classes)
+        if not all(r.converged for r in results):
+            messages = "; ".join(r.message for r in results if not r.converged)
+            warnings.warn(
+                f"{self.solver_} did not converge to tol={self.tol} in max_iter="
+                f"{self.max_iter} iterations ({messages}); increase max_iter or scale the data",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> LogisticRegression:
+        """One epoch of mini-batch training on ``(X, y)``, continuing from the current state.
+
+        Each call shuffles ``X`` into ``batch_size`` batches and updates the
+        model with ``optimizer`` (its moments carry over between calls), the
+        learning-rate schedule advancing one epoch per call (``cosine`` over
+        ``max_iter`` calls). The penalty is the full objective's for all the
+        data seen so far (``||w||^2 / (2 C)`` against the total weight of
+        every chunk passed), so one pass over the chunks of a data set
+        approaches ``fit`` on their concatenation; to revisit data many times
+        use ``fit(Dataset, solver="minibatch")``. ``fit`` starts afresh;
+        ``partial_fit`` after ``fit`` continues from the fitted coefficients.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like, optional
+            Every label the model will see; required on the first call (a
+            chunk may hold only some of them), must match on later calls.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        from gpulogreg.backends import resolve_backend, to_device
+        from gpulogreg.solvers.minibatch import (
+            ArrayBatches,
+            MinibatchTrainer,
+            Penalty,
+            resolve_seed,
+        )
+
+        C, l1_ratio = self._validate_params()
+        config = self._minibatch_config()
+        _check_y_present(y)
+        fitted = hasattr(self, "classes_")
+        if classes is None and not fitted:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if classes is not None:
+            classes = np.unique(np.asarray(_to_host_any(classes)))
+            if fitted and not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"classes={classes!r} is not the same as on the first call to partial_fit "
+                    f"(or in fit): {self.classes_!r}"
+                )
+        else:
+            classes = self.classes_
+        if len(classes) < 2:
+            raise ValueError(f"classes must hold at least 2 labels, got {classes!r}")
+        if isinstance(self.class_weight, str):
+            raise ValueError(
+                "class_weight='balanced' needs the class counts of the whole data, which "
+                "partial_fit does not see; pass a dict of class weights"
+            )
+        shape = getattr(X, "shape", None)
+        if fitted and shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        data = prepare_fit_data(
+            X,
+            y,
+            sample_weight,
+            class_weight=self.class_weight,
+            classes=classes,
+            dtype=_DTYPES[self.dtype],
+            min_classes=1,
+        )
+        if fitted and data.X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {data.X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        if fitted:
+            _check_feature_names(self, data.feature_names)
+        n_classes = len(classes)
+        ovr = n_classes > 2 and self.multi_class == "ovr"
+        tasks = [(data.y == k).astype("int32") for k in range(n_classes)] if ovr else [data.y]
+        n_model_classes = 2 if ovr else n_classes
+        n_outputs = 1 if n_model_classes == 2 else n_model_classes
+        name, target = resolve_backend(data.X, self.backend, self.device)
+        X_dev, s_dev = to_device(data.X, target), to_device(data.sample_weight, target)
+        xp = _namespace(X_dev)
+        state = self.__dict__.get("_partial_state")
+        if state is None or state["n_tasks"] != len(tasks):
+            previous = None
+            if fitted and hasattr(self, "coef_"):
+                W = self.coef_
+                if self.fit_intercept:
+                    W = np.concatenate([W, self.intercept_[:, None]], axis=1)
+                previous = list(W) if ovr else [W.ravel()]
+            n_params = n_outputs * (data.X.shape[1] + int(self.fit_intercept))
+            seed = resolve_seed(self.random_state)
+            trainers = []
+            for k in range(len(tasks)):
+                p0 = previous[k] if previous is not None else np.zeros(n_params)
+                trainers.append(
+                    MinibatchTrainer(
+                        xp.asarray(p0, dtype=xp.float64),
+                        penalty=Penalty(0.0, 0.0, xp.zeros(n_params)),
+                        config=config,
+                        seed=seed + k,
+                    )
+                )
+            state = {"n_tasks": len(tasks), "trainers": trainers, "weight_seen": 0.0}
+        state["weight_seen"] += data.weight_sum
+        results: list[SolverResult] = []
+        for trainer, y_task in zip(state["trainers"], tasks, strict=True):
+            trainer.config = config
+            trainer.penalty = Penalty.build(
+                xp,
+                C=C,
+                l1_ratio=l1_ratio,
+                weight_sum=state["weight_seen"],
+                n_outputs=n_outputs,
+                n_features=int(data.X.shape[1]),
+                fit_intercept=self.fit_intercept,
+            )
+            source = ArrayBatches(
+                X_dev,
+                to_device(y_task, target),
+                s_dev,
+                n_classes=n_model_classes,
+                fit_intercept=self.fit_intercept,
+                backend=name,
+                device=target,
+            )
+            estimate = trainer.run_epoch(source)
+            trainer.history.record_epoch(
+                estimate, trainer._last_grad_norm, trainer._last_lr, math.nan
+            )
+            trainer.message = f"partial_fit: {trainer.epoch} epoch(s)"
+            results.append(trainer.result())
+        self.classes_ = classes
+        self.n_features_in_ = int(data.X.shape[1])
+        if data.feature_names is not None:
+            self.feature_names_in_ = data.feature_names
+        self._set_fitted(results, n_model_classes)
+        self._partial_state = state
+        self.backend_ = name
+        self.device_ = target
+        self.solver_ = "minibatch"
+        return self
 
     # -- prediction -----------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -381,6 +874,38 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _is_dataset(X: Any) -> bool:
+    """Whether ``X`` is a :class:`gpulogreg.Dataset` (without importing it needlessly)."""
+    from gpulogreg.dataset import Dataset
+
+    return isinstance(X, Dataset)
+
+
+def _to_host_any(a: Any) -> Any:
+    return a.get() if array_module_name(a) == "cupy" else a
+
+
+def _check_feature_names(model: Any, names: np.ndarray | None) -> None:
+    """partial_fit on a fitted model: the DataFrame columns must be the fitted ones, in order."""
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None or names is None:
+        return
+    if len(fitted) == len(names) and all(a == b for a, b in zip(fitted, names, strict=True)):
+        return
+    message = "The feature names should match those that were passed during fit.\n"
+    unexpected = sorted(set(names) - set(fitted))
+    missing = sorted(set(fitted) - set(names))
+    if unexpected:
+        message += "Feature names unseen at fit time:\n" + "".join(f"- {n}\n" for n in unexpected)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + "".join(
+            f"- {n}\n" for n in missing
+        )
+    if not unexpected and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)
 
 
 def _check_y_present(y: Any) -> None:

@@ -63,7 +63,7 @@ def test_cli_bench_writes_table_json_lines_and_plot(capsys, tmp_path):
     png = tmp_path / "bench.png"
     code = main(
         [
-            "bench", "--rows", "500", "--cols", "4", "--repeat", "1", "--conditioning", "ill",
+            "bench", "--rows", "500", "--cols", "4", "--repeat", "1", "--conditioning", "well",
             "--solvers", "newton,lbfgs", "--json-out", str(jsonl), "--plot", str(png), "--quiet",
         ]
     )  # fmt: skip
@@ -74,7 +74,7 @@ def test_cli_bench_writes_table_json_lines_and_plot(capsys, tmp_path):
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert records[0]["kind"] == "config"
     assert records[0]["rows"] == 500
-    assert any(r["kind"] == "fit" and r["problem"] == "ill" for r in records)
+    assert any(r["kind"] == "fit" and r["backend"] == "sklearn" for r in records)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -169,11 +169,14 @@ class _NpyFile:
         """Rows ``start:stop`` as an array backed by a mapping of only those rows.
 
         C-order files are mapped from the first byte of row ``start`` (rounded
-        down to the allocation granularity) with ``MAP_POPULATE`` where Linux
-        offers it, so the pages are faulted in by one system call. The mapping
-        lives as long as the returned array: drop it after use and the rows
-        leave the resident set. Fortran-order files are copied row-wise out of
-        a transient whole-file map.
+        down to the allocation granularity), privately and writable
+        (copy-on-write: the file is opened read-only and never changes; reads
+        map the page-cache pages without copying them). A writable array has
+        the same Numba type as an in-memory one, so no kernel is compiled
+        twice. ``MADV_WILLNEED`` starts the read-ahead of the whole range. The
+        mapping lives as long as the returned array: drop it after use and the
+        rows leave the resident set. Fortran-order files are copied row-wise
+        out of a transient whole-file map.
         """
         n = stop - start
         if n <= 0:
@@ -186,9 +189,16 @@ class _NpyFile:
         begin = self.offset + start * self.row_bytes
         aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
         length = begin - aligned + n * self.row_bytes
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         with open(self.path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=aligned)
+            mm = mmap.mmap(
+                f.fileno(),
+                length,
+                flags=mmap.MAP_PRIVATE,
+                prot=mmap.PROT_READ | mmap.PROT_WRITE,
+                offset=aligned,
+            )
+        if hasattr(mm, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
+            mm.madvise(mmap.MADV_WILLNEED)
         arr = np.frombuffer(mm, dtype=self.dtype, count=n * self.row_items, offset=begin - aligned)
         return arr.reshape((n, *self.shape[1:]))
 

@@ -93,8 +93,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     learning_rate : {"constant", "invscaling", "cosine"}, default="constant"
         Mini-batch schedule at fractional epoch ``e``: ``eta0``,
         ``eta0 / sqrt(1 + e)``, or ``eta0 (1 + cos(pi e / max_iter)) / 2``.
-    eta0 : float, default=0.01
-        Initial mini-batch learning rate.
+    eta0 : float, default=0.001
+        Initial mini-batch learning rate (0.001 suits Adam; SGD usually wants more).
     momentum : float, default=0.9
         SGD momentum in [0, 1).
     early_stopping : bool, default=False
@@ -163,7 +163,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         batch_size: int = 256,
         optimizer: str = "adam",
         learning_rate: str = "constant",
-        eta0: float = 0.01,
+        eta0: float = 0.001,
         momentum: float = 0.9,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,

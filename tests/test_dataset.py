@@ -322,19 +322,20 @@ def _fit_quiet(model: LogisticRegression, *args):  # type: ignore[no-untyped-def
         return model.fit(*args)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("solver", ["newton", "lbfgs", "gd"])
-def test_npy_fit_equals_in_memory_fit(tmp_path, solver: str) -> None:  # type: ignore[no-untyped-def]
+def test_npy_fit_equals_in_memory_fit(tmp_path, solver: str, backend: str) -> None:  # type: ignore[no-untyped-def]
     # Ill-conditioned data for the second-order methods; gd gets well-conditioned
     # data so that it reaches tol in a test's time.
     X, y = make_classification(3000, 6, seed=4, ill_conditioned=solver != "gd")
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "y.npy", y)
-    kw = {"solver": solver, "tol": 1e-9, "max_iter": 100_000, "backend": "numpy", "C": 0.5}
+    kw = {"solver": solver, "tol": 1e-9, "max_iter": 100_000, "backend": backend, "C": 0.5}
     ref = _fit_quiet(LogisticRegression(**kw), X, y)
     ds = Dataset.from_npy(tmp_path / "X.npy", tmp_path / "y.npy", chunk_rows=700)
     model = _fit_quiet(LogisticRegression(**kw), ds)
     assert _rel(_params(model), _params(ref)) < RTOL
-    assert model.backend_ == "chunked(numpy)"
+    assert model.backend_ == f"chunked({backend})"
     assert model.n_passes_ >= model.n_iter_[0]
     np.testing.assert_array_equal(model.classes_, ref.classes_)
     np.testing.assert_array_equal(model.predict(X), ref.predict(X))

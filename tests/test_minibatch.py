@@ -114,6 +114,7 @@ def test_multinomial_and_ovr_minibatch() -> None:
             solver="minibatch",
             multi_class=multi_class,
             learning_rate="cosine",
+            eta0=0.01,
             max_iter=15,
             random_state=1,
         ).fit(X, y)
@@ -132,7 +133,7 @@ def test_same_seed_same_result_and_penalty_matches_full_objective() -> None:
     # A strong penalty: the mini-batch optimum is the full objective's optimum.
     ref = LR(solver="newton", C=0.001, tol=1e-10, backend="numpy").fit(X, y)
     strong = LR(
-        solver="minibatch", C=0.001, learning_rate="cosine", max_iter=30, random_state=0
+        solver="minibatch", C=0.001, eta0=0.01, learning_rate="cosine", max_iter=30, random_state=0
     ).fit(X, y)
     np.testing.assert_allclose(_params(strong), _params(ref), rtol=0.02, atol=2e-3)
 
@@ -373,6 +374,7 @@ def test_minibatch_streams_a_dataset_from_npy(tmp_path) -> None:  # type: ignore
     kw = {
         "solver": "minibatch",
         "learning_rate": "cosine",
+        "eta0": 0.01,
         "max_iter": 10,
         "random_state": 0,
     }

@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BaseEstimator", "ClassifierMixin", "ConvergenceWarning", "NotFittedError"]
+__all__ = [
+    "BaseEstimator",
+    "ClassifierMixin",
+    "ConvergenceWarning",
+    "DataConversionWarning",
+    "NotFittedError",
+]
 
 
 class _FallbackBaseEstimator:
@@ -60,6 +66,10 @@ class _FallbackConvergenceWarning(UserWarning):
     """The solver stopped at ``max_iter`` before meeting ``tol``."""
 
 
+class _FallbackDataConversionWarning(UserWarning):
+    """Input was converted to another shape or type."""
+
+
 class _FallbackNotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
 
@@ -68,6 +78,7 @@ BaseEstimator: type
 ClassifierMixin: type
 ConvergenceWarning: type[Warning]
 NotFittedError: type[Exception]
+DataConversionWarning: type[Warning]
 try:
     import sklearn.base
     import sklearn.exceptions
@@ -76,8 +87,10 @@ except ImportError:  # scikit-learn is optional
     ClassifierMixin = _FallbackClassifierMixin
     ConvergenceWarning = _FallbackConvergenceWarning
     NotFittedError = _FallbackNotFittedError
+    DataConversionWarning = _FallbackDataConversionWarning
 else:
     BaseEstimator = sklearn.base.BaseEstimator
     ClassifierMixin = sklearn.base.ClassifierMixin
     ConvergenceWarning = sklearn.exceptions.ConvergenceWarning
     NotFittedError = sklearn.exceptions.NotFittedError
+    DataConversionWarning = sklearn.exceptions.DataConversionWarning

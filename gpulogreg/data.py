@@ -9,11 +9,13 @@ sample weights are finite, non-negative float64 with a positive sum.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gpulogreg._compat import DataConversionWarning
 from gpulogreg._typing import Array
 
 __all__ = [
@@ -88,6 +90,7 @@ def check_X(
     dtype: Any = None,
     name: str = "X",
     n_features: int | None = None,
+    owner: str = "the model",
 ) -> tuple[Array, np.ndarray | None]:
     """Validate a feature matrix and convert it once.
 
@@ -102,6 +105,8 @@ def check_X(
         Name used in error messages.
     n_features : int, optional
         Expected number of columns (prediction on a fitted model).
+    owner : str
+        Who expects ``n_features`` (named in the error message).
 
     Returns
     -------
@@ -119,6 +124,7 @@ def check_X(
         Wrong dimensions, no rows, NaN or infinity (with its position), or the
         wrong number of features.
     """
+    _refuse_sparse(X, name)
     feature_names = _feature_names(X)
     module = array_module_name(X)
     if module == "dask":
@@ -135,18 +141,29 @@ def check_X(
         if X.dtype.kind == "O":
             try:
                 X = X.astype(np.float64)
-            except (ValueError, TypeError):
-                raise TypeError(f"{name} contains non-numeric values") from None
+            except (ValueError, TypeError) as exc:
+                raise TypeError(f"{name} contains non-numeric values: {exc}") from None
+        elif X.dtype.kind == "c":
+            raise ValueError(f"{name} is complex: Complex data not supported")
         else:
             raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
     if X.ndim != 2:
-        hint = " (reshape a single feature with X.reshape(-1, 1))" if X.ndim == 1 else ""
+        hint = (
+            " (Reshape your data with X.reshape(-1, 1) for a single feature"
+            " or X.reshape(1, -1) for a single sample)"
+            if X.ndim == 1
+            else ""
+        )
         raise ValueError(f"{name} must be 2-D, got {X.ndim}-D with shape {X.shape}{hint}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {X.shape}")
+    for axis, what in enumerate(("sample(s)", "feature(s)")):
+        if X.shape[axis] == 0:
+            raise ValueError(
+                f"{name} is empty: 0 {what} (shape={X.shape}) while a minimum of 1 is required."
+            )
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
-            f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}"
+            f"{name} has {X.shape[1]} features, but {owner} is expecting "
+            f"{n_features} features as input"
         )
     target = np.dtype(dtype) if dtype is not None else None
     if target is None:
@@ -158,6 +175,21 @@ def check_X(
     return X, feature_names
 
 
+def _refuse_sparse(X: Any, name: str) -> None:
+    """Sparse matrices are refused with a message saying so (no silent densifying)."""
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(X):
+        raise TypeError(
+            f"{name} is a sparse matrix: sparse input is not supported; "
+            "convert it with X.toarray() if it fits in memory"
+        )
+
+
+def _describe(value: float) -> str:
+    """``NaN``, ``inf`` or ``-inf`` as users write them."""
+    return "NaN" if np.isnan(value) else str(value)
+
+
 def _check_finite(X: Array, name: str) -> None:
     """Raise a ValueError naming the first NaN/inf entry (row, column)."""
     xp = _xp_of(X)
@@ -165,7 +197,7 @@ def _check_finite(X: Array, name: str) -> None:
         return
     bad = xp.argwhere(~xp.isfinite(X))[0]
     row, col = (int(i) for i in bad)
-    value = float(X[row, col])
+    value = _describe(float(X[row, col]))
     raise ValueError(f"{name} contains {value} at row {row}, column {col}; remove or impute it")
 
 
@@ -187,12 +219,24 @@ def encode_labels(y: Any, classes: np.ndarray | None = None) -> tuple[np.ndarray
     y = _to_host(y)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; "
+            "pass y of shape (n_samples,), for example with y.ravel()",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         y = y.ravel()
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D, got shape {y.shape}")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        row = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise ValueError(f"y contains {y[row]} at row {row}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            row = int(np.flatnonzero(~np.isfinite(y))[0])
+            raise ValueError(f"y contains {_describe(y[row])} at row {row}")
+        if (y != np.round(y)).any():
+            raise ValueError(
+                "Unknown label type: continuous. y holds non-integer floats; "
+                "a classifier needs class labels"
+            )
     if y.dtype.kind == "O" and any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
         raise ValueError("y contains missing values")
     if classes is None:
@@ -237,7 +281,7 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
         raise ValueError(f"sample_weight has {sw.shape[0]} entries but X has {n_samples} rows")
     if not np.isfinite(sw).all():
         row = int(np.flatnonzero(~np.isfinite(sw))[0])
-        raise ValueError(f"sample_weight contains {sw[row]} at row {row}")
+        raise ValueError(f"sample_weight contains {_describe(sw[row])} at row {row}")
     if (sw < 0).any():
         row = int(np.flatnonzero(sw < 0)[0])
         raise ValueError(f"sample_weight is negative ({sw[row]}) at row {row}")

@@ -369,6 +369,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.intercept_ = (
             np.ascontiguousarray(W[:, -1]) if self.fit_intercept else np.zeros(W.shape[0])
         )
+        if n_model_classes > 2 and self.fit_intercept:
+            # Softmax is unchanged by a common shift of the (unpenalised)
+            # intercepts; report the centred ones, as scikit-learn does.
+            self.intercept_ = self.intercept_ - self.intercept_.mean()
         self.n_iter_ = np.asarray([r.n_iter for r in results], dtype=np.int32)
         self.converged_ = all(r.converged for r in results)
         histories: list[History] = [r.history for r in results]
@@ -815,7 +819,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             float64, in the namespace of ``X`` (CuPy in, CuPy out).
         """
         self._check_fitted()
-        X, _ = check_X(X, n_features=self.n_features_in_)
+        X, _ = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
         xp = _namespace(X)
         coef = xp.asarray(self.coef_, dtype=X.dtype)
         # BLAS in X's dtype (X is never upcast), result widened to float64.

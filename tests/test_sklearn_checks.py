@@ -13,7 +13,7 @@ EXPECTED_FAILURES: dict[str, str] = {}
 
 
 @estimator_checks.parametrize_with_checks(
-    [LogisticRegression(tol=1e-10)],
+    [LogisticRegression(tol=1e-12)],
     expected_failed_checks=lambda estimator: EXPECTED_FAILURES,
 )
 def test_scikit_learn_compatible(estimator: object, check: object) -> None:

@@ -15,7 +15,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return make_classification(100, 3, seed=0)
 
 
-@pytest.mark.parametrize(("value", "word"), [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+@pytest.mark.parametrize(("value", "word"), [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "-inf")])
 def test_non_finite_x_names_value_and_position(
     data: tuple[np.ndarray, np.ndarray], value: float, word: str
 ) -> None:
@@ -33,8 +33,10 @@ def test_wrong_dimensions(shape: tuple[int, ...]) -> None:
 
 
 def test_empty_data() -> None:
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"0 sample\(s\)"):
         LogisticRegression().fit(np.zeros((0, 3)), np.zeros(0))
+    with pytest.raises(ValueError, match=r"0 feature\(s\)"):
+        LogisticRegression().fit(np.zeros((3, 0)), np.arange(3) % 2)
 
 
 def test_single_class(data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -53,7 +55,7 @@ def test_mismatched_lengths(data: tuple[np.ndarray, np.ndarray]) -> None:
     ("weights", "message"),
     [
         (-1.0, "negative"),
-        (np.nan, "nan at row 5"),
+        (np.nan, "NaN at row 5"),
         (np.inf, "inf at row 5"),
     ],
 )
@@ -96,8 +98,19 @@ def test_non_numeric_dataframe_column_is_named(data: tuple[np.ndarray, np.ndarra
 
 
 def test_complex_data_is_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
-    with pytest.raises(TypeError, match="numeric"):
+    with pytest.raises(ValueError, match="Complex data not supported"):
         check_X(data[0] + 1j)
+
+
+def test_sparse_data_is_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="sparse input is not supported"):
+        LogisticRegression().fit(sparse.csr_matrix(data[0]), data[1])
+
+
+def test_continuous_target_is_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        LogisticRegression().fit(data[0], np.linspace(0, 1, len(data[0])))
 
 
 @pytest.mark.parametrize(
@@ -131,7 +144,7 @@ def test_invalid_hyper_parameters(
 def test_predict_with_wrong_number_of_features(data: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = data
     model = LogisticRegression().fit(X, y)
-    with pytest.raises(ValueError, match="X has 2 features, but the model was fitted with 3"):
+    with pytest.raises(ValueError, match="X has 2 features, but LogisticRegression is expecting 3"):
         model.predict(X[:, :2])
 
 

@@ -42,10 +42,12 @@ import numpy as np
 __all__ = ["Chunk", "Dataset", "DatasetInfo"]
 
 #: Default size of one chunk of X in bytes (rows = this / bytes per row): big
-#: enough that per-chunk overhead (a kernel launch, a small BLAS call, an
-#: mmap) is negligible, small enough that two chunks in flight (double
-#: buffering) stay far below the memory budget.
-DEFAULT_CHUNK_BYTES = 32 * 2**20
+#: enough that per-chunk overhead (a parallel kernel launch and its barrier, a
+#: small BLAS call, an mmap) is small next to reading the chunk (measured on a
+#: busy 2-core machine: ~30 ms per chunk, so 32 MB chunks cost 2x a pass and
+#: 128 MB chunks 1.6x), small enough that the two or three chunks in flight
+#: (double buffering) stay far below a 1 GB budget.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
 #: Fewest rows per default chunk (very wide data).
 MIN_CHUNK_ROWS = 1024
 
@@ -260,6 +262,11 @@ class Dataset:
         #: True when every chunk already lives in memory (then the chunked
         #: backend may keep per-chunk state between passes).
         self.in_memory = False
+        #: Reads chunk ``i`` (rows ``i * _reader_rows ...``) directly, for
+        #: sources that allow it (``.npy`` files, arrays): mini-batch training
+        #: then visits the chunks in a random order each epoch.
+        self._reader: Callable[[int], tuple[Any, Any, Any]] | None = None
+        self._reader_rows = 0
 
     def __repr__(self) -> str:
         return f"Dataset({self.description})"
@@ -301,13 +308,12 @@ class Dataset:
         rows = chunk_rows or default_chunk_rows(X.shape[1], X.dtype.itemsize)
         n = X.shape[0]
 
-        def source() -> Iterator[tuple[Any, Any, Any]]:
-            for start in range(0, n, rows):
-                stop = min(start + rows, n)
-                yield X[start:stop], y[start:stop], None if sw is None else sw[start:stop]
+        def read(i: int) -> tuple[Any, Any, Any]:
+            start, stop = i * rows, min((i + 1) * rows, n)
+            return X[start:stop], y[start:stop], None if sw is None else sw[start:stop]
 
         ds = cls(
-            source,
+            _sequential(read, n, rows),
             n_features=int(X.shape[1]),
             dtype=X.dtype,
             classes=classes,
@@ -315,6 +321,7 @@ class Dataset:
             description=f"arrays {X.shape[0]} x {X.shape[1]} {X.dtype}, {rows} rows per chunk",
         )
         ds.in_memory = True
+        ds._reader, ds._reader_rows = read, rows
         return ds
 
     @classmethod
@@ -366,23 +373,24 @@ class Dataset:
         rows = chunk_rows or default_chunk_rows(fx.shape[1], target.itemsize)
         n = fx.n_rows
 
-        def source() -> Iterator[tuple[Any, Any, Any]]:
-            for start in range(0, n, rows):
-                stop = min(start + rows, n)
-                yield (
-                    fx.read_rows(start, stop),
-                    np.array(fy.read_rows(start, stop)),
-                    None if fw is None else np.array(fw.read_rows(start, stop), dtype=np.float64),
-                )
+        def read(i: int) -> tuple[Any, Any, Any]:
+            start, stop = i * rows, min((i + 1) * rows, n)
+            return (
+                fx.read_rows(start, stop),
+                np.array(fy.read_rows(start, stop)),
+                None if fw is None else np.array(fw.read_rows(start, stop), dtype=np.float64),
+            )
 
-        return cls(
-            source,
+        ds = cls(
+            _sequential(read, n, rows),
             n_features=fx.shape[1],
             dtype=target,
             classes=classes,
             description=f"{fx.path} ({n} x {fx.shape[1]} {fx.dtype}), {rows} rows per chunk",
             stamp=lambda: _file_stamp(X_path, y_path, sample_weight_path),
         )
+        ds._reader, ds._reader_rows = read, rows
+        return ds
 
     @classmethod
     def from_parquet(
@@ -569,8 +577,27 @@ class Dataset:
             return self._dtype
         return self.info().dtype
 
-    def iter_chunks(self, dtype: Any = None, *, validate: bool = False) -> Iterator[Chunk]:
-        """Yield the chunks in order.
+    @property
+    def random_access(self) -> bool:
+        """Whether chunks can be read in any order (:meth:`iter_chunks` with ``order``)."""
+        return self._reader is not None
+
+    def _items(self, order: Sequence[int] | None) -> Iterator[tuple[int, int | None, Any]]:
+        """(chunk index, first row or None when it follows the previous chunk, raw item)."""
+        if order is None:
+            for index, item in enumerate(self._source()):
+                yield index, None, item
+            return
+        reader = self._reader
+        if reader is None:
+            raise ValueError(f"{self.description}: chunks can be read only in order")
+        for index in order:
+            yield int(index), int(index) * self._reader_rows, reader(int(index))
+
+    def iter_chunks(
+        self, dtype: Any = None, *, validate: bool = False, order: Sequence[int] | None = None
+    ) -> Iterator[Chunk]:
+        """Yield the chunks, in the dataset's order or in ``order``.
 
         Parameters
         ----------
@@ -579,13 +606,17 @@ class Dataset:
         validate : bool
             Check every chunk (finite values, shapes, weights); :meth:`scan`
             does it once, later passes skip it.
+        order : sequence of int, optional
+            Chunk indices to read, in this order (only when :attr:`random_access`).
         """
         from gpulogreg.data import _to_host, check_sample_weight, check_X
 
         target = None if dtype is None else _float_dtype(dtype)
         target = target or self._dtype
         start = 0
-        for index, item in enumerate(self._source()):
+        for index, first_row, item in self._items(order):
+            if first_row is not None:
+                start = first_row
             if not isinstance(item, tuple) or len(item) not in (2, 3):
                 raise TypeError(
                     f"{self.description}: chunk {index} must be a tuple (X, y) or "
@@ -731,6 +762,18 @@ class Dataset:
                 [np.ones(x.shape[0]) if w is None else w for x, w in zip(Xs, ws, strict=True)]
             )
         return np.concatenate(Xs), np.concatenate(ys), sw
+
+
+def _sequential(
+    read: Callable[[int], tuple[Any, Any, Any]], n_rows: int, rows: int
+) -> ChunkFactory:
+    """A chunk factory reading chunks ``0, 1, ...`` of ``rows`` rows through ``read``."""
+
+    def source() -> Iterator[tuple[Any, Any, Any]]:
+        for i in range(-(-n_rows // rows)):
+            yield read(i)
+
+    return source
 
 
 def _column_names(path: str, fmt: str) -> list[str]:

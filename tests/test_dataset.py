@@ -57,6 +57,23 @@ def test_from_npy_reads_every_row_in_chunks(npy_files, binary) -> None:  # type:
     np.testing.assert_array_equal(info.class_counts, np.bincount(y))
 
 
+def test_random_access_reads_chunks_in_any_order(npy_files, binary, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    X, y = binary
+    for ds in (
+        Dataset.from_npy(*npy_files, chunk_rows=700),
+        Dataset.from_arrays(X, y, chunk_rows=700),
+    ):
+        assert ds.random_access
+        chunks = list(ds.iter_chunks(order=[4, 0, 2]))
+        assert [c.start for c in chunks] == [2800, 0, 1400]
+        np.testing.assert_array_equal(chunks[0].X, X[2800:])
+        np.testing.assert_array_equal(chunks[2].y, y[1400:2100])
+    sequential = Dataset.from_chunks([(X, y)])
+    assert not sequential.random_access
+    with pytest.raises(ValueError, match="only in order"):
+        list(sequential.iter_chunks(order=[0]))
+
+
 def test_from_npy_converts_dtype_and_fortran_order(tmp_path, binary) -> None:  # type: ignore[no-untyped-def]
     X, y = binary
     np.save(tmp_path / "Xf.npy", np.asfortranarray(X))

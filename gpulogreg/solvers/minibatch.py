@@ -7,9 +7,10 @@ calls it with a *batch source*:
 * :class:`ArrayBatches`: in-memory arrays (NumPy or CuPy); each epoch is a
   fresh permutation of the training rows cut into ``batch_size`` batches;
 * :class:`DatasetBatches`: a :class:`~gpulogreg.dataset.Dataset` streamed
-  from disk; rows are shuffled within a window of consecutive chunks (the
-  chunk order itself is permuted when the source can read chunks in any
-  order), so memory stays bounded.
+  from disk; rows are shuffled within a window of chunks, and the chunk order
+  itself is permuted every epoch when the source can read chunks in any order
+  (``.npy`` files, arrays; CSV and Parquet are read in file order), so memory
+  stays bounded.
 
 Each batch becomes a small backend built by
 :func:`gpulogreg.backends.make_backend` on the gathered rows, so the batch loss
@@ -396,8 +397,9 @@ class ArrayBatches:
 class DatasetBatches:
     """Batches streamed from a :class:`~gpulogreg.dataset.Dataset`, memory bounded.
 
-    Rows are shuffled within windows of consecutive chunks (about
-    :data:`SHUFFLE_WINDOW_BYTES` of X); rows left over at the end of a window
+    Rows are shuffled within windows of chunks (about
+    :data:`SHUFFLE_WINDOW_BYTES` of X), the chunks taken in a fresh random order
+    each epoch when the dataset allows it; rows left over at the end of a window
     join the next one, so every batch but the last of an epoch is full. With
     ``early_stopping`` whole chunks are held out (at least one, and at least
     one left for training), and their rows kept in memory up to
@@ -456,8 +458,10 @@ class DatasetBatches:
         n_val_rows = sum(info.chunk_rows[i] for i in self.val_chunks)
         keep_fraction = min(1.0, VALIDATION_MAX_BYTES / max(n_val_rows * row_bytes, 1))
         Xs, ys, ss = [], [], []
-        for i, chunk in enumerate(self.chunked.dataset.iter_chunks(self.chunked._dtype_arg)):
-            if i not in self.val_chunks:
+        dataset = self.chunked.dataset
+        order = sorted(self.val_chunks) if dataset.random_access else None
+        for i, chunk in enumerate(dataset.iter_chunks(self.chunked._dtype_arg, order=order)):
+            if order is None and i not in self.val_chunks:
                 continue
             X, y, s = self.chunked._prepare(chunk)
             if keep_fraction < 1.0:
@@ -492,11 +496,20 @@ class DatasetBatches:
 
         chunked = self.chunked
         dev = self.kw["device"]
-        chunks = (
-            c
-            for i, c in enumerate(chunked.dataset.iter_chunks(chunked._dtype_arg))
-            if i not in self.val_chunks
-        )
+        dataset = chunked.dataset
+        if dataset.random_access:
+            # Chunks in a new random order every epoch, so that a window mixes
+            # rows from all over the file (a file sorted by label would
+            # otherwise give windows of a single class).
+            train = [i for i in range(chunked.info.n_chunks) if i not in self.val_chunks]
+            order = [train[i] for i in rng.permutation(len(train))]
+            chunks: Iterator[Any] = dataset.iter_chunks(chunked._dtype_arg, order=order)
+        else:
+            chunks = (
+                c
+                for i, c in enumerate(dataset.iter_chunks(chunked._dtype_arg))
+                if i not in self.val_chunks
+            )
         pipeline = SlotPipeline(
             chunks, HostStager(), prepare=chunked._prepare, threaded=chunked.prefetch
         )

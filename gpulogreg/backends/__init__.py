@@ -10,6 +10,7 @@ present. Importing this module imports neither CuPy nor a backend.
 from __future__ import annotations
 
 import importlib
+import sys
 from functools import lru_cache
 from typing import Any
 
@@ -18,9 +19,11 @@ from gpulogreg.data import array_module_name
 
 __all__ = [
     "BACKENDS",
+    "GPUMemoryError",
     "GPUUnavailableError",
     "gpu_status",
     "make_backend",
+    "release_device_memory",
     "resolve_backend",
     "to_device",
 ]
@@ -36,6 +39,10 @@ DEVICES = ("auto", "cpu", "gpu")
 
 class GPUUnavailableError(RuntimeError):
     """A GPU was asked for explicitly and none is usable (the message says why)."""
+
+
+class GPUMemoryError(MemoryError):
+    """The data do not fit in free GPU memory (the message points to the streaming path)."""
 
 
 @lru_cache(maxsize=1)
@@ -64,6 +71,8 @@ def gpu_status() -> tuple[bool, str]:
         if "NoDevice" in text:
             return False, f"no CUDA device found ({text})"
         return False, f"CUDA runtime error: {text}"
+    except Exception as exc:  # e.g. a CUDA library that fails to load
+        return False, f"CUDA could not be initialised: {exc}"
     if count == 0:
         return False, "no CUDA device found"
     return True, ""
@@ -84,12 +93,15 @@ def resolve_backend(X: Array, backend: str = "auto", device: str = "auto") -> tu
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}")
     on_gpu = array_module_name(X) == "cupy"
     if device == "gpu" or backend == "cupy":
-        available, reason = gpu_status()
-        if not available and not on_gpu:
-            raise GPUUnavailableError(f"a GPU was requested but none is usable: {reason}")
+        if not on_gpu:  # data already on a GPU prove one is usable: no query
+            available, reason = gpu_status()
+            if not available:
+                raise GPUUnavailableError(f"a GPU was requested but none is usable: {reason}")
         target = "gpu"
     elif device == "cpu":
         target = "cpu"
+    elif backend in ("numba", "numpy") and not on_gpu:
+        target = "cpu"  # an explicit CPU backend keeps host data on the host
     else:
         target = "gpu" if on_gpu or gpu_status()[0] else "cpu"
     if backend == "auto":
@@ -107,7 +119,14 @@ def to_device(a: Any, device: str) -> Any:
     if device == "gpu" and not on_gpu:
         import cupy
 
-        return cupy.asarray(a)
+        try:
+            return cupy.asarray(a)
+        except cupy.cuda.memory.OutOfMemoryError as exc:
+            raise GPUMemoryError(
+                f"an array of {getattr(a, 'nbytes', 0) / 1e9:.2f} GB does not fit in free GPU "
+                f"memory ({exc}). Train out of core instead: pass a gpulogreg.Dataset (or use "
+                "solver='minibatch'), which streams chunks to the GPU; or use device='cpu'."
+            ) from None
     if device == "cpu" and on_gpu:
         return a.get()
     return a
@@ -143,7 +162,27 @@ def make_backend(
     device : {"auto", "cpu", "gpu"}
     """
     name, target = resolve_backend(X, backend, device)
+    if target == "gpu" and array_module_name(X) != "cupy":
+        from gpulogreg.backends.cupy_backend import check_device_memory
+
+        n_outputs = 1 if n_classes == 2 else n_classes
+        check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs)
     X, y, sample_weight = (to_device(a, target) for a in (X, y, sample_weight))
     cls = get_backend_class(name)
     instance: Backend = cls(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
     return instance
+
+
+def release_device_memory() -> None:
+    """Return the blocks CuPy's memory pools cache to the driver (call after a GPU fit).
+
+    A no-op when CuPy was never imported; never raises (it is a clean-up step).
+    """
+    cupy = sys.modules.get("cupy")
+    if cupy is None:
+        return
+    try:
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()
+    except Exception:  # no usable device: nothing was allocated
+        return

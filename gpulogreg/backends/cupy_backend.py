@@ -1,0 +1,444 @@
+"""The GPU backend: cuBLAS products around our fused CUDA kernels.
+
+One loss-and-gradient evaluation is three steps, all on the device:
+
+1. ``xw = X @ coef`` -- a cuBLAS product in X's dtype (gemv for binary,
+   gemm for multinomial);
+2. one fused kernel (``gpulogreg_logistic_loss_grad`` /
+   ``gpulogreg_softmax_loss_grad``) that adds the intercepts (read from the
+   parameter vector on the device), evaluates the stable sigmoid or softmax,
+   the weighted cross-entropy and the weighted residual ``R`` per row in
+   double, writes ``R`` in X's dtype, and leaves one loss partial sum per block
+   (and, binary, one residual partial sum per block for the intercept); a
+   second kernel reduces the partials in a fixed order;
+3. ``grad = R^T X`` -- cuBLAS again.
+
+The parameters and gradients stay on the device; per evaluation exactly one
+scalar (the loss) crosses to the host.
+
+Accumulation in float64 for float32 data (DESIGN.md: loss and gradient partial
+sums in float64). The loss and the intercept gradient are accumulated in double
+inside our kernels. For ``R^T X`` with float32 ``X`` we keep cuBLAS and bound
+its float32 accumulation: the rows are cut into chunks of
+:data:`GRAD_CHUNK_ROWS` (1024); one strided-batched cuBLAS product gives each
+chunk's float32 partial gradient (sums of at most 1024 products), and the
+partials are summed in float64 in a fixed order. The rounding error of the
+gradient is then about float32's epsilon times the sum of |r_i x_ij| over a
+chunk, instead of growing with the number of rows, while X is still read once
+by cuBLAS at memory speed. ``X @ coef`` stays a float32 product: each row's
+dot product has only ``n_features`` terms. float64 data uses plain float64
+cuBLAS products. The Hessian is built in float64 (chunks of X are widened to
+float64 in a bounded buffer), as in the NumPy baseline.
+
+Reproducibility: the kernels use no atomics, and the reduction order is fixed
+by the grid size, which depends only on the device's attributes and the number
+of rows; cuBLAS products are deterministic for a given GPU model. Results are
+therefore identical run to run on the same GPU model (not bit-identical
+across GPU models).
+
+Do not set ``CUPY_TF32=1``: it lets cuBLAS round float32 products to TF32.
+
+Memory: :func:`check_device_memory` refuses data that would not fit in free
+device memory with a :class:`gpulogreg.backends.GPUMemoryError` pointing to
+the streaming path; :func:`gpulogreg.backends.release_device_memory` returns
+CuPy's cached blocks after a fit.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from gpulogreg._typing import Array
+from gpulogreg.backends import _cuda
+from gpulogreg.backends.numpy_backend import NumpyBackend
+
+__all__ = [
+    "GRAD_CHUNK_ROWS",
+    "GRAD_MAX_BATCH",
+    "HESSIAN_CHUNK_BYTES",
+    "CupyBackend",
+    "check_device_memory",
+    "device_bytes_needed",
+    "sigmoid",
+    "softmax",
+]
+
+#: Rows per float32 partial product of ``R^T X`` (see the module docstring):
+#: small enough that float32 sums of 1024 terms lose about 2^-24 * sqrt(1024)
+#: relative, large enough that the batched product still streams X at full speed
+#: and the float64 partials (n_rows / 1024 x n_features) stay small.
+GRAD_CHUNK_ROWS = 1024
+#: Chunks per strided-batched cuBLAS call of ``R^T X`` (32,768 chunks of 1,024
+#: rows: 32 M rows per call), below the 65,535 limit of a grid's y and z sizes.
+GRAD_MAX_BATCH = 32768
+#: Bytes of the float64 row chunk used to build the Hessian (64 MiB: bounded
+#: whatever the number of rows; two such buffers are alive at once).
+HESSIAN_CHUNK_BYTES = 64 * 2**20
+#: Device memory kept free beyond the data and the per-row buffers: cuBLAS
+#: workspace, the Hessian's chunk buffers and small temporaries (512 MiB).
+DEVICE_HEADROOM_BYTES = 512 * 2**20
+
+
+def _kernels_for(a: Any) -> _cuda.KernelLauncher:
+    """The compiled kernels of the device holding CuPy array ``a``."""
+    device = getattr(a, "device", None)
+    return _cuda.get_kernels(int(device.id) if device is not None else None)
+
+
+class CupyBackend(NumpyBackend):
+    """GPU backend: cuBLAS ``X @ w``, fused CUDA loss/residual kernel, cuBLAS ``R^T X``.
+
+    Same constructor as :class:`~gpulogreg.backends.numpy_backend.NumpyBackend`
+    (the data are already on the device: :func:`gpulogreg.backends.make_backend`
+    moves them once). It subclasses the array-generic baseline and replaces
+    the elementwise middle of ``loss_grad`` and ``loss``, and the binary
+    ``hessian`` and ``hvp``, by our kernels; ``decision``, ``gram_matvec`` and
+    the multinomial Hessian and Hessian-vector product are the baseline's,
+    running on CuPy arrays.
+
+    Parameters
+    ----------
+    X : cupy.ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
+    y : cupy.ndarray of shape (n_samples,), int32 class indices
+    sample_weight : cupy.ndarray of shape (n_samples,), float64, summing to one
+    n_classes : int
+    fit_intercept : bool
+    kernels : KernelLauncher, optional
+        The kernels to launch; default: those compiled for X's device. Tests
+        pass the host emulator here to run this class on NumPy arrays.
+    """
+
+    name = "cupy"
+    #: Rows per float32 partial product of ``R^T X`` (class attribute so tests can vary it).
+    grad_chunk_rows = GRAD_CHUNK_ROWS
+    #: Bytes of the float64 chunk buffer of :meth:`hessian`.
+    hessian_chunk_bytes = HESSIAN_CHUNK_BYTES
+    #: Chunks per batched cuBLAS call of ``R^T X``.
+    grad_max_batch = GRAD_MAX_BATCH
+
+    def __init__(
+        self,
+        X: Array,
+        y: Array,
+        sample_weight: Array,
+        *,
+        n_classes: int = 2,
+        fit_intercept: bool = True,
+        kernels: _cuda.KernelLauncher | None = None,
+    ) -> None:
+        super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+        xp = self.xp
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"the CuPy backend takes float32 or float64 X, got {self.dtype}")
+        if not self.X.flags.c_contiguous:
+            raise ValueError("the CuPy backend needs a C-contiguous X (see gpulogreg.data.check_X)")
+        self._kernels = kernels if kernels is not None else _kernels_for(self.X)
+        self._binary = self.n_outputs == 1
+        self._y32 = xp.ascontiguousarray(self.y, dtype=xp.int32)
+        self._sw = xp.ascontiguousarray(self.sample_weight, dtype=xp.float64)
+        self._loss_kernel = "logistic_loss_grad" if self._binary else "softmax_loss_grad"
+        self._grid = self._kernels.grid(self._loss_kernel, self.dtype, self.n_samples)
+        # Partial sums per block: loss (and, binary, the residual for the intercept).
+        self._n_series = 2 if self._binary else 1
+        self._partials = xp.empty(self._n_series * self._grid, dtype=xp.float64)
+        self._sums = xp.empty(self._n_series, dtype=xp.float64)
+        shape = (self.n_samples,) if self._binary else (self.n_samples, self.n_outputs)
+        self._residual = xp.empty(shape, dtype=self.dtype)
+
+    # -- helpers ----------------------------------------------------------------
+    @property
+    def _n_cols(self) -> int:
+        """Columns of the parameter matrix: n_features (+ 1 with an intercept)."""
+        return self.n_features + int(self.fit_intercept)
+
+    def _check_params(self, params: Array) -> Array:
+        params = self.xp.ascontiguousarray(params, dtype=self.xp.float64)
+        if params.shape != (self.n_params,):
+            raise ValueError(f"params must have shape ({self.n_params},), got {params.shape}")
+        return params
+
+    def _coef_in_dtype(self, params: Array) -> Array:
+        """Coefficients as a C-contiguous (n_outputs, n_features) array in X's dtype."""
+        W = params.reshape(self.n_outputs, self._n_cols)[:, : self.n_features]
+        return self.xp.ascontiguousarray(W, dtype=self.dtype)
+
+    def _xw(self, params: Array, X: Array) -> Array:
+        """``X @ coef.T`` in X's dtype (cuBLAS): (m,) binary, (m, K) multinomial."""
+        coef = self._coef_in_dtype(params)
+        xw = X @ coef[0] if self._binary else X @ coef.T
+        return self.xp.ascontiguousarray(xw)
+
+    def _intercept_args(self, params: Array) -> tuple[Array, int]:
+        """Pointer to the first intercept inside ``params`` (no host round trip) and the flag."""
+        if self.fit_intercept:
+            return params[self.n_features :], 1
+        return params, 0  # not read by the kernels
+
+    def _fused(self, params: Array, xw: Array, *, write_residual: bool) -> None:
+        """Run the fused loss/residual kernel and reduce its partials into ``self._sums``."""
+        intercept, has_intercept = self._intercept_args(params)
+        if self._binary:
+            args: tuple[Any, ...] = (
+                xw,
+                intercept,
+                has_intercept,
+                self._y32,
+                self._sw,
+                self._residual,
+                int(write_residual),
+                self._partials,
+                self.n_samples,
+            )
+        else:
+            args = (
+                xw,
+                intercept,
+                self._n_cols,
+                has_intercept,
+                self._y32,
+                self._sw,
+                self._residual,
+                int(write_residual),
+                self._partials,
+                self.n_samples,
+                self.n_outputs,
+            )
+        self._kernels.launch(self._loss_kernel, self.dtype, self._grid, args)
+        self._kernels.launch(
+            "sum_partials", np.float64, self._n_series, (self._partials, self._grid, self._sums)
+        )
+
+    def _xt_r_plain(self, R: Array, start: int, stop: int) -> Array:
+        """``R[start:stop]^T X[start:stop]`` in one cuBLAS product, as float64 (k, n)."""
+        xp = self.xp
+        X = self.X[start:stop]
+        if R.ndim == 1:
+            return (R[start:stop] @ X).astype(xp.float64).reshape(1, self.n_features)
+        return (R[start:stop].T @ X).astype(xp.float64)
+
+    def _xt_r(self, R: Array) -> Array:
+        """``R^T X`` as float64 (n_outputs, n_features), R of shape (m,) or (m, K) in X's dtype.
+
+        float32: float32 cuBLAS partial products over chunks of
+        :attr:`grad_chunk_rows` rows (strided-batched calls of at most
+        :attr:`grad_max_batch` chunks), summed in float64 in a fixed order,
+        plus the remaining rows. float64: one product.
+        """
+        xp = self.xp
+        m, n = self.n_samples, self.n_features
+        chunk = int(self.grad_chunk_rows)
+        if self.dtype == np.float64 or m <= chunk:
+            return self._xt_r_plain(R, 0, m)
+        n_chunks = m // chunk
+        cut = n_chunks * chunk
+        X3 = self.X[:cut].reshape(n_chunks, chunk, n)
+        R3 = R[:cut].reshape(n_chunks, chunk, -1).transpose(0, 2, 1)  # (n_chunks, k, chunk)
+        G = xp.zeros((R3.shape[1], n), dtype=xp.float64)
+        batch = int(self.grad_max_batch)
+        for first in range(0, n_chunks, batch):
+            last = min(first + batch, n_chunks)
+            G += xp.matmul(R3[first:last], X3[first:last]).sum(axis=0, dtype=xp.float64)
+        if cut < m:
+            G += self._xt_r_plain(R, cut, m)
+        return G
+
+    def _newton_weights(self, params: Array, X: Array, start: int, stop: int, out: Array) -> None:
+        """``out = s p (1 - p)`` for rows ``start:stop`` (X is that row block)."""
+        xw = self._xw(params, X)
+        intercept, has_intercept = self._intercept_args(params)
+        rows = stop - start
+        grid = self._kernels.grid("logistic_newton_weights", self.dtype, rows)
+        self._kernels.launch(
+            "logistic_newton_weights",
+            self.dtype,
+            grid,
+            (xw, intercept, has_intercept, self._sw[start:stop], out, rows),
+        )
+
+    # -- protocol ---------------------------------------------------------------
+    def loss(self, params: Array) -> float:
+        params = self._check_params(params)
+        self._fused(params, self._xw(params, self.X), write_residual=False)
+        return float(self._sums[0])
+
+    def loss_grad(self, params: Array) -> tuple[float, Array]:
+        xp = self.xp
+        params = self._check_params(params)
+        self._fused(params, self._xw(params, self.X), write_residual=True)
+        grad = xp.empty(self.n_params, dtype=xp.float64)
+        G = grad.reshape(self.n_outputs, self._n_cols)
+        G[:, : self.n_features] = self._xt_r(self._residual)
+        if self.fit_intercept:
+            if self._binary:
+                G[:, self.n_features] = self._sums[1:]
+            else:
+                G[:, self.n_features] = self._residual.sum(axis=0, dtype=xp.float64)
+        return float(self._sums[0]), grad
+
+    def hessian(self, params: Array) -> Array:
+        """Binary: ``A^T diag(h) A`` over float64 row chunks, h from our kernel.
+
+        ``A = [X, 1]``; the chunk buffer holds at most :attr:`hessian_chunk_bytes`.
+        Multinomial: the baseline's chunked construction on the device.
+        """
+        if not self._binary:
+            return super().hessian(params)
+        xp = self.xp
+        params = self._check_params(params)
+        m, n, d = self.n_samples, self.n_features, self._n_cols
+        rows = max(1, min(m, int(self.hessian_chunk_bytes) // (8 * d)))
+        H = xp.zeros((d, d), dtype=xp.float64)
+        A = xp.empty((rows, d), dtype=xp.float64)
+        if self.fit_intercept:
+            A[:, n] = 1.0
+        h = xp.empty(rows, dtype=xp.float64)
+        for start in range(0, m, rows):
+            stop = min(start + rows, m)
+            count = stop - start
+            Xc = self.X[start:stop]
+            hc = h[:count]
+            self._newton_weights(params, Xc, start, stop, hc)
+            Ac = A[:count]
+            Ac[:, :n] = Xc
+            H += (Ac * hc[:, None]).T @ Ac
+        return H
+
+    def hvp(self, params: Array, v: Array) -> Array:
+        """Binary: ``A^T diag(h) A v`` with h from our kernel and ``R^T X`` as in the gradient."""
+        if not self._binary:
+            return super().hvp(params, v)
+        xp = self.xp
+        params = self._check_params(params)
+        v = self._check_params(v)
+        h = xp.empty(self.n_samples, dtype=xp.float64)
+        self._newton_weights(params, self.X, 0, self.n_samples, h)
+        r = h * self._linear(v, self.X)  # float64 (m,)
+        out = xp.empty(self.n_params, dtype=xp.float64)
+        out[: self.n_features] = self._xt_r(r.astype(self.dtype))[0]
+        if self.fit_intercept:
+            out[self.n_features] = r.sum()
+        return out
+
+
+# -- prediction helpers -------------------------------------------------------------
+def _namespace(a: Any) -> ModuleType:
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(a, cupy.ndarray):
+        return cupy
+    return np
+
+
+def _as_float(a: Any, xp: ModuleType) -> Any:
+    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
+    return xp.ascontiguousarray(a, dtype=dtype)
+
+
+def sigmoid(z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
+    """``1 / (1 + exp(-z))`` with our kernel, in z's dtype (float32/float64), no overflow.
+
+    Parameters
+    ----------
+    z : cupy.ndarray of any shape
+    kernels : KernelLauncher, optional
+        Default: the kernels of z's device.
+    """
+    xp = _namespace(z)
+    z = _as_float(z, xp)
+    p = xp.empty_like(z)
+    kernels = kernels if kernels is not None else _kernels_for(z)
+    grid = kernels.grid("sigmoid", z.dtype, z.size)
+    kernels.launch("sigmoid", z.dtype, grid, (z, p, z.size))
+    return p
+
+
+def softmax(Z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
+    """Row-wise softmax of ``Z`` (n_rows, n_classes) with our kernel, in Z's dtype."""
+    xp = _namespace(Z)
+    Z = _as_float(Z, xp)
+    if Z.ndim != 2:
+        raise ValueError(f"softmax takes a 2-D array, got shape {Z.shape}")
+    P = xp.empty_like(Z)
+    kernels = kernels if kernels is not None else _kernels_for(Z)
+    grid = kernels.grid("softmax", Z.dtype, Z.shape[0])
+    kernels.launch("softmax", Z.dtype, grid, (Z, P, Z.shape[0], Z.shape[1]))
+    return P
+
+
+# -- device memory --------------------------------------------------------------------
+def device_bytes_needed(n_samples: int, n_features: int, dtype: Any, n_outputs: int = 1) -> int:
+    """Device bytes a fit on ``n_samples x n_features`` data needs, with headroom.
+
+    X itself, plus per row: labels (int32) and weights (float64); the
+    baseline's float64 label copy (one-hot when multinomial); ``X @ coef`` and
+    the residual in X's dtype; float64 decision values (Hessian-vector
+    products); plus :data:`DEVICE_HEADROOM_BYTES`.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    k = max(1, int(n_outputs))
+    per_row = n_features * itemsize + 4 + 8 + 8 * k + 2 * k * itemsize + 8 * k
+    return int(n_samples) * per_row + DEVICE_HEADROOM_BYTES
+
+
+def _current_device_memory() -> tuple[int, int, str]:
+    """``(free bytes, total bytes, label)`` of the current CUDA device.
+
+    Free counts the driver's free memory plus the blocks CuPy's pool holds
+    but no array uses (CuPy reuses them before asking the driver).
+    """
+    import cupy
+
+    device = cupy.cuda.Device()
+    free, total = device.mem_info
+    free += cupy.get_default_memory_pool().free_bytes()
+    name = cupy.cuda.runtime.getDeviceProperties(device.id).get("name", b"")
+    if isinstance(name, bytes):
+        name = name.decode(errors="replace")
+    return int(free), int(total), f"GPU {device.id} ({name})" if name else f"GPU {device.id}"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def check_device_memory(
+    n_samples: int,
+    n_features: int,
+    dtype: Any,
+    n_outputs: int = 1,
+    *,
+    free_bytes: int | None = None,
+    total_bytes: int | None = None,
+    device_label: str = "the GPU",
+) -> None:
+    """Raise :class:`~gpulogreg.backends.GPUMemoryError` when the data would not fit on the device.
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+    dtype : dtype of X
+    n_outputs : int
+    free_bytes, total_bytes : int, optional
+        Memory to compare with; default: queried from the current device.
+    device_label : str
+        How the message names the device (when ``free_bytes`` is given).
+    """
+    from gpulogreg.backends import GPUMemoryError
+
+    need = device_bytes_needed(n_samples, n_features, dtype, n_outputs)
+    if free_bytes is None:
+        free_bytes, total_bytes, device_label = _current_device_memory()
+    if need <= free_bytes:
+        return
+    x_bytes = int(n_samples) * int(n_features) * np.dtype(dtype).itemsize
+    total = f" of {_gb(total_bytes)}" if total_bytes else ""
+    raise GPUMemoryError(
+        f"X ({n_samples} x {n_features} {np.dtype(dtype)}, {_gb(x_bytes)}) and its working "
+        f"buffers need about {_gb(need)} on {device_label}, but only {_gb(free_bytes)}{total} "
+        "are free. Train out of core instead: pass a gpulogreg.Dataset (or use "
+        "solver='minibatch'), which streams chunks to the GPU; or use float32 data, or "
+        "device='cpu'."
+    )

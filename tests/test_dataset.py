@@ -426,3 +426,97 @@ def test_npy_reading_keeps_resident_memory_bounded(tmp_path) -> None:  # type: i
         peak = max(peak, _rss_bytes())
     assert total == n
     assert peak - before < 40 * 2**20, f"resident memory grew by {(peak - before) / 2**20:.0f} MB"
+
+
+# ----------------------------------------------------------------- pinned staging (fake CuPy)
+class _FakeArray(np.ndarray):
+    """A host array with CuPy's ``set(arr, stream=...)``."""
+
+    def set(self, arr: np.ndarray, stream: object = None) -> None:
+        assert stream is not None, "copies must go on the copy stream"
+        assert getattr(stream, "non_blocking", False)
+        self[...] = arr
+        stream.log.append("copy")  # type: ignore[attr-defined]
+
+
+class _FakeCuda:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        log = self.log
+
+        class Device:
+            id = 0
+
+            def __init__(self, *args: object) -> None:
+                pass
+
+            def __enter__(self) -> Device:
+                return self
+
+            def __exit__(self, *args: object) -> None:
+                pass
+
+        class Stream:
+            def __init__(self, non_blocking: bool = False) -> None:
+                self.non_blocking = non_blocking
+                self.log = log
+
+            def wait_event(self, event: object) -> None:
+                assert event is not None
+                log.append("wait")
+
+        class Event:
+            def __init__(self, disable_timing: bool = False) -> None:
+                self.recorded = False
+
+            def record(self, stream: object) -> None:
+                self.recorded = True
+                log.append("record")
+
+            def synchronize(self) -> None:
+                assert self.recorded
+                log.append("sync")
+
+        compute = Stream()
+        self.Device, self.Stream, self.Event = Device, Stream, Event
+        self.get_current_stream = lambda: compute
+
+
+def test_pinned_stager_protocol_with_a_fake_cupy(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+    import types
+
+    from gpulogreg.backends.chunked import PinnedStager
+
+    cuda = _FakeCuda()
+    cp = types.SimpleNamespace(
+        cuda=cuda,
+        int32=np.int32,
+        float64=np.float64,
+        empty=lambda shape, dtype: np.empty(shape, dtype=dtype).view(_FakeArray),
+    )
+    fake_cupyx = types.ModuleType("cupyx")
+    fake_cupyx.empty_pinned = lambda shape, dtype: np.empty(shape, dtype=dtype)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cupyx", fake_cupyx)
+    stager = PinnedStager(cp, max_rows=100, n_features=3, dtype=np.float32)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    items = [
+        (
+            rng.normal(size=(m, 3)).astype(np.float32),
+            rng.integers(0, 2, m).astype(np.int32),
+            rng.random(m),
+        )
+        for m in (100, 100, 100, 37)
+    ]
+    seen = []
+    for X, y, s in SlotPipeline(items, stager):
+        seen.append((np.array(X), np.array(y), np.array(s)))
+    for (X, y, s), (Xs, ys, ss) in zip(items, seen, strict=True):
+        np.testing.assert_array_equal(X, Xs)
+        np.testing.assert_array_equal(y, ys)
+        np.testing.assert_array_equal(s, ss)
+    # every chunk: three copies and a record on the copy stream, a wait on the
+    # compute stream before use; reused slots synchronise first
+    assert cuda.log.count("copy") == 12
+    assert cuda.log.count("wait") == 4
+    assert cuda.log.count("sync") >= 4

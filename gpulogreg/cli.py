@@ -152,18 +152,8 @@ def _progress_wanted(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty()
 
 
-def _write_json_file(path: str, records: list[dict[str, Any]]) -> None:
-    from gpulogreg.io import atomic_write
-
-    with atomic_write(path, "w") as handle:
-        for record in records:
-            handle.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
-
-
 # --------------------------------------------------------------------------- fit
 def _estimator_params(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
-    from gpulogreg.estimator import LogisticRegression
-
     params: dict[str, Any] = {
         "C": args.C,
         "solver": args.solver,
@@ -183,8 +173,6 @@ def _estimator_params(args: argparse.Namespace, progress: bool) -> dict[str, Any
     if args.random_state is not None:
         params["random_state"] = args.random_state
     if args.batch_size is not None:
-        if "batch_size" not in LogisticRegression().get_params():
-            raise UsageError("--batch-size needs mini-batch training, which this build lacks")
         params["batch_size"] = args.batch_size
     return params
 

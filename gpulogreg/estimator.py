@@ -19,7 +19,7 @@ import numpy as np
 
 from gpulogreg._compat import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
 from gpulogreg._typing import Array, History, SolverResult
-from gpulogreg.backends import make_backend
+from gpulogreg.backends import make_backend, place_data, release_device_memory, resolve_backend
 from gpulogreg.data import FitData, array_module_name, check_X, prepare_fit_data
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import SOLVERS, get_solver
@@ -288,6 +288,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         ovr = n_classes > 2 and self.multi_class == "ovr"
+        if self.solver != "minibatch":
+            # One transfer for all one-vs-rest tasks: every backend below finds
+            # the data already on its device.
+            _, target = resolve_backend(data.X, self.backend, self.device)
+            data.X, data.y, data.sample_weight = place_data(
+                data.X, data.y, data.sample_weight, n_classes=n_classes, device=target
+            )
         if ovr:
             tasks = [(data.y == k).astype("int32") for k in range(n_classes)]
             n_model_classes = 2
@@ -296,44 +303,63 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             n_model_classes = n_classes
         results: list[SolverResult] = []
         for index, y_task in enumerate(tasks):
+            start = None if previous is None else previous[index]
             if self.solver == "minibatch":
                 results.append(
                     self._fit_minibatch_task(
                         data, y_task, n_model_classes, C, l1_ratio, previous, index, len(tasks)
                     )
                 )
-                continue
-            backend = make_backend(
-                data.X,
-                y_task,
-                data.sample_weight,
-                n_classes=n_model_classes,
-                fit_intercept=self.fit_intercept,
-                backend=self.backend,
-                device=self.device,
-            )
-            objective = LogisticObjective(
-                backend, C=C, l1_ratio=l1_ratio, weight_sum=data.weight_sum
-            )
-            xp = backend.xp
-            if previous is not None:
-                params0 = xp.asarray(previous[index], dtype=xp.float64)
             else:
-                params0 = xp.zeros(objective.n_params, dtype=xp.float64)
-            solver_name = self._solver_name(objective.n_params, l1_ratio)
-            solve = get_solver(solver_name)
-            result = solve(
-                objective,
-                params0,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                verbose=bool(self.verbose),
-            )
-            results.append(result)
-            self.backend_ = backend.name
-            self.device_ = "gpu" if array_module_name(params0) == "cupy" else "cpu"
-            self.solver_ = solver_name
+                results.append(self._solve_task(data, y_task, n_model_classes, C, l1_ratio, start))
         self._set_fitted(results, n_model_classes)
+        self._warn_if_not_converged(results)
+        if self.device_ == "gpu":
+            # Drop the device copies before handing CuPy's cached blocks back.
+            data.X = data.y = data.sample_weight = None
+            tasks.clear()
+            results.clear()
+            release_device_memory()
+
+    def _solve_task(
+        self,
+        data: FitData,
+        y_task: Array,
+        n_model_classes: int,
+        C: float,
+        l1_ratio: float,
+        start: np.ndarray | None,
+    ) -> SolverResult:
+        """Fit one model (the whole multinomial model, or one one-vs-rest class)."""
+        backend = make_backend(
+            data.X,
+            y_task,
+            data.sample_weight,
+            n_classes=n_model_classes,
+            fit_intercept=self.fit_intercept,
+            backend=self.backend,
+            device=self.device,
+        )
+        objective = LogisticObjective(backend, C=C, l1_ratio=l1_ratio, weight_sum=data.weight_sum)
+        xp = backend.xp
+        if start is not None:
+            params0 = xp.asarray(start, dtype=xp.float64)
+        else:
+            params0 = xp.zeros(objective.n_params, dtype=xp.float64)
+        solver_name = self._solver_name(objective.n_params, l1_ratio)
+        result = get_solver(solver_name)(
+            objective,
+            params0,
+            tol=float(self.tol),
+            max_iter=int(self.max_iter),
+            verbose=bool(self.verbose),
+        )
+        self.backend_ = backend.name
+        self.device_ = "gpu" if array_module_name(params0) == "cupy" else "cpu"
+        self.solver_ = solver_name
+        return result
+
+    def _warn_if_not_converged(self, results: list[SolverResult]) -> None:
         if not all(r.converged for r in results):
             messages = "; ".join(r.message for r in results if not r.converged)
             warnings.warn(
@@ -645,14 +671,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             self.solver_ = solver_name
             self.n_passes_ = chunked.n_passes
         self._set_fitted(results, n_model_classes)
-        if not all(r.converged for r in results):
-            messages = "; ".join(r.message for r in results if not r.converged)
-            warnings.warn(
-                f"{self.solver_} did not converge to tol={self.tol} in max_iter="
-                f"{self.max_iter} iterations ({messages}); increase max_iter or scale the data",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        self._warn_if_not_converged(results)
+        if self.device_ == "gpu":
+            results.clear()
+            release_device_memory()
 
     def partial_fit(
         self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None

@@ -23,6 +23,7 @@ __all__ = [
     "GPUUnavailableError",
     "gpu_status",
     "make_backend",
+    "place_data",
     "release_device_memory",
     "resolve_backend",
     "to_device",
@@ -162,15 +163,28 @@ def make_backend(
     device : {"auto", "cpu", "gpu"}
     """
     name, target = resolve_backend(X, backend, device)
-    if target == "gpu" and array_module_name(X) != "cupy":
+    X, y, sample_weight = place_data(X, y, sample_weight, n_classes=n_classes, device=target)
+    cls = get_backend_class(name)
+    instance: Backend = cls(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+    return instance
+
+
+def place_data(
+    X: Array, y: Array, sample_weight: Array, *, n_classes: int, device: str
+) -> tuple[Array, Array, Array]:
+    """Move validated training arrays to ``device`` ("cpu" or "gpu") once.
+
+    Moving host data to the GPU first checks that it fits in free device
+    memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path).
+    Arrays already on ``device`` are returned as they are.
+    """
+    if device == "gpu" and array_module_name(X) != "cupy":
         from gpulogreg.backends.cupy_backend import check_device_memory
 
         n_outputs = 1 if n_classes == 2 else n_classes
         check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs)
-    X, y, sample_weight = (to_device(a, target) for a in (X, y, sample_weight))
-    cls = get_backend_class(name)
-    instance: Backend = cls(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
-    return instance
+    X, y, sample_weight = (to_device(a, device) for a in (X, y, sample_weight))
+    return X, y, sample_weight
 
 
 def release_device_memory() -> None:

@@ -190,11 +190,12 @@ def loss_and_gradient(
     Returns
     -------
     loss : float
-    grad_coef : array of shape (n_features,), float64, in X's namespace
+    grad_coef : array of shape (n_features,), float64, in X's namespace (NumPy input
+        gives NumPy output whatever the backend)
     grad_intercept : float
     """
     from gpulogreg.backends import make_backend
-    from gpulogreg.data import check_sample_weight, check_X, encode_labels
+    from gpulogreg.data import array_module_name, check_sample_weight, check_X, encode_labels
 
     X, _ = check_X(X)
     classes, y_index = encode_labels(y)
@@ -213,4 +214,6 @@ def loss_and_gradient(
     params = xp.concatenate([coef_arr, xp.asarray([float(intercept)], dtype=xp.float64)])
     objective = LogisticObjective(impl, C=C, weight_sum=weight_sum)
     loss, grad = objective.value_grad(params)
+    if array_module_name(X) != array_module_name(grad):
+        grad = grad.get()  # NumPy input computed on the GPU: hand back NumPy
     return loss, grad[:-1], float(grad[-1])

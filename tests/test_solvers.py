@@ -32,13 +32,13 @@ SOLVERS = ["newton", "lbfgs", "gd"]
 #: but not the 1e-10 that would cost it tens of thousands of iterations.
 TOL = {"newton": 1e-10, "lbfgs": 1e-10, "gd": 1e-8}
 MAX_ITER = {"newton": 100, "lbfgs": 5000, "gd": 100_000}
+HAVE_NUMBA_BACKEND = importlib.util.find_spec("gpulogreg.backends.numba_backend") is not None
 BACKENDS = [
     "numpy",
     pytest.param(
         "numba",
         marks=pytest.mark.skipif(
-            importlib.util.find_spec("gpulogreg.backends.numba_backend") is None,
-            reason="the numba backend is not available",
+            not HAVE_NUMBA_BACKEND, reason="the numba backend is not available"
         ),
     ),
 ]
@@ -114,10 +114,37 @@ class CountingObjective:
 
 
 # -- agreement with scikit-learn -----------------------------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize("dataset", sorted(DATASETS))
-@pytest.mark.parametrize("solver", SOLVERS)
+def _agreement_cases() -> list[Any]:
+    """solver x dataset x weights x backend; lbfgs and gd on the ill-conditioned set: NumPy only.
+
+    There they need ~700 L-BFGS iterations and ~8000 FISTA iterations (16000
+    evaluations); on 1000 rows the parallel Numba kernel's fixed cost per call
+    (0.5-3 ms on a busy 2-core machine) makes that seconds to tens of seconds.
+    The solvers are backend-agnostic and run on Numba on breast cancer.
+    """
+    cases = []
+    for solver in SOLVERS:
+        for dataset in sorted(DATASETS):
+            for weighted in (False, True):
+                for backend in ("numpy", "numba"):
+                    if solver != "newton" and (dataset, backend) == ("ill_conditioned", "numba"):
+                        continue
+                    marks = [] if backend == "numpy" or HAVE_NUMBA_BACKEND else BACKENDS[1].marks
+                    weights = "weighted" if weighted else "unweighted"
+                    cases.append(
+                        pytest.param(
+                            solver,
+                            dataset,
+                            weighted,
+                            backend,
+                            id=f"{solver}-{dataset}-{weights}-{backend}",
+                            marks=marks,
+                        )
+                    )
+    return cases
+
+
+@pytest.mark.parametrize(("solver", "dataset", "weighted", "backend"), _agreement_cases())
 def test_coefficients_equal_scikit_learn(
     solver: str, dataset: str, weighted: bool, backend: str
 ) -> None:

@@ -73,7 +73,7 @@ class RoundingGuard:
     float32-rounded coefficients (the NumPy and CuPy baselines) have noisy
     values long before their gradient stops being informative, and
     ill-conditioned problems legitimately take hundreds of iterations to halve
-    the gradient. So after :data:`NOISE_LIMIT` such rises :meth:`update`
+    the gradient. So after ``limit`` (:data:`NOISE_LIMIT`) such rises :meth:`update`
     measures the gradient's noise (:func:`gradient_noise`, two ``value_grad``
     and one ``hvp``) and stops the solver only when the optimality is within
     :data:`NOISE_MARGIN` of it; otherwise it starts counting again. A float64
@@ -82,9 +82,12 @@ class RoundingGuard:
     per ten rises at most.
     """
 
-    def __init__(self, objective: Objective, optimality: float) -> None:
+    def __init__(
+        self, objective: Objective, optimality: float, *, limit: int = NOISE_LIMIT
+    ) -> None:
         self.objective = objective
         self.anchor = optimality
+        self.limit = limit
         self.rises = 0
         self.noise = 0.0
 
@@ -95,7 +98,7 @@ class RoundingGuard:
             self.rises = 0
         if f > f_prev + ROUNDING_RTOL * abs(f_prev):
             self.rises += 1
-        if self.rises < NOISE_LIMIT:
+        if self.rises < self.limit:
             return False
         self.rises = 0
         self.noise = gradient_noise(self.objective, x)

@@ -81,6 +81,11 @@ RIDGES = (1e-8, 1e-6, 1e-4, 1e-2, 1.0)
 #: backward-stable solve meets it up to condition numbers ~1e10; beyond, the
 #: direction is not trustworthy and a ridge is added.
 SOLVE_RTOL = 1e-6
+#: Value rises (without the optimality halving) before the rounding guard
+#: measures the gradient's noise: Newton halves the optimality at every
+#: iteration until rounding, and an iteration (a Hessian) costs more than the
+#: measurement's three evaluations, so the guard looks early.
+NOISE_LIMIT = 2
 #: Most CG steps per Newton iteration (each costs one Hessian-vector product).
 CG_MAX_ITER = 250
 #: Upper bound of the CG forcing term eta (N&W Algorithm 7.1).
@@ -137,7 +142,7 @@ def solve_newton(
         return done
 
     f_prev: float | None = None
-    guard = RoundingGuard(objective, monitor.last_optimality)
+    guard = RoundingGuard(objective, monitor.last_optimality, limit=NOISE_LIMIT)
     while True:
         # 1.-3. direction: Newton (Cholesky with the safe path, or CG), with a
         #       gradient step as the fallback

@@ -15,6 +15,7 @@ Conventions used across the package
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -190,6 +191,8 @@ class SolverResult:
     history : History
     message : str
         Why the solver stopped.
+    objective : float
+        Objective at ``params`` (NaN when the solver does not know it).
     """
 
     params: Array
@@ -197,6 +200,7 @@ class SolverResult:
     n_iter: int
     history: History
     message: str = ""
+    objective: float = math.nan
 
 
 class Callback(Protocol):

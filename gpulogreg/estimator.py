@@ -362,11 +362,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def _warn_if_not_converged(self, results: list[SolverResult]) -> None:
         if not all(r.converged for r in results):
             messages = "; ".join(r.message for r in results if not r.converged)
+            hint = " (increase max_iter or scale the data)" if "max_iter" in messages else ""
             warnings.warn(
-                f"{self.solver_} did not converge to tol={self.tol} in max_iter="
-                f"{self.max_iter} iterations ({messages}); increase max_iter or scale the data",
+                f"{self.solver_} did not converge to tol={self.tol}: {messages}{hint}",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _warm_start_params(self, data: FitData) -> list[np.ndarray] | None:
@@ -403,9 +403,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.converged_ = all(r.converged for r in results)
         histories: list[History] = [r.history for r in results]
         self.history_: History | list[History] = histories[0] if len(results) == 1 else histories
-        self.objective_ = float(
-            sum(h.objective[-1] if h.objective else math.nan for h in histories)
-        )
+        self.objective_ = float(sum(_final_objective(r) for r in results))
         self._n_model_classes = n_model_classes
 
     # -- mini-batch, partial_fit and out-of-core data ---------------------------
@@ -932,6 +930,13 @@ def _check_feature_names(model: Any, names: np.ndarray | None) -> None:
     if not unexpected and not missing:
         message += "Feature names must be in the same order as they were in fit.\n"
     raise ValueError(message)
+
+
+def _final_objective(result: SolverResult) -> float:
+    """Objective at the solution: the solver's, else the last one recorded."""
+    if math.isfinite(result.objective) or not result.history.objective:
+        return result.objective
+    return result.history.objective[-1]
 
 
 def _check_y_present(y: Any) -> None:

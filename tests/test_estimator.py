@@ -169,8 +169,10 @@ def test_warm_start_resumes_from_previous_solution() -> None:
     X, y = make_classification(800, 6, seed=8)
     model = LogisticRegression(solver="lbfgs", warm_start=True, tol=1e-8).fit(X, y)
     first = model.n_iter_[0]
+    objective = model.objective_
     model.fit(X, y)
     assert model.n_iter_[0] < first
+    assert model.objective_ == pytest.approx(objective, rel=1e-12)
 
 
 def test_results_independent_of_thread_count() -> None:

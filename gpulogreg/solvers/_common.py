@@ -251,6 +251,7 @@ class Monitor:
         self.history = History()
         self.n_iter = 0
         self.last_optimality = math.inf
+        self.last_objective = math.nan
         self.progress = Progress(name, self.tol, self.max_iter) if verbose else None
 
     def converged_at_start(
@@ -258,6 +259,7 @@ class Monitor:
     ) -> SolverResult | None:
         """Result for a starting point that already meets the rule (e.g. a warm start), or None."""
         self.last_optimality = optimality
+        self.last_objective = objective
         if self.progress is not None:
             self.progress.start(optimality)
         if optimality <= self.tol:
@@ -276,6 +278,7 @@ class Monitor:
         """Record one iteration; return the result when the solver must stop."""
         self.n_iter += 1
         self.last_optimality = optimality
+        self.last_objective = objective
         self.history.record(objective, optimality, step)
         elapsed = self.history.elapsed[-1]
         if self.progress is not None:
@@ -318,6 +321,7 @@ class Monitor:
             n_iter=self.n_iter,
             history=self.history,
             message=message,
+            objective=self.last_objective,
         )
 
     def _rule(self, optimality: float) -> str:

@@ -296,7 +296,11 @@ def test_slot_pipeline_order_and_slot_protocol(threaded: bool) -> None:
     stager = _FakeDeviceStager()
     out = []
     for slot, item in SlotPipeline(range(9), stager, prepare=lambda i: i * 10, threaded=threaded):
-        time.sleep(0.001)  # let the reader run ahead as far as it may
+        # Let the reader run ahead as far as it may (on a busy machine it may
+        # need a while to be scheduled).
+        deadline = time.monotonic() + (5.0 if threaded and item == 0 else 0.001)
+        while ("stage", 1) not in stager.log and time.monotonic() < deadline:
+            time.sleep(0.001)
         out.append((slot, item))
     assert out == [(i % 2, i * 10) for i in range(9)]
     assert [e for e in stager.log if e[0] == "acquire"] == [("acquire", i % 2) for i in range(9)]

@@ -550,6 +550,18 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             checkpoint_path=checkpoint,
             verbose=bool(self.verbose),
         )
+        # The history holds per-epoch estimates; objective_ is exact (one pass).
+        full = make_backend(
+            X,
+            y,
+            s,
+            n_classes=n_classes,
+            fit_intercept=self.fit_intercept,
+            backend=name,
+            device=target,
+        )
+        objective = LogisticObjective(full, C=C, l1_ratio=l1_ratio, weight_sum=data.weight_sum)
+        result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
         self.backend_ = name
         self.device_ = target
         self.solver_ = "minibatch"
@@ -649,6 +661,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                     ),
                     checkpoint_path=checkpoint,
                     verbose=bool(self.verbose),
+                )
+                # The history holds per-epoch estimates; objective_ is exact (one pass).
+                objective = LogisticObjective(
+                    chunked, C=C, l1_ratio=l1_ratio, weight_sum=chunked.weight_sum
+                )
+                result.objective = objective.value(result.params) + objective.penalty_l1(
+                    result.params
                 )
                 solver_name = "minibatch"
             else:

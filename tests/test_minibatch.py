@@ -80,8 +80,11 @@ def test_minibatch_reaches_the_optimal_objective(large, dtype) -> None:  # type:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(X.astype(dtype), y)
-    gap = (_objective(X, y, _params(model)) - f_opt) / f_opt
+    f = _objective(X, y, _params(model))
+    gap = (f - f_opt) / f_opt
     assert 0 <= gap < 1e-3
+    # objective_ is the exact objective of the final parameters, not an estimate
+    assert model.objective_ == pytest.approx(f, rel=1e-6 if dtype == np.float64 else 1e-4)
     assert model.converged_
     assert model.n_iter_[0] == 10
     assert len(model.history_.objective) == 10
@@ -380,6 +383,7 @@ def test_minibatch_streams_a_dataset_from_npy(tmp_path) -> None:  # type: ignore
     }
     model = LR(**kw).fit(ds)
     assert (_objective(X, y, _params(model)) - f_opt) / f_opt < 1e-3
+    assert model.objective_ == pytest.approx(_objective(X, y, _params(model)), rel=1e-6)
     assert model.backend_.startswith("chunked(")
     # a small shuffle window (one chunk) still converges
     old = mb.SHUFFLE_WINDOW_BYTES

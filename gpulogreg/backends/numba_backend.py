@@ -1,0 +1,227 @@
+"""The CPU backend: fused Numba kernels that read each row of ``X`` once per evaluation.
+
+``loss_grad``, ``loss``, ``hvp``, ``gram_matvec`` and ``decision`` are single
+parallel passes over ``X`` (see :mod:`gpulogreg.backends._numba_kernels` for
+the formulas, the blocking and the fixed chunking that makes results
+independent of the number of threads). ``X`` is used as given: float32 stays
+float32 and is never copied; every sum is accumulated in float64.
+
+The binary Hessian ``A^T diag(h) A`` (``A = [X, 1]``) is compute-bound
+(``m n^2`` flops), so it goes to BLAS: one Numba pass computes the curvature
+weights ``h``, ``q = sqrt(h)`` and the intercept row ``[X^T h, sum h]``; then
+``X^T diag(h) X = (q X)^T (q X)`` is accumulated over fixed row chunks with
+one SYRK each (no ``m x n`` temporary). See :meth:`NumbaBackend.hessian` for
+how the BLAS threads are kept from slowing the Numba kernels that follow.
+
+The multinomial Hessian reuses the chunked BLAS baseline of
+:class:`~gpulogreg.backends.numpy_backend.NumpyBackend` (its ``K (K + 1) / 2``
+blocks are BLAS products as well); its loss, gradient and Hessian-vector
+product are fused Numba kernels like the binary ones.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import numba
+import numpy as np
+
+from gpulogreg._typing import Array
+from gpulogreg.backends import _numba_kernels as nk
+from gpulogreg.backends.numpy_backend import NumpyBackend
+
+__all__ = ["NumbaBackend"]
+
+#: Rows per SYRK in the binary Hessian. The float64 temporary ``q X`` of one
+#: chunk is ``HESSIAN_CHUNK_ROWS * n * 8`` bytes (3.3 MB at n = 100), small
+#: enough to stay in cache between its product with ``q`` and the SYRK, large
+#: enough for BLAS to run near its peak.
+HESSIAN_CHUNK_ROWS = 4096
+
+
+class NumbaBackend(NumpyBackend):
+    """Fused one-pass Numba kernels on NumPy arrays (the CPU backend).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
+        Validated features; held as given (``backend.X is X``), never copied.
+    y : ndarray of shape (n_samples,), int32
+        Class indices in ``0 .. n_classes - 1``.
+    sample_weight : ndarray of shape (n_samples,), float64
+        Non-negative weights summing to one.
+    n_classes : int
+        2 selects the binary (sigmoid) loss, more the multinomial (softmax) loss.
+    fit_intercept : bool
+    """
+
+    name = "numba"
+
+    def __init__(
+        self,
+        X: Array,
+        y: Array,
+        sample_weight: Array,
+        *,
+        n_classes: int = 2,
+        fit_intercept: bool = True,
+    ) -> None:
+        if not isinstance(X, np.ndarray):
+            raise TypeError(
+                f"the numba backend needs a NumPy array, got {type(X).__module__}."
+                f"{type(X).__name__}"
+            )
+        if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
+            raise ValueError(
+                f"the numba backend needs a 2-D float32 or float64 X, got {X.ndim}-D {X.dtype}"
+            )
+        if not X.flags.c_contiguous:
+            raise ValueError(
+                "the numba backend needs a C-contiguous X (validate it with "
+                "gpulogreg.data.check_X, which converts it once)"
+            )
+        self.xp = np
+        self.X = X
+        self.dtype = np.dtype(X.dtype)
+        self.n_samples, self.n_features = (int(d) for d in X.shape)
+        self.fit_intercept = bool(fit_intercept)
+        self.n_classes = int(n_classes)
+        self.n_outputs = 1 if self.n_classes == 2 else self.n_classes
+        self.y = np.ascontiguousarray(y, dtype=np.int32)
+        self.sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        if self.y.shape != (self.n_samples,) or self.sample_weight.shape != (self.n_samples,):
+            raise ValueError(
+                f"y and sample_weight must have shape ({self.n_samples},), got "
+                f"{self.y.shape} and {self.sample_weight.shape}"
+            )
+
+    # -- parameter layout -----------------------------------------------------
+    def _binary_params(self, params: Array) -> tuple[np.ndarray, float]:
+        n = self.n_features
+        w = np.ascontiguousarray(params[:n], dtype=np.float64)
+        b = float(params[n]) if self.fit_intercept else 0.0
+        return w, b
+
+    def _multi_params(self, params: Array) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n_features
+        P = np.asarray(params, dtype=np.float64).reshape(
+            self.n_outputs, n + int(self.fit_intercept)
+        )
+        W = np.ascontiguousarray(P[:, :n])
+        bias = np.ascontiguousarray(P[:, n]) if self.fit_intercept else np.zeros(self.n_outputs)
+        return W, bias
+
+    def _pack(self, out: np.ndarray) -> np.ndarray:
+        """Kernel layout ``(K, n + 1)`` (intercepts last) to the flat parameter layout."""
+        K, n = self.n_outputs, self.n_features
+        full = out[: K * (n + 1)]
+        if self.fit_intercept:
+            return np.array(full, dtype=np.float64)
+        return np.ascontiguousarray(full.reshape(K, n + 1)[:, :n]).ravel()
+
+    # -- protocol -------------------------------------------------------------
+    def loss_grad(self, params: Array) -> tuple[float, Array]:
+        X, y, s = self.X, self.y, self.sample_weight
+        if self.n_outputs == 1:
+            w, b = self._binary_params(params)
+            out = nk.binary_loss_grad(X, y, s, w, b)
+        else:
+            W, bias = self._multi_params(params)
+            out = nk.multinomial_loss_grad(X, y, s, W, bias)
+        return float(out[-1]), self._pack(out)
+
+    def loss(self, params: Array) -> float:
+        X, y, s = self.X, self.y, self.sample_weight
+        if self.n_outputs == 1:
+            w, b = self._binary_params(params)
+            return float(nk.binary_loss(X, y, s, w, b))
+        W, bias = self._multi_params(params)
+        return float(nk.multinomial_loss(X, y, s, W, bias))
+
+    def hvp(self, params: Array, v: Array) -> Array:
+        X, s = self.X, self.sample_weight
+        if self.n_outputs == 1:
+            w, b = self._binary_params(params)
+            vw, vb = self._binary_params(v)
+            return self._pack(nk.binary_hvp(X, s, w, b, vw, vb))
+        W, bias = self._multi_params(params)
+        V, vbias = self._multi_params(v)
+        return self._pack(nk.multinomial_hvp(X, s, W, bias, V, vbias))
+
+    def gram_matvec(self, v: Array) -> Array:
+        n = self.n_features
+        vw = np.ascontiguousarray(v[:n], dtype=np.float64)
+        vb = float(v[n]) if self.fit_intercept else 0.0
+        out = nk.gram_matvec(self.X, self.sample_weight, vw, vb)
+        return out if self.fit_intercept else out[:n].copy()
+
+    def decision(self, params: Array, X: Array) -> Array:
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
+            X = np.ascontiguousarray(X, dtype=np.float64)
+        if self.n_outputs == 1:
+            w, b = self._binary_params(params)
+            return nk.binary_decision(X, w, b)
+        W, bias = self._multi_params(params)
+        return nk.multinomial_decision(X, W, bias)
+
+    def hessian(self, params: Array) -> Array:
+        """Hessian ``A^T diag(h) A`` of the weighted mean loss, ``A = [X, 1]``.
+
+        Binary: one Numba pass for ``h``, ``q = sqrt(h)`` and the last row,
+        then a SYRK per fixed chunk of :data:`HESSIAN_CHUNK_ROWS` rows, summed
+        in chunk order. Multinomial: the chunked BLAS baseline.
+        """
+        if self.n_outputs != 1:
+            return super().hessian(params)
+        w, b = self._binary_params(params)
+        q, last = nk.binary_hessian_weights(self.X, self.sample_weight, w, b)
+        n = self.n_features
+        p = n + int(self.fit_intercept)
+        H = np.empty((p, p))
+        H[:n, :n] = _weighted_syrk(self.X, q)
+        if self.fit_intercept:
+            H[n, :] = last
+            H[:n, n] = last[:n]
+        return H
+
+
+def _chunk_syrk(X: np.ndarray, q: np.ndarray, start: int, stop: int) -> Any:
+    B = X[start:stop] * q[start:stop, None]  # float64 (q is float64)
+    return B.T @ B  # NumPy recognises the transpose pair and calls SYRK
+
+
+#: How the BLAS part of the binary Hessian is threaded (see :func:`_weighted_syrk`).
+HESSIAN_STRATEGIES = ("blas", "blas1", "threads")
+HESSIAN_STRATEGY = "threads"
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    import threadpoolctl
+
+    return threadpoolctl.ThreadpoolController()
+
+
+def _weighted_syrk(X: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``X^T diag(q^2) X`` in float64, summed over fixed row chunks in order."""
+    m, n = X.shape
+    bounds = [(a, min(a + HESSIAN_CHUNK_ROWS, m)) for a in range(0, m, HESSIAN_CHUNK_ROWS)]
+    H = np.zeros((n, n))
+    if HESSIAN_STRATEGY == "blas":
+        for a, b in bounds:
+            H += _chunk_syrk(X, q, a, b)
+        return H
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        if HESSIAN_STRATEGY == "blas1" or len(bounds) == 1:
+            for a, b in bounds:
+                H += _chunk_syrk(X, q, a, b)
+            return H
+        workers = min(numba.get_num_threads(), len(bounds))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # map yields in chunk order whatever finishes first: a fixed-order sum.
+            for part in pool.map(lambda ab: _chunk_syrk(X, q, ab[0], ab[1]), bounds):
+                H += part
+    return H

@@ -2,15 +2,18 @@
 
 Everything downstream (backends, objective, solvers) trusts what leaves this
 module: ``X`` is a 2-D, C-contiguous, finite float32 or float64 array in its
-own array namespace (NumPy or CuPy); labels are encoded as int32 class indices;
-sample weights are finite, non-negative float64 with a positive sum.
+own array namespace (NumPy or CuPy), or a Dask array of such row blocks;
+labels are encoded as int32 class indices; sample weights are finite,
+non-negative float64 with a positive sum.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -91,6 +94,7 @@ def check_X(
     name: str = "X",
     n_features: int | None = None,
     owner: str = "the model",
+    lazy: bool = False,
 ) -> tuple[Array, np.ndarray | None]:
     """Validate a feature matrix and convert it once.
 
@@ -107,12 +111,18 @@ def check_X(
         Expected number of columns (prediction on a fitted model).
     owner : str
         Who expects ``n_features`` (named in the error message).
+    lazy : bool
+        Accept a Dask array: shape and dtype are checked at once, the
+        conversion (one column chunk, C-contiguous blocks of the target dtype)
+        is lazy, and the caller checks finiteness in its own pass over the
+        blocks (:func:`prepare_fit_data` does, prediction does per block).
 
     Returns
     -------
     X : array of shape (n_samples, n_features)
         C-contiguous float32/float64 array in the input's namespace; the input
-        itself when it already qualifies (no copy).
+        itself when it already qualifies (no copy). A Dask array (``lazy``)
+        comes back as a Dask array whose blocks are such arrays.
     feature_names : ndarray of str or None
         Column names when ``X`` was a DataFrame.
 
@@ -127,8 +137,11 @@ def check_X(
     _refuse_sparse(X, name)
     feature_names = _feature_names(X)
     module = array_module_name(X)
-    if module == "dask":
-        raise TypeError(f"{name} is a Dask array: use gpulogreg.dask.fit for distributed data")
+    if module == "dask" and not lazy:
+        raise TypeError(
+            f"{name} is a Dask array: LogisticRegression.fit, predict, predict_proba and "
+            "decision_function take Dask arrays; elsewhere compute it first"
+        )
     if feature_names is not None:
         X = _dataframe_to_numpy(X)
     xp = _xp_of(X)
@@ -139,6 +152,8 @@ def check_X(
             raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from None
     if X.dtype.kind not in "biuf":
         if X.dtype.kind == "O":
+            if module == "dask":
+                raise TypeError(f"{name} is a Dask array of objects: convert it to numbers first")
             try:
                 X = X.astype(np.float64)
             except (ValueError, TypeError) as exc:
@@ -170,6 +185,8 @@ def check_X(
         target = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     if target not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {target}")
+    if module == "dask":
+        return _dask_row_blocks(X, target), feature_names
     X = xp.ascontiguousarray(X, dtype=target)
     _check_finite(X, name)
     return X, feature_names
@@ -192,16 +209,27 @@ def _describe(value: float) -> str:
 
 def _check_finite(X: Array, name: str) -> None:
     """Raise a ValueError naming the first NaN/inf entry (row, column)."""
+    bad = _first_nonfinite(X)
+    if bad is not None:
+        raise ValueError(_nonfinite_message(name, *bad))
+
+
+def _first_nonfinite(X: Array) -> tuple[int, int, float] | None:
+    """``(row, column, value)`` of the first NaN/inf entry of a 2-D array, or None."""
     xp = _xp_of(X)
     if bool(xp.isfinite(X).all()):
-        return
-    bad = xp.argwhere(~xp.isfinite(X))[0]
-    row, col = (int(i) for i in bad)
-    value = _describe(float(X[row, col]))
-    raise ValueError(f"{name} contains {value} at row {row}, column {col}; remove or impute it")
+        return None
+    row, col = (int(i) for i in xp.argwhere(~xp.isfinite(X))[0])
+    return row, col, float(X[row, col])
 
 
-def encode_labels(y: Any, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _nonfinite_message(name: str, row: int, col: int, value: float) -> str:
+    return f"{name} contains {_describe(value)} at row {row}, column {col}; remove or impute it"
+
+
+def encode_labels(
+    y: Any, classes: np.ndarray | None = None, *, row_offset: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode labels as int32 indices into the sorted unique classes.
 
     Parameters
@@ -210,6 +238,8 @@ def encode_labels(y: Any, classes: np.ndarray | None = None) -> tuple[np.ndarray
         Labels of any sortable kind (ints, floats, strings, bools).
     classes : ndarray, optional
         Known classes (``partial_fit``, prediction); labels outside them raise.
+    row_offset : int
+        Row of ``y[0]`` in the whole data (error messages of a block).
 
     Returns
     -------
@@ -231,7 +261,7 @@ def encode_labels(y: Any, classes: np.ndarray | None = None) -> tuple[np.ndarray
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             row = int(np.flatnonzero(~np.isfinite(y))[0])
-            raise ValueError(f"y contains {_describe(y[row])} at row {row}")
+            raise ValueError(f"y contains {_describe(y[row])} at row {row + row_offset}")
         if (y != np.round(y)).any():
             raise ValueError(
                 "Unknown label type: continuous. y holds non-integer floats; "
@@ -247,7 +277,9 @@ def encode_labels(y: Any, classes: np.ndarray | None = None) -> tuple[np.ndarray
         unknown = classes[y_index] != y
         if unknown.any():
             row = int(np.flatnonzero(unknown)[0])
-            raise ValueError(f"y contains label {y[row]!r} (row {row}) not in classes {classes}")
+            raise ValueError(
+                f"y contains label {y[row]!r} (row {row + row_offset}) not in classes {classes}"
+            )
     return classes, y_index.astype(np.int32).ravel()
 
 
@@ -279,15 +311,20 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
         raise ValueError(f"sample_weight must be 1-D, got shape {sw.shape}")
     if sw.shape[0] != n_samples:
         raise ValueError(f"sample_weight has {sw.shape[0]} entries but X has {n_samples} rows")
-    if not np.isfinite(sw).all():
-        row = int(np.flatnonzero(~np.isfinite(sw))[0])
-        raise ValueError(f"sample_weight contains {_describe(sw[row])} at row {row}")
-    if (sw < 0).any():
-        row = int(np.flatnonzero(sw < 0)[0])
-        raise ValueError(f"sample_weight is negative ({sw[row]}) at row {row}")
+    _check_weight_values(sw)
     if sw.sum() <= 0:
         raise ValueError("sample_weight sums to zero")
     return sw
+
+
+def _check_weight_values(sw: np.ndarray, row_offset: int = 0) -> None:
+    """Raise a ValueError naming the first non-finite or negative weight."""
+    if not np.isfinite(sw).all():
+        row = int(np.flatnonzero(~np.isfinite(sw))[0])
+        raise ValueError(f"sample_weight contains {_describe(sw[row])} at row {row + row_offset}")
+    if (sw < 0).any():
+        row = int(np.flatnonzero(sw < 0)[0])
+        raise ValueError(f"sample_weight is negative ({sw[row]}) at row {row + row_offset}")
 
 
 def class_weights(
@@ -363,12 +400,24 @@ def prepare_fit_data(
 ) -> FitData:
     """Validate and convert everything ``fit`` needs, once.
 
+    A Dask ``X`` stays a Dask array (see :func:`_prepare_dask_fit_data`).
+
     Raises
     ------
     ValueError, TypeError
         Naming the problem: see :func:`check_X`, :func:`encode_labels`,
         :func:`check_sample_weight`; also mismatched lengths and a single class.
     """
+    if array_module_name(X) == "dask":
+        return _prepare_dask_fit_data(
+            X,
+            y,
+            sample_weight,
+            class_weight=class_weight,
+            classes=classes,
+            dtype=dtype,
+            min_classes=min_classes,
+        )
     X, feature_names = check_X(X, dtype=dtype)
     n_samples = X.shape[0]
     y_host = np.asarray(_to_host(y)) if not isinstance(y, np.ndarray) else y
@@ -376,11 +425,7 @@ def prepare_fit_data(
         raise ValueError(f"X has {n_samples} rows but y has {y_host.shape[0]} labels")
     classes, y_index = encode_labels(y_host, classes)
     present = np.unique(y_index).size
-    if present < min_classes:
-        raise ValueError(
-            f"y has only {present} class ({classes[y_index[0]]!r}); "
-            f"need at least {min_classes} to fit a classifier"
-        )
+    _check_n_classes(present, classes[y_index[0]], min_classes)
     sw = check_sample_weight(sample_weight, n_samples)
     sw = sw * class_weights(class_weight, classes, y_index, sw)[y_index]
     weight_sum = float(sw.sum())
@@ -394,4 +439,210 @@ def prepare_fit_data(
         weight_sum=weight_sum,
         classes=classes,
         feature_names=feature_names,
+    )
+
+
+def _check_n_classes(present: int, example: Any, min_classes: int) -> None:
+    """Raise when ``y`` holds fewer than ``min_classes`` classes (``example`` is one of them)."""
+    if present < min_classes:
+        raise ValueError(
+            f"y has only {present} class ({example!r}); "
+            f"need at least {min_classes} to fit a classifier"
+        )
+
+
+# --------------------------------------------------------------------------- Dask
+# A Dask X is validated without bringing it to the client. Shapes and dtypes are
+# checked at once; X, y and the weights are persisted (each block computed once,
+# kept in the workers' memory for the validation pass and for training); then
+# ONE pass over the row blocks reports, per block, the first NaN/inf of X, the
+# first bad label and the first bad weight (with their global rows), and the
+# block's distinct labels with their weight sums. The client merges these small
+# results in block order. Labels are then encoded and weights normalised lazily,
+# block by block, exactly as for in-memory data.
+
+
+def _dask_row_blocks(X: Any, dtype: np.dtype[Any]) -> Any:
+    """Dask ``X`` as one column chunk of C-contiguous ``dtype`` row blocks (lazy)."""
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})  # rows keep their chunks; each block holds whole rows
+    return X.map_blocks(_contiguous_block, dtype, dtype=dtype, meta=X._meta.astype(dtype))
+
+
+def _contiguous_block(block: Array, dtype: np.dtype[Any]) -> Array:
+    return _xp_of(block).ascontiguousarray(block, dtype=dtype)
+
+
+def _known_rows(a: Any) -> Any:
+    """A Dask array whose row-chunk sizes are known (computed once when they are not)."""
+    if any(math.isnan(c) for c in a.chunks[0]):
+        a = a.compute_chunk_sizes()
+    return a
+
+
+def _as_row_blocks(a: Any, row_chunks: tuple[int, ...], name: str) -> Any:
+    """A 1-D ``y`` or ``sample_weight`` as a Dask array chunked like the rows of X.
+
+    Accepts Dask arrays (rechunked when their chunks differ) and anything
+    :func:`encode_labels` accepts (wrapped with ``dask.array.from_array``).
+    """
+    import dask.array as da
+
+    on_dask = array_module_name(a) == "dask"
+    a = _known_rows(a) if on_dask else np.asarray(_to_host(a))
+    n_samples = sum(row_chunks)
+    if name == "y" and a.ndim == 2 and a.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; "
+            "pass y of shape (n_samples,), for example with y.ravel()",
+            DataConversionWarning,
+            stacklevel=4,
+        )
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.shape[0] != n_samples:
+        raise ValueError(
+            f"X has {n_samples} rows but y has {a.shape[0]} labels"
+            if name == "y"
+            else f"sample_weight has {a.shape[0]} entries but X has {n_samples} rows"
+        )
+    if name == "sample_weight" and a.dtype.kind not in "biuf":
+        raise TypeError("sample_weight must be numeric")
+    if not on_dask:
+        return da.from_array(a, chunks=(row_chunks,))
+    return a if a.chunks[0] == row_chunks else a.rechunk((row_chunks,))
+
+
+def _dask_block_summary(
+    X: Array, y: Any, sample_weight: Any, row_offset: int
+) -> tuple[str | None, str | None, str | None, np.ndarray, np.ndarray]:
+    """One row block's part of the validation pass (runs where the block lives).
+
+    Returns
+    -------
+    x_error, y_error, weight_error : str or None
+        Message naming the block's first bad entry by its global row.
+    classes : ndarray
+        Distinct labels of the block, sorted.
+    weight_sums : ndarray of float64
+        Sum of the sample weights (or count) of each of ``classes``.
+    """
+    bad = _first_nonfinite(X)
+    x_error = None if bad is None else _nonfinite_message("X", bad[0] + row_offset, *bad[1:])
+    y_error = weight_error = None
+    classes, index = np.empty(0), np.empty(0, dtype=np.int32)
+    try:
+        classes, index = encode_labels(y, row_offset=row_offset)
+    except ValueError as exc:
+        y_error = str(exc)
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(_to_host(sample_weight), dtype=np.float64)
+        try:
+            _check_weight_values(weights, row_offset)
+        except ValueError as exc:
+            weight_error = str(exc)
+    if y_error is not None or weight_error is not None:
+        return x_error, y_error, weight_error, classes, np.empty(0)
+    sums = np.bincount(index, weights=weights, minlength=len(classes)).astype(np.float64)
+    return x_error, y_error, weight_error, classes, sums
+
+
+def _encode_block(y: Any, classes: np.ndarray) -> np.ndarray:
+    """Class indices of a block of labels already validated against ``classes``."""
+    return np.searchsorted(classes, np.asarray(_to_host(y))).astype(np.int32)
+
+
+def _weight_block(
+    y_index: np.ndarray, sample_weight: Any, multipliers: np.ndarray, weight_sum: float
+) -> np.ndarray:
+    """Normalised weights ``s_i c_{y_i} / W`` of a block (as :func:`prepare_fit_data`)."""
+    sw = multipliers[y_index]
+    if sample_weight is not None:
+        sw = np.asarray(_to_host(sample_weight), dtype=np.float64) * sw
+    return np.asarray(sw / weight_sum)
+
+
+def _prepare_dask_fit_data(
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    *,
+    class_weight: Any,
+    classes: np.ndarray | None,
+    dtype: Any,
+    min_classes: int,
+) -> FitData:
+    """:func:`prepare_fit_data` for a Dask ``X``: one validation pass, X never leaves the workers.
+
+    Returns
+    -------
+    FitData
+        ``X``: Dask array, one column chunk, persisted; ``y`` (int32 class
+        indices) and ``sample_weight`` (normalised): lazy Dask arrays with the
+        row chunks of ``X``.
+    """
+    import dask
+    import dask.array as da
+
+    X, _ = check_X(_known_rows(X), dtype=dtype, lazy=True)
+    rows = tuple(int(r) for r in X.chunks[0])
+    y = _as_row_blocks(y, rows, "y")
+    if sample_weight is not None and np.isscalar(sample_weight):
+        sample_weight = da.full(sum(rows), float(sample_weight), chunks=(rows,))  # type: ignore[arg-type]
+    s = None if sample_weight is None else _as_row_blocks(sample_weight, rows, "sample_weight")
+    X, y, s = dask.persist(X, y, s)
+    offsets = np.cumsum((0, *rows[:-1])).tolist()
+    s_blocks = repeat(None) if s is None else s.to_delayed()
+    summary = dask.delayed(_dask_block_summary)
+    parts = dask.compute(
+        *[
+            summary(xb, yb, sb, offset)
+            for xb, yb, sb, offset in zip(
+                X.to_delayed().ravel(), y.to_delayed(), s_blocks, offsets, strict=False
+            )
+        ]
+    )
+    for kind in range(3):  # X first, then y, then the weights (as for in-memory data)
+        for part in parts:
+            if part[kind] is not None:
+                raise ValueError(part[kind])
+    found = np.unique(np.concatenate([part[3] for part in parts]))
+    if classes is None:
+        classes = found
+    else:
+        pos = np.clip(np.searchsorted(classes, found), 0, len(classes) - 1)
+        unknown = classes[pos] != found
+        if unknown.any():
+            raise ValueError(f"y contains label {found[unknown][0]!r} not in classes {classes}")
+    _check_n_classes(len(found), found[0], min_classes)
+    sums = np.zeros(len(classes))
+    for part in parts:  # block order: the same sums every run
+        sums[np.searchsorted(classes, part[3])] += part[4]
+    if s is not None and sums.sum() <= 0:
+        raise ValueError("sample_weight sums to zero")
+    k = len(classes)
+    multipliers = class_weights(class_weight, classes, np.arange(k, dtype=np.int32), sums)
+    weight_sum = float(multipliers @ sums)
+    if weight_sum <= 0:
+        raise ValueError("the sample and class weights sum to zero")
+    index_meta = np.empty(0, dtype=np.int32)
+    y_index = y.map_blocks(_encode_block, classes, dtype=np.int32, meta=index_meta)
+    weights = da.map_blocks(
+        _weight_block,
+        y_index,
+        s,
+        multipliers,
+        weight_sum,
+        dtype=np.float64,
+        meta=np.empty(0, dtype=np.float64),
+    )
+    return FitData(
+        X=X,
+        y=y_index,
+        sample_weight=weights,
+        weight_sum=weight_sum,
+        classes=classes,
+        feature_names=None,
     )

@@ -81,9 +81,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Where to train. CuPy input trains on its GPU; "gpu" moves NumPy input
         there once (an error when no GPU is usable); "auto" uses a GPU only if
         CuPy imports and a device is present.
-    backend : {"auto", "numba", "numpy", "cupy"}, default="auto"
+    backend : {"auto", "numba", "numpy", "cupy", "dask"}, default="auto"
         Compute backend; "numpy" is the unfused baseline, "auto" picks
-        "cupy" on the GPU and "numba" on the CPU.
+        "cupy" on the GPU and "numba" on the CPU, and "dask" for Dask arrays
+        (each block then runs "numba" or "cupy" on its worker).
     dtype : {None, "float32", "float64"}, default=None
         Working dtype of ``X``; None keeps float32/float64 input as it is.
     batch_size : int, default=256
@@ -252,7 +253,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             NumPy or CuPy array, pandas/polars DataFrame. float32 and float64
             are used as given (no copy when C-contiguous). A
             :class:`gpulogreg.Dataset` trains out of core (``y`` and
-            ``sample_weight`` then come from the dataset).
+            ``sample_weight`` then come from the dataset). A Dask array (NumPy
+            or CuPy chunks) trains on its Dask cluster, each row block on the
+            worker that holds it (solvers newton, lbfgs, gd).
         y : array-like of shape (n_samples,)
             Labels: any two or more distinct values.
         sample_weight : array-like of shape (n_samples,), optional
@@ -268,6 +271,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             self._fit_dataset(X, y, sample_weight, C, l1_ratio)
             return self
         _check_y_present(y)
+        if self.solver == "minibatch" and array_module_name(X) == "dask":
+            raise ValueError("solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd")
         data = prepare_fit_data(
             X,
             y,
@@ -355,7 +360,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             verbose=bool(self.verbose),
         )
         self.backend_ = backend.name
-        self.device_ = "gpu" if array_module_name(params0) == "cupy" else "cpu"
+        # The Dask backend says where its blocks ran; its params are NumPy on the client.
+        self.device_ = getattr(backend, "device", None) or (
+            "gpu" if array_module_name(params0) == "cupy" else "cpu"
+        )
         self.solver_ = solver_name
         return result
 
@@ -732,6 +740,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         C, l1_ratio = self._validate_params()
         config = self._minibatch_config()
         _check_y_present(y)
+        if array_module_name(X) == "dask":
+            raise TypeError("partial_fit does not take Dask arrays: fit(X, y) trains on them")
         fitted = hasattr(self, "classes_")
         if classes is None and not fitted:
             raise ValueError("classes must be passed on the first call to partial_fit")
@@ -855,10 +865,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Returns
         -------
         array of shape (n_samples,) for two classes, else (n_samples, n_classes)
-            float64, in the namespace of ``X`` (CuPy in, CuPy out).
+            float64, in the namespace of ``X`` (CuPy in, CuPy out; Dask in, a lazy
+            Dask array out).
         """
         self._check_fitted()
-        X, _ = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
+        X, _ = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__, lazy=True)
+        if array_module_name(X) == "dask":  # lazy: a Dask array of decision values
+            from gpulogreg.backends.dask_backend import decision_blocks
+
+            return decision_blocks(X, self.coef_, self.intercept_)
         xp = _namespace(X)
         coef = xp.asarray(self.coef_, dtype=X.dtype)
         # BLAS in X's dtype (X is never upcast), result widened to float64.
@@ -899,6 +914,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         xp = _namespace(scores)
         index = (scores > 0).astype(xp.int64) if scores.ndim == 1 else scores.argmax(axis=1)
         classes = self.classes_
+        if array_module_name(index) == "dask":
+            from gpulogreg.backends.dask_backend import take_classes
+
+            return take_classes(index, classes)
         if xp is np:
             return classes[index]
         if classes.dtype.kind in "biuf":

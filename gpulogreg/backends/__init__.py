@@ -1,10 +1,12 @@
 """Backend registry and selection from the array module and ``device``.
 
-``backend="auto"`` picks ``"cupy"`` for CuPy arrays and ``"numba"`` for NumPy
-arrays. ``device`` decides where host data goes: ``"cpu"`` keeps it,
-``"gpu"`` moves it to the GPU once (and raises a clear error when there is no
-usable GPU), ``"auto"`` moves it only when CuPy imports and a device is
-present. Importing this module imports neither CuPy nor a backend.
+``backend="auto"`` picks ``"cupy"`` for CuPy arrays, ``"numba"`` for NumPy
+arrays and ``"dask"`` for Dask arrays (whose blocks run the numba or cupy
+backend of their chunk type, on the workers). ``device`` decides where host
+data goes: ``"cpu"`` keeps it, ``"gpu"`` moves it to the GPU once (and raises
+a clear error when there is no usable GPU), ``"auto"`` moves it only when
+CuPy imports and a device is present. Importing this module imports neither
+CuPy nor a backend.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ BACKENDS: dict[str, str] = {
     "numpy": "gpulogreg.backends.numpy_backend:NumpyBackend",
     "numba": "gpulogreg.backends.numba_backend:NumbaBackend",
     "cupy": "gpulogreg.backends.cupy_backend:CupyBackend",
+    "dask": "gpulogreg.backends.dask_backend:DaskBackend",
 }
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -92,6 +95,8 @@ def resolve_backend(X: Array, backend: str = "auto", device: str = "auto") -> tu
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}")
+    if backend == "dask" or array_module_name(X) == "dask":
+        return _resolve_dask(X, backend, device)
     on_gpu = array_module_name(X) == "cupy"
     if device == "gpu" or backend == "cupy":
         if not on_gpu:  # data already on a GPU prove one is usable: no query
@@ -112,6 +117,29 @@ def resolve_backend(X: Array, backend: str = "auto", device: str = "auto") -> tu
     elif backend != "cupy" and target == "gpu" and backend != "numpy":
         raise ValueError(f"backend={backend!r} runs on the CPU; use device='cpu' or backend='cupy'")
     return backend, target
+
+
+def _resolve_dask(X: Array, backend: str, device: str) -> tuple[str, str]:
+    """Dask arrays: blocks compute where their chunks are (CuPy: GPU) unless ``device`` says.
+
+    ``device="gpu"`` moves NumPy blocks to the workers' GPUs once and
+    ``"cpu"`` moves CuPy blocks to host memory once (see :func:`place_data`);
+    ``"auto"`` keeps them where they are.
+    """
+    if array_module_name(X) != "dask":
+        raise ValueError("backend='dask' needs a Dask array X")
+    if backend not in ("auto", "dask"):
+        raise ValueError(
+            "Dask arrays train with backend='dask' (each block runs the numba or cupy "
+            f"backend of its chunk type), got backend={backend!r}"
+        )
+    on_gpu = array_module_name(X._meta) == "cupy"  # the type of the chunks
+    if device == "gpu" and not on_gpu:
+        available, reason = gpu_status()
+        if not available:
+            raise GPUUnavailableError(f"a GPU was requested but none is usable: {reason}")
+    target = "gpu" if device == "gpu" or (device == "auto" and on_gpu) else "cpu"
+    return "dask", target
 
 
 def to_device(a: Any, device: str) -> Any:
@@ -159,7 +187,7 @@ def make_backend(
     sample_weight : array of shape (n_samples,), float64, summing to one
     n_classes : int
     fit_intercept : bool
-    backend : {"auto", "numpy", "numba", "cupy"}
+    backend : {"auto", "numpy", "numba", "cupy", "dask"}
     device : {"auto", "cpu", "gpu"}
     """
     name, target = resolve_backend(X, backend, device)
@@ -176,8 +204,13 @@ def place_data(
 
     Moving host data to the GPU first checks that it fits in free device
     memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path).
-    Arrays already on ``device`` are returned as they are.
+    Arrays already on ``device`` are returned as they are. Dask arrays have
+    their blocks moved where they live (:func:`~gpulogreg.backends.dask_backend.place_blocks`).
     """
+    if array_module_name(X) == "dask":
+        from gpulogreg.backends.dask_backend import place_blocks
+
+        return place_blocks(X, y, sample_weight, device)
     if device == "gpu" and array_module_name(X) != "cupy":
         from gpulogreg.backends.cupy_backend import check_device_memory
 

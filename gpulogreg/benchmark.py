@@ -849,7 +849,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-iter",
         type=int,
         default=DEFAULT_MAX_ITER,
-        help=f"iteration cap of every timed fit, ours and scikit-learn's (default {DEFAULT_MAX_ITER})",
+        help=f"iteration cap of every timed fit, ours and sklearn's (default {DEFAULT_MAX_ITER})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", metavar="FILE", help="write JSON lines to FILE")

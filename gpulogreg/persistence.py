@@ -359,15 +359,28 @@ def _build_model(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: str)
         )
     model = LogisticRegression(**params)
     for key, value in meta["state"].items():
-        if not isinstance(key, str) or key in valid or key.startswith("__"):
-            raise ModelFormatError(f"{path}: bad state entry {key!r}")
+        _check_attribute_name(key, valid, path)
         setattr(model, key, _decode(value))
     for key, arr in arrays.items():
-        if key in valid or key.startswith("__"):
-            raise ModelFormatError(f"{path}: bad array name {key!r}")
+        _check_attribute_name(key, valid, path)
         setattr(model, key, arr)
     _check_consistent(model, path)
     return model
+
+
+def _check_attribute_name(key: Any, params: set[str], path: str) -> None:
+    """A fitted attribute (``coef_``, ``_private``): never a parameter, a method or a dunder."""
+    from gpulogreg.estimator import LogisticRegression
+
+    if (
+        not isinstance(key, str)
+        or not key.isidentifier()
+        or key in params
+        or key.startswith("__")
+        or hasattr(LogisticRegression, key)
+        or not (key.endswith("_") or key.startswith("_"))
+    ):
+        raise ModelFormatError(f"{path}: bad attribute name {key!r} in the model file")
 
 
 def _check_consistent(model: Any, path: str) -> None:

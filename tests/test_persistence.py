@@ -196,6 +196,17 @@ def test_unknown_parameter_and_extra_member_are_refused(tmp_path, binary_model):
         gpulogreg.load(tmp_path / "m.glr")
 
 
+@pytest.mark.parametrize("name", ["predict_proba", "C", "__class__", "plain"])
+def test_state_may_not_shadow_methods_or_parameters(tmp_path, binary_model, name):
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    _rewrite_metadata(
+        tmp_path / "m.glr", tmp_path / "s.glr", lambda m: m["state"].update({name: "x"})
+    )
+    with pytest.raises(ModelFormatError, match="bad attribute name"):
+        gpulogreg.load(tmp_path / "s.glr")
+
+
 def test_inconsistent_shapes_are_refused(tmp_path, binary_model):
     model, _ = binary_model
     model.save(tmp_path / "m.glr")

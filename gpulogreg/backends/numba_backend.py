@@ -10,8 +10,8 @@ The binary Hessian ``A^T diag(h) A`` (``A = [X, 1]``) is compute-bound
 (``m n^2`` flops), so it goes to BLAS: one Numba pass computes the curvature
 weights ``h``, ``q = sqrt(h)`` and the intercept row ``[X^T h, sum h]``; then
 ``X^T diag(h) X = (q X)^T (q X)`` is accumulated over fixed row chunks with
-one SYRK each (no ``m x n`` temporary). See :meth:`NumbaBackend.hessian` for
-how the BLAS threads are kept from slowing the Numba kernels that follow.
+one SYRK each (no ``m x n`` temporary). See :func:`_weighted_syrk` for how
+the BLAS threads are kept from fighting the Numba threads.
 
 The multinomial Hessian reuses the chunked BLAS baseline of
 :class:`~gpulogreg.backends.numpy_backend.NumpyBackend` (its ``K (K + 1) / 2``
@@ -172,10 +172,15 @@ class NumbaBackend(NumpyBackend):
 
         Binary: one Numba pass for ``h``, ``q = sqrt(h)`` and the last row,
         then a SYRK per fixed chunk of :data:`HESSIAN_CHUNK_ROWS` rows, summed
-        in chunk order. Multinomial: the chunked BLAS baseline.
+        in chunk order. Multinomial: the chunked BLAS baseline of
+        :class:`NumpyBackend` (not fused), run with single-threaded BLAS.
         """
         if self.n_outputs != 1:
-            return super().hessian(params)
+            # Baseline BLAS products with BLAS held to one thread: see
+            # _weighted_syrk for the measured cost of OpenBLAS's own threads.
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                H: np.ndarray = super().hessian(params)
+            return H
         w, b = self._binary_params(params)
         q, last = nk.binary_hessian_weights(self.X, self.sample_weight, w, b)
         n = self.n_features
@@ -193,8 +198,12 @@ def _chunk_syrk(X: np.ndarray, q: np.ndarray, start: int, stop: int) -> Any:
     return B.T @ B  # NumPy recognises the transpose pair and calls SYRK
 
 
-#: How the BLAS part of the binary Hessian is threaded (see :func:`_weighted_syrk`).
-HESSIAN_STRATEGIES = ("blas", "blas1", "threads")
+#: How the BLAS part of the binary Hessian is threaded (see :func:`_weighted_syrk`):
+#: "threads" (the default) runs single-threaded BLAS calls on the chunks from a
+#: pool of Python threads, one per Numba thread; "blas1" runs them one after
+#: the other with BLAS limited to one thread; "blas" lets OpenBLAS use its own
+#: threads. Kept selectable for bench/loss_grad_floor.py --hessian.
+HESSIAN_STRATEGIES = ("threads", "blas1", "blas")
 HESSIAN_STRATEGY = "threads"
 
 
@@ -206,7 +215,36 @@ def _blas_controller() -> Any:
 
 
 def _weighted_syrk(X: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``X^T diag(q^2) X`` in float64, summed over fixed row chunks in order."""
+    """``X^T diag(q^2) X`` in float64, summed over fixed row chunks in order.
+
+    The hazard: OpenBLAS worker threads keep spinning for a while after a
+    call, and Numba's OpenMP workers after a parallel region; on a machine
+    with as many cores as threads each side then slows the other. Newton
+    alternates the two (Hessian, then loss_grad in the line search), so this
+    was measured here (2-core Xeon, 1,000,000 x 100 float32, medians of 5,
+    ``python bench/loss_grad_floor.py --hessian --no-numpy``; loss_grad
+    "alone" runs after a 0.3 s pause):
+
+    =========  =========  =====================  ===============  ==============
+    strategy   Hessian    loss_grad right after  loss_grad alone  Newton iter.
+    =========  =========  =====================  ===============  ==============
+    threads     373 ms     21 ms                  27 ms            394 ms
+    blas1       490 ms     45 ms                  47 ms            535 ms
+    blas        489 ms     45 ms                  20 ms            533 ms
+    =========  =========  =====================  ===============  ==============
+
+    (a run with other jobs on the cores: threads 421 ms, blas1 591 ms, blas
+    10537 ms for the Hessian, loss_grad after it 53 / 47 / 122 ms.)
+
+    With OpenBLAS's own threads ("blas") the loss_grad that follows the
+    Hessian is slowed 2.3x by the spinning BLAS workers, and under load every
+    one of the 245 small SYRK calls waits for workers that compete with the
+    spinning Numba workers. Limiting BLAS to one thread (threadpoolctl)
+    removes both effects; running the chunks from a pool of Python threads
+    (NumPy and BLAS release the GIL) gets the second core back. Each chunk is
+    computed by single-threaded BLAS and the partial products are summed in
+    chunk order, so the result does not depend on the number of threads.
+    """
     m, n = X.shape
     bounds = [(a, min(a + HESSIAN_CHUNK_ROWS, m)) for a in range(0, m, HESSIAN_CHUNK_ROWS)]
     H = np.zeros((n, n))

@@ -51,7 +51,6 @@ Steps of an epoch
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -692,8 +691,7 @@ class MinibatchTrainer:
         n_batches = max(source.n_batches(config.batch_size), 1)
         grad_sum = xp.zeros_like(self.params)
         batches = source.batches(self.rng, config.batch_size)
-        with _serial_numba(getattr(source, "backend_name", ""), config.batch_size):
-            total_obj, total_weight, lr = self._batches(batches, n_batches, grad_sum, progress)
+        total_obj, total_weight, lr = self._batches(batches, n_batches, grad_sum, progress)
         self.epoch += 1
         if total_weight == 0:
             raise ValueError("no training batch with a positive weight")
@@ -866,34 +864,6 @@ class MinibatchTrainer:
             raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({exc})") from None
         if self.params.shape[0] != self.penalty.mask.shape[0]:
             raise CheckpointError(f"checkpoint {path} holds parameters of the wrong size")
-
-
-@contextlib.contextmanager
-def _serial_numba(backend_name: str, batch_size: int) -> Iterator[None]:
-    """Run the Numba kernels of small batches on the calling thread only.
-
-    The kernels split rows into fixed chunks of ``CHUNK_ROWS`` (results do not
-    depend on the thread count), so a batch smaller than two chunks has no
-    parallel work, and waking the thread pool costs more than the batch
-    itself (measured on 2 cores, 256 x 50 float64: 37 us on one thread,
-    170-890 us on two).
-    """
-    if backend_name != "numba":
-        yield
-        return
-    import numba
-
-    from gpulogreg.backends._numba_kernels import CHUNK_ROWS
-
-    if batch_size >= 2 * CHUNK_ROWS:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _host(a: Array) -> np.ndarray:

@@ -108,20 +108,8 @@ class NumbaBackend(NumpyBackend):
                 "the numba backend needs a C-contiguous X (validate it with "
                 "gpulogreg.data.check_X, which converts it once)"
             )
-        self.xp = np
-        self.X = X
-        self.dtype = np.dtype(X.dtype)
-        self.n_samples, self.n_features = (int(d) for d in X.shape)
-        self.fit_intercept = bool(fit_intercept)
-        self.n_classes = int(n_classes)
-        self.n_outputs = 1 if self.n_classes == 2 else self.n_classes
-        self.y = np.ascontiguousarray(y, dtype=np.int32)
-        self.sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
-        if self.y.shape != (self.n_samples,) or self.sample_weight.shape != (self.n_samples,):
-            raise ValueError(
-                f"y and sample_weight must have shape ({self.n_samples},), got "
-                f"{self.y.shape} and {self.sample_weight.shape}"
-            )
+        # The fused kernels need no float or one-hot copies of the labels.
+        self._set_data(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
 
     # -- parameter layout -----------------------------------------------------
     def _binary_params(self, params: Array) -> tuple[np.ndarray, float]:

@@ -64,6 +64,18 @@ class NumpyBackend:
         n_classes: int = 2,
         fit_intercept: bool = True,
     ) -> None:
+        self._set_data(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+        xp = self.xp
+        if self.n_outputs == 1:
+            self.y_float = self.y.astype(xp.float64)
+        else:
+            self.y_onehot = xp.zeros((self.n_samples, self.n_outputs), dtype=xp.float64)
+            self.y_onehot[xp.arange(self.n_samples), self.y] = 1.0
+
+    def _set_data(
+        self, X: Array, y: Array, sample_weight: Array, *, n_classes: int, fit_intercept: bool
+    ) -> None:
+        """The attributes every backend of this family holds (``X`` itself, never a copy)."""
         self.xp: ModuleType = self._namespace(X)
         xp = self.xp
         self.X = X
@@ -72,13 +84,13 @@ class NumpyBackend:
         self.fit_intercept = bool(fit_intercept)
         self.n_classes = int(n_classes)
         self.n_outputs = 1 if n_classes == 2 else self.n_classes
-        self.y = xp.asarray(y)
-        self.sample_weight = xp.asarray(sample_weight, dtype=xp.float64)
-        if self.n_outputs == 1:
-            self.y_float = self.y.astype(xp.float64)
-        else:
-            self.y_onehot = xp.zeros((self.n_samples, self.n_outputs), dtype=xp.float64)
-            self.y_onehot[xp.arange(self.n_samples), self.y] = 1.0
+        self.y = xp.ascontiguousarray(y, dtype=xp.int32)
+        self.sample_weight = xp.ascontiguousarray(sample_weight, dtype=xp.float64)
+        if self.y.shape != (self.n_samples,) or self.sample_weight.shape != (self.n_samples,):
+            raise ValueError(
+                f"y and sample_weight must have shape ({self.n_samples},), got "
+                f"{self.y.shape} and {self.sample_weight.shape}"
+            )
 
     @staticmethod
     def _namespace(X: Array) -> ModuleType:

@@ -351,3 +351,18 @@ def test_verbose_draws_a_progress_line(solver: str, capsys: pytest.CaptureFixtur
     assert "optimality" in err
     assert "objective" in err
     assert f"{solver}: converged" in err
+
+
+def test_lbfgs_preconditioning_cures_ill_conditioning() -> None:
+    objective = _objective(*_ill_conditioned())
+    start = np.zeros(objective.n_params)
+    plain = _solve("lbfgs", objective, tol=1e-8, max_iter=20_000, precondition_after=None)
+    assert plain.n_iter > 100  # the ill-conditioned set is hard for plain L-BFGS
+    late = _solve("lbfgs", objective, tol=1e-8, max_iter=20_000)
+    early = get_solver("lbfgs")(objective, start, tol=1e-8, max_iter=100, precondition_after=0)
+    for result in (late, early):
+        assert result.converged
+        assert result.n_iter < plain.n_iter / 5
+        assert result.objective == pytest.approx(plain.objective, rel=1e-12)
+    # From the start, the first step is a Newton step: unit length accepted.
+    assert early.history.step[0] == 1.0

@@ -60,7 +60,7 @@ from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard, require_smooth
 from gpulogreg.solvers._linesearch import backtracking, noise_allowance, restrict
 
-__all__ = ["CG_THRESHOLD", "solve_newton"]
+__all__ = ["CG_THRESHOLD", "ridge_cholesky_solve", "solve_newton"]
 
 #: Above this many parameters the Hessian is not built and Newton-CG is used
 #: (see the module docstring: a Hessian costs ~0.05 p evaluations, a CG solve
@@ -151,7 +151,7 @@ def solve_newton(
             fallback = -g
         else:
             H = objective.hessian(x)
-            d, fallback = _cholesky_direction(xp, H, g)
+            d, fallback = ridge_cholesky_solve(xp, H, g)
             del H
 
         # 4. Armijo backtracking from the full step; the gradient step if that fails
@@ -193,10 +193,11 @@ def solve_newton(
             return monitor.stop(x, guard.message(optimality, monitor.tol))
 
 
-def _cholesky_direction(xp: Any, H: Array, g: Array) -> tuple[Array | None, Array]:
+def ridge_cholesky_solve(xp: Any, H: Array, g: Array) -> tuple[Array | None, Array]:
     """Newton direction by Cholesky with the ridge safe path, and the gradient fallback.
 
-    ``H`` is overwritten (its diagonal receives the ridge).
+    ``H`` is overwritten (its diagonal receives the ridge). ``g`` may also be
+    a matrix of right-hand sides (``-I`` gives the inverse Hessian).
 
     Returns
     -------

@@ -162,3 +162,10 @@ def test_loss_and_gradient_rejects_non_binary_labels(data: tuple[np.ndarray, np.
     X, _ = data
     with pytest.raises(ValueError, match="labels 0 and 1"):
         loss_and_gradient(X, np.arange(len(X)) % 3, np.zeros(3))
+
+
+def test_huge_finite_values_are_not_mistaken_for_infinity() -> None:
+    # Their sum overflows to inf: the fast finiteness check must not report it.
+    X = np.full((4, 2), 1e308)
+    checked, _ = check_X(X)
+    assert checked is X

@@ -234,7 +234,11 @@ def _prefer_wide_vectors_intrinsic(typingctx):
         # llvmlite's FunctionAttributes only accepts keyword attributes; it
         # writes its entries verbatim after the prototype, where LLVM's parser
         # takes string attributes too, so the check of ``add`` is bypassed.
-        set.add(builder.function.attributes, _WIDE_VECTORS_ATTRIBUTE)
+        # It is a speed hint only: an llvmlite whose attribute store is not a
+        # set (checked with numba 0.68 / llvmlite 0.50) compiles without it.
+        attributes = builder.function.attributes
+        if isinstance(attributes, set):
+            set.add(attributes, _WIDE_VECTORS_ATTRIBUTE)
         return context.get_dummy_value()
 
     return sig, codegen

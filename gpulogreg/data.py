@@ -24,11 +24,13 @@ from gpulogreg._typing import Array
 __all__ = [
     "FitData",
     "array_module_name",
+    "array_namespace",
     "check_X",
     "check_sample_weight",
     "class_weights",
     "encode_labels",
     "prepare_fit_data",
+    "to_host",
 ]
 
 
@@ -48,10 +50,16 @@ def array_module_name(a: Any) -> str:
     return "numpy"
 
 
-def _xp_of(a: Any) -> Any:
+def array_namespace(a: Any) -> Any:
+    """The array module (``numpy`` or ``cupy``) of ``a``, without importing CuPy."""
     if array_module_name(a) == "cupy":
         return sys.modules["cupy"]
     return np
+
+
+def to_host(a: Any) -> Any:
+    """``a`` as host memory: a CuPy array is copied to NumPy, anything else returned as is."""
+    return a.get() if array_module_name(a) == "cupy" else a
 
 
 def _feature_names(X: Any) -> np.ndarray | None:
@@ -144,7 +152,7 @@ def check_X(
         )
     if feature_names is not None:
         X = _dataframe_to_numpy(X)
-    xp = _xp_of(X)
+    xp = array_namespace(X)
     if module == "numpy" and not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -223,7 +231,7 @@ def _first_nonfinite(X: Array) -> tuple[int, int, float] | None:
     Numba read: 15 ms against 64 ms for ``isfinite(X).all()`` on 1,000,000 x
     100 float32). Only a non-finite (or overflowing) sum looks for the entry.
     """
-    xp = _xp_of(X)
+    xp = array_namespace(X)
     if xp is np and X.flags.c_contiguous and X.dtype in (np.float32, np.float64):
         from gpulogreg.backends._numba_kernels import read_once
 
@@ -298,7 +306,7 @@ def encode_labels(
 
 def _to_host(a: Any) -> Any:
     if array_module_name(a) == "cupy":
-        return a.get()
+        return to_host(a)
     if hasattr(a, "to_numpy"):
         return a.to_numpy()
     return a
@@ -444,7 +452,7 @@ def prepare_fit_data(
     weight_sum = float(sw.sum())
     if weight_sum <= 0:
         raise ValueError("the sample and class weights sum to zero")
-    xp = _xp_of(X)
+    xp = array_namespace(X)
     return FitData(
         X=X,
         y=xp.asarray(y_index),
@@ -483,7 +491,7 @@ def _dask_row_blocks(X: Any, dtype: np.dtype[Any]) -> Any:
 
 
 def _contiguous_block(block: Array, dtype: np.dtype[Any]) -> Array:
-    return _xp_of(block).ascontiguousarray(block, dtype=dtype)
+    return array_namespace(block).ascontiguousarray(block, dtype=dtype)
 
 
 def _known_rows(a: Any) -> Any:

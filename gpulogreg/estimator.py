@@ -20,7 +20,14 @@ import numpy as np
 from gpulogreg._compat import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
 from gpulogreg._typing import Array, History, SolverResult
 from gpulogreg.backends import make_backend, place_data, release_device_memory, resolve_backend
-from gpulogreg.data import FitData, array_module_name, check_X, prepare_fit_data
+from gpulogreg.data import (
+    FitData,
+    array_module_name,
+    array_namespace,
+    check_X,
+    prepare_fit_data,
+    to_host,
+)
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import SOLVERS, get_solver
 
@@ -505,7 +512,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         config = self._minibatch_config()
         name, target = resolve_backend(data.X, self.backend, self.device)
         X, y, s = (to_device(a, target) for a in (data.X, y_task, data.sample_weight))
-        xp = _namespace(X)
+        xp = array_namespace(X)
         checkpoint = self._checkpoint_for(index, n_tasks)
         seed = self._minibatch_seed(checkpoint)
         train_idx = val_idx = None
@@ -742,7 +749,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if classes is None and not fitted:
             raise ValueError("classes must be passed on the first call to partial_fit")
         if classes is not None:
-            classes = np.unique(np.asarray(_to_host_any(classes)))
+            classes = np.unique(np.asarray(to_host(classes)))
             if fitted and not np.array_equal(classes, self.classes_):
                 raise ValueError(
                     f"classes={classes!r} is not the same as on the first call to partial_fit "
@@ -786,7 +793,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         n_outputs = 1 if n_model_classes == 2 else n_model_classes
         name, target = resolve_backend(data.X, self.backend, self.device)
         X_dev, s_dev = to_device(data.X, target), to_device(data.sample_weight, target)
-        xp = _namespace(X_dev)
+        xp = array_namespace(X_dev)
         state = self.__dict__.get("_partial_state")
         if state is None or state["n_tasks"] != len(tasks):
             previous = None
@@ -870,7 +877,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             from gpulogreg.backends.dask_backend import decision_blocks
 
             return decision_blocks(X, self.coef_, self.intercept_)
-        xp = _namespace(X)
+        xp = array_namespace(X)
         coef = xp.asarray(self.coef_, dtype=X.dtype)
         # BLAS in X's dtype (X is never upcast), result widened to float64.
         scores = (X @ coef.T).astype(xp.float64) + xp.asarray(self.intercept_)
@@ -879,7 +886,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
         scores = self.decision_function(X)
-        xp = _namespace(scores)
+        xp = array_namespace(scores)
         if scores.ndim == 1:
             p = _sigmoid(scores, xp)
             return xp.stack([1.0 - p, p], axis=1)
@@ -893,7 +900,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def predict_log_proba(self, X: Any) -> Array:
         """Logarithm of :meth:`predict_proba`, computed stably."""
         scores = self.decision_function(X)
-        xp = _namespace(scores)
+        xp = array_namespace(scores)
         if scores.ndim == 1:
             # log sigmoid(z) = -log1p(exp(-z)), evaluated without overflow.
             log_p1 = -(xp.maximum(-scores, 0.0) + xp.log1p(xp.exp(-xp.abs(scores))))
@@ -907,7 +914,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> Array:
         """Predicted class labels, shape (n_samples,)."""
         scores = self.decision_function(X)
-        xp = _namespace(scores)
+        xp = array_namespace(scores)
         index = (scores > 0).astype(xp.int64) if scores.ndim == 1 else scores.argmax(axis=1)
         classes = self.classes_
         if array_module_name(index) == "dask":
@@ -939,10 +946,6 @@ def _is_dataset(X: Any) -> bool:
     from gpulogreg.dataset import Dataset
 
     return isinstance(X, Dataset)
-
-
-def _to_host_any(a: Any) -> Any:
-    return a.get() if array_module_name(a) == "cupy" else a
 
 
 def _check_feature_names(model: Any, names: np.ndarray | None) -> None:
@@ -978,14 +981,6 @@ def _check_y_present(y: Any) -> None:
         raise ValueError(
             "requires y to be passed, but the target y is None; fit(X, y) needs the class labels"
         )
-
-
-def _namespace(a: Any) -> Any:
-    if array_module_name(a) == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def _to_host(a: Any) -> np.ndarray:

@@ -46,7 +46,6 @@ CuPy's cached blocks after a fit.
 
 from __future__ import annotations
 
-import sys
 from types import ModuleType
 from typing import Any
 
@@ -55,6 +54,7 @@ import numpy as np
 from gpulogreg._typing import Array
 from gpulogreg.backends import _cuda
 from gpulogreg.backends.numpy_backend import NumpyBackend
+from gpulogreg.data import array_namespace
 
 __all__ = [
     "GRAD_CHUNK_ROWS",
@@ -325,11 +325,6 @@ class CupyBackend(NumpyBackend):
 
 
 # -- prediction helpers -------------------------------------------------------------
-def _namespace(a: Any) -> ModuleType:
-    cupy = sys.modules.get("cupy")
-    if cupy is not None and isinstance(a, cupy.ndarray):
-        return cupy
-    return np
 
 
 def _as_float(a: Any, xp: ModuleType) -> Any:
@@ -346,7 +341,7 @@ def sigmoid(z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
     kernels : KernelLauncher, optional
         Default: the kernels of z's device.
     """
-    xp = _namespace(z)
+    xp = array_namespace(z)
     z = _as_float(z, xp)
     p = xp.empty_like(z)
     kernels = kernels if kernels is not None else _kernels_for(z)
@@ -357,7 +352,7 @@ def sigmoid(z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
 
 def softmax(Z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
     """Row-wise softmax of ``Z`` (n_rows, n_classes) with our kernel, in Z's dtype."""
-    xp = _namespace(Z)
+    xp = array_namespace(Z)
     Z = _as_float(Z, xp)
     if Z.ndim != 2:
         raise ValueError(f"softmax takes a 2-D array, got shape {Z.shape}")

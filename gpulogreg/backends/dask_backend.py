@@ -40,8 +40,8 @@ from gpulogreg.data import (
     _first_nonfinite,
     _known_rows,
     _nonfinite_message,
-    _xp_of,
     array_module_name,
+    array_namespace,
 )
 
 __all__ = ["DaskBackend", "chunk_module", "decision_blocks", "place_blocks", "take_classes"]
@@ -273,7 +273,7 @@ def _block_decision(
     block_info: dict[Any, Any] | None = None,
 ) -> Array:
     """Decision values of one block, float64, in the block's namespace."""
-    xp = _xp_of(X)
+    xp = array_namespace(X)
     # BLAS in X's dtype (X is never upcast), result widened to float64.
     z = (X @ xp.asarray(coef.T, dtype=X.dtype)).astype(xp.float64) + xp.asarray(intercept)
     if not bool(xp.isfinite(z).all()):
@@ -296,6 +296,6 @@ def take_classes(index: Any, classes: np.ndarray) -> Any:
 def _take_block(index: Array, classes: np.ndarray) -> Array:
     if array_module_name(index) == "cupy":
         if classes.dtype.kind in "biuf":  # numeric labels stay on the device
-            return _xp_of(index).asarray(classes)[index]
+            return array_namespace(index).asarray(classes)[index]
         index = index.get()
     return classes[index]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg._typing import Array
+from gpulogreg.data import array_namespace
 
 __all__ = ["NumpyBackend"]
 
@@ -76,7 +77,7 @@ class NumpyBackend:
         self, X: Array, y: Array, sample_weight: Array, *, n_classes: int, fit_intercept: bool
     ) -> None:
         """The attributes every backend of this family holds (``X`` itself, never a copy)."""
-        self.xp: ModuleType = self._namespace(X)
+        self.xp: ModuleType = array_namespace(X)
         xp = self.xp
         self.X = X
         self.dtype = np.dtype(X.dtype)
@@ -91,16 +92,6 @@ class NumpyBackend:
                 f"y and sample_weight must have shape ({self.n_samples},), got "
                 f"{self.y.shape} and {self.sample_weight.shape}"
             )
-
-    @staticmethod
-    def _namespace(X: Array) -> ModuleType:
-        from gpulogreg.data import array_module_name
-
-        if array_module_name(X) == "cupy":
-            import cupy
-
-            return cupy
-        return np
 
     # -- parameter layout ---------------------------------------------------
     @property

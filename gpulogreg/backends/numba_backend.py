@@ -254,7 +254,9 @@ def _weighted_syrk(X: np.ndarray, q: np.ndarray) -> np.ndarray:
     =========  =========  =====================  ===============  ==============
 
     (a run with other jobs on the cores: threads 421 ms, blas1 591 ms, blas
-    10537 ms for the Hessian, loss_grad after it 53 / 47 / 122 ms.)
+    10537 ms for the Hessian, loss_grad after it 53 / 47 / 122 ms. On the
+    2-core AMD EPYC, medians of 5: Hessian 266 / 433 / 351 ms, loss_grad
+    after it 19.2 / 22.7 / 35.6 ms, alone 22.7 / 23.2 / 25.1 ms.)
 
     With OpenBLAS's own threads ("blas") the loss_grad that follows the
     Hessian is slowed 2.3x by the spinning BLAS workers, and under load every

@@ -78,6 +78,22 @@ def test_matches_numpy_baseline(dtype, n_classes, fit_intercept, weights):
     assert rel_err(fast.decision(params, X_new), ref.decision(params, X_new)) <= tol
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [4, 5, 6, 9])
+def test_multinomial_class_groups_match_numpy_baseline(dtype, n_classes):
+    """Classes go through the dot products four at a time: full groups, a last
+    group of two or three (classes repeated) and a single class left over."""
+    X, ref, fast, params, v = make_problem(dtype, n_classes, True, "random", seed=3)
+    tol = RTOL[dtype]
+    loss_ref, grad_ref = ref.loss_grad(params)
+    loss, grad = fast.loss_grad(params)
+    assert rel_err(loss, loss_ref) <= tol
+    assert rel_err(grad, grad_ref) <= tol
+    assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= tol
+    X_new = X[:101]  # an odd number of rows: the last 2-row tile holds one
+    assert rel_err(fast.decision(params, X_new), ref.decision(params, X_new)) <= tol
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_finite_difference_gradient(n_classes, fit_intercept):

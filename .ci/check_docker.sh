@@ -4,7 +4,8 @@
 #  2. every `pip install` the Dockerfile runs installs from docker/requirements-*.txt or the
 #     wheel built in its first stage, and those installs work in fresh virtualenvs:
 #     - requirements-build.txt, then the wheel built from this checkout the Dockerfile's way;
-#     - requirements-cpu.txt + the wheel (--no-deps) + pip check + a smoke run of the CLI;
+#     - requirements-cpu.txt + the wheel (--no-deps) + pip check + a smoke run of the CLI
+#       (ending with the images' Numba warm-up: the demo on float32 and float64 data);
 #     - requirements-gpu.txt the same (CuPy imports without a GPU), and its resolution for the
 #       gpu image's Python (3.12, manylinux x86_64) with --dry-run.
 # Set CHECK_DOCKER_SKIP_GPU=1 to skip the GPU requirements (a large download).
@@ -56,11 +57,14 @@ find "$src" -name __pycache__ -prune -exec rm -rf {} +
 "$work/build/bin/python" -m build --wheel --no-isolation --outdir "$work/dist" "$src" >/dev/null
 ls "$work/dist"
 
-smoke() {   # $1: venv
+smoke() {   # $1: venv. The last step is the images' kernel warm-up, as the Dockerfile runs it.
     "$1/bin/gpulogreg" --version
     "$1/bin/gpulogreg" info >/dev/null
-    (cd "$work" && NUMBA_CACHE_DIR="$work/numba-cache" \
-        "$1/bin/gpulogreg" demo --rows 2000 --cols 5 --test-rows 500 --no-progress)
+    for dtype in float32 float64; do
+        (cd "$work" && NUMBA_CACHE_DIR="$work/numba-cache" \
+            "$1/bin/gpulogreg" demo --rows 20000 --cols 5 --test-rows 1000 --dtype "$dtype" \
+            --no-progress)
+    done
 }
 
 echo "-- cpu target: docker/requirements-cpu.txt + the wheel"

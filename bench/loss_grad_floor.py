@@ -36,6 +36,7 @@ from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends import numba_backend
 from gpulogreg.backends.numba_backend import NumbaBackend
 from gpulogreg.backends.numpy_backend import NumpyBackend
+from gpulogreg.benchmark import round_robin
 
 #: Ratio targets of issue 2 (numba loss_grad time / read_once time).
 FLOOR_TARGET = {"float32": 1.3, "float64": 1.5}
@@ -66,19 +67,6 @@ def make_data(
 CLOCK: Callable[[], float] = time.perf_counter
 
 
-def round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Time each function ``repeats`` times, interleaved; one warm-up call each."""
-    for f in fns.values():
-        f()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = CLOCK()
-            f()
-            times[k].append(CLOCK() - t0)
-    return times
-
-
 def loss_grad_table(
     X: np.ndarray, y: np.ndarray, s: np.ndarray, params: np.ndarray, repeats: int, numpy: bool
 ) -> dict[str, float]:
@@ -96,10 +84,11 @@ def loss_grad_table(
         "numba loss_grad": lambda: numba_b.loss_grad(params),
         "numba loss": lambda: numba_b.loss(params),
     }
-    times = round_robin(fns, repeats)
+    times = round_robin(fns, repeats, clock=CLOCK)
     if numpy:
         numpy_b = NumpyBackend(X, y, s)
-        times.update(round_robin({"numpy loss_grad": lambda: numpy_b.loss_grad(params)}, repeats))
+        baseline = {"numpy loss_grad": lambda: numpy_b.loss_grad(params)}
+        times.update(round_robin(baseline, repeats, clock=CLOCK))
     gbytes = X.nbytes / 1e9
     med = {k: statistics.median(v) for k, v in times.items()}
     floor = med["read_once (floor)"]

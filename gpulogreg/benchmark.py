@@ -57,6 +57,7 @@ __all__ = [
     "add_arguments",
     "make_loss_grad",
     "make_problem",
+    "round_robin",
     "run",
     "run_from_args",
 ]
@@ -153,11 +154,23 @@ def _median_time(
 def _round_robin(
     fns: dict[str, Callable[[], Any]], repeat: int, sync: Callable[[], None] | None = None
 ) -> dict[str, float]:
-    """Median seconds of each function over ``repeat`` calls, the calls interleaved.
+    """Median seconds of each function over ``repeat`` interleaved calls (:func:`round_robin`)."""
+    return {name: statistics.median(t) for name, t in round_robin(fns, repeat, sync).items()}
+
+
+def round_robin(
+    fns: dict[str, Callable[[], Any]],
+    repeat: int,
+    sync: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Seconds of each call of each function, over ``repeat`` interleaved rounds.
 
     One warm-up call each, then ``repeat`` rounds that call every function
     once: noise from other processes on a shared machine hits all of them
     alike, so their ratios are steadier than those of back-to-back series.
+    ``sync`` runs after each call (a device synchronisation); ``clock`` is
+    the timer (wall time by default).
     """
     for fn in fns.values():
         fn()
@@ -166,12 +179,12 @@ def _round_robin(
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
             if sync:
                 sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            times[name].append(clock() - start)
+    return times
 
 
 class PeakRSS:

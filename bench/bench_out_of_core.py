@@ -139,7 +139,7 @@ def _timed_passes(kind: str, args: argparse.Namespace) -> list[float]:
     """Seconds of ``args.passes`` loss-and-gradient passes over the data, in this process."""
     from gpulogreg.backends import make_backend
     from gpulogreg.backends.chunked import ChunkedBackend
-    from gpulogreg.dataset import Dataset
+    from gpulogreg.data.dataset import Dataset
 
     name = _backend_name()
     if kind == "out-of-core":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gpulogreg._version import __version__
 
 if TYPE_CHECKING:
-    from gpulogreg.dataset import Dataset
+    from gpulogreg.data.dataset import Dataset
     from gpulogreg.estimator import LogisticRegression
     from gpulogreg.loss import loss_and_gradient
     from gpulogreg.persistence import load
@@ -22,7 +22,7 @@ __all__ = ["Dataset", "LogisticRegression", "__version__", "load", "loss_and_gra
 
 #: public name -> module that defines it
 _LAZY = {
-    "Dataset": "gpulogreg.dataset",
+    "Dataset": "gpulogreg.data.dataset",
     "LogisticRegression": "gpulogreg.estimator",
     "loss_and_gradient": "gpulogreg.loss",
     "load": "gpulogreg.persistence",

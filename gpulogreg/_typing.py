@@ -22,11 +22,13 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
+
+from gpulogreg._layout import ParamLayout
 
 __all__ = [
     "Array",
     "Backend",
+    "BatchBackend",
     "History",
     "Objective",
     "SolverFn",
@@ -35,8 +37,6 @@ __all__ = [
 
 #: Any array the package computes with: ``numpy.ndarray`` or ``cupy.ndarray``.
 Array = Any
-#: Host float arrays returned to users.
-FloatArray = npt.NDArray[np.floating[Any]]
 
 
 @runtime_checkable
@@ -57,10 +57,8 @@ class Backend(Protocol):
         dtype of ``X`` (float32 or float64).
     n_samples, n_features : int
         Shape of ``X``.
-    n_outputs : int
-        1 for the binary (sigmoid) loss, ``K`` for the multinomial loss.
-    fit_intercept : bool
-        Whether ``params`` carries intercepts.
+    layout : ParamLayout
+        The parameter layout (outputs, intercepts, split and join).
     """
 
     name: str
@@ -68,8 +66,7 @@ class Backend(Protocol):
     dtype: np.dtype[Any]
     n_samples: int
     n_features: int
-    n_outputs: int
-    fit_intercept: bool
+    layout: ParamLayout
 
     def loss_grad(self, params: Array) -> tuple[float, Array]:
         """Weighted mean cross-entropy and its gradient, in one fused pass.
@@ -107,6 +104,14 @@ class Backend(Protocol):
 
     def decision(self, params: Array, X: Array) -> Array:
         """Decision values ``X @ coef.T + intercept``: (m,) binary, (m, K) multinomial."""
+        ...
+
+
+class BatchBackend(Backend, Protocol):
+    """A backend that can move to other rows of the same layout (mini-batches)."""
+
+    def bind(self, X: Array, y: Array, sample_weight: Array) -> None:
+        """Compute on ``(X, y, sample_weight)`` from now on (same features, dtype, namespace)."""
         ...
 
 
@@ -210,11 +215,15 @@ class Callback(Protocol):
 
 
 class SolverFn(Protocol):
-    """Signature every registered solver implements."""
+    """Signature every registered solver implements.
+
+    ``problem`` is the :class:`Objective` for the full-batch solvers and a
+    ``MinibatchProblem`` for the stochastic one (see :mod:`gpulogreg.solvers`).
+    """
 
     def __call__(
         self,
-        objective: Objective,
+        problem: Any,
         params0: Array,
         *,
         tol: float,

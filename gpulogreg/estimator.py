@@ -17,19 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._array import array_module_name, array_namespace, to_host
 from gpulogreg._compat import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
-from gpulogreg._typing import Array, History, SolverResult
-from gpulogreg.backends import make_backend, place_data, release_device_memory, resolve_backend
-from gpulogreg.data import (
-    FitData,
-    array_module_name,
-    array_namespace,
-    check_X,
-    prepare_fit_data,
-    to_host,
+from gpulogreg._fit import (
+    FitOutcome,
+    FitSpec,
+    PartialFitState,
+    PreviousFit,
+    run_fit,
+    run_partial_fit,
 )
-from gpulogreg.loss import LogisticObjective
-from gpulogreg.solvers import SOLVERS, get_solver
+from gpulogreg._typing import Array, History
+from gpulogreg.data import check_X
+from gpulogreg.solvers import SOLVERS, solver_entry
+from gpulogreg.solvers.stochastic.config import MinibatchConfig
 
 __all__ = ["LogisticRegression"]
 
@@ -215,12 +216,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             l1_ratio = 1.0
         elif self.penalty == "l2" and l1_ratio != 0.0:
             raise ValueError("l1_ratio > 0 needs penalty='elasticnet' (or 'l1')")
-        if self.solver != "auto" and self.solver not in SOLVERS and self.solver != "minibatch":
+        if self.solver != "auto" and self.solver not in SOLVERS:
             raise ValueError(
-                f"solver must be 'auto' or one of {sorted([*SOLVERS, 'minibatch'])}, "
-                f"got {self.solver!r}"
+                f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {self.solver!r}"
             )
-        if l1_ratio > 0 and self.solver in ("newton", "lbfgs"):
+        if l1_ratio > 0 and self.solver != "auto" and not solver_entry(self.solver).handles_l1:
             raise ValueError(f"solver={self.solver!r} supports only L2; use 'gd' for L1")
         if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
             raise ValueError(f"tol must be a positive number, got {self.tol!r}")
@@ -246,6 +246,54 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         # than Newton, whose every iteration builds a Hessian.
         return "lbfgs"
 
+    def _spec(self) -> FitSpec:
+        """The validated settings of a fit, for the fit plan (:mod:`gpulogreg._fit`)."""
+        C, l1_ratio = self._validate_params()
+        config = MinibatchConfig(
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            eta0=self.eta0,
+            momentum=self.momentum,
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            checkpoint_path=self.checkpoint_path,
+            checkpoint_every=self.checkpoint_every,
+        )
+        config.validate()
+        return FitSpec(
+            C=C,
+            l1_ratio=l1_ratio,
+            fit_intercept=bool(self.fit_intercept),
+            solver=self._solver_name(l1_ratio),
+            tol=float(self.tol),
+            max_iter=int(self.max_iter),
+            multi_class=str(self.multi_class),
+            class_weight=self.class_weight,
+            backend=self.backend,
+            device=self.device,
+            dtype=_DTYPES[self.dtype],
+            verbose=bool(self.verbose),
+            random_state=self.random_state,
+            minibatch=config,
+            checkpoint_path=self.checkpoint_path,
+        )
+
+    def _previous(self) -> PreviousFit | None:
+        """This model's fitted state, offered to the next fit (warm start, partial_fit)."""
+        if not hasattr(self, "classes_"):
+            return None
+        return PreviousFit(
+            classes=self.classes_,
+            coef=getattr(self, "coef_", None),
+            intercept=getattr(self, "intercept_", None),
+            n_features=int(self.n_features_in_),
+            feature_names=getattr(self, "feature_names_in_", None),
+        )
+
     # -- fitting --------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LogisticRegression:
         """Fit the model.
@@ -268,441 +316,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        C, l1_ratio = self._validate_params()
+        spec = self._spec()
         self.__dict__.pop("_partial_state", None)
-        if _is_dataset(X):
-            self._fit_dataset(X, y, sample_weight, C, l1_ratio)
-            return self
-        _check_y_present(y)
-        if self.solver == "minibatch" and array_module_name(X) == "dask":
-            raise ValueError("solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd")
-        data = prepare_fit_data(
-            X,
-            y,
-            sample_weight,
-            class_weight=self.class_weight,
-            dtype=_DTYPES[self.dtype],
-        )
-        self._fit_data(data, C, l1_ratio)
+        previous = self._previous() if self.warm_start else None
+        outcome = run_fit(X, y, sample_weight, spec, previous)
+        self._set_fitted(outcome)
+        self._warn_if_not_converged(outcome)
         return self
-
-    def _fit_data(self, data: FitData, C: float, l1_ratio: float) -> None:
-        n_classes = len(data.classes)
-        previous = self._warm_start_params(data)
-        self.classes_ = data.classes
-        self.n_features_in_ = int(data.X.shape[1])
-        if data.feature_names is not None:
-            self.feature_names_in_ = data.feature_names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        ovr = n_classes > 2 and self.multi_class == "ovr"
-        if self.solver != "minibatch":
-            # One transfer for all one-vs-rest tasks: every backend below finds
-            # the data already on its device.
-            _, target = resolve_backend(data.X, self.backend, self.device)
-            data.X, data.y, data.sample_weight = place_data(
-                data.X, data.y, data.sample_weight, n_classes=n_classes, device=target
-            )
-        if ovr:
-            tasks = [(data.y == k).astype("int32") for k in range(n_classes)]
-            n_model_classes = 2
-        else:
-            tasks = [data.y]
-            n_model_classes = n_classes
-        results: list[SolverResult] = []
-        for index, y_task in enumerate(tasks):
-            start = None if previous is None else previous[index]
-            if self.solver == "minibatch":
-                results.append(
-                    self._fit_minibatch_task(
-                        data, y_task, n_model_classes, C, l1_ratio, previous, index, len(tasks)
-                    )
-                )
-            else:
-                results.append(self._solve_task(data, y_task, n_model_classes, C, l1_ratio, start))
-        self._set_fitted(results, n_model_classes)
-        self._warn_if_not_converged(results)
-        if self.device_ == "gpu":
-            # Drop the device copies before handing CuPy's cached blocks back.
-            data.X = data.y = data.sample_weight = None
-            tasks.clear()
-            results.clear()
-            release_device_memory()
-
-    def _solve_task(
-        self,
-        data: FitData,
-        y_task: Array,
-        n_model_classes: int,
-        C: float,
-        l1_ratio: float,
-        start: np.ndarray | None,
-    ) -> SolverResult:
-        """Fit one model (the whole multinomial model, or one one-vs-rest class)."""
-        backend = make_backend(
-            data.X,
-            y_task,
-            data.sample_weight,
-            n_classes=n_model_classes,
-            fit_intercept=self.fit_intercept,
-            backend=self.backend,
-            device=self.device,
-        )
-        objective = LogisticObjective(backend, C=C, l1_ratio=l1_ratio, weight_sum=data.weight_sum)
-        xp = backend.xp
-        if start is not None:
-            params0 = xp.asarray(start, dtype=xp.float64)
-        else:
-            params0 = xp.zeros(objective.n_params, dtype=xp.float64)
-        solver_name = self._solver_name(l1_ratio)
-        result = get_solver(solver_name)(
-            objective,
-            params0,
-            tol=float(self.tol),
-            max_iter=int(self.max_iter),
-            verbose=bool(self.verbose),
-        )
-        self.backend_ = backend.name
-        # The Dask backend says where its blocks ran; its params are NumPy on the client.
-        self.device_ = getattr(backend, "device", None) or (
-            "gpu" if array_module_name(params0) == "cupy" else "cpu"
-        )
-        self.solver_ = solver_name
-        return result
-
-    def _warn_if_not_converged(self, results: list[SolverResult]) -> None:
-        if not all(r.converged for r in results):
-            messages = "; ".join(r.message for r in results if not r.converged)
-            hint = " (increase max_iter or scale the data)" if "max_iter" in messages else ""
-            warnings.warn(
-                f"{self.solver_} did not converge to tol={self.tol}: {messages}{hint}",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-
-    def _warm_start_params(self, data: FitData) -> list[np.ndarray] | None:
-        """Previous solution laid out as solver params, when warm starting applies."""
-        if not self.warm_start or not hasattr(self, "coef_"):
-            return None
-        if not np.array_equal(self.classes_, data.classes) or (
-            self.coef_.shape[1] != data.X.shape[1]
-        ):
-            return None
-        W = self.coef_
-        if self.fit_intercept:
-            W = np.concatenate([W, self.intercept_[:, None]], axis=1)
-        if len(data.classes) > 2 and self.multi_class == "ovr":
-            return [row for row in W]
-        return [W.ravel()]
-
-    def _set_fitted(self, results: list[SolverResult], n_model_classes: int) -> None:
-        n_cols = self.n_features_in_ + int(self.fit_intercept)
-        rows = []
-        for result in results:
-            params = _to_host(result.params)
-            rows.append(params.reshape(-1, n_cols))
-        W = np.concatenate(rows, axis=0)
-        self.coef_ = np.ascontiguousarray(W[:, : self.n_features_in_])
-        self.intercept_ = (
-            np.ascontiguousarray(W[:, -1]) if self.fit_intercept else np.zeros(W.shape[0])
-        )
-        if n_model_classes > 2 and self.fit_intercept:
-            # Softmax is unchanged by a common shift of the (unpenalised)
-            # intercepts; report the centred ones, as scikit-learn does.
-            self.intercept_ = self.intercept_ - self.intercept_.mean()
-        self.n_iter_ = np.asarray([r.n_iter for r in results], dtype=np.int32)
-        self.converged_ = all(r.converged for r in results)
-        histories: list[History] = [r.history for r in results]
-        self.history_: History | list[History] = histories[0] if len(results) == 1 else histories
-        self.objective_ = float(sum(_final_objective(r) for r in results))
-        self._n_model_classes = n_model_classes
-
-    # -- mini-batch, partial_fit and out-of-core data ---------------------------
-    def _minibatch_config(self) -> Any:
-        """The validated :class:`~gpulogreg.solvers.minibatch.MinibatchConfig` of this estimator."""
-        from gpulogreg.solvers.minibatch import MinibatchConfig
-
-        config = MinibatchConfig(
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            learning_rate=self.learning_rate,
-            eta0=self.eta0,
-            momentum=self.momentum,
-            max_epochs=int(self.max_iter),
-            tol=float(self.tol),
-            early_stopping=self.early_stopping,
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            checkpoint_path=self.checkpoint_path,
-            checkpoint_every=self.checkpoint_every,
-        )
-        config.validate()
-        return config
-
-    def _minibatch_fingerprint(
-        self,
-        classes: np.ndarray,
-        n_samples: int,
-        n_features: int,
-        C: float,
-        l1_ratio: float,
-        task: int,
-        dtype: Any,
-    ) -> dict[str, Any]:
-        """What a checkpoint must have been written for to be resumed by this fit."""
-        return {
-            "n_samples": int(n_samples),
-            "n_features": int(n_features),
-            "classes": [str(c) for c in classes],
-            "C": None if math.isinf(C) else float(C),
-            "l1_ratio": float(l1_ratio),
-            "fit_intercept": bool(self.fit_intercept),
-            "multi_class": str(self.multi_class),
-            "class_weight": repr(self.class_weight),
-            "task": int(task),
-            "dtype": str(np.dtype(dtype)),
-            "random_state": self.random_state if isinstance(self.random_state, int) else None,
-        }
-
-    def _checkpoint_for(self, task: int, n_tasks: int) -> str | None:
-        """Checkpoint file of one task (one-vs-rest tasks get ``stem.class<k>.suffix``)."""
-        import os
-
-        if self.checkpoint_path is None:
-            return None
-        path = os.fspath(self.checkpoint_path)
-        if n_tasks == 1:
-            return path
-        root, ext = os.path.splitext(path)
-        return f"{root}.class{task}{ext}"
-
-    def _minibatch_seed(self, checkpoint: str | None) -> int:
-        """The run's seed: the checkpoint's when resuming, else from ``random_state``."""
-        import os
-
-        from gpulogreg.checkpoint import load_checkpoint
-        from gpulogreg.solvers.minibatch import resolve_seed
-
-        if checkpoint is not None and os.path.exists(checkpoint):
-            seed = load_checkpoint(checkpoint).meta.get("seed")
-            if isinstance(seed, int):
-                return seed
-        return resolve_seed(self.random_state)
-
-    def _fit_minibatch_task(
-        self,
-        data: FitData,
-        y_task: Array,
-        n_classes: int,
-        C: float,
-        l1_ratio: float,
-        previous: list[np.ndarray] | None,
-        index: int,
-        n_tasks: int,
-    ) -> SolverResult:
-        """``solver="minibatch"`` on in-memory data, for one task (one OvR class or all)."""
-        from gpulogreg.backends import resolve_backend, to_device
-        from gpulogreg.solvers.minibatch import (
-            ArrayBatches,
-            Penalty,
-            solve_minibatch,
-            split_validation,
-        )
-
-        config = self._minibatch_config()
-        name, target = resolve_backend(data.X, self.backend, self.device)
-        X, y, s = (to_device(a, target) for a in (data.X, y_task, data.sample_weight))
-        xp = array_namespace(X)
-        checkpoint = self._checkpoint_for(index, n_tasks)
-        seed = self._minibatch_seed(checkpoint)
-        train_idx = val_idx = None
-        train_weight = 1.0
-        if config.early_stopping:
-            y_host = np.asarray(_to_host(y_task), dtype=np.int64)
-            train_idx, val_idx = split_validation(
-                y_host, config.validation_fraction, np.random.default_rng([seed, 0])
-            )
-            train_weight = float(np.asarray(_to_host(data.sample_weight))[train_idx].sum())
-        source = ArrayBatches(
-            X,
-            y,
-            s,
-            n_classes=n_classes,
-            fit_intercept=self.fit_intercept,
-            backend=name,
-            device=target,
-            train_idx=train_idx,
-            val_idx=val_idx,
-        )
-        n_outputs = 1 if n_classes == 2 else n_classes
-        penalty = Penalty.build(
-            xp,
-            C=C,
-            l1_ratio=l1_ratio,
-            weight_sum=data.weight_sum * train_weight,
-            n_outputs=n_outputs,
-            n_features=int(X.shape[1]),
-            fit_intercept=self.fit_intercept,
-        )
-        n_params = n_outputs * (int(X.shape[1]) + int(self.fit_intercept))
-        if previous is not None:
-            params0 = xp.asarray(previous[index], dtype=xp.float64)
-        else:
-            params0 = xp.zeros(n_params, dtype=xp.float64)
-        result: SolverResult = solve_minibatch(
-            source,
-            params0,
-            penalty=penalty,
-            config=config,
-            seed=seed,
-            fingerprint=self._minibatch_fingerprint(
-                data.classes, X.shape[0], X.shape[1], C, l1_ratio, index, X.dtype
-            ),
-            checkpoint_path=checkpoint,
-            verbose=bool(self.verbose),
-        )
-        # The history holds per-epoch estimates; objective_ is exact (one pass).
-        full = make_backend(
-            X,
-            y,
-            s,
-            n_classes=n_classes,
-            fit_intercept=self.fit_intercept,
-            backend=name,
-            device=target,
-        )
-        objective = LogisticObjective(full, C=C, l1_ratio=l1_ratio, weight_sum=data.weight_sum)
-        result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
-        self.backend_ = name
-        self.device_ = target
-        self.solver_ = "minibatch"
-        return result
-
-    def _fit_dataset(
-        self, dataset: Any, y: Any, sample_weight: Any, C: float, l1_ratio: float
-    ) -> None:
-        """Fit on a :class:`gpulogreg.Dataset`: the exact chunked objective, or mini-batches."""
-        from gpulogreg.backends.chunked import ChunkedBackend
-        from gpulogreg.solvers.minibatch import DatasetBatches, Penalty, solve_minibatch
-
-        if y is not None or sample_weight is not None:
-            raise ValueError(
-                "fit(dataset) takes the labels and weights from the Dataset; do not pass "
-                "y or sample_weight"
-            )
-        dtype = _DTYPES[self.dtype]
-        info = dataset.scan(dtype)
-        classes = info.classes
-        present = int((info.class_counts > 0).sum())
-        if present < 2:
-            raise ValueError(
-                f"y has only {present} class ({classes[info.class_counts > 0]!r}); "
-                "need at least 2 to fit a classifier"
-            )
-        n_classes = len(classes)
-        n_features = info.n_features
-        previous = None
-        if (
-            self.warm_start
-            and hasattr(self, "coef_")
-            and np.array_equal(self.classes_, classes)
-            and self.coef_.shape[1] == n_features
-        ):
-            W = self.coef_
-            if self.fit_intercept:
-                W = np.concatenate([W, self.intercept_[:, None]], axis=1)
-            previous = list(W) if n_classes > 2 and self.multi_class == "ovr" else [W.ravel()]
-        ovr = n_classes > 2 and self.multi_class == "ovr"
-        positives: list[int | None] = list(range(n_classes)) if ovr else [None]
-        n_model_classes = 2 if ovr else n_classes
-        self.classes_ = classes
-        self.n_features_in_ = int(n_features)
-        if dataset.feature_names is not None:
-            self.feature_names_in_ = np.asarray(dataset.feature_names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        results: list[SolverResult] = []
-        for index, positive in enumerate(positives):
-            chunked = ChunkedBackend(
-                dataset,
-                classes=classes,
-                n_classes=n_model_classes,
-                fit_intercept=self.fit_intercept,
-                class_weight=self.class_weight,
-                positive_class=positive,
-                backend=self.backend,
-                device=self.device,
-                dtype=dtype,
-                verbose=bool(self.verbose),
-            )
-            xp = chunked.xp
-            params0 = (
-                xp.asarray(previous[index], dtype=xp.float64)
-                if previous is not None
-                else xp.zeros(chunked.n_params, dtype=xp.float64)
-            )
-            if self.solver == "minibatch":
-                config = self._minibatch_config()
-                checkpoint = self._checkpoint_for(index, len(positives))
-                seed = self._minibatch_seed(checkpoint)
-                fraction = config.validation_fraction if config.early_stopping else None
-                source = DatasetBatches(
-                    chunked,
-                    validation_fraction=fraction,
-                    rng=np.random.default_rng([seed, 0]),
-                )
-                train_fraction = source.n_train / chunked.n_samples
-                penalty = Penalty.build(
-                    xp,
-                    C=C,
-                    l1_ratio=l1_ratio,
-                    weight_sum=chunked.weight_sum * train_fraction,
-                    n_outputs=chunked.n_outputs,
-                    n_features=n_features,
-                    fit_intercept=self.fit_intercept,
-                )
-                result = solve_minibatch(
-                    source,
-                    params0,
-                    penalty=penalty,
-                    config=config,
-                    seed=seed,
-                    fingerprint=self._minibatch_fingerprint(
-                        classes, chunked.n_samples, n_features, C, l1_ratio, index, chunked.dtype
-                    ),
-                    checkpoint_path=checkpoint,
-                    verbose=bool(self.verbose),
-                )
-                # The history holds per-epoch estimates; objective_ is exact (one pass).
-                objective = LogisticObjective(
-                    chunked, C=C, l1_ratio=l1_ratio, weight_sum=chunked.weight_sum
-                )
-                result.objective = objective.value(result.params) + objective.penalty_l1(
-                    result.params
-                )
-                solver_name = "minibatch"
-            else:
-                objective = LogisticObjective(
-                    chunked, C=C, l1_ratio=l1_ratio, weight_sum=chunked.weight_sum
-                )
-                solver_name = self._solver_name(l1_ratio)
-                result = get_solver(solver_name)(
-                    objective,
-                    params0,
-                    tol=float(self.tol),
-                    max_iter=int(self.max_iter),
-                    verbose=bool(self.verbose),
-                )
-            results.append(result)
-            self.backend_ = chunked.name
-            self.device_ = chunked.device
-            self.solver_ = solver_name
-            self.n_passes_ = chunked.n_passes
-        self._set_fitted(results, n_model_classes)
-        self._warn_if_not_converged(results)
-        if self.device_ == "gpu":
-            results.clear()
-            release_device_memory()
 
     def partial_fit(
         self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
@@ -717,7 +337,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         every chunk passed), so one pass over the chunks of a data set
         approaches ``fit`` on their concatenation; to revisit data many times
         use ``fit(Dataset, solver="minibatch")``. ``fit`` starts afresh;
-        ``partial_fit`` after ``fit`` continues from the fitted coefficients.
+        ``partial_fit`` after ``fit`` (or on a loaded model) continues from the
+        fitted coefficients.
 
         Parameters
         ----------
@@ -732,128 +353,60 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        from gpulogreg.backends import resolve_backend, to_device
-        from gpulogreg.solvers.minibatch import (
-            ArrayBatches,
-            MinibatchTrainer,
-            Penalty,
-            resolve_seed,
-        )
-
-        C, l1_ratio = self._validate_params()
-        config = self._minibatch_config()
-        _check_y_present(y)
-        if array_module_name(X) == "dask":
-            raise TypeError("partial_fit does not take Dask arrays: fit(X, y) trains on them")
-        fitted = hasattr(self, "classes_")
-        if classes is None and not fitted:
+        spec = self._spec()
+        previous = self._previous()
+        if classes is None and previous is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
         if classes is not None:
             classes = np.unique(np.asarray(to_host(classes)))
-            if fitted and not np.array_equal(classes, self.classes_):
+            if previous is not None and not np.array_equal(classes, previous.classes):
                 raise ValueError(
                     f"classes={classes!r} is not the same as on the first call to partial_fit "
-                    f"(or in fit): {self.classes_!r}"
+                    f"(or in fit): {previous.classes!r}"
                 )
         else:
-            classes = self.classes_
+            assert previous is not None
+            classes = previous.classes
         if len(classes) < 2:
             raise ValueError(f"classes must hold at least 2 labels, got {classes!r}")
-        if isinstance(self.class_weight, str):
-            raise ValueError(
-                "class_weight='balanced' needs the class counts of the whole data, which "
-                "partial_fit does not see; pass a dict of class weights"
-            )
-        shape = getattr(X, "shape", None)
-        if fitted and shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input"
-            )
-        data = prepare_fit_data(
-            X,
-            y,
-            sample_weight,
-            class_weight=self.class_weight,
-            classes=classes,
-            dtype=_DTYPES[self.dtype],
-            min_classes=1,
-        )
-        if fitted and data.X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {data.X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input"
-            )
-        if fitted:
-            _check_feature_names(self, data.feature_names)
-        n_classes = len(classes)
-        ovr = n_classes > 2 and self.multi_class == "ovr"
-        tasks = [(data.y == k).astype("int32") for k in range(n_classes)] if ovr else [data.y]
-        n_model_classes = 2 if ovr else n_classes
-        n_outputs = 1 if n_model_classes == 2 else n_model_classes
-        name, target = resolve_backend(data.X, self.backend, self.device)
-        X_dev, s_dev = to_device(data.X, target), to_device(data.sample_weight, target)
-        xp = array_namespace(X_dev)
-        state = self.__dict__.get("_partial_state")
-        if state is None or state["n_tasks"] != len(tasks):
-            previous = None
-            if fitted and hasattr(self, "coef_"):
-                W = self.coef_
-                if self.fit_intercept:
-                    W = np.concatenate([W, self.intercept_[:, None]], axis=1)
-                previous = list(W) if ovr else [W.ravel()]
-            n_params = n_outputs * (data.X.shape[1] + int(self.fit_intercept))
-            seed = resolve_seed(self.random_state)
-            trainers = []
-            for k in range(len(tasks)):
-                p0 = previous[k] if previous is not None else np.zeros(n_params)
-                trainers.append(
-                    MinibatchTrainer(
-                        xp.asarray(p0, dtype=xp.float64),
-                        penalty=Penalty(0.0, 0.0, xp.zeros(n_params)),
-                        config=config,
-                        seed=seed + k,
-                    )
-                )
-            state = {"n_tasks": len(tasks), "trainers": trainers, "weight_seen": 0.0}
-        state["weight_seen"] += data.weight_sum
-        results: list[SolverResult] = []
-        for trainer, y_task in zip(state["trainers"], tasks, strict=True):
-            trainer.config = config
-            trainer.penalty = Penalty.build(
-                xp,
-                C=C,
-                l1_ratio=l1_ratio,
-                weight_sum=state["weight_seen"],
-                n_outputs=n_outputs,
-                n_features=int(data.X.shape[1]),
-                fit_intercept=self.fit_intercept,
-            )
-            source = ArrayBatches(
-                X_dev,
-                to_device(y_task, target),
-                s_dev,
-                n_classes=n_model_classes,
-                fit_intercept=self.fit_intercept,
-                backend=name,
-                device=target,
-            )
-            estimate = trainer.run_epoch(source)
-            trainer.history.record_epoch(
-                estimate, trainer._last_grad_norm, trainer._last_lr, math.nan
-            )
-            trainer.message = f"partial_fit: {trainer.epoch} epoch(s)"
-            results.append(trainer.result())
-        self.classes_ = classes
-        self.n_features_in_ = int(data.X.shape[1])
-        if data.feature_names is not None:
-            self.feature_names_in_ = data.feature_names
-        self._set_fitted(results, n_model_classes)
+        state: PartialFitState | None = self.__dict__.get("_partial_state")
+        outcome, state = run_partial_fit(X, y, sample_weight, classes, spec, previous, state)
+        self._set_fitted(outcome)
         self._partial_state = state
-        self.backend_ = name
-        self.device_ = target
-        self.solver_ = "minibatch"
         return self
+
+    def _set_fitted(self, outcome: FitOutcome) -> None:
+        self.classes_ = outcome.classes
+        self.n_features_in_ = int(outcome.n_features)
+        if outcome.feature_names is not None:
+            self.feature_names_in_ = outcome.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.coef_, self.intercept_ = outcome.coef_intercept()
+        results = outcome.results
+        self.n_iter_ = np.asarray([r.n_iter for r in results], dtype=np.int32)
+        self.converged_ = all(r.converged for r in results)
+        histories: list[History] = [r.history for r in results]
+        self.history_: History | list[History] = histories[0] if len(results) == 1 else histories
+        self.objective_ = outcome.objective()
+        self.backend_ = outcome.backend
+        self.device_ = outcome.device
+        self.solver_ = outcome.solver
+        if outcome.n_passes is not None:
+            self.n_passes_ = outcome.n_passes
+        elif hasattr(self, "n_passes_"):
+            del self.n_passes_
+
+    def _warn_if_not_converged(self, outcome: FitOutcome) -> None:
+        results = outcome.results
+        if not all(r.converged for r in results):
+            messages = "; ".join(r.message for r in results if not r.converged)
+            hint = " (increase max_iter or scale the data)" if "max_iter" in messages else ""
+            warnings.warn(
+                f"{self.solver_} did not converge to tol={self.tol}: {messages}{hint}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     # -- prediction -----------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -925,7 +478,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             return classes[index]
         if classes.dtype.kind in "biuf":
             return xp.asarray(classes)[index]
-        return classes[index.get()]
+        return classes[to_host(index)]
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: Any) -> None:
@@ -939,52 +492,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-
-
-def _is_dataset(X: Any) -> bool:
-    """Whether ``X`` is a :class:`gpulogreg.Dataset` (without importing it needlessly)."""
-    from gpulogreg.dataset import Dataset
-
-    return isinstance(X, Dataset)
-
-
-def _check_feature_names(model: Any, names: np.ndarray | None) -> None:
-    """partial_fit on a fitted model: the DataFrame columns must be the fitted ones, in order."""
-    fitted = getattr(model, "feature_names_in_", None)
-    if fitted is None or names is None:
-        return
-    if len(fitted) == len(names) and all(a == b for a, b in zip(fitted, names, strict=True)):
-        return
-    message = "The feature names should match those that were passed during fit.\n"
-    unexpected = sorted(set(names) - set(fitted))
-    missing = sorted(set(fitted) - set(names))
-    if unexpected:
-        message += "Feature names unseen at fit time:\n" + "".join(f"- {n}\n" for n in unexpected)
-    if missing:
-        message += "Feature names seen at fit time, yet now missing:\n" + "".join(
-            f"- {n}\n" for n in missing
-        )
-    if not unexpected and not missing:
-        message += "Feature names must be in the same order as they were in fit.\n"
-    raise ValueError(message)
-
-
-def _final_objective(result: SolverResult) -> float:
-    """Objective at the solution: the solver's, else the last one recorded."""
-    if math.isfinite(result.objective) or not result.history.objective:
-        return result.objective
-    return result.history.objective[-1]
-
-
-def _check_y_present(y: Any) -> None:
-    if y is None:
-        raise ValueError(
-            "requires y to be passed, but the target y is None; fit(X, y) needs the class labels"
-        )
-
-
-def _to_host(a: Any) -> np.ndarray:
-    return np.asarray(a.get() if array_module_name(a) == "cupy" else a, dtype=np.float64)
 
 
 def _sigmoid(z: Array, xp: Any) -> Array:

@@ -20,10 +20,13 @@ max-norm of the gradient, or with L1 of the minimum-norm subgradient.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from types import ModuleType
 
+from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array, Backend
 
-__all__ = ["LogisticObjective", "loss_and_gradient"]
+__all__ = ["LogisticObjective", "Penalty", "loss_and_gradient"]
 
 #: Power-iteration steps used to estimate lambda_max(A^T S A). Ten steps give an
 #: estimate within a few per cent on the data we see; the solvers using it keep
@@ -31,6 +34,111 @@ __all__ = ["LogisticObjective", "loss_and_gradient"]
 POWER_ITERATIONS = 10
 #: Safety margin on the power-iteration estimate (it approaches from below).
 LIPSCHITZ_MARGIN = 1.05
+
+
+@dataclass
+class Penalty:
+    """The elastic-net penalty of the weight-normalised objective, for one layout.
+
+    ``l2 / 2 ||w||^2 + l1 ||w||_1`` over the coefficients ``w`` (the mask
+    leaves the intercepts out), with ``l2 = (1 - r) / (C W)`` and
+    ``l1 = r / (C W)`` (``r = l1_ratio``, ``W`` the sum of the effective sample
+    weights the data term is normalised by). The full-batch objective and the
+    mini-batch trainer both use it, so they minimise the same function.
+
+    Attributes
+    ----------
+    l2, l1 : float
+        Strengths in the weight-normalised objective.
+    mask : array of shape (n_params,), float64
+        1 for penalised coefficients, 0 for intercepts.
+    xp : module
+        Array namespace of ``mask`` and of the parameters.
+    """
+
+    l2: float
+    l1: float
+    mask: Array
+    xp: ModuleType
+
+    @classmethod
+    def build(
+        cls,
+        layout: ParamLayout,
+        xp: ModuleType,
+        *,
+        C: float,
+        l1_ratio: float,
+        weight_sum: float,
+    ) -> Penalty:
+        """The penalty of ``C`` and ``l1_ratio`` for data of total weight ``weight_sum``."""
+        alpha = 0.0 if math.isinf(C) else 1.0 / (C * weight_sum)
+        return cls(
+            l2=alpha * (1.0 - l1_ratio),
+            l1=alpha * l1_ratio,
+            mask=layout.penalty_mask(xp),
+            xp=xp,
+        )
+
+    def add_smooth(self, params: Array, loss: float, grad: Array) -> tuple[float, Array]:
+        """``loss`` and ``grad`` of the data term plus the L2 term (the smooth objective)."""
+        if not self.l2:
+            return loss, grad
+        penalised = params * self.mask
+        return loss + 0.5 * self.l2 * float(penalised @ penalised), grad + self.l2 * penalised
+
+    def smooth_value(self, params: Array) -> float:
+        """The L2 term ``l2 / 2 ||w||^2``."""
+        if not self.l2:
+            return 0.0
+        penalised = params * self.mask
+        return 0.5 * self.l2 * float(penalised @ penalised)
+
+    def add_hessian(self, H: Array) -> Array:
+        """``H`` plus the L2 term's Hessian (on the diagonal, in place)."""
+        if self.l2:
+            idx = self.xp.arange(H.shape[0])
+            H[idx, idx] += self.l2 * self.mask
+        return H
+
+    def add_hvp(self, out: Array, v: Array) -> Array:
+        """A Hessian-vector product plus the L2 term's."""
+        if not self.l2:
+            return out
+        return out + self.l2 * self.mask * v
+
+    def l1_value(self, params: Array) -> float:
+        """The L1 term ``l1 ||w||_1`` (0 without L1)."""
+        if not self.l1:
+            return 0.0
+        return self.l1 * float(self.xp.abs(params * self.mask).sum())
+
+    def prox(self, params: Array, step: Array | float) -> Array:
+        """Proximal operator of ``step * l1 ||w||_1`` (soft thresholding).
+
+        ``step`` may be a vector (per-coordinate steps of a preconditioned method).
+        """
+        if not self.l1:
+            return params
+        xp = self.xp
+        threshold = step * self.l1 * self.mask
+        return xp.sign(params) * xp.maximum(xp.abs(params) - threshold, 0.0)
+
+    def optimality(self, params: Array, grad: Array) -> float:
+        """Max-norm of the minimum-norm subgradient of smooth part + L1 term.
+
+        ``grad`` is the smooth part's gradient. Without L1 this is
+        ``max |grad|``. With L1, for a penalised entry ``j``:
+        ``|g_j + l1 sign(w_j)|`` when ``w_j != 0`` and ``max(|g_j| - l1, 0)``
+        when ``w_j == 0``.
+        """
+        xp = self.xp
+        if not self.l1:
+            return float(xp.abs(grad).max())
+        l1 = self.l1 * self.mask
+        nonzero = xp.abs(grad + l1 * xp.sign(params))
+        at_zero = xp.maximum(xp.abs(grad) - l1, 0.0)
+        return float(xp.where(params != 0, nonzero, at_zero).max())
 
 
 class LogisticObjective:
@@ -51,7 +159,9 @@ class LogisticObjective:
     ----------
     xp : module
         Array namespace of the parameters.
+    layout : ParamLayout
     n_params : int
+    penalty : Penalty
     l2, l1 : float
         Penalty strengths of the normalised objective.
     """
@@ -61,49 +171,31 @@ class LogisticObjective:
     ) -> None:
         self.backend = backend
         self.xp = backend.xp
-        alpha = 0.0 if math.isinf(C) else 1.0 / (C * weight_sum)
-        self.l2 = alpha * (1.0 - l1_ratio)
-        self.l1 = alpha * l1_ratio
-        n_cols = backend.n_features + int(backend.fit_intercept)
-        self.n_params = backend.n_outputs * n_cols
-        mask = self.xp.ones((backend.n_outputs, n_cols), dtype=self.xp.float64)
-        if backend.fit_intercept:
-            mask[:, -1] = 0.0
-        #: 1 for penalised coefficients, 0 for intercepts.
-        self.penalty_mask = mask.ravel()
+        self.layout: ParamLayout = backend.layout
+        self.n_params = self.layout.n_params
+        self.penalty = Penalty.build(
+            self.layout, self.xp, C=C, l1_ratio=l1_ratio, weight_sum=weight_sum
+        )
+        self.l2 = self.penalty.l2
+        self.l1 = self.penalty.l1
 
     # -- smooth part ----------------------------------------------------------
     def value_grad(self, params: Array) -> tuple[float, Array]:
         """Smooth objective (data term + L2) and its gradient."""
         loss, grad = self.backend.loss_grad(params)
-        if self.l2:
-            penalised = params * self.penalty_mask
-            loss += 0.5 * self.l2 * float(penalised @ penalised)
-            grad = grad + self.l2 * penalised
-        return loss, grad
+        return self.penalty.add_smooth(params, loss, grad)
 
     def value(self, params: Array) -> float:
         """Smooth objective only."""
-        loss = self.backend.loss(params)
-        if self.l2:
-            penalised = params * self.penalty_mask
-            loss += 0.5 * self.l2 * float(penalised @ penalised)
-        return loss
+        return self.backend.loss(params) + self.penalty.smooth_value(params)
 
     def hessian(self, params: Array) -> Array:
         """Hessian of the smooth objective, shape (n_params, n_params)."""
-        H = self.backend.hessian(params)
-        if self.l2:
-            idx = self.xp.arange(self.n_params)
-            H[idx, idx] += self.l2 * self.penalty_mask
-        return H
+        return self.penalty.add_hessian(self.backend.hessian(params))
 
     def hvp(self, params: Array, v: Array) -> Array:
         """Hessian-vector product of the smooth objective."""
-        out = self.backend.hvp(params, v)
-        if self.l2:
-            out = out + self.l2 * self.penalty_mask * v
-        return out
+        return self.penalty.add_hvp(self.backend.hvp(params, v), v)
 
     def lipschitz_bound(self) -> float:
         """Upper estimate of the gradient's Lipschitz constant.
@@ -114,48 +206,30 @@ class LogisticObjective:
         :meth:`Backend.gram_matvec` and a :data:`LIPSCHITZ_MARGIN`.
         """
         xp = self.xp
-        backend = self.backend
-        n_cols = backend.n_features + int(backend.fit_intercept)
+        n_cols = self.layout.n_cols
         v = xp.ones(n_cols, dtype=xp.float64) / math.sqrt(n_cols)
         eigenvalue = 0.0
         for _ in range(POWER_ITERATIONS):
-            w = backend.gram_matvec(v)
+            w = self.backend.gram_matvec(v)
             eigenvalue = float(xp.sqrt(w @ w))
             if eigenvalue == 0.0:
                 break
             v = w / eigenvalue
-        curvature = 0.25 if backend.n_outputs == 1 else 0.5
+        curvature = 0.25 if self.layout.n_outputs == 1 else 0.5
         return LIPSCHITZ_MARGIN * curvature * eigenvalue + self.l2
 
     # -- L1 part --------------------------------------------------------------
     def penalty_l1(self, params: Array) -> float:
         """The L1 term ``l1 * ||coef||_1`` (0 without L1)."""
-        if not self.l1:
-            return 0.0
-        return self.l1 * float(self.xp.abs(params * self.penalty_mask).sum())
+        return self.penalty.l1_value(params)
 
     def prox_l1(self, params: Array, step: float) -> Array:
         """Proximal operator of ``step * l1 * ||coef||_1`` (soft thresholding)."""
-        if not self.l1:
-            return params
-        xp = self.xp
-        threshold = step * self.l1 * self.penalty_mask
-        return xp.sign(params) * xp.maximum(xp.abs(params) - threshold, 0.0)
+        return self.penalty.prox(params, step)
 
     def optimality(self, params: Array, grad: Array) -> float:
-        """Max-norm of the minimum-norm subgradient of the full objective.
-
-        Without L1 this is ``max |grad|``. With L1, for a penalised entry
-        ``j``: ``|g_j + l1 sign(w_j)|`` when ``w_j != 0`` and
-        ``max(|g_j| - l1, 0)`` when ``w_j == 0``.
-        """
-        xp = self.xp
-        if not self.l1:
-            return float(xp.abs(grad).max())
-        l1 = self.l1 * self.penalty_mask
-        nonzero = xp.abs(grad + l1 * xp.sign(params))
-        at_zero = xp.maximum(xp.abs(grad) - l1, 0.0)
-        return float(xp.where(params != 0, nonzero, at_zero).max())
+        """Max-norm of the minimum-norm subgradient of the full objective (see Penalty)."""
+        return self.penalty.optimality(params, grad)
 
 
 def loss_and_gradient(

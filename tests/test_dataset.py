@@ -11,7 +11,8 @@ import pytest
 
 from gpulogreg import Dataset, LogisticRegression
 from gpulogreg.backends import make_backend
-from gpulogreg.backends.chunked import ChunkedBackend, HostStager, SlotPipeline
+from gpulogreg.backends.chunked import ChunkedBackend
+from gpulogreg.data.pipeline import HostStager, SlotPipeline
 from tests._helpers import make_classification
 
 #: Relative agreement of out-of-core and in-memory coefficients (float64).
@@ -490,7 +491,7 @@ def test_pinned_stager_protocol_with_a_fake_cupy(monkeypatch) -> None:  # type: 
     import sys
     import types
 
-    from gpulogreg.backends.chunked import PinnedStager
+    from gpulogreg.backends.staging import PinnedStager
 
     cuda = _FakeCuda()
     cp = types.SimpleNamespace(

@@ -13,7 +13,11 @@ from gpulogreg import Dataset, LogisticRegression
 from gpulogreg.backends import make_backend
 from gpulogreg.checkpoint import CheckpointError, load_checkpoint
 from gpulogreg.loss import LogisticObjective
-from gpulogreg.solvers import minibatch as mb
+from gpulogreg._layout import ParamLayout
+from gpulogreg.data import batches
+from gpulogreg.loss import Penalty
+from gpulogreg.solvers.stochastic import schedules
+from gpulogreg.solvers.stochastic.config import MinibatchConfig
 from tests._helpers import make_classification
 
 #: Backend of these tests' fits: "auto" (Numba on the CPU) once it is there.
@@ -145,19 +149,24 @@ def test_batch_objective_is_mean_loss_plus_full_penalty() -> None:
     X, y = make_classification(500, 4, seed=2)
     w = np.random.default_rng(0).uniform(0.5, 2.0, 500)
     s = w / w.sum()
-    source = mb.ArrayBatches(
-        X, y.astype(np.int32), s, n_classes=2, fit_intercept=True, backend="numpy", device="cpu"
-    )
-    penalty = mb.Penalty.build(
-        np, C=0.3, l1_ratio=0.0, weight_sum=w.sum(), n_outputs=1, n_features=4, fit_intercept=True
+    source = batches.ArrayBatches(X, y.astype(np.int32), s)
+    penalty = Penalty.build(
+        ParamLayout(n_features=4, n_outputs=1, fit_intercept=True),
+        np,
+        C=0.3,
+        l1_ratio=0.0,
+        weight_sum=w.sum(),
     )
     full = LogisticObjective(
         make_backend(X, y.astype(np.int32), s, backend="numpy"), C=0.3, weight_sum=w.sum()
     )
     p = np.linspace(-1, 1, 5)
     # One batch holding every row: the batch objective is the full objective.
-    ((backend, weight),) = list(source.batches(np.random.default_rng(0), batch_size=500))
-    loss, grad = penalty.add(p, *backend.loss_grad(p))
+    ((batch_X, batch_y, batch_s, weight),) = list(
+        source.batches(np.random.default_rng(0), batch_size=500)
+    )
+    backend = make_backend(batch_X, batch_y, batch_s, backend="numpy")
+    loss, grad = penalty.add_smooth(p, *backend.loss_grad(p))
     f, g = full.value_grad(p)
     assert weight == pytest.approx(1.0)
     assert loss == pytest.approx(f, rel=1e-12)
@@ -165,14 +174,14 @@ def test_batch_objective_is_mean_loss_plus_full_penalty() -> None:
 
 
 def test_learning_rate_schedules() -> None:
-    cfg = mb.MinibatchConfig(eta0=0.1, max_epochs=10)
-    assert mb.learning_rate(cfg, 3.5) == 0.1
+    cfg = MinibatchConfig(eta0=0.1, max_iter=10)
+    assert schedules.learning_rate(cfg, 3.5) == 0.1
     cfg.learning_rate = "invscaling"
-    assert mb.learning_rate(cfg, 3.0) == pytest.approx(0.05)
+    assert schedules.learning_rate(cfg, 3.0) == pytest.approx(0.05)
     cfg.learning_rate = "cosine"
-    assert mb.learning_rate(cfg, 0.0) == pytest.approx(0.1)
-    assert mb.learning_rate(cfg, 5.0) == pytest.approx(0.05)
-    assert mb.learning_rate(cfg, 10.0) == pytest.approx(0.0)
+    assert schedules.learning_rate(cfg, 0.0) == pytest.approx(0.1)
+    assert schedules.learning_rate(cfg, 5.0) == pytest.approx(0.05)
+    assert schedules.learning_rate(cfg, 10.0) == pytest.approx(0.0)
 
 
 def test_l1_minibatch_gives_sparse_coefficients() -> None:
@@ -215,7 +224,7 @@ def test_early_stopping_stops_and_restores_the_best_parameters() -> None:
 
 def test_early_stopping_split_is_stratified() -> None:
     y = np.array([0] * 90 + [1] * 10)
-    train, val = mb.split_validation(y, 0.2, np.random.default_rng(0))
+    train, val = batches.split_validation(y, 0.2, np.random.default_rng(0))
     assert len(val) == 20
     assert np.sum(y[val] == 1) == 2
     assert set(train).isdisjoint(val)
@@ -386,12 +395,12 @@ def test_minibatch_streams_a_dataset_from_npy(tmp_path) -> None:  # type: ignore
     assert model.objective_ == pytest.approx(_objective(X, y, _params(model)), rel=1e-6)
     assert model.backend_.startswith("chunked(")
     # a small shuffle window (one chunk) still converges
-    old = mb.SHUFFLE_WINDOW_BYTES
+    old = batches.SHUFFLE_WINDOW_BYTES
     try:
-        mb.SHUFFLE_WINDOW_BYTES = 1
+        batches.SHUFFLE_WINDOW_BYTES = 1
         small = LR(**kw).fit(ds)
     finally:
-        mb.SHUFFLE_WINDOW_BYTES = old
+        batches.SHUFFLE_WINDOW_BYTES = old
     assert (_objective(X, y, _params(small)) - f_opt) / f_opt < 1e-3
     # early stopping holds out whole chunks
     es = LR(

@@ -16,8 +16,8 @@ import sys
 from functools import lru_cache
 from typing import Any
 
+from gpulogreg._array import array_module_name
 from gpulogreg._typing import Array, Backend
-from gpulogreg.data import array_module_name
 
 __all__ = [
     "BACKENDS",

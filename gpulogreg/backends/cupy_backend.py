@@ -51,10 +51,10 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._array import array_namespace
 from gpulogreg._typing import Array
 from gpulogreg.backends import _cuda
 from gpulogreg.backends.numpy_backend import NumpyBackend
-from gpulogreg.data import array_namespace
 
 __all__ = [
     "GRAD_CHUNK_ROWS",
@@ -130,31 +130,37 @@ class CupyBackend(NumpyBackend):
         fit_intercept: bool = True,
         kernels: _cuda.KernelLauncher | None = None,
     ) -> None:
+        self._kernels = kernels if kernels is not None else _kernels_for(X)
+        self._rows_allocated = 0
         super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
-        xp = self.xp
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"the CuPy backend takes float32 or float64 X, got {self.dtype}")
-        if not self.X.flags.c_contiguous:
+
+    def bind(self, X: Array, y: Array, sample_weight: Array) -> None:
+        """Compute on other rows (the next mini-batch); buffers grow only when rows do."""
+        if X.dtype not in (np.float32, np.float64):
+            raise TypeError(f"the CuPy backend takes float32 or float64 X, got {X.dtype}")
+        if not X.flags.c_contiguous:
             raise ValueError("the CuPy backend needs a C-contiguous X (see gpulogreg.data.check_X)")
-        self._kernels = kernels if kernels is not None else _kernels_for(self.X)
+        super().bind(X, y, sample_weight)
+        xp = self.xp
         self._binary = self.n_outputs == 1
-        self._y32 = xp.ascontiguousarray(self.y, dtype=xp.int32)
-        self._sw = xp.ascontiguousarray(self.sample_weight, dtype=xp.float64)
+        self._y32 = self.y
+        self._sw = self.sample_weight
         self._loss_kernel = "logistic_loss_grad" if self._binary else "softmax_loss_grad"
         self._grid = self._kernels.grid(self._loss_kernel, self.dtype, self.n_samples)
         # Partial sums per block: loss (and, binary, the residual for the intercept).
         self._n_series = 2 if self._binary else 1
-        self._partials = xp.empty(self._n_series * self._grid, dtype=xp.float64)
-        self._sums = xp.empty(self._n_series, dtype=xp.float64)
+        if self.n_samples > self._rows_allocated:
+            # The grid never shrinks with more rows, so buffers for the most
+            # rows seen serve every smaller batch.
+            self._partials_buffer = xp.empty(self._n_series * self._grid, dtype=xp.float64)
+            self._sums = xp.empty(self._n_series, dtype=xp.float64)
+            self._residual_buffer = xp.empty(self.n_samples * self.n_outputs, dtype=self.dtype)
+            self._rows_allocated = self.n_samples
+        self._partials = self._partials_buffer[: self._n_series * self._grid]
         shape = (self.n_samples,) if self._binary else (self.n_samples, self.n_outputs)
-        self._residual = xp.empty(shape, dtype=self.dtype)
+        self._residual = self._residual_buffer[: self.n_samples * self.n_outputs].reshape(shape)
 
     # -- helpers ----------------------------------------------------------------
-    @property
-    def _n_cols(self) -> int:
-        """Columns of the parameter matrix: n_features (+ 1 with an intercept)."""
-        return self.n_features + int(self.fit_intercept)
-
     def _check_params(self, params: Array) -> Array:
         params = self.xp.ascontiguousarray(params, dtype=self.xp.float64)
         if params.shape != (self.n_params,):
@@ -163,7 +169,7 @@ class CupyBackend(NumpyBackend):
 
     def _coef_in_dtype(self, params: Array) -> Array:
         """Coefficients as a C-contiguous (n_outputs, n_features) array in X's dtype."""
-        W = params.reshape(self.n_outputs, self._n_cols)[:, : self.n_features]
+        W = self.layout.split(params)[0]
         return self.xp.ascontiguousarray(W, dtype=self.dtype)
 
     def _xw(self, params: Array, X: Array) -> Array:
@@ -197,7 +203,7 @@ class CupyBackend(NumpyBackend):
             args = (
                 xw,
                 intercept,
-                self._n_cols,
+                self.layout.n_cols,
                 has_intercept,
                 self._y32,
                 self._sw,
@@ -270,7 +276,7 @@ class CupyBackend(NumpyBackend):
         params = self._check_params(params)
         self._fused(params, self._xw(params, self.X), write_residual=True)
         grad = xp.empty(self.n_params, dtype=xp.float64)
-        G = grad.reshape(self.n_outputs, self._n_cols)
+        G = grad.reshape(self.n_outputs, self.layout.n_cols)
         G[:, : self.n_features] = self._xt_r(self._residual)
         if self.fit_intercept:
             if self._binary:
@@ -289,7 +295,7 @@ class CupyBackend(NumpyBackend):
             return super().hessian(params)
         xp = self.xp
         params = self._check_params(params)
-        m, n, d = self.n_samples, self.n_features, self._n_cols
+        m, n, d = self.n_samples, self.n_features, self.layout.n_cols
         rows = max(1, min(m, int(self.hessian_chunk_bytes) // (8 * d)))
         H = xp.zeros((d, d), dtype=xp.float64)
         A = xp.empty((rows, d), dtype=xp.float64)

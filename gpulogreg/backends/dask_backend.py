@@ -9,11 +9,10 @@ the fused Numba kernels (NumPy chunks) or our CUDA kernels (CuPy chunks) do
 the work. With the weights normalised over the whole data
 (``s_i = w_i c_{y_i} / W``) the weighted mean loss is additive over blocks::
 
-    loss = sum_b loss_b,  grad = sum_b grad_b,  H = sum_b H_b,
-    Hv = sum_b H_b v,     A^T S A v = sum_b A_b^T S_b A_b v
+    loss = sum_b loss_b,  grad = sum_b grad_b,  H = sum_b H_b, ...
 
-(:mod:`gpulogreg.backends.chunked` relies on the same identity for data on
-disk). Per evaluation only the parameter vector travels to the workers (one
+(:class:`~gpulogreg.backends.sum_of_parts.SumOfParts`, shared with the chunked
+backend for data on disk). Per evaluation only the parameter vector travels to the workers (one
 graph key, shared by all blocks) and each block sends back a float and a
 vector (``hessian``: a ``p x p`` matrix). The client adds the block results in
 block order whatever order they finish in, so a fit is reproducible run to
@@ -27,22 +26,18 @@ processes, or the ``distributed.Client`` in use).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from gpulogreg._array import array_module_name, array_namespace, to_host
+from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array
-from gpulogreg.data import (
-    _as_row_blocks,
-    _first_nonfinite,
-    _known_rows,
-    _nonfinite_message,
-    array_module_name,
-    array_namespace,
-)
+from gpulogreg.backends.sum_of_parts import SumOfParts
+from gpulogreg.data.dask import _as_row_blocks, _known_rows
+from gpulogreg.data.validation import _first_nonfinite, _nonfinite_message
 
 __all__ = ["DaskBackend", "chunk_module", "decision_blocks", "place_blocks", "take_classes"]
 
@@ -76,7 +71,7 @@ def place_blocks(X: Any, y: Any, sample_weight: Any, device: str) -> tuple[Any, 
     return X, y, sample_weight
 
 
-class DaskBackend:
+class DaskBackend(SumOfParts):
     """Sums over the row blocks of Dask arrays of inner backends built on the workers.
 
     Parameters
@@ -125,8 +120,7 @@ class DaskBackend:
         self.dtype = np.dtype(X.dtype)
         self.n_samples, self.n_features = (int(d) for d in X.shape)
         self.n_classes = int(n_classes)
-        self.n_outputs = 1 if self.n_classes == 2 else self.n_classes
-        self.fit_intercept = bool(fit_intercept)
+        self.layout = ParamLayout.for_classes(self.n_features, self.n_classes, fit_intercept)
         self.device = "gpu" if chunk_module(self.X) == "cupy" else "cpu"
         self.name = f"dask({'cupy' if self.device == 'gpu' else 'numba'})"
         blocks = zip(
@@ -140,11 +134,7 @@ class DaskBackend:
         self._blocks = [(Xb, yb, sb) for Xb, yb, sb, m in blocks if m > 0]
         self.n_blocks = len(self._blocks)
 
-    @property
-    def n_params(self) -> int:
-        return self.n_outputs * (self.n_features + int(self.fit_intercept))
-
-    def _map(self, method: str, *vectors: Array) -> Sequence[Any]:
+    def map_parts(self, method: str, *vectors: Array) -> Sequence[Any]:
         """``method(*vectors)`` of every block's inner backend, in block order."""
         import dask
 
@@ -158,41 +148,12 @@ class DaskBackend:
         results: Sequence[Any] = dask.compute(*tasks)
         return results
 
-    # -- protocol ---------------------------------------------------------------
-    def loss(self, params: Array) -> float:
-        return math.fsum(self._map("loss", params))
-
-    def loss_grad(self, params: Array) -> tuple[float, Array]:
-        parts = self._map("loss_grad", params)
-        return math.fsum(loss for loss, _ in parts), _ordered_sum([g for _, g in parts])
-
-    def hessian(self, params: Array) -> Array:
-        return _ordered_sum(self._map("hessian", params))
-
-    def hvp(self, params: Array, v: Array) -> Array:
-        return _ordered_sum(self._map("hvp", params, v))
-
-    def gram_matvec(self, v: Array) -> Array:
-        return _ordered_sum(self._map("gram_matvec", v))
-
     def decision(self, params: Array, X: Array) -> Array:
         """Decision values; lazy (a Dask array) for a Dask ``X``."""
-        W = np.asarray(params, dtype=np.float64).reshape(
-            self.n_outputs, self.n_features + int(self.fit_intercept)
-        )
-        coef = W[:, : self.n_features]
-        intercept = W[:, -1] if self.fit_intercept else np.zeros(self.n_outputs)
+        coef, intercept = self.layout.to_estimator(params)
         if array_module_name(X) == "dask":
             return decision_blocks(X, coef, intercept)
         return _block_decision(X, coef, intercept)
-
-
-def _ordered_sum(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Sum of the block results in block order (a fixed order: reproducible)."""
-    total = np.array(parts[0], dtype=np.float64)
-    for part in parts[1:]:
-        total += part
-    return total
 
 
 def _block_call(
@@ -223,15 +184,8 @@ def _block_call(
     )
     out = getattr(inner, method)(*(inner.xp.asarray(v) for v in vectors))
     if isinstance(out, tuple):
-        return tuple(_host(o) for o in out)
-    return _host(out)
-
-
-def _host(a: Any) -> Any:
-    """NumPy (or a Python float) from a NumPy or CuPy result."""
-    if array_module_name(a) == "cupy":
-        return a.get()
-    return a
+        return tuple(to_host(o) for o in out)
+    return to_host(out)
 
 
 # --------------------------------------------------------------------------- prediction

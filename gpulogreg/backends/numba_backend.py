@@ -108,32 +108,28 @@ class NumbaBackend(NumpyBackend):
                 "the numba backend needs a C-contiguous X (validate it with "
                 "gpulogreg.data.check_X, which converts it once)"
             )
-        # The fused kernels need no float or one-hot copies of the labels.
-        self._set_data(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+        super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+
+    def _encode_labels(self) -> None:
+        """Nothing: the fused kernels read the int32 labels directly (no float or one-hot copy)."""
 
     # -- parameter layout -----------------------------------------------------
     def _binary_params(self, params: Array) -> tuple[np.ndarray, float]:
-        n = self.n_features
-        w = np.ascontiguousarray(params[:n], dtype=np.float64)
-        b = float(params[n]) if self.fit_intercept else 0.0
-        return w, b
+        """Kernel arguments ``(w (n_features,), b)`` of a binary parameter vector."""
+        coef, intercept = self.layout.split(np.asarray(params, dtype=np.float64))
+        return np.ascontiguousarray(coef[0]), float(intercept[0]) if self.fit_intercept else 0.0
 
     def _multi_params(self, params: Array) -> tuple[np.ndarray, np.ndarray]:
-        n = self.n_features
-        P = np.asarray(params, dtype=np.float64).reshape(
-            self.n_outputs, n + int(self.fit_intercept)
-        )
-        W = np.ascontiguousarray(P[:, :n])
-        bias = np.ascontiguousarray(P[:, n]) if self.fit_intercept else np.zeros(self.n_outputs)
-        return W, bias
+        """Kernel arguments ``(W (K, n_features), bias (K,))`` of a multinomial vector."""
+        coef, intercept = self.layout.split(np.asarray(params, dtype=np.float64))
+        bias = intercept if self.fit_intercept else np.zeros(self.n_outputs)
+        return np.ascontiguousarray(coef), np.ascontiguousarray(bias)
 
     def _pack(self, out: np.ndarray) -> np.ndarray:
         """Kernel layout ``(K, n + 1)`` (intercepts last) to the flat parameter layout."""
         K, n = self.n_outputs, self.n_features
-        full = out[: K * (n + 1)]
-        if self.fit_intercept:
-            return np.array(full, dtype=np.float64)
-        return np.ascontiguousarray(full.reshape(K, n + 1)[:, :n]).ravel()
+        full = out[: K * (n + 1)].reshape(K, n + 1)
+        return np.asarray(self.layout.join(full[:, :n], full[:, n], np))
 
     # -- protocol -------------------------------------------------------------
     def loss_grad(self, params: Array) -> tuple[float, Array]:

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._array import array_namespace
+from gpulogreg._layout import HasLayout, ParamLayout
 from gpulogreg._typing import Array
-from gpulogreg.data import array_namespace
 
 __all__ = ["NumpyBackend"]
 
@@ -38,7 +39,7 @@ __all__ = ["NumpyBackend"]
 HESSIAN_CHUNK_ROWS = 65536
 
 
-class NumpyBackend:
+class NumpyBackend(HasLayout):
     """Unfused baseline: BLAS products and elementwise array operations.
 
     Parameters
@@ -65,26 +66,24 @@ class NumpyBackend:
         n_classes: int = 2,
         fit_intercept: bool = True,
     ) -> None:
-        self._set_data(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
-        xp = self.xp
-        if self.n_outputs == 1:
-            self.y_float = self.y.astype(xp.float64)
-        else:
-            self.y_onehot = xp.zeros((self.n_samples, self.n_outputs), dtype=xp.float64)
-            self.y_onehot[xp.arange(self.n_samples), self.y] = 1.0
+        self.n_classes = int(n_classes)
+        self.layout = ParamLayout.for_classes(int(X.shape[1]), self.n_classes, fit_intercept)
+        self.bind(X, y, sample_weight)
 
-    def _set_data(
-        self, X: Array, y: Array, sample_weight: Array, *, n_classes: int, fit_intercept: bool
-    ) -> None:
-        """The attributes every backend of this family holds (``X`` itself, never a copy)."""
-        self.xp: ModuleType = array_namespace(X)
-        xp = self.xp
+    def bind(self, X: Array, y: Array, sample_weight: Array) -> None:
+        """Compute on other rows from now on (the next mini-batch), keeping everything else.
+
+        ``X`` must have the same number of features, dtype and namespace; the
+        backend holds ``X`` itself, never a copy.
+        """
+        xp: ModuleType = array_namespace(X)
+        n_samples, n_features = (int(d) for d in X.shape)
+        if n_features != self.layout.n_features:
+            raise ValueError(f"X has {n_features} features, expected {self.layout.n_features}")
+        self.xp = xp
         self.X = X
         self.dtype = np.dtype(X.dtype)
-        self.n_samples, self.n_features = (int(d) for d in X.shape)
-        self.fit_intercept = bool(fit_intercept)
-        self.n_classes = int(n_classes)
-        self.n_outputs = 1 if n_classes == 2 else self.n_classes
+        self.n_samples, self.n_features = n_samples, n_features
         self.y = xp.ascontiguousarray(y, dtype=xp.int32)
         self.sample_weight = xp.ascontiguousarray(sample_weight, dtype=xp.float64)
         if self.y.shape != (self.n_samples,) or self.sample_weight.shape != (self.n_samples,):
@@ -92,28 +91,25 @@ class NumpyBackend:
                 f"y and sample_weight must have shape ({self.n_samples},), got "
                 f"{self.y.shape} and {self.sample_weight.shape}"
             )
+        self._encode_labels()
+
+    def _encode_labels(self) -> None:
+        """The baseline's float labels (binary) or one-hot matrix (multinomial)."""
+        xp = self.xp
+        if self.n_outputs == 1:
+            self.y_float = self.y.astype(xp.float64)
+        else:
+            self.y_onehot = xp.zeros((self.n_samples, self.n_outputs), dtype=xp.float64)
+            self.y_onehot[xp.arange(self.n_samples), self.y] = 1.0
 
     # -- parameter layout ---------------------------------------------------
-    @property
-    def n_params(self) -> int:
-        return self.n_outputs * (self.n_features + int(self.fit_intercept))
-
     def split(self, params: Array) -> tuple[Array, Array | float]:
         """Split ``params`` into coef ``(n_outputs, n_features)`` and intercept(s)."""
-        W = params.reshape(self.n_outputs, self.n_features + int(self.fit_intercept))
-        if self.fit_intercept:
-            return W[:, :-1], W[:, -1]
-        return W, 0.0
+        return self.layout.split(params)
 
     def join(self, grad_coef: Array, grad_intercept: Array) -> Array:
         """Inverse of :meth:`split` for gradients (float64, flat)."""
-        xp = self.xp
-        grad_coef = grad_coef.reshape(self.n_outputs, self.n_features)
-        if self.fit_intercept:
-            g = xp.concatenate([grad_coef, xp.reshape(grad_intercept, (self.n_outputs, 1))], axis=1)
-        else:
-            g = grad_coef
-        return xp.ascontiguousarray(g, dtype=xp.float64).ravel()
+        return self.layout.join(grad_coef, grad_intercept, self.xp)
 
     # -- linear part ----------------------------------------------------------
     def _linear(self, params: Array, X: Array) -> Array:

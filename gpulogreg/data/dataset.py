@@ -3,7 +3,8 @@
 ``LogisticRegression.fit`` accepts a :class:`Dataset` in place of ``(X, y)``.
 Training then holds a bounded amount of memory whatever the size of the data:
 the full-batch solvers (newton, lbfgs, gd) see the *exact* objective,
-accumulated chunk by chunk (:class:`gpulogreg.backends.chunked.ChunkedBackend`),
+accumulated chunk by chunk (prepared by :mod:`gpulogreg.data.chunks`, summed by
+:class:`gpulogreg.backends.chunked.ChunkedBackend`),
 and ``solver="minibatch"`` streams shuffled batches from a window of chunks.
 
 Sources
@@ -38,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from gpulogreg.data.validation import _to_host, check_sample_weight, check_X, encode_labels
 
 __all__ = ["Chunk", "Dataset", "DatasetInfo"]
 
@@ -293,8 +296,6 @@ class Dataset:
         chunk_rows : int, optional
             Rows per chunk; default about :data:`DEFAULT_CHUNK_BYTES` of X.
         """
-        from gpulogreg.data import _to_host, check_X
-
         _check_chunk_rows(chunk_rows)
         X, names = check_X(X, dtype=None if dtype is None else _float_dtype(dtype))
         y = np.asarray(_to_host(y))
@@ -302,8 +303,6 @@ class Dataset:
             raise ValueError(f"X has {X.shape[0]} rows but y has shape {y.shape}")
         sw = None
         if sample_weight is not None:
-            from gpulogreg.data import check_sample_weight
-
             sw = check_sample_weight(sample_weight, X.shape[0])
         rows = chunk_rows or default_chunk_rows(X.shape[1], X.dtype.itemsize)
         n = X.shape[0]
@@ -609,8 +608,6 @@ class Dataset:
         order : sequence of int, optional
             Chunk indices to read, in this order (only when :attr:`random_access`).
         """
-        from gpulogreg.data import _to_host, check_sample_weight, check_X
-
         target = None if dtype is None else _float_dtype(dtype)
         target = target or self._dtype
         start = 0
@@ -668,8 +665,6 @@ class Dataset:
             Naming the chunk and the problem (NaN/inf with its row, shape,
             labels outside ``classes``, negative weights, no rows).
         """
-        from gpulogreg.data import encode_labels
-
         target = self.working_dtype(dtype) if (dtype is not None or self._dtype) else None
         key = str(target)
         stamp = self._stamp()

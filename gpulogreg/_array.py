@@ -1,0 +1,49 @@
+"""Array-module detection and host transfer, without importing CuPy or Dask.
+
+The one home of "which array library owns this array" for the whole package.
+CuPy and Dask are recognised as array-api-compat does: an object can only be
+one of their arrays if their module is already in ``sys.modules``, so asking
+never imports them. This module imports nothing from the project.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["array_module_name", "array_namespace", "host_float64", "to_host"]
+
+
+def array_module_name(a: Any) -> str:
+    """Name of the array library that owns ``a``: ``"cupy"``, ``"dask"`` or ``"numpy"``.
+
+    Anything that is neither a CuPy nor a Dask array (NumPy arrays, lists,
+    DataFrames, scalars) counts as ``"numpy"``.
+    """
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(a, cupy.ndarray):
+        return "cupy"
+    dask_array = sys.modules.get("dask.array")
+    if dask_array is not None and isinstance(a, dask_array.Array):
+        return "dask"
+    return "numpy"
+
+
+def array_namespace(a: Any) -> ModuleType:
+    """The array module (``numpy`` or ``cupy``) that computes with ``a``."""
+    if array_module_name(a) == "cupy":
+        return sys.modules["cupy"]
+    return np
+
+
+def to_host(a: Any) -> Any:
+    """``a`` in host memory: a CuPy array is copied to NumPy, anything else returned as is."""
+    return a.get() if array_module_name(a) == "cupy" else a
+
+
+def host_float64(a: Any) -> np.ndarray:
+    """``a`` as a host float64 NumPy array (one device-to-host copy for CuPy input)."""
+    return np.asarray(to_host(a), dtype=np.float64)

@@ -1,0 +1,600 @@
+"""The fit plan: one route from any data source to fitted parameters.
+
+``fit``, ``partial_fit`` and the out-of-core path are one route with different
+sources and solvers::
+
+    source (validated)  ->  tasks  ->  per task: starting point, backend,
+                                       objective or batches, solver
+                        ->  host parameters, results  ->  the estimator's attributes
+
+Sources
+    :class:`ArraySource` (NumPy, CuPy or Dask arrays, validated by
+    :func:`gpulogreg.data.prepare_fit_data` and placed on the training device
+    once) and :class:`DatasetSource` (a :class:`~gpulogreg.data.dataset.Dataset`
+    scanned once, its chunks prepared by :mod:`gpulogreg.data.chunks`).
+Tasks
+    one multinomial (or binary) model, or one binary model per class for
+    one-vs-rest (:func:`plan_tasks`).
+Starting point
+    zero, or the previous solution when warm starting applies (same classes and
+    features; :func:`warm_start_params`).
+Solver
+    a registry entry (:mod:`gpulogreg.solvers`): full-batch solvers minimise the
+    penalised objective over the task's backend; the stochastic solver takes the
+    task's batches and a factory for its one backend.
+
+Nothing device-resident outlives a fit: backends and objectives live only
+inside :func:`_solve_task`, results leave it as host arrays, and the sources
+are dropped before CuPy's cached blocks are handed back
+(:func:`gpulogreg.backends.release_device_memory`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+
+from gpulogreg import backends
+from gpulogreg._array import array_module_name, array_namespace, host_float64, to_host
+from gpulogreg._layout import ParamLayout
+from gpulogreg._typing import Array, Backend, BatchBackend, SolverResult
+from gpulogreg.backends.chunked import ChunkedBackend
+from gpulogreg.data import FitData, prepare_fit_data
+from gpulogreg.data.batches import ArrayBatches, BatchSource, DatasetBatches, split_validation
+from gpulogreg.data.chunks import PreparedChunks
+from gpulogreg.data.dataset import Dataset
+from gpulogreg.loss import LogisticObjective, Penalty
+from gpulogreg.solvers import SolverEntry, get_solver, solver_entry
+from gpulogreg.solvers.stochastic.config import MinibatchConfig, resolve_seed
+from gpulogreg.solvers.stochastic.trainer import (
+    BackendFactory,
+    BoundBackend,
+    MinibatchProblem,
+    MinibatchTrainer,
+)
+
+__all__ = [
+    "FitOutcome",
+    "FitSpec",
+    "PartialFitState",
+    "PreviousFit",
+    "plan_tasks",
+    "run_fit",
+    "run_partial_fit",
+]
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """The validated settings of one fit (the estimator's parameters, resolved).
+
+    ``solver`` is a registry name (``"auto"`` already resolved); ``minibatch``
+    holds the mini-batch settings (used by stochastic solvers and partial_fit).
+    """
+
+    C: float
+    l1_ratio: float
+    fit_intercept: bool
+    solver: str
+    tol: float
+    max_iter: int
+    multi_class: str
+    class_weight: Any
+    backend: str
+    device: str
+    dtype: Any
+    verbose: bool
+    random_state: Any
+    minibatch: MinibatchConfig
+    checkpoint_path: str | None = None
+
+
+@dataclass
+class PreviousFit:
+    """What a fitted model offers a new fit: a warm start, and the checks of partial_fit."""
+
+    classes: np.ndarray
+    coef: np.ndarray | None
+    intercept: np.ndarray | None
+    n_features: int
+    feature_names: np.ndarray | None
+
+
+@dataclass
+class FitOutcome:
+    """Everything the estimator stores after a fit; host arrays only."""
+
+    classes: np.ndarray
+    n_features: int
+    feature_names: np.ndarray | None
+    layout: ParamLayout
+    results: list[SolverResult]
+    backend: str
+    device: str
+    solver: str
+    n_passes: int | None = None
+
+    def objective(self) -> float:
+        """Final objective (summed over one-vs-rest models); the last recorded when unknown."""
+        total = 0.0
+        for r in self.results:
+            known = math.isfinite(r.objective) or not r.history.objective
+            total += r.objective if known else r.history.objective[-1]
+        return float(total)
+
+    def coef_intercept(self) -> tuple[np.ndarray, np.ndarray]:
+        """``coef_`` and ``intercept_`` (softmax intercepts centred, as scikit-learn)."""
+        parts = [self.layout.to_estimator(r.params) for r in self.results]
+        coef = np.ascontiguousarray(np.concatenate([c for c, _ in parts], axis=0))
+        intercept = np.ascontiguousarray(np.concatenate([b for _, b in parts]))
+        if self.layout.n_outputs > 1 and self.layout.fit_intercept:
+            # Softmax is unchanged by a common shift of the (unpenalised)
+            # intercepts; report the centred ones, as scikit-learn does.
+            intercept = intercept - intercept.mean()
+        return coef, intercept
+
+
+def plan_tasks(n_classes: int, multi_class: str) -> tuple[list[int | None], int]:
+    """The models to fit: ``([positive class or None per task], classes per model)``.
+
+    One-vs-rest (more than two classes, ``multi_class="ovr"``) fits a binary
+    model per class; otherwise one model (binary or multinomial) covers all.
+    """
+    if n_classes > 2 and multi_class == "ovr":
+        return list(range(n_classes)), 2
+    return [None], n_classes
+
+
+def warm_start_params(
+    previous: PreviousFit | None,
+    classes: np.ndarray,
+    n_features: int,
+    layout: ParamLayout,
+    n_tasks: int,
+) -> list[np.ndarray] | None:
+    """The previous solution in this fit's layout per task, when it applies (else None)."""
+    if previous is None or previous.coef is None or previous.intercept is None:
+        return None
+    if not np.array_equal(previous.classes, classes) or previous.coef.shape[1] != n_features:
+        return None
+    rows = previous.coef.shape[0] // n_tasks
+    return [
+        layout.from_estimator(
+            previous.coef[k * rows : (k + 1) * rows], previous.intercept[k * rows : (k + 1) * rows]
+        )
+        for k in range(n_tasks)
+    ]
+
+
+# --------------------------------------------------------------------------- sources
+class ArraySource:
+    """Validated in-memory (NumPy, CuPy) or Dask data, placed on the training device once."""
+
+    def __init__(self, data: FitData, spec: FitSpec) -> None:
+        self.classes = data.classes
+        self.feature_names = data.feature_names
+        self.weight_sum = data.weight_sum
+        self.n_samples, self.n_features = (int(d) for d in data.X.shape)
+        self.dtype = np.dtype(data.X.dtype)
+        self.backend_name, self.device = backends.resolve_backend(data.X, spec.backend, spec.device)
+        # One transfer for all tasks: every backend below finds the data on its device.
+        self.X, self.y, self.sample_weight = backends.place_data(
+            data.X, data.y, data.sample_weight, n_classes=len(data.classes), device=self.device
+        )
+        self.fit_intercept = spec.fit_intercept
+        self.n_passes: int | None = None
+
+    def target(self, positive: int | None) -> Array:
+        """Class indices of a task: all classes, or 0/1 for one class."""
+        return self.y if positive is None else (self.y == positive).astype("int32")
+
+    def backend(self, positive: int | None, n_classes: int) -> Backend:
+        return backends.make_backend(
+            self.X,
+            self.target(positive),
+            self.sample_weight,
+            n_classes=n_classes,
+            fit_intercept=self.fit_intercept,
+            backend=self.backend_name,
+            device=self.device,
+        )
+
+    def batches(
+        self, positive: int | None, config: MinibatchConfig, seed: int
+    ) -> tuple[BatchSource, float]:
+        """The task's batch source and the fraction of the weight it trains on."""
+        if self.backend_name == "dask":
+            raise ValueError("solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd")
+        y = self.target(positive)
+        train_idx = val_idx = None
+        train_fraction = 1.0
+        if config.early_stopping:
+            train_idx, val_idx = split_validation(
+                np.asarray(to_host(y), dtype=np.int64),
+                config.validation_fraction,
+                np.random.default_rng([seed, 0]),
+            )
+            train_fraction = float(host_float64(self.sample_weight)[train_idx].sum())
+        source = ArrayBatches(self.X, y, self.sample_weight, train_idx=train_idx, val_idx=val_idx)
+        return source, train_fraction
+
+    def batch_backend_factory(self, n_classes: int) -> BackendFactory:
+        return _factory(self.backend_name, self.device, n_classes, self.fit_intercept)
+
+
+class DatasetSource:
+    """A :class:`Dataset`, scanned once; each task reads it through a chunked backend."""
+
+    def __init__(self, dataset: Dataset, spec: FitSpec) -> None:
+        self.chunks = PreparedChunks(dataset, class_weight=spec.class_weight, dtype=spec.dtype)
+        info = self.chunks.info
+        present = int((info.class_counts > 0).sum())
+        if present < 2:
+            raise ValueError(
+                f"y has only {present} class ({info.classes[info.class_counts > 0]!r}); "
+                "need at least 2 to fit a classifier"
+            )
+        self.classes = info.classes
+        self.feature_names = (
+            None
+            if dataset.feature_names is None
+            else np.asarray(dataset.feature_names, dtype=object)
+        )
+        self.weight_sum = self.chunks.weight_sum
+        self.n_samples, self.n_features = info.n_samples, info.n_features
+        self.dtype = self.chunks.dtype
+        self.spec = spec
+        self.fit_intercept = spec.fit_intercept
+        self.n_passes: int | None = 0
+        self.backend_name = ""
+        self.device = "cpu"
+
+    def backend(self, positive: int | None, n_classes: int) -> ChunkedBackend:
+        chunked = _CountingChunkedBackend(
+            self,
+            self.chunks.for_class(positive),
+            n_classes=n_classes,
+            fit_intercept=self.fit_intercept,
+            backend=self.spec.backend,
+            device=self.spec.device,
+            verbose=self.spec.verbose,
+        )
+        self.backend_name, self.device = chunked.name, chunked.device
+        return chunked
+
+    def batches(
+        self, positive: int | None, config: MinibatchConfig, seed: int
+    ) -> tuple[BatchSource, float]:
+        probe = self.backend(positive, 2)  # resolves the inner backend and the device
+        self._inner = probe.inner_name
+        xp = probe.xp
+        device = probe.device
+        fraction = config.validation_fraction if config.early_stopping else None
+        source = DatasetBatches(
+            self.chunks.for_class(positive),
+            to_device=lambda a: backends.to_device(a, device),
+            xp=xp,
+            validation_fraction=fraction,
+            rng=np.random.default_rng([seed, 0]),
+        )
+        return source, source.n_train / self.n_samples
+
+    def batch_backend_factory(self, n_classes: int) -> BackendFactory:
+        return _factory(self._inner, self.device, n_classes, self.fit_intercept)
+
+
+class _CountingChunkedBackend(ChunkedBackend):
+    """A chunked backend that adds its passes to its source's count (``n_passes_``)."""
+
+    def __init__(self, source: DatasetSource, chunks: PreparedChunks, **kwargs: Any) -> None:
+        super().__init__(chunks, **kwargs)
+        self._source = source
+
+    def chunk_backends(self) -> Any:
+        yield from super().chunk_backends()
+        if self._source.n_passes is not None:
+            self._source.n_passes += 1
+
+
+def _factory(name: str, device: str, n_classes: int, fit_intercept: bool) -> BackendFactory:
+    """Builds the one backend of a mini-batch fit on a batch's rows."""
+
+    def make(X: Array, y: Array, s: Array) -> BatchBackend:
+        backend = backends.make_backend(
+            X, y, s, n_classes=n_classes, fit_intercept=fit_intercept, backend=name, device=device
+        )
+        return cast(BatchBackend, backend)  # the in-memory backends all bind
+
+    return make
+
+
+Source = ArraySource | DatasetSource
+
+
+# --------------------------------------------------------------------------- the route
+def run_fit(
+    X: Any, y: Any, sample_weight: Any, spec: FitSpec, previous: PreviousFit | None
+) -> FitOutcome:
+    """Validate the data, fit every task, and hand back host results.
+
+    Parameters
+    ----------
+    X : array-like, Dask array or Dataset
+    y, sample_weight : array-like or None (None for a Dataset, which carries them)
+    spec : FitSpec
+    previous : PreviousFit, optional
+        The fitted model to warm start from (only used when it matches).
+    """
+    if isinstance(X, Dataset):
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                "fit(dataset) takes the labels and weights from the Dataset; do not pass "
+                "y or sample_weight"
+            )
+        source: Source = DatasetSource(X, spec)
+    else:
+        _check_y_present(y)
+        data = prepare_fit_data(
+            X, y, sample_weight, class_weight=spec.class_weight, dtype=spec.dtype
+        )
+        source = ArraySource(data, spec)
+        del data
+    entry = solver_entry(spec.solver)
+    positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
+    layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
+    starts = warm_start_params(previous, source.classes, source.n_features, layout, len(positives))
+    results = [
+        _solve_task(
+            source,
+            spec,
+            entry,
+            layout,
+            positive,
+            None if starts is None else starts[index],
+            task=(index, len(positives)),
+        )
+        for index, positive in enumerate(positives)
+    ]
+    outcome = FitOutcome(
+        classes=source.classes,
+        n_features=source.n_features,
+        feature_names=source.feature_names,
+        layout=layout,
+        results=results,
+        backend=source.backend_name,
+        device=source.device,
+        solver=spec.solver,
+        n_passes=source.n_passes,
+    )
+    del source  # the device copies of the data go before the pool is emptied
+    if outcome.device == "gpu":
+        backends.release_device_memory()
+    return outcome
+
+
+def _solve_task(
+    source: Source,
+    spec: FitSpec,
+    entry: SolverEntry,
+    layout: ParamLayout,
+    positive: int | None,
+    start: np.ndarray | None,
+    *,
+    task: tuple[int, int],
+) -> SolverResult:
+    """Fit one model (the whole multinomial model, or one one-vs-rest class)."""
+    solver = get_solver(spec.solver)
+    n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
+    if entry.stochastic:
+        checkpoint = _checkpoint_for(spec.checkpoint_path, *task)
+        seed = _minibatch_seed(checkpoint, spec.random_state)
+        batches, train_fraction = source.batches(positive, spec.minibatch, seed)
+        xp = batches.xp
+        problem = MinibatchProblem(
+            source=batches,
+            make_backend=source.batch_backend_factory(n_classes),
+            penalty=Penalty.build(
+                layout,
+                xp,
+                C=spec.C,
+                l1_ratio=spec.l1_ratio,
+                weight_sum=source.weight_sum * train_fraction,
+            ),
+            config=spec.minibatch,
+            seed=seed,
+            fingerprint=_fingerprint(spec, source, task[0]),
+            checkpoint_path=checkpoint,
+        )
+        params0 = _start(start, layout, xp)
+        result = solver(
+            problem, params0, tol=spec.tol, max_iter=spec.max_iter, verbose=spec.verbose
+        )
+        # The history holds per-epoch estimates; objective_ is exact (one pass).
+        objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
+        result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
+    else:
+        objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
+        params0 = _start(start, layout, objective.xp)
+        result = solver(
+            objective, params0, tol=spec.tol, max_iter=spec.max_iter, verbose=spec.verbose
+        )
+    result.params = host_float64(result.params)
+    return result
+
+
+def _objective(backend: Backend, spec: FitSpec, weight_sum: float) -> LogisticObjective:
+    return LogisticObjective(backend, C=spec.C, l1_ratio=spec.l1_ratio, weight_sum=weight_sum)
+
+
+def _start(start: np.ndarray | None, layout: ParamLayout, xp: Any) -> Array:
+    return layout.zeros(xp) if start is None else xp.asarray(start, dtype=xp.float64)
+
+
+def _check_y_present(y: Any) -> None:
+    if y is None:
+        raise ValueError(
+            "requires y to be passed, but the target y is None; fit(X, y) needs the class labels"
+        )
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _checkpoint_for(path: Any, task: int, n_tasks: int) -> str | None:
+    """Checkpoint file of one task (one-vs-rest tasks get ``stem.class<k>.suffix``)."""
+    if path is None:
+        return None
+    path = os.fspath(path)
+    if n_tasks == 1:
+        return str(path)
+    root, ext = os.path.splitext(path)
+    return f"{root}.class{task}{ext}"
+
+
+def _minibatch_seed(checkpoint: str | None, random_state: Any) -> int:
+    """The run's seed: the checkpoint's when resuming, else from ``random_state``."""
+    from gpulogreg.checkpoint import load_checkpoint
+
+    if checkpoint is not None and os.path.exists(checkpoint):
+        seed = load_checkpoint(checkpoint).meta.get("seed")
+        if isinstance(seed, int):
+            return seed
+    return resolve_seed(random_state)
+
+
+def _fingerprint(spec: FitSpec, source: Source, task: int) -> dict[str, Any]:
+    """What a checkpoint must have been written for to be resumed by this fit."""
+    return {
+        "n_samples": int(source.n_samples),
+        "n_features": int(source.n_features),
+        "classes": [str(c) for c in source.classes],
+        "C": None if math.isinf(spec.C) else float(spec.C),
+        "l1_ratio": float(spec.l1_ratio),
+        "fit_intercept": bool(spec.fit_intercept),
+        "multi_class": str(spec.multi_class),
+        "class_weight": repr(spec.class_weight),
+        "task": int(task),
+        "dtype": str(np.dtype(source.dtype)),
+        "random_state": spec.random_state if isinstance(spec.random_state, int) else None,
+    }
+
+
+# --------------------------------------------------------------------------- partial_fit
+@dataclass
+class PartialFitState:
+    """The mini-batch trainers ``partial_fit`` continues, one per task."""
+
+    trainers: list[MinibatchTrainer]
+    weight_seen: float = 0.0
+    layout: ParamLayout | None = field(default=None)
+
+
+def run_partial_fit(
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    classes: np.ndarray,
+    spec: FitSpec,
+    previous: PreviousFit | None,
+    state: PartialFitState | None,
+) -> tuple[FitOutcome, PartialFitState]:
+    """One epoch of mini-batch training per task on ``(X, y)``, continuing ``state``.
+
+    The penalty is the full objective's for all the data seen so far.
+    """
+    _check_y_present(y)
+    if array_module_name(X) == "dask":
+        raise TypeError("partial_fit does not take Dask arrays: fit(X, y) trains on them")
+    if isinstance(spec.class_weight, str):
+        raise ValueError(
+            "class_weight='balanced' needs the class counts of the whole data, which "
+            "partial_fit does not see; pass a dict of class weights"
+        )
+    if previous is not None:
+        _check_features(X, previous)
+    data = prepare_fit_data(
+        X,
+        y,
+        sample_weight,
+        class_weight=spec.class_weight,
+        classes=classes,
+        dtype=spec.dtype,
+        min_classes=1,
+    )
+    if previous is not None:
+        _check_features(data.X, previous)
+        _check_feature_names(previous.feature_names, data.feature_names)
+    source = ArraySource(data, spec)
+    del data
+    positives, n_model_classes = plan_tasks(len(classes), spec.multi_class)
+    layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
+    xp = array_namespace(source.X)
+    if state is None or len(state.trainers) != len(positives) or state.layout != layout:
+        starts = warm_start_params(previous, classes, source.n_features, layout, len(positives))
+        seed = resolve_seed(spec.random_state)
+        trainers = [
+            MinibatchTrainer(
+                _start(None if starts is None else starts[k], layout, xp),
+                penalty=Penalty.build(layout, xp, C=math.inf, l1_ratio=0.0, weight_sum=1.0),
+                config=spec.minibatch,
+                seed=seed + k,
+            )
+            for k in range(len(positives))
+        ]
+        state = PartialFitState(trainers=trainers, layout=layout)
+    state.weight_seen += source.weight_sum
+    n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
+    backend = BoundBackend(source.batch_backend_factory(n_classes))
+    results = []
+    for trainer, positive in zip(state.trainers, positives, strict=True):
+        trainer.config = spec.minibatch
+        trainer.penalty = Penalty.build(
+            layout, xp, C=spec.C, l1_ratio=spec.l1_ratio, weight_sum=state.weight_seen
+        )
+        batches, _ = source.batches(positive, spec.minibatch, trainer.seed)
+        trainer.run_epoch_recorded(batches, backend)
+        result = trainer.result()
+        result.params = host_float64(result.params)
+        results.append(result)
+    outcome = FitOutcome(
+        classes=classes,
+        n_features=source.n_features,
+        feature_names=source.feature_names,
+        layout=layout,
+        results=results,
+        backend=source.backend_name,
+        device=source.device,
+        solver="minibatch",
+    )
+    return outcome, state
+
+
+def _check_features(X: Any, previous: PreviousFit) -> None:
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) == 2 and shape[1] != previous.n_features:
+        raise ValueError(
+            f"X has {shape[1]} features, but LogisticRegression is expecting "
+            f"{previous.n_features} features as input"
+        )
+
+
+def _check_feature_names(fitted: np.ndarray | None, names: np.ndarray | None) -> None:
+    """partial_fit on a fitted model: the DataFrame columns must be the fitted ones, in order."""
+    if fitted is None or names is None:
+        return
+    if len(fitted) == len(names) and all(a == b for a, b in zip(fitted, names, strict=True)):
+        return
+    message = "The feature names should match those that were passed during fit.\n"
+    unexpected = sorted(set(names) - set(fitted))
+    missing = sorted(set(fitted) - set(names))
+    if unexpected:
+        message += "Feature names unseen at fit time:\n" + "".join(f"- {n}\n" for n in unexpected)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + "".join(
+            f"- {n}\n" for n in missing
+        )
+    if not unexpected and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)

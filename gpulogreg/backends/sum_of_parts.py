@@ -1,0 +1,94 @@
+"""The "sum of parts" backend: the protocol over data split in row blocks, summed in order.
+
+With the sample weights normalised over the whole data (``s_i = w_i c_{y_i} / W``)
+the weighted mean loss is additive over any split of the rows into parts::
+
+    loss = sum_p loss_p,   grad = sum_p grad_p,   H = sum_p H_p,
+    Hv = sum_p H_p v,      A^T S A v = sum_p A_p^T S_p A_p v
+
+so a backend over parts only has to evaluate an *inner* backend per part and
+add the results. The parts are the chunks of a
+:class:`~gpulogreg.data.dataset.Dataset` streamed from disk
+(:class:`~gpulogreg.backends.chunked.ChunkedBackend`) or the row blocks of
+Dask arrays on a cluster (:class:`~gpulogreg.backends.dask_backend.DaskBackend`);
+each subclass says only how to run one method on every part
+(:meth:`SumOfParts.map_parts`). The results are added in part order, whatever
+order they are computed in, so a pass is reproducible bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from gpulogreg._layout import HasLayout, ParamLayout
+from gpulogreg._typing import Array
+
+__all__ = ["SumOfParts", "ordered_sum"]
+
+
+def ordered_sum(parts: Iterable[Array]) -> Array:
+    """Sum of arrays in the given order (a fixed order: reproducible), as a new array."""
+    total = None
+    for part in parts:
+        if total is None:
+            total = part.astype(part.dtype, copy=True)
+        else:
+            total += part
+    if total is None:
+        raise ValueError("no part to sum: the data have no rows")
+    return total
+
+
+class SumOfParts(HasLayout):
+    """Base of the backends whose data are row parts: every method is a sum over parts.
+
+    Subclasses set ``name``, ``xp``, ``dtype``, ``n_samples``, ``n_features`` and
+    ``layout`` and implement :meth:`map_parts`.
+    """
+
+    name: str
+    xp: ModuleType
+    dtype: np.dtype[Any]
+    n_samples: int
+    n_features: int
+    layout: ParamLayout
+
+    def map_parts(self, method: str, *vectors: Array) -> Iterable[Any]:
+        """``method(*vectors)`` of every part's inner backend, in part order."""
+        raise NotImplementedError
+
+    # -- protocol ---------------------------------------------------------------
+    def loss(self, params: Array) -> float:
+        return math.fsum(self.map_parts("loss", params))
+
+    def loss_grad(self, params: Array) -> tuple[float, Array]:
+        losses: list[float] = []
+
+        def gradients() -> Iterable[Array]:
+            for loss, grad in self.map_parts("loss_grad", params):
+                losses.append(loss)
+                yield grad
+
+        grad = ordered_sum(gradients())
+        return math.fsum(losses), grad
+
+    def hessian(self, params: Array) -> Array:
+        return ordered_sum(self.map_parts("hessian", params))
+
+    def hvp(self, params: Array, v: Array) -> Array:
+        return ordered_sum(self.map_parts("hvp", params, v))
+
+    def gram_matvec(self, v: Array) -> Array:
+        return ordered_sum(self.map_parts("gram_matvec", v))
+
+    def decision(self, params: Array, X: Array) -> Array:
+        """Decision values of in-memory ``X`` (float64): (m,) binary, (m, K) multinomial."""
+        xp = self.xp
+        coef, intercept = self.layout.split(params)
+        z = (X @ coef.T.astype(X.dtype, copy=False)).astype(xp.float64) + intercept
+        return z[:, 0] if self.n_outputs == 1 else z

@@ -1,0 +1,514 @@
+"""The mini-batch trainer: shuffled epochs, its state, checkpoints and stopping rules.
+
+Unlike the full-batch solvers this one needs the data, not only the objective:
+it is registered in :data:`gpulogreg.solvers.SOLVERS` as a *stochastic*
+solver, and the fit plan hands it a :class:`MinibatchProblem`: a batch source
+of the data layer (:mod:`gpulogreg.data.batches`), a factory for the fit's one
+backend, the penalty and the configuration. The backend is built on the first
+batch and bound to every later one (:meth:`NumpyBackend.bind`), so the batch
+loss and gradient are one fused Numba pass on the CPU and the CUDA kernels of
+the full-batch path on the GPU, without building a backend per batch.
+
+The per-batch objective
+-----------------------
+For a batch ``B`` with effective weights ``s_i`` (sample x class weights)::
+
+    f_B(w) = sum_{i in B} s_i l_i(w) / sum_{i in B} s_i  +  l2/2 ||w||^2  (+ l1 ||w||_1)
+
+the batch's weighted *mean* loss plus exactly the penalty of the full
+objective (:class:`gpulogreg.loss.Penalty`: ``l2 = (1 - r) / (C W)``,
+``l1 = r / (C W)``, ``W`` the sum of the training weights), so the expected
+batch objective is the full objective and the minimiser is the same. The L1
+part is applied by a proximal step (soft thresholding, per coordinate scaled
+by Adam's preconditioner).
+
+Steps of an epoch
+-----------------
+1. Draw the batch order from the shuffling RNG (its state is checkpointed).
+2. For every batch: learning rate from the schedule at the fractional epoch
+   ``e = epoch + k / n_batches`` (``constant``: ``eta0``; ``invscaling``:
+   ``eta0 / sqrt(1 + e)``; ``cosine``: ``eta0 (1 + cos(pi e / max_iter)) / 2``),
+   fused loss and gradient, penalty, optimiser update, L1 prox.
+3. Record the epoch in the history: the objective *estimate* (weighted mean of
+   the batch objectives seen during the epoch), the max-norm of the mean batch
+   gradient, the last learning rate, the validation log loss (with
+   ``early_stopping``) and the elapsed seconds.
+4. Stop when the monitored value (validation log loss with
+   ``early_stopping``, else the objective estimate) has not improved by more
+   than ``tol`` for ``n_iter_no_change`` epochs (converged; with early
+   stopping the best parameters are restored), when the cosine schedule is
+   complete (converged), or at ``max_iter`` epochs (not converged).
+5. Save a checkpoint every ``checkpoint_every`` epochs and at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpulogreg._array import array_namespace, host_float64
+from gpulogreg._typing import Array, Callback, History, SolverResult
+from gpulogreg._typing import BatchBackend as BatchBackendProtocol
+from gpulogreg.data.batches import Batch, BatchSource
+from gpulogreg.loss import Penalty
+from gpulogreg.solvers.stochastic.config import MinibatchConfig
+from gpulogreg.solvers.stochastic.optimizers import make_optimizer
+from gpulogreg.solvers.stochastic.schedules import learning_rate
+
+__all__ = ["MinibatchHistory", "MinibatchProblem", "MinibatchTrainer", "solve_minibatch"]
+
+#: Seconds between two redraws of the progress line on a terminal.
+PROGRESS_INTERVAL = 0.1
+
+#: Builds the fit's backend on the rows of a batch: ``(X, y, sample_weight) -> Backend``.
+BackendFactory = Callable[[Array, Array, Array], BatchBackendProtocol]
+
+
+@dataclass
+class MinibatchProblem:
+    """What the mini-batch solver needs, from the fit plan.
+
+    Attributes
+    ----------
+    source : BatchSource
+        Training batches and validation rows.
+    make_backend : callable
+        ``(X, y, sample_weight) -> Backend`` for the rows of a batch; called
+        once per fit, later batches are bound to the same backend.
+    penalty : Penalty
+        The full objective's penalty (strengths for the training weight).
+    config : MinibatchConfig
+    seed : int
+        Seeds the shuffling RNG (the split is drawn by the caller).
+    fingerprint : dict
+        JSON-serialisable description of the problem; a checkpoint is resumed
+        only when it was written with the same fingerprint.
+    checkpoint_path : str or None
+    """
+
+    source: BatchSource
+    make_backend: BackendFactory
+    penalty: Penalty
+    config: MinibatchConfig
+    seed: int
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    checkpoint_path: str | None = None
+
+
+class BoundBackend:
+    """The one backend of a mini-batch fit, bound to each batch in turn."""
+
+    def __init__(self, make: BackendFactory) -> None:
+        self.make = make
+        self._backend: BatchBackendProtocol | None = None
+
+    def bind(self, batch: Batch) -> BatchBackendProtocol:
+        """The backend over ``batch``'s rows (built on the first batch, rebound after)."""
+        if self._backend is None:
+            self._backend = self.make(batch.X, batch.y, batch.sample_weight)
+        else:
+            self._backend.bind(batch.X, batch.y, batch.sample_weight)
+        return self._backend
+
+
+@dataclass
+class MinibatchHistory(History):
+    """Per-epoch record: :class:`History` plus the validation log loss.
+
+    ``objective`` is the epoch's *estimate* (mean of the batch objectives seen
+    during the epoch); the optimality the max-norm of the mean batch gradient;
+    ``step`` the learning rate at the end of the epoch;
+    ``validation_loss`` NaN when there is no validation set.
+    """
+
+    validation_loss: list[float] = field(default_factory=list)
+
+    def record_epoch(
+        self, objective: float, grad_max_norm: float, step: float, validation_loss: float
+    ) -> None:
+        self.record(objective, grad_max_norm, step)
+        self.validation_loss.append(float(validation_loss))
+
+    def as_dict(self) -> dict[str, list[float]]:
+        out = super().as_dict()
+        out["validation_loss"] = list(self.validation_loss)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> MinibatchHistory:
+        h = cls()
+        h.objective = [float(v) for v in data.get("objective", [])]
+        h.grad_max_norm = [float(v) for v in data.get("grad_max_norm", [])]
+        h.step = [float(v) for v in data.get("step", [])]
+        h.elapsed = [float(v) for v in data.get("elapsed", [])]
+        h.validation_loss = [float(v) for v in data.get("validation_loss", [])]
+        if h.elapsed:
+            h._start = time.perf_counter() - h.elapsed[-1]
+        return h
+
+
+class MinibatchTrainer:
+    """Iteration state of a mini-batch fit: parameters, optimiser, epoch, RNG, early stopping.
+
+    ``fit`` runs whole epochs until a stopping rule; ``partial_fit`` runs one
+    epoch and keeps the state for the next call. ``state`` / ``restore``
+    convert to and from a :class:`~gpulogreg.checkpoint.CheckpointState`.
+    """
+
+    def __init__(
+        self,
+        params0: Array,
+        *,
+        penalty: Penalty,
+        config: MinibatchConfig,
+        seed: int,
+        fingerprint: dict[str, Any] | None = None,
+    ) -> None:
+        self.xp = array_namespace(params0)
+        xp = self.xp
+        self.params = xp.asarray(params0, dtype=xp.float64).copy()
+        self.penalty = penalty
+        self.config = config
+        self.seed = int(seed)
+        self.rng = np.random.default_rng([self.seed, 1])
+        n = int(self.params.shape[0])
+        self.optimizer = make_optimizer(config.optimizer, xp, n, config.momentum)
+        self.epoch = 0
+        self.step = 0
+        self.best = math.inf
+        self.best_params: Array | None = None
+        self.no_improve = 0
+        self.history = MinibatchHistory()
+        self.finished = False
+        self.converged = False
+        self.message = ""
+        self.fingerprint = fingerprint or {}
+
+    # -- one epoch -------------------------------------------------------------
+    def run_epoch(
+        self,
+        source: BatchSource,
+        backend: BoundBackend,
+        progress: _EpochProgress | None = None,
+    ) -> float:
+        """One pass over the training batches; returns the objective estimate."""
+        config = self.config
+        xp = self.xp
+        n_batches = max(source.n_batches(config.batch_size), 1)
+        grad_sum = xp.zeros_like(self.params)
+        batches = source.batches(self.rng, config.batch_size)
+        total_obj, total_weight, lr = self._batches(batches, backend, n_batches, grad_sum, progress)
+        self.epoch += 1
+        if total_weight == 0:
+            raise ValueError("no training batch with a positive weight")
+        self._last_lr = lr
+        self._last_grad_norm = float(xp.abs(grad_sum / total_weight).max())
+        return total_obj / total_weight
+
+    def _batches(
+        self,
+        batches: Iterator[Batch],
+        backend: BoundBackend,
+        n_batches: int,
+        grad_sum: Array,
+        progress: _EpochProgress | None,
+    ) -> tuple[float, float, float]:
+        """The updates of one epoch; returns (weighted objective sum, weight sum, last lr)."""
+        config = self.config
+        total_obj = 0.0
+        total_weight = 0.0
+        lr = learning_rate(config, self.epoch)
+        for k, batch in enumerate(batches):
+            weight = batch.weight
+            lr = learning_rate(config, self.epoch + k / n_batches)
+            loss, grad = backend.bind(batch).loss_grad(self.params)
+            loss, grad = self.penalty.add_smooth(self.params, loss, grad)
+            loss += self.penalty.l1_value(self.params)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the mini-batch objective became {loss} at epoch {self.epoch + 1}; "
+                    f"lower eta0 (now {config.eta0})"
+                )
+            params, prox_step = self.optimizer.update(self.params, grad, lr)
+            self.params = self.penalty.prox(params, prox_step)
+            self.step += 1
+            total_obj += weight * loss
+            total_weight += weight
+            grad_sum += weight * grad
+            if progress is not None:
+                progress.batch(k + 1, n_batches, total_obj / total_weight)
+        return total_obj, total_weight, lr
+
+    def run_epoch_recorded(self, source: BatchSource, backend: BoundBackend) -> None:
+        """One epoch, recorded in the history (``partial_fit``: no stopping rule)."""
+        estimate = self.run_epoch(source, backend)
+        self.history.record_epoch(estimate, self._last_grad_norm, self._last_lr, math.nan)
+        self.message = f"partial_fit: {self.epoch} epoch(s)"
+
+    # -- full fit --------------------------------------------------------------
+    def fit(
+        self,
+        source: BatchSource,
+        backend: BoundBackend,
+        *,
+        verbose: bool = False,
+        callback: Callback | None = None,
+        save: Callable[[MinibatchTrainer], None] | None = None,
+    ) -> SolverResult:
+        """Epochs until a stopping rule (see the module docstring); ``save`` checkpoints."""
+        config = self.config
+        progress = _EpochProgress(config.max_iter) if verbose else None
+        validation = source.validation() if config.early_stopping else None
+        val_backend = None if validation is None else BoundBackend(backend.make).bind(validation)
+        while not self.finished:
+            if self.epoch >= config.max_iter:
+                self._finish(False, f"max_iter={config.max_iter} epochs reached")
+                break
+            estimate = self.run_epoch(source, backend, progress)
+            val = math.nan if val_backend is None else float(val_backend.loss(self.params))
+            self.history.record_epoch(estimate, self._last_grad_norm, self._last_lr, val)
+            if progress is not None:
+                progress.epoch(self.epoch, estimate, val, self._last_lr, self.history.elapsed[-1])
+            self._check_stop(val if config.early_stopping else estimate)
+            stop_requested = (
+                bool(callback(self.epoch, self.params, estimate)) if callback else False
+            )
+            if stop_requested and not self.finished:
+                self._finish(False, "stopped by the callback")
+            if save is not None and (self.finished or self.epoch % config.checkpoint_every == 0):
+                save(self)
+        if progress is not None:
+            progress.close(self.message)
+        return self.result()
+
+    def _check_stop(self, monitored: float) -> None:
+        config = self.config
+        if monitored < self.best - config.tol:
+            self.best = monitored
+            self.no_improve = 0
+            if config.early_stopping:
+                self.best_params = self.params.copy()
+        else:
+            self.no_improve += 1
+        what = "validation log loss" if config.early_stopping else "objective estimate"
+        if self.no_improve >= config.n_iter_no_change:
+            if config.early_stopping and self.best_params is not None:
+                self.params = self.best_params.copy()
+            self._finish(
+                True,
+                f"converged: the {what} did not improve by more than tol={config.tol:g} "
+                f"for {config.n_iter_no_change} epochs"
+                + (" (best parameters restored)" if config.early_stopping else ""),
+            )
+        elif config.learning_rate == "cosine" and self.epoch >= config.max_iter:
+            self._finish(True, f"converged: the cosine schedule ran its {config.max_iter} epochs")
+        elif self.epoch >= config.max_iter:
+            self._finish(False, f"max_iter={config.max_iter} epochs reached")
+
+    def _finish(self, converged: bool, message: str) -> None:
+        self.finished = True
+        self.converged = converged
+        self.message = f"{message} after {self.epoch} epoch{'s' if self.epoch != 1 else ''}"
+
+    def result(self) -> SolverResult:
+        return SolverResult(
+            params=self.params,
+            converged=self.converged,
+            n_iter=self.epoch,
+            history=self.history,
+            message=self.message,
+        )
+
+    # -- checkpoint state --------------------------------------------------------
+    def state(self) -> Any:
+        from gpulogreg.checkpoint import CheckpointState
+
+        arrays = {"params": host_float64(self.params)}
+        for name, arr in self.optimizer.arrays().items():
+            arrays[name] = host_float64(arr)
+        if self.best_params is not None:
+            arrays["best_params"] = host_float64(self.best_params)
+        meta = {
+            "fingerprint": self.fingerprint,
+            "seed": self.seed,
+            "rng_state": self.rng.bit_generator.state,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best": self.best,
+            "no_improve": self.no_improve,
+            "finished": self.finished,
+            "converged": self.converged,
+            "message": self.message,
+            "history": self.history.as_dict(),
+            "optimizer": self.optimizer.meta(),
+        }
+        return CheckpointState(arrays=arrays, meta=meta)
+
+    def restore(self, state: Any, path: str = "") -> None:
+        """Continue from a checkpoint (its fingerprint must match this fit's)."""
+        from gpulogreg.checkpoint import CheckpointError
+
+        meta = state.meta
+        saved = meta.get("fingerprint")
+        if saved != _jsonable(self.fingerprint):
+            diff = sorted(
+                k
+                for k in set(saved or {}) | set(self.fingerprint)
+                if (saved or {}).get(k) != _jsonable(self.fingerprint).get(k)
+            )
+            raise CheckpointError(
+                f"checkpoint {path} was written for a different fit (differs in: "
+                f"{', '.join(diff)}); delete it or use another checkpoint_path"
+            )
+        xp = self.xp
+        try:
+            self.params = xp.asarray(state.arrays["params"], dtype=xp.float64)
+            self.optimizer.load(state.arrays, meta.get("optimizer", {}))
+            best = state.arrays.get("best_params")
+            self.best_params = None if best is None else xp.asarray(best, dtype=xp.float64)
+            self.seed = int(meta["seed"])
+            self.rng = np.random.default_rng([self.seed, 1])
+            self.rng.bit_generator.state = meta["rng_state"]
+            self.epoch = int(meta["epoch"])
+            self.step = int(meta["step"])
+            self.best = float(meta["best"])
+            self.no_improve = int(meta["no_improve"])
+            self.finished = bool(meta["finished"])
+            self.converged = bool(meta["converged"])
+            self.message = str(meta["message"])
+            self.history = MinibatchHistory.from_dict(meta["history"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({exc})") from None
+        if self.params.shape[0] != self.penalty.mask.shape[0]:
+            raise CheckpointError(f"checkpoint {path} holds parameters of the wrong size")
+
+
+def _jsonable(d: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(d))
+
+
+def solve_minibatch(
+    problem: MinibatchProblem,
+    params0: Array,
+    *,
+    tol: float,
+    max_iter: int,
+    callback: Callback | None = None,
+    verbose: bool = False,
+) -> SolverResult:
+    """Run a mini-batch fit, resuming from the problem's checkpoint when that file exists.
+
+    Parameters
+    ----------
+    problem : MinibatchProblem
+    params0 : array of shape (n_params,), float64
+        Starting point (ignored when resuming).
+    tol : float
+        Improvement of the monitored value that resets the ``n_iter_no_change`` counter.
+    max_iter : int
+        Epochs at most.
+    callback : callable(epoch, params, objective_estimate) -> bool, optional
+        ``True`` stops after that epoch.
+    verbose : bool
+        Progress line on stderr.
+
+    Returns
+    -------
+    SolverResult
+        ``n_iter`` counts epochs; ``history`` is a :class:`MinibatchHistory`.
+    """
+    from gpulogreg.checkpoint import load_checkpoint, save_checkpoint
+
+    config = dataclasses.replace(problem.config, tol=float(tol), max_iter=int(max_iter))
+    config.validate()
+    fingerprint = dict(problem.fingerprint)
+    fingerprint.update(config.fingerprint())
+    trainer = MinibatchTrainer(
+        params0,
+        penalty=problem.penalty,
+        config=config,
+        seed=problem.seed,
+        fingerprint=fingerprint,
+    )
+    path = problem.checkpoint_path
+    if path is not None and os.path.exists(path):
+        trainer.restore(load_checkpoint(path), path)
+        if verbose:
+            sys.stderr.write(f"minibatch: resuming from {path} after epoch {trainer.epoch}\n")
+    save = None
+    if path is not None:
+        checkpoint = path
+
+        def save(t: MinibatchTrainer) -> None:
+            save_checkpoint(checkpoint, t.state())
+
+    if trainer.finished:
+        return trainer.result()
+    backend = BoundBackend(problem.make_backend)
+    return trainer.fit(problem.source, backend, verbose=verbose, callback=callback, save=save)
+
+
+# --------------------------------------------------------------------------- progress
+class _EpochProgress:
+    """Progress of a mini-batch fit on stderr.
+
+    On a terminal one self-overwriting line shows the epoch, the batch within
+    it and the running objective estimate; elsewhere one line per epoch.
+    """
+
+    def __init__(self, max_epochs: int, stream: Any = None) -> None:
+        self.max_epochs = max_epochs
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = -math.inf
+        self._epoch = 0
+        self._width = 0
+
+    def _draw(self, line: str, newline: bool = False) -> None:
+        if self.tty:
+            pad = " " * max(self._width - len(line), 0)
+            self.stream.write("\r" + line + pad + ("\n" if newline else ""))
+            self._width = 0 if newline else len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def batch(self, k: int, n: int, objective: float) -> None:
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if now - self._last < PROGRESS_INTERVAL and k != n:
+            return
+        self._last = now
+        width = 20
+        filled = round(width * k / n)
+        self._draw(
+            f"minibatch epoch {self._epoch + 1}/{self.max_epochs} "
+            f"[{'#' * filled}{'-' * (width - filled)}] batch {k}/{n}  objective~{objective:.6g}"
+        )
+
+    def epoch(self, epoch: int, objective: float, val: float, lr: float, elapsed: float) -> None:
+        self._epoch = epoch
+        val_text = "" if math.isnan(val) else f"  val_loss {val:.6g}"
+        line = (
+            f"minibatch epoch {epoch}/{self.max_epochs}  objective~{objective:.8g}{val_text}"
+            f"  lr {lr:.3g}  {elapsed:.2f}s"
+        )
+        self._draw(line, newline=not self.tty)
+        if self.tty:
+            self._width = len(line)
+
+    def close(self, message: str) -> None:
+        if self.tty and self._width:
+            self.stream.write("\n")
+        self.stream.write(f"minibatch: {message}\n")
+        self.stream.flush()

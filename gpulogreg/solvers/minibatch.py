@@ -60,6 +60,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gpulogreg._progress import ProgressLine
 from gpulogreg._typing import Array, Backend, History, SolverResult
 from gpulogreg.data import array_namespace
 
@@ -91,8 +92,6 @@ VALIDATION_MAX_BYTES = 256 * 2**20
 #: Rows shuffled together when streaming a Dataset (bytes of X per window; at
 #: least one chunk): larger windows mix better, smaller ones use less memory.
 SHUFFLE_WINDOW_BYTES = 128 * 2**20
-#: Seconds between two redraws of the progress line on a terminal.
-PROGRESS_INTERVAL = 0.1
 
 
 # --------------------------------------------------------------------------- configuration
@@ -674,7 +673,7 @@ class MinibatchTrainer:
     def run_epoch(
         self,
         source: BatchSource,
-        progress: _EpochProgress | None = None,
+        progress: ProgressLine | None = None,
     ) -> float:
         """One pass over the training batches; returns the objective estimate."""
         config = self.config
@@ -695,7 +694,7 @@ class MinibatchTrainer:
         batches: Iterator[tuple[Backend, float]],
         n_batches: int,
         grad_sum: Array,
-        progress: _EpochProgress | None,
+        progress: ProgressLine | None,
     ) -> tuple[float, float, float]:
         """The updates of one epoch; returns (weighted objective sum, weight sum, last lr)."""
         config = self.config
@@ -719,7 +718,13 @@ class MinibatchTrainer:
             total_weight += weight
             grad_sum += weight * grad
             if progress is not None:
-                progress.batch(k + 1, n_batches, total_obj / total_weight)
+                progress.update(
+                    f"minibatch epoch {self.epoch + 1}/{config.max_epochs} "
+                    f"{progress.bar((k + 1) / n_batches)} batch {k + 1}/{n_batches}"
+                    f"  objective~{total_obj / total_weight:.6g}",
+                    force=k + 1 == n_batches,
+                    transient=True,
+                )
         return total_obj, total_weight, lr
 
     # -- full fit --------------------------------------------------------------
@@ -733,7 +738,7 @@ class MinibatchTrainer:
     ) -> SolverResult:
         """Epochs until a stopping rule (see the module docstring); ``save`` checkpoints."""
         config = self.config
-        progress = _EpochProgress(config.max_epochs) if verbose else None
+        progress = ProgressLine() if verbose else None
         while not self.finished:
             if self.epoch >= config.max_epochs:
                 self._finish(False, f"max_iter={config.max_epochs} epochs reached")
@@ -742,7 +747,12 @@ class MinibatchTrainer:
             val = source.validation_loss(self.params) if config.early_stopping else math.nan
             self.history.record_epoch(estimate, self._last_grad_norm, self._last_lr, val)
             if progress is not None:
-                progress.epoch(self.epoch, estimate, val, self._last_lr, self.history.elapsed[-1])
+                val_text = "" if math.isnan(val) else f"  val_loss {val:.6g}"
+                progress.update(
+                    f"minibatch epoch {self.epoch}/{config.max_epochs}  objective~{estimate:.8g}"
+                    f"{val_text}  lr {self._last_lr:.3g}  {self.history.elapsed[-1]:.2f}s",
+                    force=True,
+                )
             self._check_stop(val if config.early_stopping else estimate)
             stop_requested = (
                 bool(callback(self.epoch, self.params, estimate)) if callback else False
@@ -752,7 +762,7 @@ class MinibatchTrainer:
             if save is not None and (self.finished or self.epoch % config.checkpoint_every == 0):
                 save(self)
         if progress is not None:
-            progress.close(self.message)
+            progress.close(f"minibatch: {self.message}")
         return self.result()
 
     def _check_stop(self, monitored: float) -> None:
@@ -930,60 +940,3 @@ def solve_minibatch(
     if trainer.finished:
         return trainer.result()
     return trainer.fit(source, verbose=verbose, callback=callback, save=save)
-
-
-# --------------------------------------------------------------------------- progress
-class _EpochProgress:
-    """Progress of a mini-batch fit on stderr.
-
-    On a terminal one self-overwriting line shows the epoch, the batch within
-    it and the running objective estimate; elsewhere one line per epoch.
-    """
-
-    def __init__(self, max_epochs: int, stream: Any = None) -> None:
-        self.max_epochs = max_epochs
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = -math.inf
-        self._epoch = 0
-        self._width = 0
-
-    def _draw(self, line: str, newline: bool = False) -> None:
-        if self.tty:
-            pad = " " * max(self._width - len(line), 0)
-            self.stream.write("\r" + line + pad + ("\n" if newline else ""))
-            self._width = 0 if newline else len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def batch(self, k: int, n: int, objective: float) -> None:
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if now - self._last < PROGRESS_INTERVAL and k != n:
-            return
-        self._last = now
-        width = 20
-        filled = round(width * k / n)
-        self._draw(
-            f"minibatch epoch {self._epoch + 1}/{self.max_epochs} "
-            f"[{'#' * filled}{'-' * (width - filled)}] batch {k}/{n}  objective~{objective:.6g}"
-        )
-
-    def epoch(self, epoch: int, objective: float, val: float, lr: float, elapsed: float) -> None:
-        self._epoch = epoch
-        val_text = "" if math.isnan(val) else f"  val_loss {val:.6g}"
-        line = (
-            f"minibatch epoch {epoch}/{self.max_epochs}  objective~{objective:.8g}{val_text}"
-            f"  lr {lr:.3g}  {elapsed:.2f}s"
-        )
-        self._draw(line, newline=not self.tty)
-        if self.tty:
-            self._width = len(line)
-
-    def close(self, message: str) -> None:
-        if self.tty and self._width:
-            self.stream.write("\n")
-        self.stream.write(f"minibatch: {message}\n")
-        self.stream.flush()

@@ -242,7 +242,7 @@ class Monitor:
             if self.history.objective:
                 text = self._progress_text(
                     self.history.objective[-1],
-                    self.history.grad_max_norm[-1],
+                    self.history.optimality[-1],
                     self.history.elapsed[-1],
                 )
                 self.progress.update(text, force=True)

@@ -242,7 +242,7 @@ class MinibatchHistory(History):
     """Per-epoch record: :class:`History` plus the validation log loss.
 
     ``objective`` is the epoch's *estimate* (mean of the batch objectives seen
-    during the epoch); ``grad_max_norm`` the max-norm of the mean batch
+    during the epoch); ``optimality`` the max-norm of the mean batch
     gradient; ``step`` the learning rate at the end of the epoch;
     ``validation_loss`` NaN when there is no validation set.
     """
@@ -250,9 +250,9 @@ class MinibatchHistory(History):
     validation_loss: list[float] = field(default_factory=list)
 
     def record_epoch(
-        self, objective: float, grad_max_norm: float, step: float, validation_loss: float
+        self, objective: float, optimality: float, step: float, validation_loss: float
     ) -> None:
-        self.record(objective, grad_max_norm, step)
+        self.record(objective, optimality, step)
         self.validation_loss.append(float(validation_loss))
 
     def as_dict(self) -> dict[str, list[float]]:
@@ -264,7 +264,9 @@ class MinibatchHistory(History):
     def from_dict(cls, data: dict[str, list[float]]) -> MinibatchHistory:
         h = cls()
         h.objective = [float(v) for v in data.get("objective", [])]
-        h.grad_max_norm = [float(v) for v in data.get("grad_max_norm", [])]
+        # Checkpoints written before the field was renamed call it "grad_max_norm".
+        optimality = data.get("optimality", data.get("grad_max_norm", []))
+        h.optimality = [float(v) for v in optimality]
         h.step = [float(v) for v in data.get("step", [])]
         h.elapsed = [float(v) for v in data.get("elapsed", [])]
         h.validation_loss = [float(v) for v in data.get("validation_loss", [])]

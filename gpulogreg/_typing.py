@@ -22,7 +22,6 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
 
 __all__ = [
     "Array",
@@ -35,8 +34,6 @@ __all__ = [
 
 #: Any array the package computes with: ``numpy.ndarray`` or ``cupy.ndarray``.
 Array = Any
-#: Host float arrays returned to users.
-FloatArray = npt.NDArray[np.floating[Any]]
 
 
 @runtime_checkable

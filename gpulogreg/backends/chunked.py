@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, Protocol
@@ -285,7 +284,6 @@ class ChunkedBackend:
         ``W``, the sum of the effective weights (the penalty is ``1/(C W)``).
     n_passes : int
         Full passes over the data so far (the benchmark reports time per pass).
-    pass_seconds : list of float
     """
 
     def __init__(
@@ -354,7 +352,6 @@ class ChunkedBackend:
         self.prefetch = bool(prefetch)
         self.verbose = bool(verbose)
         self.n_passes = 0
-        self.pass_seconds: list[float] = []
         self._stager: Any = None
         #: Inner backends kept between passes: only for in-memory chunks used
         #: in place (never for chunks staged into reused device buffers).
@@ -415,7 +412,6 @@ class ChunkedBackend:
 
     def chunk_backends(self) -> Iterator[Backend]:
         """One inner backend per chunk, in the dataset's order (one full pass)."""
-        start = time.perf_counter()
         progress = (
             ProgressLine(interval=PROGRESS_INTERVAL, delay=PROGRESS_INTERVAL)
             if self.verbose
@@ -446,7 +442,6 @@ class ChunkedBackend:
         if progress is not None:
             progress.close(erase=True)
         self.n_passes += 1
-        self.pass_seconds.append(time.perf_counter() - start)
 
     # -- protocol ----------------------------------------------------------------
     def loss(self, params: Array) -> float:

@@ -147,9 +147,10 @@ class History:
     ----------
     objective : list of float
         Penalised objective (divided by the sum of sample weights).
-    grad_max_norm : list of float
-        Max-norm of the (scaled) gradient or, with L1, of the proximal
-        optimality residual: the quantity compared with ``tol``.
+    optimality : list of float
+        The solver's optimality, the quantity compared with ``tol``: the
+        max-norm of the (scaled) gradient or, with L1, of the proximal
+        optimality residual.
     step : list of float
         Step length accepted at that iteration.
     elapsed : list of float
@@ -157,15 +158,15 @@ class History:
     """
 
     objective: list[float] = field(default_factory=list)
-    grad_max_norm: list[float] = field(default_factory=list)
+    optimality: list[float] = field(default_factory=list)
     step: list[float] = field(default_factory=list)
     elapsed: list[float] = field(default_factory=list)
     _start: float = field(default_factory=time.perf_counter, repr=False)
 
-    def record(self, objective: float, grad_max_norm: float, step: float) -> None:
+    def record(self, objective: float, optimality: float, step: float) -> None:
         """Append one iteration."""
         self.objective.append(float(objective))
-        self.grad_max_norm.append(float(grad_max_norm))
+        self.optimality.append(float(optimality))
         self.step.append(float(step))
         self.elapsed.append(time.perf_counter() - self._start)
 
@@ -176,7 +177,7 @@ class History:
         """Plain-data copy (for JSON and persistence)."""
         return {
             "objective": list(self.objective),
-            "grad_max_norm": list(self.grad_max_norm),
+            "optimality": list(self.optimality),
             "step": list(self.step),
             "elapsed": list(self.elapsed),
         }
@@ -190,7 +191,7 @@ class SolverResult:
     ----------
     params : array of shape (n_params,), float64, in the backend's namespace
     converged : bool
-        Whether the stopping rule (``grad_max_norm <= tol``) was met.
+        Whether the stopping rule (``optimality <= tol``) was met.
     n_iter : int
         Iterations performed.
     history : History

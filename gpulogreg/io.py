@@ -4,10 +4,11 @@ Readers
 -------
 :func:`read_data` loads a whole file into a :class:`Table`: a C-contiguous
 float32/float64 feature matrix ``X`` (what :class:`gpulogreg.LogisticRegression`
-uses without copying), the target column, the feature names and an optional id
-column. :func:`iter_batches` yields the same :class:`Table` in row chunks of a
-bounded size, for out-of-core training; both share one column resolution and
-one conversion, so they accept and refuse exactly the same files.
+uses without copying), the target column, the feature names and optional id
+and sample-weight columns. :func:`iter_batches` yields the same :class:`Table`
+in row chunks of a bounded size, for out-of-core training; both share one
+column resolution and one conversion, so they accept and refuse exactly the
+same files.
 
 =========  ====================================  ========================================
 format     read with                             ``target`` / ``features``
@@ -126,12 +127,15 @@ class Table:
         Column names (``"x0", "x1", ...`` for files without names).
     ids : ndarray of shape (n_rows,) or None
         The ``id_column`` when one was asked for.
+    weights : ndarray of shape (n_rows,) or None
+        The ``weight_column`` (sample weights) when one was asked for.
     """
 
     X: np.ndarray
     y: np.ndarray | None = None
     feature_names: list[str] = field(default_factory=list)
     ids: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -201,17 +205,18 @@ def _resolve_columns(
     target: str | None,
     features: list[Any] | None,
     id_column: str | None,
+    weight_column: str | None,
 ) -> list[str]:
     """Feature column names, checking that every requested column exists."""
     available = set(names)
-    for role, col in (("target", target), ("id", id_column)):
+    for role, col in (("target", target), ("id", id_column), ("weight", weight_column)):
         if col is not None and col not in available:
             raise DataError(f"{path}: {role} column {col!r} not found (columns: {_show(names)})")
     if features is None:
-        excluded = {target, id_column}
+        excluded = {target, id_column, weight_column}
         feats = [n for n in names if n not in excluded]
         if not feats:
-            raise DataError(f"{path}: no feature columns left besides the target and id")
+            raise DataError(f"{path}: no feature columns left besides the target, id and weight")
         return feats
     feats = [str(f) for f in features]
     missing = [f for f in feats if f not in available]
@@ -329,6 +334,7 @@ def _arrow_table_to_table(
     features: list[str],
     target: str | None,
     id_column: str | None,
+    weight_column: str | None,
     dtype: np.dtype[Any] | None,
     row_offset: int = 0,
 ) -> Table:
@@ -338,14 +344,13 @@ def _arrow_table_to_table(
         if target is not None
         else None
     )
-    ids = (
-        _arrow_column_to_numpy(
-            table.column(id_column), path=path, name=id_column, row_offset=row_offset
-        )
-        if id_column is not None
+    ids, weights = (
+        _arrow_column_to_numpy(table.column(col), path=path, name=col, row_offset=row_offset)
+        if col is not None
         else None
+        for col in (id_column, weight_column)
     )
-    return Table(X=X, y=y, feature_names=list(features), ids=ids)
+    return Table(X=X, y=y, feature_names=list(features), ids=ids, weights=weights)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -402,14 +407,22 @@ def _read_csv(
     target: str | None,
     features: list[Any] | None,
     id_column: str | None,
+    weight_column: str | None,
     dtype: np.dtype[Any] | None,
 ) -> Table:
     _pyarrow("reading CSV")
     from pyarrow import csv
 
     names = _csv_header(path)
-    feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
-    needed = _needed(feats, target, id_column)
+    feats = _resolve_columns(
+        path,
+        names,
+        target=target,
+        features=features,
+        id_column=id_column,
+        weight_column=weight_column,
+    )
+    needed = _needed(feats, target, id_column, weight_column)
     parse, convert = _csv_options(path, feats, needed)
     try:
         table = csv.read_csv(path, parse_options=parse, convert_options=convert)
@@ -418,12 +431,20 @@ def _read_csv(
     if table.num_rows == 0:
         raise DataError(f"{path}: the file has a header but no rows")
     return _arrow_table_to_table(
-        table, path=path, features=feats, target=target, id_column=id_column, dtype=dtype
+        table,
+        path=path,
+        features=feats,
+        target=target,
+        id_column=id_column,
+        weight_column=weight_column,
+        dtype=dtype,
     )
 
 
-def _needed(features: list[str], target: str | None, id_column: str | None) -> list[str]:
-    return [c for c in (id_column, *features, target) if c is not None]
+def _needed(
+    features: list[str], target: str | None, id_column: str | None, weight_column: str | None
+) -> list[str]:
+    return [c for c in (id_column, weight_column, *features, target) if c is not None]
 
 
 # --------------------------------------------------------------------------- Parquet
@@ -443,19 +464,33 @@ def _read_parquet(
     target: str | None,
     features: list[Any] | None,
     id_column: str | None,
+    weight_column: str | None,
     dtype: np.dtype[Any] | None,
 ) -> Table:
     pf = _parquet_file(path)
     names = list(pf.schema_arrow.names)
-    feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
+    feats = _resolve_columns(
+        path,
+        names,
+        target=target,
+        features=features,
+        id_column=id_column,
+        weight_column=weight_column,
+    )
     try:
-        table = pf.read(columns=_needed(feats, target, id_column))
+        table = pf.read(columns=_needed(feats, target, id_column, weight_column))
     except Exception as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
     if table.num_rows == 0:
         raise DataError(f"{path}: the file has no rows")
     return _arrow_table_to_table(
-        table, path=path, features=feats, target=target, id_column=id_column, dtype=dtype
+        table,
+        path=path,
+        features=feats,
+        target=target,
+        id_column=id_column,
+        weight_column=weight_column,
+        dtype=dtype,
     )
 
 
@@ -514,6 +549,7 @@ def _read_npy(
     target: Any,
     features: list[Any] | None,
     id_column: Any,
+    weight_column: Any,
     dtype: np.dtype[Any] | None,
 ) -> Table:
     arr = _load_npy(path)
@@ -521,7 +557,6 @@ def _read_npy(
         raise DataError(f"{path}: expected a 2-D array, got shape {arr.shape}")
     n_cols = arr.shape[1]
     y = None
-    ids = None
     used: set[int] = set()
     if target is not None:
         if str(target).lower().endswith(".npy"):
@@ -534,14 +569,19 @@ def _read_npy(
             t = _column_index(path, target, n_cols, "target")
             y = np.asarray(arr[:, t])
             used.add(t)
+    ids, weights = None, None
     if id_column is not None:
         i = _column_index(path, id_column, n_cols, "id")
         ids = np.asarray(arr[:, i])
         used.add(i)
+    if weight_column is not None:
+        i = _column_index(path, weight_column, n_cols, "weight")
+        weights = np.asarray(arr[:, i])
+        used.add(i)
     if features is not None:
         cols = [_column_index(path, f, n_cols, "feature") for f in features]
         if used & set(cols):
-            raise DataError(f"{path}: a column is both a feature and the target/id")
+            raise DataError(f"{path}: a column is both a feature and the target/id/weight")
     else:
         cols = [j for j in range(n_cols) if j not in used]
     # All columns: the memory map itself (no copy unless the dtype must change).
@@ -550,7 +590,7 @@ def _read_npy(
         row = int(np.flatnonzero(~np.isfinite(y))[0])
         raise DataError(f"{path}: the target contains {y[row]} at row {row}")
     X = _numeric_matrix(path, X, dtype)
-    return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids)
+    return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids, weights=weights)
 
 
 def _read_npz(
@@ -559,6 +599,7 @@ def _read_npz(
     target: Any,
     features: list[Any] | None,
     id_column: Any,
+    weight_column: Any,
     dtype: np.dtype[Any] | None,
 ) -> Table:
     try:
@@ -570,17 +611,18 @@ def _read_npz(
     with npz:
         keys = list(npz.files)
         y_key = target if target is not None else None
-        x_candidates = [k for k in keys if k not in {y_key, id_column}]
+        x_candidates = [k for k in keys if k not in {y_key, id_column, weight_column}]
         x_key = "X" if "X" in keys else (x_candidates[0] if len(x_candidates) == 1 else None)
         if x_key is None:
             raise DataError(f"{path}: no array named 'X' (arrays: {_show(keys)})")
-        for role, key in (("target", y_key), ("id", id_column)):
+        for role, key in (("target", y_key), ("id", id_column), ("weight", weight_column)):
             if key is not None and key not in keys:
                 raise DataError(f"{path}: {role} array {key!r} not found (arrays: {_show(keys)})")
         try:
             X = npz[x_key]
             y = npz[y_key] if y_key is not None else None
             ids = npz[id_column] if id_column is not None else None
+            weights = npz[weight_column] if weight_column is not None else None
         except ValueError as exc:
             raise DataError(f"{path}: refused ({exc})") from None
     if X.ndim != 2:
@@ -590,13 +632,13 @@ def _read_npz(
         cols = [_column_index(path, f, X.shape[1], "feature") for f in features]
         X = X[:, cols]
     X = _numeric_matrix(path, X, dtype)
-    for name, arr in (("target", y), ("id", ids)):
+    for name, arr in (("target", y), ("id", ids), ("weight", weights)):
         if arr is not None and (arr.ndim != 1 or arr.shape[0] != X.shape[0]):
             raise DataError(f"{path}: {name} must have {X.shape[0]} entries, got {arr.shape}")
     if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
         row = int(np.flatnonzero(~np.isfinite(y))[0])
         raise DataError(f"{path}: the target contains {y[row]} at row {row}")
-    return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids)
+    return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids, weights=weights)
 
 
 # --------------------------------------------------------------------------- svmlight
@@ -757,6 +799,7 @@ def read_data(
     target: Any = None,
     features: str | Sequence[Any] | None = None,
     id_column: Any = None,
+    weight_column: Any = None,
     dtype: Any = None,
     format: str | None = None,
     n_features: int | None = None,
@@ -774,9 +817,12 @@ def read_data(
         file of labels; ``.npz``: array name, default ``"y"`` when present).
         Ignored for svmlight, whose first field is the label.
     features : "a,b,c" or sequence, optional
-        Feature columns in this order; default: every column except target and id.
+        Feature columns in this order; default: every column except target, id
+        and weight.
     id_column : str or int, optional
         A column carried through to the predictions.
+    weight_column : str or int, optional
+        The column of sample weights (``Table.weights``).
     dtype : {None, "float32", "float64"}
         dtype of ``X``; None keeps float32 data as float32 and uses float64 otherwise.
     n_features : int, optional
@@ -793,16 +839,19 @@ def read_data(
     feats = _parse_features(features)
     if fmt == "npz" and target is None:
         target = _npz_default_target(path)
-    if fmt == "csv":
-        return _read_csv(path, target=target, features=feats, id_column=id_column, dtype=dt)
-    if fmt == "parquet":
-        return _read_parquet(path, target=target, features=feats, id_column=id_column, dtype=dt)
-    if fmt == "npy":
-        return _read_npy(path, target=target, features=feats, id_column=id_column, dtype=dt)
-    if fmt == "npz":
-        return _read_npz(path, target=target, features=feats, id_column=id_column, dtype=dt)
-    if id_column is not None:
-        raise DataError(f"{path}: svmlight files have no id column")
+    readers = {"csv": _read_csv, "parquet": _read_parquet, "npy": _read_npy, "npz": _read_npz}
+    if fmt in readers:
+        return readers[fmt](
+            path,
+            target=target,
+            features=feats,
+            id_column=id_column,
+            weight_column=weight_column,
+            dtype=dt,
+        )
+    for role, col in (("id", id_column), ("weight", weight_column)):
+        if col is not None:
+            raise DataError(f"{path}: svmlight files have no {role} column")
     table = read_svmlight(path, n_features=n_features, dtype=dt)
     if feats is not None:
         cols = [_column_index(path, f, table.X.shape[1], "feature") for f in feats]
@@ -826,6 +875,7 @@ def iter_batches(
     target: Any = None,
     features: str | Sequence[Any] | None = None,
     id_column: Any = None,
+    weight_column: Any = None,
     dtype: Any = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     format: str | None = None,
@@ -851,12 +901,19 @@ def iter_batches(
             target=target,
             features=feats,
             id_column=id_column,
+            weight_column=weight_column,
             dtype=dt,
             chunk_rows=chunk_rows,
         )
         return
     table = read_data(
-        path, target=target, features=feats, id_column=id_column, dtype=dt, format=fmt
+        path,
+        target=target,
+        features=feats,
+        id_column=id_column,
+        weight_column=weight_column,
+        dtype=dt,
+        format=fmt,
     )
     for start in range(0, table.n_rows, chunk_rows):
         stop = start + chunk_rows
@@ -865,6 +922,7 @@ def iter_batches(
             y=None if table.y is None else table.y[start:stop],
             feature_names=table.feature_names,
             ids=None if table.ids is None else table.ids[start:stop],
+            weights=None if table.weights is None else table.weights[start:stop],
         )
 
 
@@ -875,6 +933,7 @@ def _iter_arrow(
     target: str | None,
     features: list[Any] | None,
     id_column: str | None,
+    weight_column: str | None,
     dtype: np.dtype[Any] | None,
     chunk_rows: int,
 ) -> Iterator[Table]:
@@ -883,8 +942,15 @@ def _iter_arrow(
         from pyarrow import csv
 
         names = _csv_header(path)
-        feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
-        parse, convert = _csv_options(path, feats, _needed(feats, target, id_column))
+        feats = _resolve_columns(
+            path,
+            names,
+            target=target,
+            features=features,
+            id_column=id_column,
+            weight_column=weight_column,
+        )
+        parse, convert = _csv_options(path, feats, _needed(feats, target, id_column, weight_column))
         try:
             reader = csv.open_csv(path, parse_options=parse, convert_options=convert)
         except Exception as exc:
@@ -893,9 +959,17 @@ def _iter_arrow(
     else:
         pf = _parquet_file(path)
         names = list(pf.schema_arrow.names)
-        feats = _resolve_columns(path, names, target=target, features=features, id_column=id_column)
+        feats = _resolve_columns(
+            path,
+            names,
+            target=target,
+            features=features,
+            id_column=id_column,
+            weight_column=weight_column,
+        )
+        needed = _needed(feats, target, id_column, weight_column)
         batches = _guard_arrow(
-            pf.iter_batches(batch_size=chunk_rows, columns=_needed(feats, target, id_column)),
+            pf.iter_batches(batch_size=chunk_rows, columns=needed),
             path,
             names,
         )
@@ -907,6 +981,7 @@ def _iter_arrow(
             features=feats,
             target=target,
             id_column=id_column,
+            weight_column=weight_column,
             dtype=dtype,
             row_offset=offset,
         )

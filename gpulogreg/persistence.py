@@ -99,6 +99,11 @@ def _encode(value: Any, where: str) -> Any:
     raise TypeError(f"{where}: cannot store a {type(value).__name__} without pickle")
 
 
+#: History fields under their names in older model files -> their names now
+#: (``grad_max_norm`` held the optimality, which is not a gradient norm with L1).
+_OLD_HISTORY_KEYS = {"grad_max_norm": "optimality"}
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(v) for v in value]
@@ -117,6 +122,7 @@ def _decode(value: Any) -> Any:
         history = _history_class(value["__class__"])()
         fields = {f.name for f in dataclasses.fields(history) if not f.name.startswith("_")}
         for key, series in value["__history__"].items():
+            key = _OLD_HISTORY_KEYS.get(key, key)
             if key not in fields or not isinstance(getattr(history, key), list):
                 raise ModelFormatError(f"unknown history field {key!r} in the metadata")
             getattr(history, key).extend(float(v) for v in _decode(series))

@@ -142,7 +142,7 @@ def test_fitted_attributes_and_history() -> None:
     assert model.n_iter_.shape == (1,)
     history = model.history_
     assert len(history) == model.n_iter_[0] > 0
-    assert history.grad_max_norm[-1] <= 1e-7
+    assert history.optimality[-1] <= 1e-7
     assert all(np.diff(history.elapsed) >= 0)
     assert model.objective_ == pytest.approx(history.objective[-1])
     assert model.backend_ == "numba"

@@ -259,6 +259,24 @@ def test_iter_batches_equals_read_data(tmp_path, frame, ext):
     np.testing.assert_array_equal(np.concatenate([c.ids for c in chunks]), whole.ids)
 
 
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ".npy"])
+def test_id_and_weight_columns_are_separate_roles(tmp_path, frame, ext):
+    if ext == ".npy":
+        columns = np.column_stack([frame["row_id"], frame["a"], frame["b"], frame["c"]])
+        np.save(tmp_path / "d.npy", columns)
+        path, target, row_id, weight = str(tmp_path / "d.npy"), None, "0", "2"
+    else:
+        path, target, row_id, weight = _write(tmp_path / f"d{ext}", frame), "label", "row_id", "b"
+    roles = {"target": target, "id_column": row_id, "weight_column": weight}
+    whole = read_data(path, **roles)
+    assert len(whole.feature_names) == 2  # "a" and "c": the id and the weight are no features
+    np.testing.assert_array_equal(whole.ids, frame["row_id"])
+    np.testing.assert_array_equal(whole.weights, frame["b"])
+    chunks = list(iter_batches(path, **roles, chunk_rows=64))
+    np.testing.assert_array_equal(np.concatenate([c.weights for c in chunks]), whole.weights)
+    np.testing.assert_array_equal(np.concatenate([c.ids for c in chunks]), whole.ids)
+
+
 def test_iter_batches_reports_rows_of_the_whole_file(tmp_path, frame):
     a = frame["a"].copy()
     a[250] = np.nan

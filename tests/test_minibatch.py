@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from gpulogreg import Dataset, LogisticRegression
+from gpulogreg._layout import ParamLayout
 from gpulogreg.backends import make_backend
 from gpulogreg.checkpoint import CheckpointError, load_checkpoint
-from gpulogreg.loss import LogisticObjective
-from gpulogreg._layout import ParamLayout
 from gpulogreg.data import batches
-from gpulogreg.loss import Penalty
+from gpulogreg.loss import LogisticObjective, Penalty
 from gpulogreg.solvers.stochastic import schedules
 from gpulogreg.solvers.stochastic.config import MinibatchConfig
 from tests._helpers import make_classification

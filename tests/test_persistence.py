@@ -182,6 +182,19 @@ def test_newer_format_version_is_refused(tmp_path, binary_model):
         gpulogreg.load(tmp_path / "new.glr")
 
 
+def test_history_of_an_older_file_loads_its_optimality(tmp_path, binary_model):
+    # Files written before the rename store the optimality under "grad_max_norm".
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+
+    def rename(meta):  # type: ignore[no-untyped-def]
+        series = meta["state"]["history_"]["__history__"]
+        series["grad_max_norm"] = series.pop("optimality")
+
+    _rewrite_metadata(tmp_path / "m.glr", tmp_path / "old.glr", rename)
+    assert gpulogreg.load(tmp_path / "old.glr").history_.optimality == model.history_.optimality
+
+
 def test_unknown_parameter_and_extra_member_are_refused(tmp_path, binary_model):
     model, _ = binary_model
     model.save(tmp_path / "m.glr")

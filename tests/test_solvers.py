@@ -278,12 +278,12 @@ def test_history_is_recorded(solver: str) -> None:
     history = result.history
     assert result.converged
     assert len(history) == result.n_iter > 0
-    assert len(history.grad_max_norm) == len(history.step) == len(history.elapsed) == result.n_iter
-    assert history.grad_max_norm[-1] <= 1e-6 < history.grad_max_norm[0]
+    assert len(history.optimality) == len(history.step) == len(history.elapsed) == result.n_iter
+    assert history.optimality[-1] <= 1e-6 < history.optimality[0]
     assert all(s > 0 for s in history.step)
     assert np.all(np.diff(history.elapsed) >= 0)
     _, grad = objective.value_grad(result.params)
-    assert history.grad_max_norm[-1] == pytest.approx(objective.optimality(result.params, grad))
+    assert history.optimality[-1] == pytest.approx(objective.optimality(result.params, grad))
     assert history.objective[-1] == pytest.approx(objective.value(result.params), rel=1e-12)
     assert not params0.any()  # the starting point is not modified
 

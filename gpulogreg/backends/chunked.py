@@ -15,8 +15,6 @@ in the dataset's fixed order, so a pass is reproducible bit for bit.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
@@ -25,6 +23,7 @@ import numpy as np
 
 from gpulogreg._array import array_module_name
 from gpulogreg._layout import ParamLayout
+from gpulogreg._progress import ProgressLine
 from gpulogreg._typing import Array, Backend
 from gpulogreg.backends.staging import PinnedStager
 from gpulogreg.backends.sum_of_parts import SumOfParts
@@ -158,11 +157,16 @@ class ChunkedBackend(SumOfParts):
 
     def chunk_backends(self) -> Iterator[Backend]:
         """One inner backend per chunk, in the dataset's order (one full pass)."""
-        progress = _ChunkProgress(self.chunks.info.n_chunks) if self.verbose else None
+        n_chunks = self.chunks.info.n_chunks
+        progress = (
+            ProgressLine(interval=PROGRESS_INTERVAL, delay=PROGRESS_INTERVAL)
+            if self.verbose
+            else None
+        )
         if self._cache is not None:
             for i, b in enumerate(self._cache):
                 if progress is not None:
-                    progress.update(i + 1)
+                    _show_chunk(progress, i + 1, n_chunks)
                 yield b
         else:
             pipeline = SlotPipeline(
@@ -177,12 +181,12 @@ class ChunkedBackend(SumOfParts):
                 if cache is not None:
                     cache.append(inner)
                 if progress is not None:
-                    progress.update(i + 1)
+                    _show_chunk(progress, i + 1, n_chunks)
                 yield inner
             if cache is not None:
                 self._cache = cache
         if progress is not None:
-            progress.close()
+            progress.close(erase=True)
         self.n_passes += 1
 
     def map_parts(self, method: str, *vectors: Array) -> Iterable[Any]:
@@ -190,30 +194,7 @@ class ChunkedBackend(SumOfParts):
             yield getattr(inner, method)(*vectors)
 
 
-class _ChunkProgress:
-    """``chunk i/N`` on one self-overwriting stderr line, on a terminal only."""
-
-    def __init__(self, n_chunks: int) -> None:
-        self.n = n_chunks
-        self.stream = sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = time.perf_counter()
-        self._drawn = False
-
-    def update(self, i: int) -> None:
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if now - self._last < PROGRESS_INTERVAL:
-            return
-        self._last = now
-        width = 20
-        filled = round(width * i / max(self.n, 1))
-        self.stream.write(f"\r  pass [{'#' * filled}{'-' * (width - filled)}] chunk {i}/{self.n}")
-        self.stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\r" + " " * 60 + "\r")
-            self.stream.flush()
+def _show_chunk(progress: ProgressLine, i: int, n_chunks: int) -> None:
+    """``chunk i/N`` of the current pass, on a terminal only."""
+    bar = progress.bar(i / max(n_chunks, 1))
+    progress.update(f"  pass {bar} chunk {i}/{n_chunks}", transient=True)

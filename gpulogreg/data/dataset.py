@@ -480,7 +480,9 @@ class Dataset:
         feats = io._parse_features(features)
         if feats is None:
             feats = [c for c in names if c not in (target, weight)]
-        feats = io._resolve_columns(path, names, target=target, features=feats, id_column=weight)
+        feats = io._resolve_columns(
+            path, names, target=target, features=feats, id_column=None, weight_column=weight
+        )
         if weight is not None and weight in feats:
             raise ValueError(f"{path}: column {weight!r} is both the weight and a feature")
         target_dt = None if dtype is None else _float_dtype(dtype)
@@ -492,14 +494,14 @@ class Dataset:
                 path,
                 target=target,
                 features=feats,
-                id_column=weight,
+                weight_column=weight,
                 dtype=target_dt,
                 chunk_rows=rows,
                 format=fmt,
             ):
                 sw = None
                 if weight is not None:
-                    sw = np.asarray(table.ids, dtype=np.float64)
+                    sw = np.asarray(table.weights, dtype=np.float64)
                 yield table.X, table.y, sw
 
         return cls(

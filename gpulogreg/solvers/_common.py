@@ -19,19 +19,12 @@ anyway), the iterate itself never leaves its array namespace.
 from __future__ import annotations
 
 import math
-import sys
-import time
-from typing import TextIO
 
+from gpulogreg._progress import ProgressLine
 from gpulogreg._typing import Array, Callback, History, Objective, SolverResult
 
-__all__ = ["Monitor", "Progress", "RoundingGuard", "gradient_noise", "require_smooth"]
+__all__ = ["Monitor", "RoundingGuard", "gradient_noise", "require_smooth"]
 
-#: Minimum seconds between two redraws of the progress line (a redraw costs a
-#: write to the terminal; solvers may run thousands of cheap iterations).
-PROGRESS_INTERVAL = 0.1
-#: Width in characters of the progress bar.
-PROGRESS_WIDTH = 20
 #: An accepted step that *raises* the objective by more than this fraction of
 #: its value shows that the values are dominated by the data's rounding (a
 #: float64 sum of an objective of order one is exact to ~1e-15; float32 data
@@ -134,77 +127,17 @@ def gradient_noise(objective: Objective, x: Array) -> float:
     return float(xp.abs(residual).max())
 
 
-class Progress:
-    """One self-overwriting status line on a stream (stderr by default).
+def _log_fraction(start: float, optimality: float, tol: float) -> float:
+    """How far ``optimality`` went from ``start`` down to ``tol``, on a log scale, in [0, 1].
 
-    The bar fills on a log scale, from the optimality at the starting point
-    down to ``tol``: Newton's quadratic convergence and first-order methods'
-    linear convergence both look like steady progress on it. On a stream that
-    is not a terminal the line is printed as ordinary lines, at most once a
-    second, so logs stay readable.
+    On a log scale Newton's quadratic convergence and first-order methods'
+    linear convergence both look like steady progress.
     """
-
-    def __init__(self, name: str, tol: float, max_iter: int, stream: TextIO | None = None) -> None:
-        self.name = name
-        self.tol = tol
-        self.max_iter = max_iter
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._interval = PROGRESS_INTERVAL if self.tty else 1.0
-        self._last = -math.inf
-        self._first_opt: float | None = None
-        self._width = 0
-
-    def start(self, optimality: float) -> None:
-        """Set the optimality at the starting point (the empty end of the bar)."""
-        self._first_opt = optimality
-
-    def _fraction(self, optimality: float) -> float:
-        if self._first_opt is None:
-            self._first_opt = optimality
-        start, tol = self._first_opt, self.tol
-        if optimality <= tol:
-            return 1.0
-        if not (start > tol > 0) or not math.isfinite(optimality):
-            return 0.0
-        return min(max(math.log(start / optimality) / math.log(start / tol), 0.0), 1.0)
-
-    def update(
-        self,
-        n_iter: int,
-        objective: float,
-        optimality: float,
-        elapsed: float,
-        *,
-        force: bool = False,
-    ) -> None:
-        """Redraw the line (rate-limited unless ``force``)."""
-        fraction = self._fraction(optimality)
-        now = time.perf_counter()
-        if not force and now - self._last < self._interval:
-            return
-        self._last = now
-        filled = round(fraction * PROGRESS_WIDTH)
-        bar = "#" * filled + "-" * (PROGRESS_WIDTH - filled)
-        line = (
-            f"{self.name} [{bar}] iter {n_iter:>{len(str(self.max_iter))}d}/{self.max_iter}"
-            f"  objective {objective:.10g}  optimality {optimality:.3e} (tol {self.tol:.1e})"
-            f"  {elapsed:.2f}s"
-        )
-        if self.tty:
-            pad = " " * max(self._width - len(line), 0)
-            self.stream.write("\r" + line + pad)
-            self._width = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self, message: str) -> None:
-        """End the line and print why the solver stopped."""
-        if self.tty and self._width:
-            self.stream.write("\n")
-        self.stream.write(f"{self.name}: {message}\n")
-        self.stream.flush()
+    if optimality <= tol:
+        return 1.0
+    if not (start > tol > 0) or not math.isfinite(optimality):
+        return 0.0
+    return min(max(math.log(start / optimality) / math.log(start / tol), 0.0), 1.0)
 
 
 class Monitor:
@@ -252,7 +185,8 @@ class Monitor:
         self.n_iter = 0
         self.last_optimality = math.inf
         self.last_objective = math.nan
-        self.progress = Progress(name, self.tol, self.max_iter) if verbose else None
+        self.progress = ProgressLine() if verbose else None
+        self._first_optimality = math.nan  # the empty end of the bar; NaN: an empty bar
 
     def converged_at_start(
         self, params: Array, objective: float, optimality: float
@@ -260,8 +194,7 @@ class Monitor:
         """Result for a starting point that already meets the rule (e.g. a warm start), or None."""
         self.last_optimality = optimality
         self.last_objective = objective
-        if self.progress is not None:
-            self.progress.start(optimality)
+        self._first_optimality = optimality
         if optimality <= self.tol:
             return self.stop(
                 params,
@@ -282,7 +215,7 @@ class Monitor:
         self.history.record(objective, optimality, step)
         elapsed = self.history.elapsed[-1]
         if self.progress is not None:
-            self.progress.update(self.n_iter, objective, optimality, elapsed)
+            self.progress.update(self._progress_text(objective, optimality, elapsed))
         stop_requested = False
         if self.callback is not None:
             stop_requested = bool(self.callback(self.n_iter, params, objective))
@@ -307,14 +240,13 @@ class Monitor:
         message = f"{message} after {self.n_iter} iteration{'s' if self.n_iter != 1 else ''}"
         if self.progress is not None:
             if self.history.objective:
-                self.progress.update(
-                    self.n_iter,
+                text = self._progress_text(
                     self.history.objective[-1],
-                    self.history.grad_max_norm[-1],
+                    self.history.optimality[-1],
                     self.history.elapsed[-1],
-                    force=True,
                 )
-            self.progress.close(message)
+                self.progress.update(text, force=True)
+            self.progress.close(f"{self.name}: {message}")
         return SolverResult(
             params=params,
             converged=converged,
@@ -322,6 +254,16 @@ class Monitor:
             history=self.history,
             message=message,
             objective=self.last_objective,
+        )
+
+    def _progress_text(self, objective: float, optimality: float, elapsed: float) -> str:
+        """The progress line; its bar fills from the starting optimality down to ``tol``."""
+        fraction = _log_fraction(self._first_optimality, optimality, self.tol)
+        return (
+            f"{self.name} {ProgressLine.bar(fraction)}"
+            f" iter {self.n_iter:>{len(str(self.max_iter))}d}/{self.max_iter}"
+            f"  objective {objective:.10g}  optimality {optimality:.3e} (tol {self.tol:.1e})"
+            f"  {elapsed:.2f}s"
         )
 
     def _rule(self, optimality: float) -> str:

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg._array import array_namespace, host_float64
+from gpulogreg._progress import ProgressLine
 from gpulogreg._typing import Array, Callback, History, SolverResult
 from gpulogreg._typing import BatchBackend as BatchBackendProtocol
 from gpulogreg.data.batches import Batch, BatchSource
@@ -65,9 +66,6 @@ from gpulogreg.solvers.stochastic.optimizers import make_optimizer
 from gpulogreg.solvers.stochastic.schedules import learning_rate
 
 __all__ = ["MinibatchHistory", "MinibatchProblem", "MinibatchTrainer", "solve_minibatch"]
-
-#: Seconds between two redraws of the progress line on a terminal.
-PROGRESS_INTERVAL = 0.1
 
 #: Builds the fit's backend on the rows of a batch: ``(X, y, sample_weight) -> Backend``.
 BackendFactory = Callable[[Array, Array, Array], BatchBackendProtocol]
@@ -125,7 +123,7 @@ class MinibatchHistory(History):
     """Per-epoch record: :class:`History` plus the validation log loss.
 
     ``objective`` is the epoch's *estimate* (mean of the batch objectives seen
-    during the epoch); the optimality the max-norm of the mean batch gradient;
+    during the epoch); ``optimality`` the max-norm of the mean batch gradient;
     ``step`` the learning rate at the end of the epoch;
     ``validation_loss`` NaN when there is no validation set.
     """
@@ -133,9 +131,9 @@ class MinibatchHistory(History):
     validation_loss: list[float] = field(default_factory=list)
 
     def record_epoch(
-        self, objective: float, grad_max_norm: float, step: float, validation_loss: float
+        self, objective: float, optimality: float, step: float, validation_loss: float
     ) -> None:
-        self.record(objective, grad_max_norm, step)
+        self.record(objective, optimality, step)
         self.validation_loss.append(float(validation_loss))
 
     def as_dict(self) -> dict[str, list[float]]:
@@ -147,7 +145,9 @@ class MinibatchHistory(History):
     def from_dict(cls, data: dict[str, list[float]]) -> MinibatchHistory:
         h = cls()
         h.objective = [float(v) for v in data.get("objective", [])]
-        h.grad_max_norm = [float(v) for v in data.get("grad_max_norm", [])]
+        # Checkpoints written before the field was renamed call it "grad_max_norm".
+        optimality = data.get("optimality", data.get("grad_max_norm", []))
+        h.optimality = [float(v) for v in optimality]
         h.step = [float(v) for v in data.get("step", [])]
         h.elapsed = [float(v) for v in data.get("elapsed", [])]
         h.validation_loss = [float(v) for v in data.get("validation_loss", [])]
@@ -198,7 +198,7 @@ class MinibatchTrainer:
         self,
         source: BatchSource,
         backend: BoundBackend,
-        progress: _EpochProgress | None = None,
+        progress: ProgressLine | None = None,
     ) -> float:
         """One pass over the training batches; returns the objective estimate."""
         config = self.config
@@ -220,7 +220,7 @@ class MinibatchTrainer:
         backend: BoundBackend,
         n_batches: int,
         grad_sum: Array,
-        progress: _EpochProgress | None,
+        progress: ProgressLine | None,
     ) -> tuple[float, float, float]:
         """The updates of one epoch; returns (weighted objective sum, weight sum, last lr)."""
         config = self.config
@@ -245,7 +245,13 @@ class MinibatchTrainer:
             total_weight += weight
             grad_sum += weight * grad
             if progress is not None:
-                progress.batch(k + 1, n_batches, total_obj / total_weight)
+                progress.update(
+                    f"minibatch epoch {self.epoch + 1}/{config.max_iter} "
+                    f"{progress.bar((k + 1) / n_batches)} batch {k + 1}/{n_batches}"
+                    f"  objective~{total_obj / total_weight:.6g}",
+                    force=k + 1 == n_batches,
+                    transient=True,
+                )
         return total_obj, total_weight, lr
 
     def run_epoch_recorded(self, source: BatchSource, backend: BoundBackend) -> None:
@@ -266,7 +272,7 @@ class MinibatchTrainer:
     ) -> SolverResult:
         """Epochs until a stopping rule (see the module docstring); ``save`` checkpoints."""
         config = self.config
-        progress = _EpochProgress(config.max_iter) if verbose else None
+        progress = ProgressLine() if verbose else None
         validation = source.validation() if config.early_stopping else None
         val_backend = None if validation is None else BoundBackend(backend.make).bind(validation)
         while not self.finished:
@@ -277,7 +283,12 @@ class MinibatchTrainer:
             val = math.nan if val_backend is None else float(val_backend.loss(self.params))
             self.history.record_epoch(estimate, self._last_grad_norm, self._last_lr, val)
             if progress is not None:
-                progress.epoch(self.epoch, estimate, val, self._last_lr, self.history.elapsed[-1])
+                val_text = "" if math.isnan(val) else f"  val_loss {val:.6g}"
+                progress.update(
+                    f"minibatch epoch {self.epoch}/{config.max_iter}  objective~{estimate:.8g}"
+                    f"{val_text}  lr {self._last_lr:.3g}  {self.history.elapsed[-1]:.2f}s",
+                    force=True,
+                )
             self._check_stop(val if config.early_stopping else estimate)
             stop_requested = (
                 bool(callback(self.epoch, self.params, estimate)) if callback else False
@@ -287,7 +298,7 @@ class MinibatchTrainer:
             if save is not None and (self.finished or self.epoch % config.checkpoint_every == 0):
                 save(self)
         if progress is not None:
-            progress.close(self.message)
+            progress.close(f"minibatch: {self.message}")
         return self.result()
 
     def _check_stop(self, monitored: float) -> None:
@@ -455,60 +466,3 @@ def solve_minibatch(
         return trainer.result()
     backend = BoundBackend(problem.make_backend)
     return trainer.fit(problem.source, backend, verbose=verbose, callback=callback, save=save)
-
-
-# --------------------------------------------------------------------------- progress
-class _EpochProgress:
-    """Progress of a mini-batch fit on stderr.
-
-    On a terminal one self-overwriting line shows the epoch, the batch within
-    it and the running objective estimate; elsewhere one line per epoch.
-    """
-
-    def __init__(self, max_epochs: int, stream: Any = None) -> None:
-        self.max_epochs = max_epochs
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = -math.inf
-        self._epoch = 0
-        self._width = 0
-
-    def _draw(self, line: str, newline: bool = False) -> None:
-        if self.tty:
-            pad = " " * max(self._width - len(line), 0)
-            self.stream.write("\r" + line + pad + ("\n" if newline else ""))
-            self._width = 0 if newline else len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def batch(self, k: int, n: int, objective: float) -> None:
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if now - self._last < PROGRESS_INTERVAL and k != n:
-            return
-        self._last = now
-        width = 20
-        filled = round(width * k / n)
-        self._draw(
-            f"minibatch epoch {self._epoch + 1}/{self.max_epochs} "
-            f"[{'#' * filled}{'-' * (width - filled)}] batch {k}/{n}  objective~{objective:.6g}"
-        )
-
-    def epoch(self, epoch: int, objective: float, val: float, lr: float, elapsed: float) -> None:
-        self._epoch = epoch
-        val_text = "" if math.isnan(val) else f"  val_loss {val:.6g}"
-        line = (
-            f"minibatch epoch {epoch}/{self.max_epochs}  objective~{objective:.8g}{val_text}"
-            f"  lr {lr:.3g}  {elapsed:.2f}s"
-        )
-        self._draw(line, newline=not self.tty)
-        if self.tty:
-            self._width = len(line)
-
-    def close(self, message: str) -> None:
-        if self.tty and self._width:
-            self.stream.write("\n")
-        self.stream.write(f"minibatch: {message}\n")
-        self.stream.flush()

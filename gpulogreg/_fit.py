@@ -187,13 +187,15 @@ class ArraySource:
         )
         self.fit_intercept = spec.fit_intercept
         self.n_passes: int | None = None
+        #: Name of the backend that ran (the Dask backend says where its blocks ran).
+        self.ran = self.backend_name
 
     def target(self, positive: int | None) -> Array:
         """Class indices of a task: all classes, or 0/1 for one class."""
         return self.y if positive is None else (self.y == positive).astype("int32")
 
     def backend(self, positive: int | None, n_classes: int) -> Backend:
-        return backends.make_backend(
+        backend = backends.make_backend(
             self.X,
             self.target(positive),
             self.sample_weight,
@@ -202,6 +204,8 @@ class ArraySource:
             backend=self.backend_name,
             device=self.device,
         )
+        self.ran = backend.name
+        return backend
 
     def batches(
         self, positive: int | None, config: MinibatchConfig, seed: int
@@ -250,7 +254,7 @@ class DatasetSource:
         self.spec = spec
         self.fit_intercept = spec.fit_intercept
         self.n_passes: int | None = 0
-        self.backend_name = ""
+        self.ran = ""
         self.device = "cpu"
 
     def backend(self, positive: int | None, n_classes: int) -> ChunkedBackend:
@@ -263,7 +267,7 @@ class DatasetSource:
             device=self.spec.device,
             verbose=self.spec.verbose,
         )
-        self.backend_name, self.device = chunked.name, chunked.device
+        self.ran, self.device = chunked.name, chunked.device
         return chunked
 
     def batches(
@@ -365,7 +369,7 @@ def run_fit(
         feature_names=source.feature_names,
         layout=layout,
         results=results,
-        backend=source.backend_name,
+        backend=source.ran,
         device=source.device,
         solver=spec.solver,
         n_passes=source.n_passes,
@@ -564,7 +568,7 @@ def run_partial_fit(
         feature_names=source.feature_names,
         layout=layout,
         results=results,
-        backend=source.backend_name,
+        backend=source.ran,
         device=source.device,
         solver="minibatch",
     )

@@ -37,6 +37,20 @@ __all__ = ["ChunkedBackend"]
 PROGRESS_INTERVAL = 0.2
 
 
+def device_namespace(device: str) -> ModuleType:
+    """The array module of the parameters and staged chunks on ``device`` (CuPy on a GPU)."""
+    if device != "gpu":
+        return np
+    import cupy
+
+    return cupy
+
+
+def make_device_stager(xp: ModuleType, max_rows: int, n_features: int, dtype: Any) -> Stager:
+    """The stager that copies host chunks to the GPU (pinned buffers, a copy stream)."""
+    return PinnedStager(xp, max_rows, n_features, dtype)
+
+
 class ChunkedBackend(SumOfParts):
     """The backend protocol over a :class:`Dataset`, accumulated chunk by chunk.
 
@@ -116,11 +130,7 @@ class ChunkedBackend(SumOfParts):
         self._chunks_on_device = array_module_name(first.X) == "cupy"
         del first
         self.name = f"chunked({self.inner_name})"
-        self.xp: ModuleType = np
-        if self.device == "gpu":
-            import cupy
-
-            self.xp = cupy
+        self.xp: ModuleType = device_namespace(self.device)
         self.prefetch = bool(prefetch)
         self.verbose = bool(verbose)
         self.n_passes = 0
@@ -136,7 +146,7 @@ class ChunkedBackend(SumOfParts):
         if self.device != "gpu" or self._chunks_on_device:
             return HostStager()
         if self._stager is None:
-            self._stager = PinnedStager(
+            self._stager = make_device_stager(
                 self.xp, max(self.chunks.info.chunk_rows), self.n_features, self.dtype
             )
         return self._stager

@@ -66,7 +66,7 @@ def well_problem():  # type: ignore[no-untyped-def]
 def test_read_floor(benchmark, well_problem):  # type: ignore[no-untyped-def]
     """One parallel read of X: the floor of a memory-bound evaluation."""
     pytest.importorskip("gpulogreg.backends._numba_kernels")
-    from gpulogreg.backends._numba_kernels import read_once
+    from gpulogreg._numba_read import read_once
 
     X, _ = well_problem
     read_once(X)

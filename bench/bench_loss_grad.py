@@ -20,7 +20,7 @@ import os
 import numpy as np
 import pytest
 
-from gpulogreg.backends import _numba_kernels as nk
+from gpulogreg._numba_read import read_once
 from gpulogreg.backends.numba_backend import NumbaBackend
 from gpulogreg.backends.numpy_backend import NumpyBackend
 
@@ -51,7 +51,7 @@ def _pedantic(benchmark, fn, rounds=30):
 def test_read_once(benchmark, data):
     X = data[0]
     benchmark.extra_info["GB"] = X.nbytes / 1e9
-    _pedantic(benchmark, lambda: nk.read_once(X))
+    _pedantic(benchmark, lambda: read_once(X))
 
 
 @pytest.mark.benchmark(group=f"loss_grad {ROWS}x{FEATURES} {DTYPE}")

@@ -1,7 +1,7 @@
 """One loss-and-gradient evaluation against the memory-read floor, in one run.
 
 Prints a table for one size and dtype: the parallel Numba read of ``X``
-(:func:`gpulogreg.backends._numba_kernels.read_once`, the floor), the fused
+(:func:`gpulogreg._numba_read.read_once`, the floor), the fused
 Numba ``loss_grad`` and the NumPy baseline, as medians (and minima) over many
 repeats. The Numba rows are taken round-robin, so that noise from other
 processes hits them alike; the baseline is timed after them (see
@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
+from gpulogreg._numba_read import read_once
 from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends import numba_backend
 from gpulogreg.backends.numba_backend import NumbaBackend
@@ -80,7 +81,7 @@ def loss_grad_table(
     """
     numba_b = NumbaBackend(X, y, s)
     fns: dict[str, Callable[[], object]] = {
-        "read_once (floor)": lambda: nk.read_once(X),
+        "read_once (floor)": lambda: read_once(X),
         "numba loss_grad": lambda: numba_b.loss_grad(params),
         "numba loss": lambda: numba_b.loss(params),
     }

@@ -3,7 +3,7 @@
 What it measures, all in one process and one run (bandwidth varies between
 runs on the same machine, so only figures from the same run are compared):
 
-1. **Read floor**: one read of ``X`` (:func:`gpulogreg.backends._numba_kernels.read_once`,
+1. **Read floor**: one read of ``X`` (:func:`gpulogreg._numba_read.read_once`,
    a parallel Numba sum) on the CPU, a device-side sum on the GPU. A
    loss-and-gradient evaluation is memory-bound: it cannot beat this.
 2. **Loss and gradient** per backend (``numpy`` baseline, ``numba``, ``cupy``
@@ -353,9 +353,9 @@ def _system_record(cfg: BenchConfig, X: np.ndarray) -> dict[str, Any]:
 def _cpu_read_floor(X: np.ndarray) -> tuple[Callable[[], Any] | None, str]:
     """The CPU read floor as a callable (``None`` when the Numba kernels are missing)."""
     try:
-        from gpulogreg.backends._numba_kernels import read_once
+        from gpulogreg._numba_read import read_once
     except ImportError:
-        return None, "unavailable (gpulogreg.backends._numba_kernels.read_once missing)"
+        return None, "unavailable (gpulogreg._numba_read.read_once missing)"
     return (lambda: read_once(X)), "parallel Numba sum over X"
 
 

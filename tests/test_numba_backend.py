@@ -9,6 +9,7 @@ import numba
 import numpy as np
 import pytest
 
+from gpulogreg._numba_read import read_once
 from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends.numba_backend import NumbaBackend
 from gpulogreg.backends.numpy_backend import NumpyBackend
@@ -198,7 +199,7 @@ def test_bitwise_identical_across_thread_counts(dtype, n_classes):
             fast.gram_matvec(v[:n_cols]),
             fast.hessian(params),
             fast.decision(params, fast.X),
-            np.array([nk.read_once(fast.X)]),
+            np.array([read_once(fast.X)]),
         ]
 
     previous = numba.get_num_threads()
@@ -240,7 +241,7 @@ def test_rejects_what_it_would_have_to_copy():
 
 def test_read_once_is_the_sum():
     X = np.random.default_rng(4).standard_normal((nk.CHUNK_ROWS + 3, 5)).astype(np.float32)
-    assert nk.read_once(X) == pytest.approx(float(X.astype(np.float64).sum()), rel=1e-12)
+    assert read_once(X) == pytest.approx(float(X.astype(np.float64).sum()), rel=1e-12)
 
 
 @numba.njit

@@ -89,8 +89,20 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange
-from numba.core import cgutils, types
+from numba.core import types
 from numba.extending import intrinsic
+
+from gpulogreg._numba_read import (
+    _INLINE,
+    _PARALLEL,
+    _SERIAL,
+    BLOCK_ROWS,
+    CHUNK_ROWS,
+    PREFETCH_ROWS,
+    _n_chunks_jit,
+    _prefetch_rows,
+    _sum_rows,
+)
 
 __all__ = [
     "BLOCK_ROWS",
@@ -108,31 +120,8 @@ __all__ = [
     "multinomial_hvp",
     "multinomial_loss",
     "multinomial_loss_grad",
-    "read_once",
 ]
 
-#: Fast-math flags of every kernel: reassociation (vectorised reductions) and
-#: FMA contraction only. NaN and infinity keep their IEEE semantics.
-FASTMATH = {"reassoc", "contract"}
-
-#: Rows per reduction chunk. A constant (never derived from the thread count),
-#: so that partial sums, and hence results, do not depend on the threads.
-#: 4096 rows keep the per-chunk partial arrays small (n_chunks x (n + 2)) while
-#: giving hundreds of chunks to balance over the threads at a million rows.
-CHUNK_ROWS = 4096
-
-#: Rows per block inside a chunk: the block (BLOCK_ROWS x n values) stays in
-#: L1 between the dot-product pass and the gradient pass over it. 32 rows of
-#: 100 float32 features are 12.8 kB of a 48 kB L1.
-BLOCK_ROWS = 32
-
-#: Software prefetch distance in rows. The prefetches are spread over the
-#: computation instead of issued in one burst per block: each 4-row tile of a
-#: pass over the block prefetches a few rows this far ahead, so that a steady
-#: stream of misses is in flight while the block is computed (measured on the
-#: 2-core Xeon of this project, float32 1e6 x 100, one thread: the fused
-#: loss_grad went from 48.6 ms with one burst per block to 38.5 ms).
-PREFETCH_ROWS = BLOCK_ROWS
 #: Rows prefetched per 4-row tile when two passes (dot products, then gradient)
 #: share the prefetching of one block's worth of rows, and when one pass does:
 #: a pass has BLOCK_ROWS / 4 tiles, so these keep pace with the rows computed
@@ -149,21 +138,6 @@ _PF_ONE_PASS = 4
 #: slower than 2, and in the two passes of loss_grad 1 row instead of 2 was
 #: slower too (1.32 / 1.44x against 1.17 / 1.19x).
 _PF_LIGHT_PASS = 2
-
-#: Bytes per cache line (one prefetch instruction per line).
-CACHE_LINE = 64
-
-#: Options of the kernels. ``error_model="numpy"``: IEEE semantics for division
-#: (no zero-division check, whose branch would stop the block loops from
-#: vectorising; no divisor here can be zero).
-_SERIAL: dict[str, Any] = {
-    "cache": True,
-    "fastmath": FASTMATH,
-    "nogil": True,
-    "error_model": "numpy",
-}
-_PARALLEL: dict[str, Any] = {**_SERIAL, "parallel": True}
-_INLINE: dict[str, Any] = {**_SERIAL, "inline": "always"}
 
 
 # -----------------------------------------------------------------------------
@@ -197,36 +171,10 @@ def _float_to_bits_intrinsic(typingctx, value):
     return sig, codegen
 
 
-@intrinsic
-def _prefetch_intrinsic(typingctx, array, offset):
-    """Prefetch (for reading, into all cache levels) the element ``array.flat[offset]``.
-
-    A hint only: prefetch instructions never fault, and callers keep
-    ``offset`` inside the array.
-    """
-    if not isinstance(array, types.Array) or not isinstance(offset, types.Integer):
-        return None
-    sig = types.void(array, types.intp)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.gep(ary.data, [args[1]])
-        i8_ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8_ptr.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # (address, rw=0 read, locality=3 keep in all levels, cache type=1 data)
-        builder.call(fn, [i8_ptr, i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 # Typed as Any for mypy, whose numba stubs see the typing-context argument of
 # the intrinsics' Python signature; inside kernels they take the arguments shown.
 _bits_to_float: Any = _bits_to_float_intrinsic
 _float_to_bits: Any = _float_to_bits_intrinsic
-_prefetch: Any = _prefetch_intrinsic
 
 #: LLVM string attribute that lifts the 256-bit preference of LLVM's x86
 #: tuning for AVX-512 CPUs (Skylake-X and later), so that the loop vectorizer of
@@ -263,19 +211,6 @@ def _prefer_wide_vectors_intrinsic(typingctx):
 
 
 _prefer_wide_vectors: Any = _prefer_wide_vectors_intrinsic
-
-
-@njit(**_INLINE)
-def _prefetch_rows(X, start, stop):
-    """Prefetch rows ``[start, stop)`` of C-contiguous ``X`` (clipped to its rows).
-
-    Returns ``stop``, the next row to prefetch.
-    """
-    m, n = X.shape
-    step = max(CACHE_LINE // X.itemsize, 1)
-    for q in range(start * n, min(stop, m) * n, step):
-        _prefetch(X, q)
-    return stop
 
 
 # -----------------------------------------------------------------------------
@@ -510,64 +445,6 @@ def _binary_pointwise(z, y, s):
     loss = s * (max(z, 0.0) - y * z + log1p_unit(e))
     p = (1.0 if z >= 0.0 else e) / (1.0 + e)
     return loss, s * (p - y)
-
-
-def _n_chunks(m):
-    return (m + CHUNK_ROWS - 1) // CHUNK_ROWS
-
-
-_n_chunks_jit = njit(**_INLINE)(_n_chunks)
-
-
-@njit(**_SERIAL)
-def _sum_rows(part):
-    """Sum the rows of ``part`` in order (the fixed-order reduction over chunks)."""
-    out = np.zeros(part.shape[1])
-    for c in range(part.shape[0]):
-        for j in range(part.shape[1]):
-            out[j] += part[c, j]
-    return out
-
-
-# -----------------------------------------------------------------------------
-# The memory-read floor.
-# -----------------------------------------------------------------------------
-@njit(**_SERIAL)
-def _read_chunk(X, start, stop):
-    n = X.shape[1]
-    total = 0.0
-    for i0 in range(start, stop, BLOCK_ROWS):
-        nb = min(BLOCK_ROWS, stop - i0)
-        Xb = X[i0 : i0 + nb]
-        for r in range(nb):
-            _prefetch_rows(X, i0 + r + PREFETCH_ROWS, i0 + r + PREFETCH_ROWS + 1)
-            row = Xb[r]
-            for j in range(n):
-                total += row[j]
-    return total
-
-
-@njit(**_PARALLEL)
-def read_once(X):
-    """Sum of all entries of ``X``: one parallel read of ``X``, the memory floor.
-
-    Same chunking, blocking and prefetching as the loss kernels, float64
-    accumulation; benchmarks compare one loss-and-gradient evaluation with it.
-
-    Parameters
-    ----------
-    X : ndarray of shape (m, n), float32 or float64, C-contiguous
-
-    Returns
-    -------
-    float
-    """
-    m = X.shape[0]
-    nc = _n_chunks_jit(m)
-    part = np.zeros((nc, 1))
-    for c in prange(nc):
-        part[c, 0] = _read_chunk(X, c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, m))
-    return _sum_rows(part)[0]
 
 
 # -----------------------------------------------------------------------------

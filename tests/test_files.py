@@ -131,6 +131,12 @@ def test_header_declaring_more_than_the_member_stores_is_refused_unallocated(
         ({"metadata.json": b'{"arrays": {}, "a": NaN}'}, {}, "NaN is not JSON"),
         ({"metadata.json": b'{"arrays": {}, "a": {"__float__": "1e999"}}'}, {}, "bad float tag"),
         ({"metadata.json": b"[1, 2]"}, {}, "not a JSON object"),
+        (
+            {"metadata.json": b'{"arrays": {}, "x": ' + b"[" * 65 + b"]" * 65 + b"}"},
+            {},
+            "deeper than 64",
+        ),
+        ({"metadata.json": b"[" * 100_000 + b"]" * 100_000}, {}, "not valid JSON"),
         ({"metadata.json": b'{"kind": "t"}'}, {}, "'arrays' is missing"),
         (
             {"metadata.json": _meta(w="w"), "arrays/w.npy": b"\x93NUMPY\x01\x00garbage"},
@@ -152,6 +158,8 @@ def test_header_declaring_more_than_the_member_stores_is_refused_unallocated(
         "nan-token",
         "bad-tag",
         "not-object",
+        "too-deep",
+        "recursion",
         "no-arrays",
         "bad-npy",
         "datetime",

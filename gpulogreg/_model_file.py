@@ -288,18 +288,25 @@ def read_model_file(
         raise ModelFormatError(f"{path} is not a gpulogreg model file ({exc.reason})") from None
     except _files.ContainerError as exc:
         raise ModelFormatError(str(exc)) from None
-    params = {key: _decode(value) for key, value in meta["params"].items()}
-    attributes: dict[str, Any] = {}
-    object_strings = set(meta.get("object_string_arrays", []))
-    for key, value in [*meta["state"].items(), *arrays.items()]:
-        if key in _RETIRED_ATTRIBUTES:
-            continue
-        if key not in attribute_names or key in attributes:
-            raise ModelFormatError(f"{path}: bad attribute name {key!r} in the model file")
-        if isinstance(value, np.ndarray):
-            attributes[key] = value.astype(object) if key in object_strings else value
-        else:
-            attributes[key] = _decode(value)
+    object_strings = meta.get("object_string_arrays", [])
+    if not (isinstance(object_strings, list) and all(isinstance(k, str) for k in object_strings)):
+        raise ModelFormatError(f"{path}: metadata field 'object_string_arrays' is malformed")
+    try:
+        params = {key: _decode(value) for key, value in meta["params"].items()}
+        attributes: dict[str, Any] = {}
+        for key, value in [*meta["state"].items(), *arrays.items()]:
+            if key in _RETIRED_ATTRIBUTES:
+                continue
+            if key not in attribute_names or key in attributes:
+                raise ModelFormatError(f"{path}: bad attribute name {key!r} in the model file")
+            if isinstance(value, np.ndarray):
+                attributes[key] = value.astype(object) if key in object_strings else value
+            else:
+                attributes[key] = _decode(value)
+    except ModelFormatError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. a tagged value of the wrong shape
+        raise ModelFormatError(f"{path}: malformed metadata ({exc})") from None
     return meta, params, attributes
 
 

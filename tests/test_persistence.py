@@ -324,3 +324,20 @@ def test_array_shapes_are_checked_against_the_metadata_before_reading(tmp_path, 
             dst.writestr(name, big.getvalue() if name == "arrays/coef_.npy" else src.read(name))
     with pytest.raises(ModelFormatError, match=r"coef_ shape \(1, 10000\) and n_features_in_"):
         gpulogreg.load(tmp_path / "b.glr")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["params"].update(class_weight={"__dict__": [[1, 2, 3]]}),
+        lambda m: m.update(object_string_arrays=7),
+        lambda m: m["state"]["history_"]["__history__"].update(objective=["x"]),
+    ],
+    ids=["bad-pairs", "bad-list", "bad-history"],
+)
+def test_malformed_metadata_is_a_model_format_error(tmp_path, binary_model, edit):
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    _rewrite_metadata(tmp_path / "m.glr", tmp_path / "bad.glr", edit)
+    with pytest.raises(ModelFormatError, match="malformed"):
+        gpulogreg.load(tmp_path / "bad.glr")

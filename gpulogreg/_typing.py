@@ -30,6 +30,7 @@ __all__ = [
     "Backend",
     "BatchBackend",
     "History",
+    "MinibatchHistory",
     "Objective",
     "SolverFn",
     "SolverResult",
@@ -181,6 +182,44 @@ class History:
             "step": list(self.step),
             "elapsed": list(self.elapsed),
         }
+
+
+@dataclass
+class MinibatchHistory(History):
+    """Per-epoch record: :class:`History` plus the validation log loss.
+
+    ``objective`` is the epoch's *estimate* (mean of the batch objectives seen
+    during the epoch); ``optimality`` the max-norm of the mean batch gradient;
+    ``step`` the learning rate at the end of the epoch;
+    ``validation_loss`` NaN when there is no validation set.
+    """
+
+    validation_loss: list[float] = field(default_factory=list)
+
+    def record_epoch(
+        self, objective: float, optimality: float, step: float, validation_loss: float
+    ) -> None:
+        self.record(objective, optimality, step)
+        self.validation_loss.append(float(validation_loss))
+
+    def as_dict(self) -> dict[str, list[float]]:
+        out = super().as_dict()
+        out["validation_loss"] = list(self.validation_loss)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> MinibatchHistory:
+        h = cls()
+        h.objective = [float(v) for v in data.get("objective", [])]
+        # Checkpoints written before the field was renamed call it "grad_max_norm".
+        optimality = data.get("optimality", data.get("grad_max_norm", []))
+        h.optimality = [float(v) for v in optimality]
+        h.step = [float(v) for v in data.get("step", [])]
+        h.elapsed = [float(v) for v in data.get("elapsed", [])]
+        h.validation_loss = [float(v) for v in data.get("validation_loss", [])]
+        if h.elapsed:
+            h._start = time.perf_counter() - h.elapsed[-1]
+        return h
 
 
 @dataclass

@@ -815,7 +815,7 @@ def write_json_lines(path: str, result: BenchResult) -> None:
     """One JSON object per record, written atomically."""
     import json
 
-    from gpulogreg.io import atomic_write
+    from gpulogreg._files import atomic_write
 
     with atomic_write(path, "w") as handle:
         for record in result.records:
@@ -836,7 +836,7 @@ def _json_safe(value: Any) -> Any:
 
 def plot(path: str, result: BenchResult) -> None:
     """Objective gap against time, one line per backend and solver, one panel per problem."""
-    from gpulogreg.io import atomic_write
+    from gpulogreg._files import atomic_write
 
     plt = _pyplot()
     problems = list(dict.fromkeys(t["problem"] for t in result.traces))

@@ -1,16 +1,16 @@
 """Checkpoints of long mini-batch fits: saved without pickle, written atomically.
 
-A checkpoint is one ``.npz`` file (read back with ``allow_pickle=False``)
-holding the float64 state arrays (parameters, optimiser moments, best
-parameters) and one JSON document, stored as a uint8 array named
-``__metadata__``, with everything else: format name and version, library
-version, the fingerprint of the problem and the hyper-parameters that shape
-the trajectory, the epoch, the step counter, the RNG state, the
-early-stopping state and the history so far.
+A checkpoint is the package's no-pickle container (:mod:`gpulogreg._files`:
+a ZIP archive of ``metadata.json`` and ``arrays/<name>.npy``, read back
+trusting nothing) holding the float64 state arrays (parameters, optimiser
+moments, best parameters) and, in the metadata, everything else: format name
+and version, library version, the fingerprint of the problem and the
+hyper-parameters that shape the trajectory, the epoch, the step counter, the
+RNG state, the early-stopping state and the history so far.
 
 Files are written to a temporary file in the destination directory, fsynced
-and renamed over the destination (:func:`gpulogreg.io.atomic_write`): a job
-killed while saving leaves the previous checkpoint intact.
+and renamed over the destination (:func:`gpulogreg._files.atomic_write`): a
+job killed while saving leaves the previous checkpoint intact.
 
 Resuming: a fit given the same ``checkpoint_path`` loads the file, checks that
 it was written for the same problem (shape, classes, hyper-parameters) and
@@ -21,20 +21,24 @@ uninterrupted run with the same seed ends.
 
 from __future__ import annotations
 
-import io as _io
-import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gpulogreg import _files
+from gpulogreg._version import __version__
+
 __all__ = ["CheckpointError", "CheckpointState", "load_checkpoint", "save_checkpoint"]
 
+#: Value of the ``format`` field: tells our checkpoints from other files.
 FORMAT = "gpulogreg-checkpoint"
-FORMAT_VERSION = 1
-_META_KEY = "__metadata__"
+#: Bumped when a checkpoint written now could not be read by an older version
+#: (2: the shared container; version 1 was an ``.npz`` with a ``__metadata__`` array).
+FORMAT_VERSION = 2
+#: The member that marks a version-1 checkpoint (its JSON as a uint8 array).
+_V1_METADATA_MEMBER = "__metadata__.npy"
 
 
 class CheckpointError(ValueError):
@@ -59,26 +63,16 @@ class CheckpointState:
 
 
 def save_checkpoint(path: Any, state: CheckpointState) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    from gpulogreg import __version__
-    from gpulogreg.io import atomic_write
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
 
+    Raises
+    ------
+    TypeError
+        An array that needs pickle (dtype object) or metadata JSON cannot hold.
+    """
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
     meta.update(state.meta)
-    text = json.dumps(meta, allow_nan=True, sort_keys=True)
-    arrays = {}
-    for name, arr in state.arrays.items():
-        if name == _META_KEY:
-            raise ValueError(f"array name {name!r} is reserved")
-        a = np.asarray(arr)
-        if a.dtype.hasobject:
-            raise TypeError(f"checkpoint array {name!r} has dtype object")
-        arrays[name] = a
-    arrays[_META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    buffer = _io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
+    _files.write(path, meta, state.arrays)
 
 
 def load_checkpoint(path: Any) -> CheckpointState:
@@ -87,31 +81,39 @@ def load_checkpoint(path: Any) -> CheckpointState:
     Raises
     ------
     CheckpointError
-        Not a readable ``.npz``, an array that needs pickle, no or foreign
-        metadata, or a newer format version.
+        Not a readable checkpoint, an array that needs pickle, no or foreign
+        metadata, or a format version other than this one's (an older
+        gpulogreg's checkpoint cannot be resumed: delete it).
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise CheckpointError(f"{path} is not a checkpoint (.npz) file")
-            arrays = {name: np.array(npz[name]) for name in npz.files}
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        meta, arrays = _files.read(path)
+    except _files.ForeignFileError as exc:
+        if exc.members is None:
+            raise CheckpointError(f"{path} is not a readable checkpoint ({exc.reason})") from None
+        if _V1_METADATA_MEMBER in exc.members:
+            raise CheckpointError(_older(path, 1)) from None
+        raise CheckpointError(f"{path} is not a gpulogreg checkpoint ({exc.reason})") from None
+    except (_files.ContainerError, OSError) as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from None
-    raw = arrays.pop(_META_KEY, None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise CheckpointError(f"{path} is not a gpulogreg checkpoint (no metadata)")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt checkpoint metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a gpulogreg checkpoint")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a gpulogreg checkpoint (format field missing)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: checkpoint format_version is missing or not an integer")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} was written by a newer gpulogreg (checkpoint format "
-            f"{meta.get('format_version')}, this one reads {FORMAT_VERSION})"
+            f"{version}, this one reads {FORMAT_VERSION})"
         )
+    if version < FORMAT_VERSION:
+        raise CheckpointError(_older(path, version))
     return CheckpointState(arrays=arrays, meta=meta)
+
+
+def _older(path: str, version: int) -> str:
+    return (
+        f"{path} was written by an older gpulogreg (checkpoint format {version}; this one "
+        f"reads {FORMAT_VERSION}) and cannot be resumed: delete it, or use another "
+        "checkpoint_path"
+    )

@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from gpulogreg import _model_file
 from gpulogreg._array import array_module_name, array_namespace, to_host
 from gpulogreg._compat import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
 from gpulogreg._fit import (
@@ -143,6 +144,24 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Backend that ran the fit.
     device_ : {"cpu", "gpu"}
     """
+
+    #: The fitted attributes a saved model keeps (those a model has; private
+    #: state such as the ``partial_fit`` trainer is not saved).
+    FITTED_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
+        "coef_",
+        "intercept_",
+        "classes_",
+        "n_iter_",
+        "n_features_in_",
+        "feature_names_in_",
+        "history_",
+        "objective_",
+        "converged_",
+        "backend_",
+        "device_",
+        "solver_",
+        "n_passes_",
+    )
 
     def __init__(
         self,
@@ -483,10 +502,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     # -- persistence -----------------------------------------------------------
     def save(self, path: Any) -> None:
         """Save the fitted model to exactly ``path``, without pickle (see persistence)."""
-        from gpulogreg.persistence import save_model
-
         self._check_fitted()
-        save_model(self, path)
+        _model_file.write_model_file(
+            path,
+            estimator=type(self).__name__,
+            params=self.get_params(deep=False),
+            attributes=_model_file.fitted_attributes(self, self.FITTED_ATTRIBUTES),
+        )
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -41,24 +41,25 @@ column, a missing value, NaN or infinity.
 Writers
 -------
 :func:`write_predictions` writes CSV or Parquet (chosen by the extension);
-:func:`atomic_write` is the one way every output file of the package is
-written: a temporary file in the destination's directory, flushed and fsynced,
-then renamed over the destination, so a failure leaves no partial file and
-an existing file untouched.
+:func:`atomic_write` (from :mod:`gpulogreg._files`, re-exported here) is the
+one way every output file of the package is written: a temporary file in the
+destination's directory, flushed and fsynced, then renamed over the
+destination, so a failure leaves no partial file and an existing file
+untouched.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from gpulogreg._files import atomic_write
 
 __all__ = [
     "DataError",
@@ -1019,62 +1020,6 @@ def _rechunk(pa: Any, batches: Iterator[Any], chunk_rows: int) -> Iterator[Any]:
 
 
 # --------------------------------------------------------------------------- writers
-@contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on success fsync it and rename it to ``path``.
-
-    On any exception the temporary file is removed and ``path`` is left as it
-    was (absent or with its old contents). The final file gets the usual
-    permissions (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
-
-    Raises
-    ------
-    FileNotFoundError
-        The destination directory does not exist.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"output directory does not exist: {os.path.dirname(path)}")
-    if os.path.isdir(path):
-        raise DataError(f"{path} is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (best effort: not every platform can open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _output_format(path: PathLike) -> str:
     name = Path(path).name.lower()
     if name.endswith((".parquet", ".pq")):

@@ -347,8 +347,10 @@ def test_checkpoint_file_is_pickle_free_and_written_atomically(tmp_path) -> None
     LR(solver="minibatch", max_iter=3, learning_rate="cosine", checkpoint_path=str(path)).fit(X, y)
     assert sorted(os.listdir(tmp_path)) == ["c.npz"]  # no temporary file left
     with np.load(path, allow_pickle=False) as npz:
-        assert {"params", "adam_m", "adam_v", "__metadata__"} <= set(npz.files)
-        meta = json.loads(npz["__metadata__"].tobytes())
+        assert {"arrays/params", "arrays/adam_m", "arrays/adam_v", "metadata.json"} <= set(
+            npz.files
+        )
+        meta = json.loads(npz["metadata.json"])
     assert meta["format"] == "gpulogreg-checkpoint"
     assert meta["epoch"] == 3
     assert meta["rng_state"]["bit_generator"] == "PCG64"
@@ -372,6 +374,22 @@ def test_checkpoint_for_another_problem_or_corrupt_is_refused(tmp_path) -> None:
     np.savez(path, params=np.array([{"a": 1}], dtype=object))
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+def test_checkpoint_of_an_older_format_is_refused_with_advice(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A version-1 checkpoint (an .npz with a ``__metadata__`` array): delete it, not resume."""
+    path = tmp_path / "old.npz"
+    meta = {"format": "gpulogreg-checkpoint", "format_version": 1, "epoch": 2}
+    np.savez(
+        path,
+        params=np.zeros(4),
+        __metadata__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+    )
+    with pytest.raises(CheckpointError, match=r"older gpulogreg.*delete it"):
+        load_checkpoint(path)
+    X, y = make_classification(500, 3, seed=1)
+    with pytest.raises(CheckpointError, match=r"older gpulogreg.*delete it"):
+        LR(solver="minibatch", max_iter=2, checkpoint_path=str(path)).fit(X, y)
 
 
 # --------------------------------------------------------------------------- streaming a Dataset

@@ -257,3 +257,100 @@ def test_foreign_npz_and_missing_file(tmp_path):
         gpulogreg.load(tmp_path / "arrays.npz")
     with pytest.raises(FileNotFoundError):
         gpulogreg.load(tmp_path / "absent.glr")
+
+
+# --------------------------------------------------------------------------- declared attributes
+def test_model_trained_with_partial_fit_round_trips(tmp_path):
+    """Only FITTED_ATTRIBUTES are saved: the live partial_fit trainer stays behind."""
+    X, y = make_classification(600, 4, seed=7)
+    model = LogisticRegression(random_state=np.random.default_rng(0))
+    for rows in np.array_split(np.arange(len(y)), 3):
+        model.partial_fit(X[rows], y[rows], classes=[0, 1])
+    assert "_partial_state" in vars(model)
+    model.save(tmp_path / "m.glr")
+    loaded, meta = load_with_metadata(tmp_path / "m.glr")
+    assert meta["params_not_saved"] == ["random_state"]  # a Generator: stored as None
+    assert loaded.random_state is None
+    assert "_partial_state" not in vars(loaded)
+    for method in ("decision_function", "predict_proba", "predict"):
+        assert getattr(model, method)(X).tobytes() == getattr(loaded, method)(X).tobytes()
+    assert loaded.solver_ == model.solver_ == "minibatch"
+
+
+def test_saved_attributes_are_the_declared_ones(tmp_path, binary_model):
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    with zipfile.ZipFile(tmp_path / "m.glr") as zf:
+        meta = json.loads(zf.read("metadata.json"))
+    saved = set(meta["state"]) | set(meta["arrays"])
+    assert saved <= set(LogisticRegression.FITTED_ATTRIBUTES)
+    assert saved == {k for k in LogisticRegression.FITTED_ATTRIBUTES if hasattr(model, k)}
+
+
+@pytest.mark.parametrize("where", ["state", "arrays"])
+def test_attribute_outside_the_declared_list_is_refused(tmp_path, binary_model, where):
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    dst = tmp_path / "x.glr"
+    with zipfile.ZipFile(tmp_path / "m.glr") as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name == "metadata.json":
+                meta = json.loads(data)
+                if where == "state":
+                    meta["state"]["injected_"] = 1
+                else:
+                    meta["arrays"]["injected_"] = "arrays/injected_.npy"
+                data = json.dumps(meta).encode()
+            zout.writestr(name, data)
+        if where == "arrays":
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.zeros(3))
+            zout.writestr("arrays/injected_.npy", buf.getvalue())
+    with pytest.raises(ModelFormatError, match="bad attribute name 'injected_'"):
+        gpulogreg.load(dst)
+
+
+def test_file_from_before_the_declared_list_still_loads(tmp_path, binary_model):
+    """Format-1 files saved vars(model), with the private _n_model_classes: it is skipped."""
+    model, X = binary_model
+    model.save(tmp_path / "m.glr")
+    _rewrite_metadata(
+        tmp_path / "m.glr", tmp_path / "old.glr", lambda m: m["state"].update(_n_model_classes=1)
+    )
+    loaded = gpulogreg.load(tmp_path / "old.glr")
+    assert not hasattr(loaded, "_n_model_classes")
+    assert loaded.predict_proba(X).tobytes() == model.predict_proba(X).tobytes()
+
+
+def test_array_shapes_are_checked_against_the_metadata_before_reading(tmp_path, binary_model):
+    """coef_ swapped for a larger array than n_features_in_ allows: refused from its header."""
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    big = io.BytesIO()
+    np.lib.format.write_array(big, np.zeros((1, 10_000)))
+    with (
+        zipfile.ZipFile(tmp_path / "m.glr") as src,
+        zipfile.ZipFile(tmp_path / "b.glr", "w") as dst,
+    ):
+        for name in src.namelist():
+            dst.writestr(name, big.getvalue() if name == "arrays/coef_.npy" else src.read(name))
+    with pytest.raises(ModelFormatError, match=r"coef_ shape \(1, 10000\) and n_features_in_"):
+        gpulogreg.load(tmp_path / "b.glr")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["params"].update(class_weight={"__dict__": [[1, 2, 3]]}),
+        lambda m: m.update(object_string_arrays=7),
+        lambda m: m["state"]["history_"]["__history__"].update(objective=["x"]),
+    ],
+    ids=["bad-pairs", "bad-list", "bad-history"],
+)
+def test_malformed_metadata_is_a_model_format_error(tmp_path, binary_model, edit):
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    _rewrite_metadata(tmp_path / "m.glr", tmp_path / "bad.glr", edit)
+    with pytest.raises(ModelFormatError, match="malformed"):
+        gpulogreg.load(tmp_path / "bad.glr")

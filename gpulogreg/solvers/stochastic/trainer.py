@@ -48,7 +48,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +56,7 @@ import numpy as np
 
 from gpulogreg._array import array_namespace, host_float64
 from gpulogreg._progress import ProgressLine
-from gpulogreg._typing import Array, Callback, History, SolverResult
+from gpulogreg._typing import Array, Callback, MinibatchHistory, SolverResult
 from gpulogreg._typing import BatchBackend as BatchBackendProtocol
 from gpulogreg.data.batches import Batch, BatchSource
 from gpulogreg.loss import Penalty
@@ -65,7 +64,7 @@ from gpulogreg.solvers.stochastic.config import MinibatchConfig
 from gpulogreg.solvers.stochastic.optimizers import make_optimizer
 from gpulogreg.solvers.stochastic.schedules import learning_rate
 
-__all__ = ["MinibatchHistory", "MinibatchProblem", "MinibatchTrainer", "solve_minibatch"]
+__all__ = ["BoundBackend", "MinibatchProblem", "MinibatchTrainer", "solve_minibatch"]
 
 #: Builds the fit's backend on the rows of a batch: ``(X, y, sample_weight) -> Backend``.
 BackendFactory = Callable[[Array, Array, Array], BatchBackendProtocol]
@@ -116,44 +115,6 @@ class BoundBackend:
         else:
             self._backend.bind(batch.X, batch.y, batch.sample_weight)
         return self._backend
-
-
-@dataclass
-class MinibatchHistory(History):
-    """Per-epoch record: :class:`History` plus the validation log loss.
-
-    ``objective`` is the epoch's *estimate* (mean of the batch objectives seen
-    during the epoch); ``optimality`` the max-norm of the mean batch gradient;
-    ``step`` the learning rate at the end of the epoch;
-    ``validation_loss`` NaN when there is no validation set.
-    """
-
-    validation_loss: list[float] = field(default_factory=list)
-
-    def record_epoch(
-        self, objective: float, optimality: float, step: float, validation_loss: float
-    ) -> None:
-        self.record(objective, optimality, step)
-        self.validation_loss.append(float(validation_loss))
-
-    def as_dict(self) -> dict[str, list[float]]:
-        out = super().as_dict()
-        out["validation_loss"] = list(self.validation_loss)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, list[float]]) -> MinibatchHistory:
-        h = cls()
-        h.objective = [float(v) for v in data.get("objective", [])]
-        # Checkpoints written before the field was renamed call it "grad_max_norm".
-        optimality = data.get("optimality", data.get("grad_max_norm", []))
-        h.optimality = [float(v) for v in optimality]
-        h.step = [float(v) for v in data.get("step", [])]
-        h.elapsed = [float(v) for v in data.get("elapsed", [])]
-        h.validation_loss = [float(v) for v in data.get("validation_loss", [])]
-        if h.elapsed:
-            h._start = time.perf_counter() - h.elapsed[-1]
-        return h
 
 
 class MinibatchTrainer:

@@ -1,0 +1,361 @@
+"""The model file format: parameters and a declared list of fitted attributes, without pickle.
+
+This module knows the format and nothing above it: it imports neither the
+estimator nor :mod:`gpulogreg.persistence` (the public module, which builds
+the estimator from what is read here), so the estimator's ``save`` can use it.
+
+File format (version 1)
+-----------------------
+The package's no-pickle container (:mod:`gpulogreg._files`): one ZIP archive
+laid out like NumPy's ``.npz`` (stored, not compressed), so
+``numpy.load(path, allow_pickle=False)`` opens it and any zip tool lists it:
+
+``metadata.json``
+    UTF-8 JSON: ``{"format": "gpulogreg-model", "format_version": 1,
+    "library_version": ..., "estimator": "LogisticRegression", "created": ...,
+    "params": {constructor parameters}, "state": {fitted scalars},
+    "arrays": {attribute name: member name}, "extra": {caller's metadata}}``.
+    Values JSON cannot hold are tagged: non-finite floats as
+    ``{"__float__": "inf"}`` (by the container), dicts with non-string keys
+    (``class_weight``) as ``{"__dict__": [[key, value], ...]}``, tuples as
+    ``{"__tuple__": [...]}``, histories as ``{"__history__": ...}``.
+``arrays/<name>.npy``
+    One ``.npy`` member per array attribute (``coef_``, ``intercept_``,
+    ``classes_``, ``n_iter_``, ``feature_names_in_``, ...). Only numeric, bool
+    and fixed-width unicode dtypes are written: string classes and feature
+    names are stored as ``<U`` arrays (the metadata records when the
+    attribute was an object array of strings so it is restored as such).
+
+Only the attributes the estimator declares are written (its
+``FITTED_ATTRIBUTES``), and a file holding any other attribute is refused.
+Reading trusts nothing in the file (see :func:`gpulogreg._files.read`); on top
+of that, before any array data is read, the arrays' declared shapes must be
+the ones the fitted scalars imply (``coef_`` has ``n_features_in_`` columns
+and one row per class, or one for two classes; ``intercept_`` one entry per
+row of ``coef_``; ``feature_names_in_`` one per feature), so a file makes the
+loader allocate only what its metadata allows. Any failure raises
+:class:`ModelFormatError` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import numpy as np
+
+from gpulogreg import _files
+from gpulogreg._typing import History, MinibatchHistory
+from gpulogreg._version import __version__
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelFormatError",
+    "fitted_attributes",
+    "read_model_file",
+    "write_model_file",
+]
+
+#: Value of the ``format`` field: tells our files from other archives.
+FORMAT = "gpulogreg-model"
+#: Bumped when a file written now could not be read by an older version.
+FORMAT_VERSION = 1
+#: Parameters that only seed training (predictions never depend on them): one
+#: that JSON cannot hold (a ``numpy.random.Generator``) is stored as None and
+#: listed under ``params_not_saved``.
+_SEED_PARAMETERS = ("random_state",)
+#: Private attributes that files written before the declared list hold (the
+#: whole ``vars(model)`` was saved) and that no loaded model needs: skipped.
+_RETIRED_ATTRIBUTES = frozenset({"_n_model_classes"})
+
+
+class ModelFormatError(ValueError):
+    """The file is not a gpulogreg model this version can load (the message says why)."""
+
+
+# --------------------------------------------------------------------------- JSON encoding
+def _encode(value: Any, where: str) -> Any:
+    """Plain-JSON form of a parameter or fitted scalar; raises TypeError for anything else."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | int | float | str):
+        return value  # non-finite floats are tagged by the container
+    if isinstance(value, History):
+        cls = type(value)
+        return {
+            "__history__": {k: _encode(v, where) for k, v in value.as_dict().items()},
+            "__class__": f"{cls.__module__}:{cls.__qualname__}",
+        }
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, where) for v in value]
+        return items if isinstance(value, list) else {"__tuple__": items}
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v, where) for k, v in value.items()}
+        return {"__dict__": [[_encode(k, where), _encode(v, where)] for k, v in value.items()]}
+    raise TypeError(f"{where}: cannot store a {type(value).__name__} without pickle")
+
+
+#: History fields under their names in older model files -> their names now
+#: (``grad_max_norm`` held the optimality, which is not a gradient norm with L1).
+_OLD_HISTORY_KEYS = {"grad_max_norm": "optimality"}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"__tuple__"}:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if set(value) == {"__dict__"}:
+        return {_hashable(_decode(k)): _decode(v) for k, v in value["__dict__"]}
+    if set(value) == {"__history__", "__class__"}:
+        history = _history_class(value["__class__"])()
+        fields = {f.name for f in dataclasses.fields(history) if not f.name.startswith("_")}
+        for key, series in value["__history__"].items():
+            key = _OLD_HISTORY_KEYS.get(key, key)
+            if key not in fields or not isinstance(getattr(history, key), list):
+                raise ModelFormatError(f"unknown history field {key!r} in the metadata")
+            getattr(history, key).extend(float(v) for v in _decode(series))
+        return history
+    if any(k.startswith("__") for k in value):
+        raise ModelFormatError(f"unexpected object in the metadata: keys {sorted(value)}")
+    return {k: _decode(v) for k, v in value.items()}
+
+
+#: The history classes a model file may name (``module:qualname``), including
+#: where they lived in older versions; nothing is imported by name from a file.
+_HISTORY_CLASSES: dict[str, type[History]] = {
+    "gpulogreg._typing:History": History,
+    "gpulogreg._typing:MinibatchHistory": MinibatchHistory,
+    "gpulogreg.solvers.minibatch:MinibatchHistory": MinibatchHistory,
+}
+
+
+def _history_class(name: Any) -> type[History]:
+    """The History (sub)class named ``module:qualname`` (one of :data:`_HISTORY_CLASSES`)."""
+    cls = _HISTORY_CLASSES.get(str(name))
+    if cls is None:
+        raise ModelFormatError(f"history class {name!r} is not one of gpulogreg's")
+    return cls
+
+
+def _hashable(key: Any) -> Any:
+    if isinstance(key, list):
+        raise ModelFormatError("a dict key in the metadata is a list")
+    return key
+
+
+# --------------------------------------------------------------------------- arrays
+def _storable_array(name: str, value: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Array to write and whether it was an object array of strings."""
+    if value.dtype.kind in "biufcU":
+        return value, False
+    if value.dtype.kind == "O":
+        flat = value.ravel().tolist()
+        if all(isinstance(v, str) for v in flat):
+            return np.asarray(value, dtype=str), True
+        kinds = sorted({type(v).__name__ for v in flat})
+        raise TypeError(
+            f"{name}: an object array of {', '.join(kinds)} cannot be stored without pickle "
+            "(use numbers, bools or strings)"
+        )
+    raise TypeError(f"{name}: dtype {value.dtype} cannot be stored without pickle")
+
+
+# --------------------------------------------------------------------------- write
+def fitted_attributes(model: Any, names: Collection[str]) -> dict[str, Any]:
+    """The attributes among ``names`` that ``model`` has (the ones a model file stores).
+
+    Raises
+    ------
+    TypeError
+        ``model`` has a public fitted attribute (``name_``) outside ``names``: a
+        file would silently lose it, so it is refused instead.
+    """
+    undeclared = sorted(
+        key
+        for key in vars(model)
+        if key.endswith("_") and not key.startswith("_") and key not in names
+    )
+    if undeclared:
+        raise TypeError(
+            f"attribute {undeclared[0]}: not one of {type(model).__name__}.FITTED_ATTRIBUTES, "
+            "so it cannot be saved"
+        )
+    return {key: getattr(model, key) for key in names if hasattr(model, key)}
+
+
+def write_model_file(
+    path: str | os.PathLike[str],
+    *,
+    estimator: str,
+    params: Mapping[str, Any],
+    attributes: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a fitted model to exactly ``path`` (atomically), without pickle.
+
+    Parameters
+    ----------
+    path : path
+        Written as given (no extension is added); replaced atomically.
+    estimator : str
+        Class name of the estimator (``"LogisticRegression"``).
+    params : mapping
+        Its constructor parameters (``get_params(deep=False)``).
+    attributes : mapping
+        Its fitted attributes: arrays, JSON-able scalars and containers, histories.
+    metadata : mapping, optional
+        Extra JSON-serialisable information (e.g. the CLI's column names),
+        returned by the loader under ``"extra"``.
+
+    Raises
+    ------
+    TypeError
+        A parameter or attribute that cannot be stored without pickle
+        (nothing is written then).
+    """
+    enc_params = {}
+    skipped = []
+    for key, value in params.items():
+        try:
+            enc_params[key] = _encode(value, f"parameter {key}")
+        except TypeError:
+            if key not in _SEED_PARAMETERS:
+                raise
+            enc_params[key] = None
+            skipped.append(key)
+    arrays: dict[str, np.ndarray] = {}
+    object_strings: list[str] = []
+    state: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if isinstance(value, np.ndarray):
+            arrays[key], was_object = _storable_array(key, value)
+            if was_object:
+                object_strings.append(key)
+        else:
+            state[key] = _encode(value, f"attribute {key}")
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "estimator": estimator,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "numpy_version": np.__version__,
+        "params": enc_params,
+        "params_not_saved": skipped,
+        "state": state,
+        "object_string_arrays": object_strings,
+        "extra": _encode(dict(metadata or {}), "metadata"),
+    }
+    _files.write(path, meta, arrays)
+
+
+# --------------------------------------------------------------------------- read
+def read_model_file(
+    path: str | os.PathLike[str], *, attribute_names: Collection[str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Read a model file, refusing any attribute outside ``attribute_names``.
+
+    Parameters
+    ----------
+    path : path
+    attribute_names : collection of str
+        The estimator's declared fitted attributes.
+
+    Returns
+    -------
+    meta : dict
+        The whole metadata (``meta["extra"]``: the caller's, ``meta["estimator"]``:
+        the class name).
+    params : dict
+        Constructor parameters, decoded (not yet checked against the estimator).
+    attributes : dict
+        Fitted attributes, decoded: arrays and scalars.
+
+    Raises
+    ------
+    FileNotFoundError
+    ModelFormatError
+        Not a gpulogreg model, corrupt, written by a newer format version, an
+        attribute that is not declared, shapes the metadata does not allow, or
+        pickled objects (refused unread).
+    """
+    path = os.fspath(path)
+    try:
+        meta, arrays = _files.read(path, check=lambda m, h: _check_layout(m, h, path))
+    except _files.ForeignFileError as exc:
+        raise ModelFormatError(f"{path} is not a gpulogreg model file ({exc.reason})") from None
+    except _files.ContainerError as exc:
+        raise ModelFormatError(str(exc)) from None
+    object_strings = meta.get("object_string_arrays", [])
+    if not (isinstance(object_strings, list) and all(isinstance(k, str) for k in object_strings)):
+        raise ModelFormatError(f"{path}: metadata field 'object_string_arrays' is malformed")
+    try:
+        params = {key: _decode(value) for key, value in meta["params"].items()}
+        attributes: dict[str, Any] = {}
+        for key, value in [*meta["state"].items(), *arrays.items()]:
+            if key in _RETIRED_ATTRIBUTES:
+                continue
+            if key not in attribute_names or key in attributes:
+                raise ModelFormatError(f"{path}: bad attribute name {key!r} in the model file")
+            if isinstance(value, np.ndarray):
+                attributes[key] = value.astype(object) if key in object_strings else value
+            else:
+                attributes[key] = _decode(value)
+    except ModelFormatError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. a tagged value of the wrong shape
+        raise ModelFormatError(f"{path}: malformed metadata ({exc})") from None
+    return meta, params, attributes
+
+
+def _check_layout(meta: dict[str, Any], headers: dict[str, _files.ArrayHeader], path: str) -> None:
+    """The metadata names this format, and the arrays have the shapes it allows (unread yet)."""
+    if meta.get("format") != FORMAT:
+        raise ModelFormatError(f"{path} is not a gpulogreg model file (format field missing)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFormatError(f"{path}: format_version is missing or not an integer")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path} uses model format version {version}, written by gpulogreg "
+            f"{meta.get('library_version', '?')}; this gpulogreg ({__version__}) reads up to "
+            f"version {FORMAT_VERSION}: upgrade gpulogreg"
+        )
+    if version < 1:
+        raise ModelFormatError(f"{path}: unknown model format version {version}")
+    for key in ("params", "state"):
+        if not isinstance(meta.get(key), dict):
+            raise ModelFormatError(f"{path}: metadata field {key!r} is missing or malformed")
+    n_features = meta["state"].get("n_features_in_")
+    if n_features is not None and (not isinstance(n_features, int) or isinstance(n_features, bool)):
+        raise ModelFormatError(f"{path}: n_features_in_ is not an integer")
+    shapes = {name: header.shape for name, header in headers.items()}
+    coef = shapes.get("coef_")
+    if coef is not None and (len(coef) != 2 or (n_features is not None and coef[1] != n_features)):
+        raise ModelFormatError(f"{path}: coef_ shape {coef} and n_features_in_ disagree")
+    names = shapes.get("feature_names_in_")
+    if names is not None and n_features is not None and names != (n_features,):
+        raise ModelFormatError(f"{path}: feature_names_in_ does not match n_features_in_")
+    if coef is None:
+        return
+    intercept = shapes.get("intercept_")
+    if intercept is not None and intercept != (coef[0],):
+        raise ModelFormatError(f"{path}: intercept_ shape {intercept} does not match coef_")
+    classes = shapes.get("classes_")
+    if classes is not None:
+        if len(classes) != 1 or classes[0] < 2:
+            raise ModelFormatError(f"{path}: classes_ must list at least two classes")
+        if not (coef[0] == classes[0] or (coef[0] == 1 and classes[0] == 2)):
+            raise ModelFormatError(
+                f"{path}: coef_ has {coef[0]} rows for {classes[0]} classes (corrupt file)"
+            )

@@ -184,11 +184,6 @@ def test_graph_sees_every_form_of_import(tmp_path: Path) -> None:
     assert ["pkg.b", "pkg.sub", "pkg.b"] in cycles
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: backends <-> data (data imports backends._numba_kernels), and "
-    "backends <-> backends.cupy_backend, backends.dask_backend (they import their package)",
-)
 def test_no_import_cycles() -> None:
     graph = import_graph()
     cycles = find_cycles(graph)

@@ -18,6 +18,7 @@ from typing import Any
 
 from gpulogreg._array import array_module_name
 from gpulogreg._typing import Array, Backend
+from gpulogreg.backends.errors import GPUMemoryError, GPUUnavailableError
 
 __all__ = [
     "BACKENDS",
@@ -39,14 +40,6 @@ BACKENDS: dict[str, str] = {
     "dask": "gpulogreg.backends.dask_backend:DaskBackend",
 }
 DEVICES = ("auto", "cpu", "gpu")
-
-
-class GPUUnavailableError(RuntimeError):
-    """A GPU was asked for explicitly and none is usable (the message says why)."""
-
-
-class GPUMemoryError(MemoryError):
-    """The data do not fit in free GPU memory (the message points to the streaming path)."""
 
 
 @lru_cache(maxsize=1)
@@ -210,7 +203,7 @@ def place_data(
     if array_module_name(X) == "dask":
         from gpulogreg.backends.dask_backend import place_blocks
 
-        return place_blocks(X, y, sample_weight, device)
+        return place_blocks(X, y, sample_weight, device, move=to_device)
     if device == "gpu" and array_module_name(X) != "cupy":
         from gpulogreg.backends.cupy_backend import check_device_memory
 

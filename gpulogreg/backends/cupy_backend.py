@@ -54,6 +54,7 @@ import numpy as np
 from gpulogreg._array import array_namespace
 from gpulogreg._typing import Array
 from gpulogreg.backends import _cuda
+from gpulogreg.backends.errors import GPUMemoryError
 from gpulogreg.backends.numpy_backend import NumpyBackend
 
 __all__ = [
@@ -427,8 +428,6 @@ def check_device_memory(
     device_label : str
         How the message names the device (when ``free_bytes`` is given).
     """
-    from gpulogreg.backends import GPUMemoryError
-
     need = device_bytes_needed(n_samples, n_features, dtype, n_outputs)
     if free_bytes is None:
         free_bytes, total_bytes, device_label = _current_device_memory()

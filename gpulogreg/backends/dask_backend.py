@@ -4,7 +4,7 @@ Users who outgrow one machine keep ``X`` (NumPy or CuPy chunks), ``y`` and the
 sample weights in Dask arrays on a Dask cluster. ``X`` is split in row blocks
 (one column chunk) that stay on the workers, persisted once; every protocol
 method is a sum over blocks of the same method of an *inner* backend that each
-block builds where it lives with :func:`gpulogreg.backends.make_backend`, so
+block builds where it lives (:func:`_block_call`), so
 the fused Numba kernels (NumPy chunks) or our CUDA kernels (CuPy chunks) do
 the work. With the weights normalised over the whole data
 (``s_i = w_i c_{y_i} / W``) the weighted mean loss is additive over blocks::
@@ -26,7 +26,7 @@ processes, or the ``distributed.Client`` in use).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -47,16 +47,17 @@ def chunk_module(a: Any) -> str:
     return array_module_name(a._meta)
 
 
-def place_blocks(X: Any, y: Any, sample_weight: Any, device: str) -> tuple[Any, Any, Any]:
+def place_blocks(
+    X: Any, y: Any, sample_weight: Any, device: str, *, move: Callable[[Any, str], Any]
+) -> tuple[Any, Any, Any]:
     """Move the blocks of Dask arrays to ``device`` ("cpu" or "gpu") once, where they live.
 
     Blocks already there are left alone; otherwise every block is converted on
-    its worker (``cupy.asarray`` or ``.get()``) and the result persisted, so
-    the move happens once per fit, not once per evaluation.
+    its worker by ``move(block, device)`` (the registry's ``to_device``:
+    ``cupy.asarray`` or ``.get()``) and the result persisted, so the move
+    happens once per fit, not once per evaluation.
     """
     import dask
-
-    from gpulogreg.backends import to_device
 
     rows = X.chunks[0]
     arrays = (X, _as_row_blocks(y, rows, "y"), _as_row_blocks(sample_weight, rows, "sample_weight"))
@@ -64,7 +65,7 @@ def place_blocks(X: Any, y: Any, sample_weight: Any, device: str) -> tuple[Any, 
     if all(placed):
         return arrays
     moved = [
-        a if there else a.map_blocks(to_device, device, meta=to_device(a._meta, device))
+        a if there else a.map_blocks(move, device, meta=move(a._meta, device))
         for a, there in zip(arrays, placed, strict=True)
     ]
     X, y, sample_weight = dask.persist(*moved)
@@ -167,21 +168,19 @@ def _block_call(
 ) -> Any:
     """Run ``method`` of an inner backend built on one block (runs on a worker).
 
-    The inner backend is chosen from the block: Numba kernels for NumPy
-    blocks, the CUDA kernels for CuPy blocks. Results come back as NumPy.
+    The inner backend is chosen from the block, which is already where it is
+    computed on: Numba kernels for NumPy blocks, the CUDA kernels for CuPy
+    blocks. Results come back as NumPy.
     """
-    from gpulogreg.backends import make_backend
+    inner: Any
+    if array_module_name(X) == "cupy":
+        from gpulogreg.backends.cupy_backend import CupyBackend
 
-    device = "gpu" if array_module_name(X) == "cupy" else "cpu"
-    inner = make_backend(
-        X,
-        y,
-        sample_weight,
-        n_classes=n_classes,
-        fit_intercept=fit_intercept,
-        backend="auto",
-        device=device,
-    )
+        inner = CupyBackend(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+    else:
+        from gpulogreg.backends.numba_backend import NumbaBackend
+
+        inner = NumbaBackend(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
     out = getattr(inner, method)(*(inner.xp.asarray(v) for v in vectors))
     if isinstance(out, tuple):
         return tuple(to_host(o) for o in out)

@@ -19,8 +19,6 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 #: The package directory whose modules make up the graph.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "gpulogreg"
 #: Modules of the data layer (and any module of a future ``gpulogreg.data`` package).

@@ -22,7 +22,7 @@ from pathlib import Path
 #: The package directory whose modules make up the graph.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "gpulogreg"
 #: Modules of the data layer (and any module of a future ``gpulogreg.data`` package).
-DATA_LAYER = ("gpulogreg.data", "gpulogreg.dataset")
+DATA_LAYER = ("gpulogreg.data",)
 #: What the data layer may not import, directly or through other modules.
 BACKENDS = "gpulogreg.backends"
 
@@ -204,3 +204,51 @@ def test_data_layer_never_reaches_a_backend() -> None:
                 reaches.append(_describe(graph, chain))
                 break
     assert not reaches, "the data layer imports a backend:\n" + "\n".join(reaches)
+
+
+#: The layers of ARCHITECTURE.md, lowest first: a module may import only from its
+#: own layer or a lower one. A package's name stands for all of its modules.
+LAYERS = (
+    (
+        "gpulogreg",
+        "gpulogreg._version",
+        "gpulogreg._array",
+        "gpulogreg._compat",
+        "gpulogreg._progress",
+        "gpulogreg._numba_read",
+        "gpulogreg._layout",
+        "gpulogreg._typing",
+    ),
+    ("gpulogreg._files", "gpulogreg.checkpoint", "gpulogreg._model_file"),
+    ("gpulogreg.io", "gpulogreg.data"),
+    ("gpulogreg.backends",),
+    ("gpulogreg.loss",),
+    ("gpulogreg.solvers",),
+    ("gpulogreg._fit",),
+    ("gpulogreg.estimator",),
+    ("gpulogreg.persistence", "gpulogreg.cli", "gpulogreg.benchmark", "gpulogreg.info"),
+)
+
+
+def _layer(module: str) -> int:
+    best, level = "", -1
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            matches = module == name or module.startswith(f"{name}.")
+            if matches and len(name) > len(best):
+                best, level = name, index
+    return level
+
+
+def test_every_module_imports_only_from_its_layer_or_below() -> None:
+    graph = import_graph()
+    unplaced = sorted(m for m in graph if _layer(m) < 0)
+    assert not unplaced, f"modules missing from LAYERS (and ARCHITECTURE.md): {unplaced}"
+    upward = [
+        f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)}) "
+        f"at line {line}"
+        for module, targets in sorted(graph.items())
+        for target, line in sorted(targets.items())
+        if _layer(target) > _layer(module)
+    ]
+    assert not upward, "imports against the layering:\n" + "\n".join(upward)

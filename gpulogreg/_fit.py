@@ -41,7 +41,7 @@ import numpy as np
 from gpulogreg import backends
 from gpulogreg._array import array_module_name, array_namespace, host_float64, to_host
 from gpulogreg._layout import ParamLayout
-from gpulogreg._typing import Array, Backend, BatchBackend, SolverResult
+from gpulogreg._typing import Array, Backend, BatchBackend, History, SolverResult
 from gpulogreg.backends.chunked import ChunkedBackend
 from gpulogreg.data import FitData, prepare_fit_data
 from gpulogreg.data.batches import ArrayBatches, BatchSource, DatasetBatches, split_validation
@@ -125,6 +125,29 @@ class FitOutcome:
             known = math.isfinite(r.objective) or not r.history.objective
             total += r.objective if known else r.history.objective[-1]
         return float(total)
+
+    def attributes(self) -> dict[str, Any]:
+        """The estimator's fitted attributes (``n_passes_`` only for a Dataset)."""
+        coef, intercept = self.coef_intercept()
+        histories: list[History] = [r.history for r in self.results]
+        out: dict[str, Any] = {
+            "classes_": self.classes,
+            "n_features_in_": int(self.n_features),
+            "coef_": coef,
+            "intercept_": intercept,
+            "n_iter_": np.asarray([r.n_iter for r in self.results], dtype=np.int32),
+            "converged_": all(r.converged for r in self.results),
+            "history_": histories[0] if len(histories) == 1 else histories,
+            "objective_": self.objective(),
+            "backend_": self.backend,
+            "device_": self.device,
+            "solver_": self.solver,
+        }
+        if self.feature_names is not None:
+            out["feature_names_in_"] = self.feature_names
+        if self.n_passes is not None:
+            out["n_passes_"] = self.n_passes
+        return out
 
     def coef_intercept(self) -> tuple[np.ndarray, np.ndarray]:
         """``coef_`` and ``intercept_`` (softmax intercepts centred, as scikit-learn)."""
@@ -499,15 +522,18 @@ def run_partial_fit(
     X: Any,
     y: Any,
     sample_weight: Any,
-    classes: np.ndarray,
+    classes: Any,
     spec: FitSpec,
     previous: PreviousFit | None,
     state: PartialFitState | None,
 ) -> tuple[FitOutcome, PartialFitState]:
     """One epoch of mini-batch training per task on ``(X, y)``, continuing ``state``.
 
-    The penalty is the full objective's for all the data seen so far.
+    ``classes`` (every label the model will see) is required on the first call
+    and must match the fitted classes on later ones. The penalty is the full
+    objective's for all the data seen so far.
     """
+    classes = _partial_fit_classes(classes, previous)
     _check_y_present(y)
     if array_module_name(X) == "dask":
         raise TypeError("partial_fit does not take Dask arrays: fit(X, y) trains on them")
@@ -573,6 +599,23 @@ def run_partial_fit(
         solver="minibatch",
     )
     return outcome, state
+
+
+def _partial_fit_classes(classes: Any, previous: PreviousFit | None) -> np.ndarray:
+    """The classes of a partial_fit call: given on the first call, the fitted ones later."""
+    if classes is None:
+        if previous is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        return previous.classes
+    classes = np.unique(np.asarray(to_host(classes)))
+    if previous is not None and not np.array_equal(classes, previous.classes):
+        raise ValueError(
+            f"classes={classes!r} is not the same as on the first call to partial_fit "
+            f"(or in fit): {previous.classes!r}"
+        )
+    if len(classes) < 2:
+        raise ValueError(f"classes must hold at least 2 labels, got {classes!r}")
+    return classes
 
 
 def _check_features(X: Any, previous: PreviousFit) -> None:

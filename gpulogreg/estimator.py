@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gpulogreg import _model_file
-from gpulogreg._array import array_module_name, array_namespace, to_host
 from gpulogreg._compat import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
 from gpulogreg._fit import (
     FitOutcome,
@@ -28,7 +27,8 @@ from gpulogreg._fit import (
     run_fit,
     run_partial_fit,
 )
-from gpulogreg._typing import Array, History
+from gpulogreg._predict import decision_values, labels, log_probabilities, probabilities
+from gpulogreg._typing import Array
 from gpulogreg.data import check_X
 from gpulogreg.solvers import SOLVERS, solver_entry
 from gpulogreg.solvers.stochastic.config import MinibatchConfig
@@ -372,49 +372,21 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        spec = self._spec()
-        previous = self._previous()
-        if classes is None and previous is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
-        if classes is not None:
-            classes = np.unique(np.asarray(to_host(classes)))
-            if previous is not None and not np.array_equal(classes, previous.classes):
-                raise ValueError(
-                    f"classes={classes!r} is not the same as on the first call to partial_fit "
-                    f"(or in fit): {previous.classes!r}"
-                )
-        else:
-            assert previous is not None
-            classes = previous.classes
-        if len(classes) < 2:
-            raise ValueError(f"classes must hold at least 2 labels, got {classes!r}")
         state: PartialFitState | None = self.__dict__.get("_partial_state")
-        outcome, state = run_partial_fit(X, y, sample_weight, classes, spec, previous, state)
+        outcome, state = run_partial_fit(
+            X, y, sample_weight, classes, self._spec(), self._previous(), state
+        )
         self._set_fitted(outcome)
         self._partial_state = state
         return self
 
     def _set_fitted(self, outcome: FitOutcome) -> None:
-        self.classes_ = outcome.classes
-        self.n_features_in_ = int(outcome.n_features)
-        if outcome.feature_names is not None:
-            self.feature_names_in_ = outcome.feature_names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self.coef_, self.intercept_ = outcome.coef_intercept()
-        results = outcome.results
-        self.n_iter_ = np.asarray([r.n_iter for r in results], dtype=np.int32)
-        self.converged_ = all(r.converged for r in results)
-        histories: list[History] = [r.history for r in results]
-        self.history_: History | list[History] = histories[0] if len(results) == 1 else histories
-        self.objective_ = outcome.objective()
-        self.backend_ = outcome.backend
-        self.device_ = outcome.device
-        self.solver_ = outcome.solver
-        if outcome.n_passes is not None:
-            self.n_passes_ = outcome.n_passes
-        elif hasattr(self, "n_passes_"):
-            del self.n_passes_
+        """Store the fitted attributes; drop those this fit does not have."""
+        attributes = outcome.attributes()
+        for name in ("feature_names_in_", "n_passes_"):
+            if name not in attributes:
+                self.__dict__.pop(name, None)
+        self.__dict__.update(attributes)
 
     def _warn_if_not_converged(self, outcome: FitOutcome) -> None:
         results = outcome.results
@@ -445,59 +417,19 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         X, _ = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__, lazy=True)
-        if array_module_name(X) == "dask":  # lazy: a Dask array of decision values
-            from gpulogreg.backends.dask_backend import decision_blocks
-
-            return decision_blocks(X, self.coef_, self.intercept_)
-        xp = array_namespace(X)
-        coef = xp.asarray(self.coef_, dtype=X.dtype)
-        # BLAS in X's dtype (X is never upcast), result widened to float64.
-        scores = (X @ coef.T).astype(xp.float64) + xp.asarray(self.intercept_)
-        return scores[:, 0] if scores.shape[1] == 1 else scores
+        return decision_values(X, self.coef_, self.intercept_)
 
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
-        scores = self.decision_function(X)
-        xp = array_namespace(scores)
-        if scores.ndim == 1:
-            p = _sigmoid(scores, xp)
-            return xp.stack([1.0 - p, p], axis=1)
-        if self.multi_class == "ovr":
-            P = _sigmoid(scores, xp)
-            return P / P.sum(axis=1, keepdims=True)
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        E = xp.exp(shifted)
-        return E / E.sum(axis=1, keepdims=True)
+        return probabilities(self.decision_function(X), ovr=self.multi_class == "ovr")
 
     def predict_log_proba(self, X: Any) -> Array:
         """Logarithm of :meth:`predict_proba`, computed stably."""
-        scores = self.decision_function(X)
-        xp = array_namespace(scores)
-        if scores.ndim == 1:
-            # log sigmoid(z) = -log1p(exp(-z)), evaluated without overflow.
-            log_p1 = -(xp.maximum(-scores, 0.0) + xp.log1p(xp.exp(-xp.abs(scores))))
-            log_p0 = log_p1 - scores
-            return xp.stack([log_p0, log_p1], axis=1)
-        if self.multi_class == "ovr":
-            return xp.log(self.predict_proba(X))
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        return log_probabilities(self.decision_function(X), ovr=self.multi_class == "ovr")
 
     def predict(self, X: Any) -> Array:
         """Predicted class labels, shape (n_samples,)."""
-        scores = self.decision_function(X)
-        xp = array_namespace(scores)
-        index = (scores > 0).astype(xp.int64) if scores.ndim == 1 else scores.argmax(axis=1)
-        classes = self.classes_
-        if array_module_name(index) == "dask":
-            from gpulogreg.backends.dask_backend import take_classes
-
-            return take_classes(index, classes)
-        if xp is np:
-            return classes[index]
-        if classes.dtype.kind in "biuf":
-            return xp.asarray(classes)[index]
-        return classes[to_host(index)]
+        return labels(self.decision_function(X), self.classes_)
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: Any) -> None:
@@ -514,9 +446,3 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-
-
-def _sigmoid(z: Array, xp: Any) -> Array:
-    """Sigmoid without overflow for any finite ``z``."""
-    e = xp.exp(-xp.abs(z))
-    return xp.where(z >= 0, 1.0, e) / (1.0 + e)

@@ -224,7 +224,7 @@ LAYERS = (
     ("gpulogreg.backends",),
     ("gpulogreg.loss",),
     ("gpulogreg.solvers",),
-    ("gpulogreg._fit",),
+    ("gpulogreg._fit", "gpulogreg._predict"),
     ("gpulogreg.estimator",),
     ("gpulogreg.persistence", "gpulogreg.cli", "gpulogreg.benchmark", "gpulogreg.info"),
 )

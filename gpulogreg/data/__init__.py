@@ -10,7 +10,7 @@ their chunks here too (:mod:`gpulogreg.data.chunks`); mini-batch sources live
 in :mod:`gpulogreg.data.batches`. Nothing here imports a backend.
 
 Modules: ``validation`` (arrays), ``dask`` (Dask arrays), ``fit_data``
-(the entry point for both), ``dataset`` (out of core), ``chunks`` (chunk
+(the entry point for both), ``dataset`` and ``sources`` (out of core), ``chunks`` (chunk
 preparation), ``batches`` (mini-batch sources).
 """
 

@@ -1,0 +1,339 @@
+"""How each kind of source becomes row chunks: arrays, ``.npy`` files, CSV and Parquet.
+
+A :class:`ChunkSource` is what a :class:`~gpulogreg.data.dataset.Dataset` is
+built from: a factory of fresh chunk iterables (one call per pass), what is
+known up front (width, dtype, column names), a description for messages, a
+stamp that changes with the files, and, for sources that allow it, a reader of
+chunk ``i`` (mini-batch training then visits chunks in a random order).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpulogreg.data.validation import _to_host, check_sample_weight, check_X
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "ChunkSource",
+    "arrays",
+    "npy_files",
+    "table_file",
+    "user_chunks",
+]
+
+#: Default size of one chunk of X in bytes (rows = this / bytes per row): big
+#: enough that per-chunk overhead (a parallel kernel launch and its barrier, a
+#: small BLAS call, an mmap) is small next to reading the chunk (measured on a
+#: busy 2-core machine: ~30 ms per chunk, so 32 MB chunks cost 2x a pass and
+#: 128 MB chunks 1.6x), small enough that the two or three chunks in flight
+#: (double buffering) stay far below a 1 GB budget.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+#: Fewest rows per default chunk (very wide data).
+MIN_CHUNK_ROWS = 1024
+
+
+#: Returns a fresh iterable of ``(X, y)`` or ``(X, y, sample_weight)`` chunks.
+ChunkFactory = Callable[[], Iterable[Any]]
+
+
+@dataclass
+class ChunkSource:
+    """A source of chunks and what is known about it before the first pass."""
+
+    factory: ChunkFactory
+    n_features: int | None = None
+    dtype: Any = None
+    feature_names: Sequence[str] | None = None
+    description: str = "chunks"
+    stamp: Callable[[], tuple[Any, ...]] | None = None
+    in_memory: bool = False
+    #: Reads chunk ``i`` (rows ``i * reader_rows ...``) directly, or None.
+    reader: Callable[[int], tuple[Any, Any, Any]] | None = None
+    reader_rows: int = 0
+
+
+def default_chunk_rows(n_features: int, itemsize: int) -> int:
+    """Rows per chunk so that a chunk of X takes about :data:`DEFAULT_CHUNK_BYTES`."""
+    return max(MIN_CHUNK_ROWS, DEFAULT_CHUNK_BYTES // max(1, n_features * itemsize))
+
+
+def _float_dtype(dtype: Any, source: np.dtype[Any] | None = None) -> np.dtype[Any]:
+    """float32/float64 target dtype; None keeps a float32/float64 source, else float64."""
+    if dtype is None:
+        if source is not None and source in (np.float32, np.float64):
+            return np.dtype(source)
+        return np.dtype(np.float64)
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _check_chunk_rows(chunk_rows: int | None) -> None:
+    if chunk_rows is not None and (
+        not isinstance(chunk_rows, (int, np.integer))
+        or isinstance(chunk_rows, bool)
+        or chunk_rows < 1
+    ):
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+
+
+def _file_stamp(*paths: Any) -> tuple[Any, ...]:
+    """(size, mtime) of the files: a cached scan is redone when they change."""
+    stamp = []
+    for p in paths:
+        if p is None:
+            continue
+        st = os.stat(p)
+        stamp.append((os.fspath(p), st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
+
+
+# --------------------------------------------------------------------------- .npy
+class _NpyFile:
+    """Header of a ``.npy`` file and row-range reads that map only those rows."""
+
+    def __init__(self, path: Any, name: str) -> None:
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"no such file: {self.path}")
+        with open(self.path, "rb") as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            except ValueError as exc:
+                raise ValueError(f"{self.path} is not a .npy file ({exc})") from None
+            self.offset = f.tell()
+        if dtype.hasobject:
+            raise TypeError(f"{self.path} holds Python objects; {name} must be numeric")
+        self.shape: tuple[int, ...] = tuple(int(s) for s in shape)
+        self.fortran = bool(fortran)
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self.n_rows = self.shape[0] if self.shape else 0
+        self.row_items = int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
+        self.row_bytes = self.row_items * self.dtype.itemsize
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as an array backed by a mapping of only those rows.
+
+        C-order files are mapped from the first byte of row ``start`` (rounded
+        down to the allocation granularity), privately and writable
+        (copy-on-write: the file is opened read-only and never changes; reads
+        map the page-cache pages without copying them). A writable array has
+        the same Numba type as an in-memory one, so no kernel is compiled
+        twice. ``MADV_WILLNEED`` starts the read-ahead of the whole range. The
+        mapping lives as long as the returned array: drop it after use and the
+        rows leave the resident set. Fortran-order files are copied row-wise
+        out of a transient whole-file map.
+        """
+        n = stop - start
+        if n <= 0:
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
+        if self.fortran:
+            whole = np.load(self.path, mmap_mode="r")
+            out = np.ascontiguousarray(whole[start:stop])
+            del whole
+            return out
+        begin = self.offset + start * self.row_bytes
+        aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
+        length = begin - aligned + n * self.row_bytes
+        with open(self.path, "rb") as f:
+            mm = mmap.mmap(
+                f.fileno(),
+                length,
+                flags=mmap.MAP_PRIVATE,
+                prot=mmap.PROT_READ | mmap.PROT_WRITE,
+                offset=aligned,
+            )
+        if hasattr(mm, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
+            mm.madvise(mmap.MADV_WILLNEED)
+        arr = np.frombuffer(mm, dtype=self.dtype, count=n * self.row_items, offset=begin - aligned)
+        return arr.reshape((n, *self.shape[1:]))
+
+
+def arrays(
+    X: Any, y: Any, sample_weight: Any = None, *, chunk_rows: int | None, dtype: Any
+) -> ChunkSource:
+    """Chunks of in-memory arrays (NumPy, CuPy or a DataFrame): views, no copies."""
+    _check_chunk_rows(chunk_rows)
+    X, names = check_X(X, dtype=None if dtype is None else _float_dtype(dtype))
+    y = np.asarray(_to_host(y))
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has shape {y.shape}")
+    sw = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
+    rows = chunk_rows or default_chunk_rows(X.shape[1], X.dtype.itemsize)
+    n = X.shape[0]
+
+    def read(i: int) -> tuple[Any, Any, Any]:
+        start, stop = i * rows, min((i + 1) * rows, n)
+        return X[start:stop], y[start:stop], None if sw is None else sw[start:stop]
+
+    return ChunkSource(
+        _sequential(read, n, rows),
+        n_features=int(X.shape[1]),
+        dtype=X.dtype,
+        feature_names=None if names is None else list(names),
+        description=f"arrays {X.shape[0]} x {X.shape[1]} {X.dtype}, {rows} rows per chunk",
+        in_memory=True,
+        reader=read,
+        reader_rows=rows,
+    )
+
+
+def npy_files(
+    X_path: Any, y_path: Any, sample_weight_path: Any, *, chunk_rows: int | None, dtype: Any
+) -> ChunkSource:
+    """``.npy`` files read a chunk of rows at a time, each a map of just its rows."""
+    _check_chunk_rows(chunk_rows)
+    fx = _NpyFile(X_path, "X")
+    fy = _NpyFile(y_path, "y")
+    fw = None if sample_weight_path is None else _NpyFile(sample_weight_path, "sample_weight")
+    if len(fx.shape) != 2:
+        raise ValueError(f"{fx.path}: X must be 2-D, got shape {fx.shape}")
+    if fx.dtype.kind not in "biuf":
+        raise TypeError(f"{fx.path}: X must be numeric, got dtype {fx.dtype}")
+    for f in (fy, fw):
+        if f is None:
+            continue
+        if len(f.shape) != 1:
+            raise ValueError(f"{f.path}: {f.name} must be 1-D, got shape {f.shape}")
+        if f.n_rows != fx.n_rows:
+            raise ValueError(f"{fx.path} has {fx.n_rows} rows but {f.path} has {f.n_rows} entries")
+    target = _float_dtype(dtype, fx.dtype)
+    rows = chunk_rows or default_chunk_rows(fx.shape[1], target.itemsize)
+    n = fx.n_rows
+
+    def read(i: int) -> tuple[Any, Any, Any]:
+        start, stop = i * rows, min((i + 1) * rows, n)
+        return (
+            fx.read_rows(start, stop),
+            np.array(fy.read_rows(start, stop)),
+            None if fw is None else np.array(fw.read_rows(start, stop), dtype=np.float64),
+        )
+
+    return ChunkSource(
+        _sequential(read, n, rows),
+        n_features=fx.shape[1],
+        dtype=target,
+        description=f"{fx.path} ({n} x {fx.shape[1]} {fx.dtype}), {rows} rows per chunk",
+        stamp=lambda: _file_stamp(X_path, y_path, sample_weight_path),
+        reader=read,
+        reader_rows=rows,
+    )
+
+
+def table_file(
+    path: Any,
+    fmt: str,
+    *,
+    target: str,
+    features: str | Sequence[str] | None,
+    weight: str | None,
+    chunk_rows: int | None,
+    dtype: Any,
+) -> ChunkSource:
+    """A CSV (pyarrow's streaming reader) or Parquet file (record batches), needed columns only."""
+    from gpulogreg import io
+
+    _check_chunk_rows(chunk_rows)
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    names = _column_names(path, fmt)
+    feats = io._parse_features(features)
+    if feats is None:
+        feats = [c for c in names if c not in (target, weight)]
+    feats = io._resolve_columns(
+        path, names, target=target, features=feats, id_column=None, weight_column=weight
+    )
+    if weight is not None and weight in feats:
+        raise ValueError(f"{path}: column {weight!r} is both the weight and a feature")
+    target_dt = None if dtype is None else _float_dtype(dtype)
+    read_dt = target_dt or np.dtype(np.float64)
+    rows = chunk_rows or default_chunk_rows(len(feats), read_dt.itemsize)
+
+    def source() -> Iterator[tuple[Any, Any, Any]]:
+        for table in io.iter_batches(
+            path,
+            target=target,
+            features=feats,
+            weight_column=weight,
+            dtype=target_dt,
+            chunk_rows=rows,
+            format=fmt,
+        ):
+            sw = None
+            if weight is not None:
+                sw = np.asarray(table.weights, dtype=np.float64)
+            yield table.X, table.y, sw
+
+    return ChunkSource(
+        source,
+        n_features=len(feats),
+        dtype=target_dt,
+        feature_names=feats,
+        description=f"{path} ({fmt}, target {target!r}, {len(feats)} features), "
+        f"{rows} rows per chunk",
+        stamp=lambda: _file_stamp(path),
+    )
+
+
+def user_chunks(
+    source: Iterable[Any] | ChunkFactory, *, n_features: int | None, dtype: Any
+) -> ChunkSource:
+    """Chunks from a re-iterable or a function returning a fresh iterable (not a generator)."""
+    if callable(source):
+        factory: ChunkFactory = source
+    elif isinstance(source, Iterator):
+        raise TypeError(
+            "a one-shot iterator can be read only once, but training reads the data "
+            "several times; pass a list of chunks or a function that returns a fresh "
+            "iterator (e.g. the generator function itself)"
+        )
+    elif isinstance(source, Iterable):
+        iterable = source
+
+        def factory() -> Iterable[Any]:
+            return iterable
+
+    else:
+        raise TypeError(f"source must be an iterable of chunks or a function, got {type(source)}")
+    return ChunkSource(factory, n_features=n_features, dtype=dtype, description="user chunks")
+
+
+def _sequential(
+    read: Callable[[int], tuple[Any, Any, Any]], n_rows: int, rows: int
+) -> ChunkFactory:
+    """A chunk factory reading chunks ``0, 1, ...`` of ``rows`` rows through ``read``."""
+
+    def source() -> Iterator[tuple[Any, Any, Any]]:
+        for i in range(-(-n_rows // rows)):
+            yield read(i)
+
+    return source
+
+
+def _column_names(path: str, fmt: str) -> list[str]:
+    """Column names of a CSV or Parquet file, through pyarrow."""
+    from gpulogreg import io
+
+    if fmt == "csv":
+        return io._csv_header(path)
+    io._pyarrow("reading Parquet")
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    except Exception as exc:
+        raise io.DataError(f"{path}: not a readable Parquet file ({exc})") from None

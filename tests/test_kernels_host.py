@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import types
 from pathlib import Path
 from typing import Any
 
@@ -914,13 +915,31 @@ def test_launch_sizes() -> None:
     assert _cuda.grid_size(10**12, multiprocessors=132, blocks_per_sm=4) == 528
 
 
-def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CudaKernels: device attributes, lazy compilation, per-device caching, launch arguments."""
-    import sys
-    import types
+class _FakeDeviceArray(np.ndarray):
+    """Stands in for a cupy.ndarray: NumPy memory that says which (fake) device holds it."""
 
-    calls: list[tuple[Any, ...]] = []
-    devices: list[int] = []
+    device_id = 0
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.device_id = getattr(obj, "device_id", 0)
+
+    @property
+    def device(self) -> Any:
+        return types.SimpleNamespace(id=self.device_id)
+
+
+def _on_fake_device(a: np.ndarray, device_id: int) -> _FakeDeviceArray:
+    out = np.asarray(a).view(_FakeDeviceArray)
+    out.device_id = device_id
+    return out
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """A ``cupy`` module in ``sys.modules`` that compiles and launches nothing, recording calls."""
+    import sys
+
+    state = types.SimpleNamespace(calls=[], devices=[])
 
     class FakeFunction:
         num_regs = 40
@@ -930,7 +949,7 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
             self.name = name
 
         def __call__(self, grid: Any, block: Any, args: Any, **kwargs: Any) -> None:
-            calls.append((self.name, grid, block, args, devices[-1], kwargs))
+            state.calls.append((self.name, grid, block, args, state.devices[-1], kwargs))
 
     class FakeModule:
         def __init__(self, code: str, options: tuple[str, ...]) -> None:
@@ -946,11 +965,11 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
             self.id = device_id
 
         def __enter__(self) -> FakeDevice:
-            devices.append(self.id)
+            state.devices.append(self.id)
             return self
 
         def __exit__(self, *exc: Any) -> None:
-            devices.pop()
+            state.devices.pop()
 
     values = {"MultiProcessorCount": 132, "MaxThreadsPerMultiProcessor": 2048}
     values |= {"MaxBlocksPerMultiprocessor": 32, "MaxRegistersPerMultiprocessor": 65536}
@@ -961,10 +980,15 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
     )
     fake = types.ModuleType("cupy")
     fake.RawModule = FakeModule  # type: ignore[attr-defined]
+    fake.ndarray = _FakeDeviceArray  # type: ignore[attr-defined]
     fake.cuda = types.SimpleNamespace(Device=FakeDevice, runtime=runtime)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setattr(_cuda, "_KERNELS_BY_DEVICE", {})
+    return state
 
+
+def test_cuda_kernels_glue_with_a_fake_cupy(fake_cupy: types.SimpleNamespace) -> None:
+    """CudaKernels: device attributes, lazy compilation, per-device caching, launch arguments."""
     kernels = _cuda.get_kernels(1)
     assert _cuda.get_kernels(1) is kernels
     assert _cuda.get_kernels(0) is not kernels
@@ -976,15 +1000,38 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
     # 40 registers x 256 threads: 6 blocks per SM by registers (8 by threads).
     assert kernels.grid("logistic_loss_grad", np.float32, 10**9) == 132 * 6
     assert kernels.grid("logistic_loss_grad", np.float32, 1000) == 4
-    z = np.zeros(10)
+    z = _on_fake_device(np.zeros(10), 1)
     kernels.launch("sigmoid", np.float64, 3, (z, z, 10))
     kernels.launch("sigmoid", np.float64, 3, (z, z, 10))
-    name, grid, block, args, device, kwargs = calls[-1]
+    name, grid, block, args, device, kwargs = fake_cupy.calls[-1]
     assert name == "gpulogreg_sigmoid_f64"
     assert (grid, block, device, kwargs) == ((3,), (256,), 1, {})
     assert args[0] is z
     assert type(args[2]) is np.int64
     assert module.looked_up == ["gpulogreg_logistic_loss_grad_f32", "gpulogreg_sigmoid_f64"]
+
+
+@pytest.mark.parametrize("size", [1, 10])
+def test_cuda_launch_takes_only_device_arrays(fake_cupy: types.SimpleNamespace, size: int) -> None:
+    """A NumPy array never reaches CuPy's launcher (size 1 would be passed by value)."""
+    kernels = _cuda.get_kernels(1)
+    z = _on_fake_device(np.zeros(size), 1)
+    with pytest.raises(TypeError, match=r"kernel 'sigmoid', parameter 'p' .*expected a CuPy array"):
+        kernels.launch("sigmoid", np.float64, 1, (z, np.zeros(size), size))
+    with pytest.raises(ValueError, match=r"parameter 'z' .*on GPU 0, the kernels run on GPU 1"):
+        kernels.launch("sigmoid", np.float64, 1, (_on_fake_device(np.zeros(size), 0), z, size))
+    assert fake_cupy.calls == []
+    # The host emulator is another launcher: it takes NumPy arrays (checked by the tests above).
+
+
+def test_kernels_for_refuses_host_arrays(fake_cupy: types.SimpleNamespace) -> None:
+    from gpulogreg.backends.cupy_backend import _kernels_for
+
+    with pytest.raises(TypeError, match=r"CUDA kernels run on CuPy arrays, got numpy\.ndarray"):
+        _kernels_for(np.zeros(3))  # NumPy 2: .device == "cpu", no .id
+    with pytest.raises(TypeError, match=r"CUDA kernels run on CuPy arrays"):
+        sigmoid(np.zeros(3))
+    assert _kernels_for(_on_fake_device(np.zeros(3), 1)) is _cuda.get_kernels(1)
 
 
 def test_launcher_rejects_bad_grid(kernels: EmulatedKernels) -> None:

@@ -54,7 +54,7 @@ import numpy as np
 from gpulogreg._typing import Array
 from gpulogreg.backends import _cuda
 from gpulogreg.backends.numpy_backend import NumpyBackend
-from gpulogreg.data import array_namespace
+from gpulogreg.data import array_module_name, array_namespace
 
 __all__ = [
     "GRAD_CHUNK_ROWS",
@@ -84,9 +84,21 @@ DEVICE_HEADROOM_BYTES = 512 * 2**20
 
 
 def _kernels_for(a: Any) -> _cuda.KernelLauncher:
-    """The compiled kernels of the device holding CuPy array ``a``."""
-    device = getattr(a, "device", None)
-    return _cuda.get_kernels(int(device.id) if device is not None else None)
+    """The compiled kernels of the device holding CuPy array ``a``.
+
+    Raises
+    ------
+    TypeError
+        ``a`` is not a CuPy array (a NumPy array, whose ``device`` is the
+        string ``"cpu"``, cannot be launched on).
+    """
+    if array_module_name(a) != "cupy":
+        kind = f"{type(a).__module__}.{type(a).__name__}"
+        raise TypeError(
+            f"the CUDA kernels run on CuPy arrays, got {kind}; move the data to the GPU "
+            "first (cupy.asarray) or pass kernels="
+        )
+    return _cuda.get_kernels(int(a.device.id))
 
 
 class CupyBackend(NumpyBackend):

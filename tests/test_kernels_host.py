@@ -640,6 +640,60 @@ def test_cupy_backend_rejects_non_contiguous_x(kernels: EmulatedKernels) -> None
         CupyBackend(X, np.zeros(10, np.int32), np.full(10, 0.1), kernels=kernels)
 
 
+class _DeviceCheckingLauncher(_cuda.KernelLauncher):
+    """The emulated kernels, recording which fake device is current at each launch."""
+
+    def __init__(self, inner: EmulatedKernels, state: Any) -> None:
+        self.inner, self.state, self.limits = inner, state, inner.limits
+        self.launch_devices: list[int] = []
+
+    def _kernel_attributes(self, entry: str) -> tuple[int, int]:
+        return self.inner._kernel_attributes(entry)
+
+    def _call(self, entry: str, grid: int, args: tuple[Any, ...]) -> None:
+        self.launch_devices.append(self.state.current)
+        self.inner._call(entry, grid, args)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_cupy_backend_runs_on_the_device_holding_x(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, n_classes: int
+) -> None:
+    """Two fake devices: X on GPU 1 while GPU 0 is current; every operation must run on GPU 1."""
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    monkeypatch.setattr(
+        cupy_backend, "_current_device_memory", lambda: (2**40, 2**40, "fake GPU 1")
+    )
+    X, y = make_classification(3000, 5, dtype=np.float32, n_classes=n_classes, seed=2)
+    sw = np.full(X.shape[0], 1.0 / X.shape[0])
+    launcher = _DeviceCheckingLauncher(kernels, state)
+    on1 = [_fake_cupy.on_device(a, 1) for a in (X, y.astype(np.int32), sw)]
+    assert state.current == 0
+    gpu = CupyBackend(*on1, n_classes=n_classes, kernels=launcher)
+    gpu.grad_chunk_rows = 256  # the chunked float32 R^T X, in batches
+    gpu.grad_max_batch = 4
+    rng = np.random.default_rng(0)
+    params = _fake_cupy.on_device(rng.normal(size=gpu.n_params) * 0.3, 1)
+    v = _fake_cupy.on_device(rng.normal(size=gpu.n_params), 1)
+    gpu.loss(params)
+    gpu.loss_grad(params)
+    gpu.hessian(params)
+    gpu.hvp(params, v)
+    gpu.gram_matvec(v[: X.shape[1] + 1])
+    Z = gpu.decision(params, gpu.X)
+    if n_classes == 2:
+        sigmoid(Z, kernels=launcher)
+    else:
+        softmax(Z, kernels=launcher)
+    assert state.current == 0  # restored
+    assert launcher.launch_devices
+    assert set(launcher.launch_devices) == {1}, "a kernel was launched on another device"
+    assert state.violations == [], f"ran on the current device, not X's: {state.violations[:5]}"
+
+
 # ================================================================================
 # The estimator with device="gpu", running the CuPy backend's code on the host
 # ================================================================================

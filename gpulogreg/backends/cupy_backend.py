@@ -46,8 +46,12 @@ CuPy's cached blocks after a fit.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -82,6 +86,34 @@ HESSIAN_CHUNK_BYTES = 64 * 2**20
 #: workspace, the Hessian's chunk buffers and small temporaries (512 MiB).
 DEVICE_HEADROOM_BYTES = 512 * 2**20
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _device_of(a: Any) -> AbstractContextManager[Any]:
+    """``with`` it to run CuPy work on the device holding ``a``; a no-op for host arrays.
+
+    CuPy runs every operation (cuBLAS products, elementwise kernels,
+    allocations) on the *current* device, whatever device its arrays are on;
+    ``a.device`` (a ``cupy.cuda.Device``) makes ``a``'s device current. NumPy
+    arrays (the tests run this backend's code on them through the host
+    emulator) get :func:`contextlib.nullcontext`.
+    """
+    if array_module_name(a) == "cupy":
+        device: AbstractContextManager[Any] = a.device
+        return device
+    return contextlib.nullcontext()
+
+
+def _on_data_device(method: _Method) -> _Method:
+    """Run a backend method with the device holding the backend's ``X`` current."""
+
+    @functools.wraps(method)
+    def on_device(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _device_of(self.X):
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, on_device)
+
 
 def _kernels_for(a: Any) -> _cuda.KernelLauncher:
     """The compiled kernels of the device holding CuPy array ``a``.
@@ -110,7 +142,8 @@ class CupyBackend(NumpyBackend):
     the elementwise middle of ``loss_grad`` and ``loss``, and the binary
     ``hessian`` and ``hvp``, by our kernels; ``decision``, ``gram_matvec`` and
     the multinomial Hessian and Hessian-vector product are the baseline's,
-    running on CuPy arrays.
+    running on CuPy arrays. Every method runs with the device holding ``X``
+    current (CuPy and cuBLAS work on the current device).
 
     Parameters
     ----------
@@ -142,24 +175,27 @@ class CupyBackend(NumpyBackend):
         fit_intercept: bool = True,
         kernels: _cuda.KernelLauncher | None = None,
     ) -> None:
-        super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
-        xp = self.xp
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"the CuPy backend takes float32 or float64 X, got {self.dtype}")
-        if not self.X.flags.c_contiguous:
-            raise ValueError("the CuPy backend needs a C-contiguous X (see gpulogreg.data.check_X)")
-        self._kernels = kernels if kernels is not None else _kernels_for(self.X)
-        self._binary = self.n_outputs == 1
-        self._y32 = xp.ascontiguousarray(self.y, dtype=xp.int32)
-        self._sw = xp.ascontiguousarray(self.sample_weight, dtype=xp.float64)
-        self._loss_kernel = "logistic_loss_grad" if self._binary else "softmax_loss_grad"
-        self._grid = self._kernels.grid(self._loss_kernel, self.dtype, self.n_samples)
-        # Partial sums per block: loss (and, binary, the residual for the intercept).
-        self._n_series = 2 if self._binary else 1
-        self._partials = xp.empty(self._n_series * self._grid, dtype=xp.float64)
-        self._sums = xp.empty(self._n_series, dtype=xp.float64)
-        shape = (self.n_samples,) if self._binary else (self.n_samples, self.n_outputs)
-        self._residual = xp.empty(shape, dtype=self.dtype)
+        with _device_of(X):  # everything this backend allocates lives on X's device
+            super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+            xp = self.xp
+            if self.dtype not in (np.float32, np.float64):
+                raise TypeError(f"the CuPy backend takes float32 or float64 X, got {self.dtype}")
+            if not self.X.flags.c_contiguous:
+                raise ValueError(
+                    "the CuPy backend needs a C-contiguous X (see gpulogreg.data.check_X)"
+                )
+            self._kernels = kernels if kernels is not None else _kernels_for(self.X)
+            self._binary = self.n_outputs == 1
+            self._y32 = xp.ascontiguousarray(self.y, dtype=xp.int32)
+            self._sw = xp.ascontiguousarray(self.sample_weight, dtype=xp.float64)
+            self._loss_kernel = "logistic_loss_grad" if self._binary else "softmax_loss_grad"
+            self._grid = self._kernels.grid(self._loss_kernel, self.dtype, self.n_samples)
+            # Partial sums per block: loss (and, binary, the residual for the intercept).
+            self._n_series = 2 if self._binary else 1
+            self._partials = xp.empty(self._n_series * self._grid, dtype=xp.float64)
+            self._sums = xp.empty(self._n_series, dtype=xp.float64)
+            shape = (self.n_samples,) if self._binary else (self.n_samples, self.n_outputs)
+            self._residual = xp.empty(shape, dtype=self.dtype)
 
     # -- helpers ----------------------------------------------------------------
     @property
@@ -272,11 +308,13 @@ class CupyBackend(NumpyBackend):
         )
 
     # -- protocol ---------------------------------------------------------------
+    @_on_data_device
     def loss(self, params: Array) -> float:
         params = self._check_params(params)
         self._fused(params, self._xw(params, self.X), write_residual=False)
         return float(self._sums[0])
 
+    @_on_data_device
     def loss_grad(self, params: Array) -> tuple[float, Array]:
         xp = self.xp
         params = self._check_params(params)
@@ -291,6 +329,7 @@ class CupyBackend(NumpyBackend):
                 G[:, self.n_features] = self._residual.sum(axis=0, dtype=xp.float64)
         return float(self._sums[0]), grad
 
+    @_on_data_device
     def hessian(self, params: Array) -> Array:
         """Binary: ``A^T diag(h) A`` over float64 row chunks, h from our kernel.
 
@@ -319,6 +358,7 @@ class CupyBackend(NumpyBackend):
             H += (Ac * hc[:, None]).T @ Ac
         return H
 
+    @_on_data_device
     def hvp(self, params: Array, v: Array) -> Array:
         """Binary: ``A^T diag(h) A v`` with h from our kernel and ``R^T X`` as in the gradient."""
         if not self._binary:
@@ -334,6 +374,14 @@ class CupyBackend(NumpyBackend):
         if self.fit_intercept:
             out[self.n_features] = r.sum()
         return out
+
+    @_on_data_device
+    def gram_matvec(self, v: Array) -> Array:
+        return super().gram_matvec(v)
+
+    def decision(self, params: Array, X: Array) -> Array:
+        with _device_of(X):  # the rows to score may live on another device than the data
+            return super().decision(params, X)
 
 
 # -- prediction helpers -------------------------------------------------------------
@@ -354,24 +402,26 @@ def sigmoid(z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
         Default: the kernels of z's device.
     """
     xp = array_namespace(z)
-    z = _as_float(z, xp)
-    p = xp.empty_like(z)
-    kernels = kernels if kernels is not None else _kernels_for(z)
-    grid = kernels.grid("sigmoid", z.dtype, z.size)
-    kernels.launch("sigmoid", z.dtype, grid, (z, p, z.size))
+    with _device_of(z):
+        z = _as_float(z, xp)
+        p = xp.empty_like(z)
+        kernels = kernels if kernels is not None else _kernels_for(z)
+        grid = kernels.grid("sigmoid", z.dtype, z.size)
+        kernels.launch("sigmoid", z.dtype, grid, (z, p, z.size))
     return p
 
 
 def softmax(Z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
     """Row-wise softmax of ``Z`` (n_rows, n_classes) with our kernel, in Z's dtype."""
     xp = array_namespace(Z)
-    Z = _as_float(Z, xp)
     if Z.ndim != 2:
         raise ValueError(f"softmax takes a 2-D array, got shape {Z.shape}")
-    P = xp.empty_like(Z)
-    kernels = kernels if kernels is not None else _kernels_for(Z)
-    grid = kernels.grid("softmax", Z.dtype, Z.shape[0])
-    kernels.launch("softmax", Z.dtype, grid, (Z, P, Z.shape[0], Z.shape[1]))
+    with _device_of(Z):
+        Z = _as_float(Z, xp)
+        P = xp.empty_like(Z)
+        kernels = kernels if kernels is not None else _kernels_for(Z)
+        grid = kernels.grid("softmax", Z.dtype, Z.shape[0])
+        kernels.launch("softmax", Z.dtype, grid, (Z, P, Z.shape[0], Z.shape[1]))
     return P
 
 

@@ -23,6 +23,13 @@
 //   (partials); gpulogreg_sum_partials_f64 then reduces the per-block values in
 //   a fixed order. No atomics anywhere.
 // * Residuals are written in T because they feed the cuBLAS product X^T r.
+// * Flush to zero: CuPy compiles with -ftz=true (it appends the option after
+//   ours; NVRTC's last -ftz wins), so in the _f32 entry points every float
+//   result below 2^-126 is stored as a signed zero: sigmoid_f32 is exactly 0
+//   for z below about -87.3, float softmax probabilities and residuals below
+//   2^-126 are 0 (the residual's double value still enters the partial
+//   sums), and subnormal float inputs read as zero. Double arithmetic keeps
+//   IEEE subnormals. tests/_cuda_emulator.py models this on the host.
 
 #include "gpulogreg_math.cuh"
 

@@ -527,6 +527,59 @@ def test_prediction_kernels(kernels: EmulatedKernels, dtype: Any) -> None:
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=8 * np.finfo(dtype).eps)
 
 
+#: Values this close (relative) to float32's smallest normal may round to either side of it.
+_FTZ_BOUNDARY = 1e-5
+
+
+def _assert_flushed_like_the_device(out: np.ndarray, ref: np.ndarray, what: str) -> None:
+    """float32 ``out`` equals the FTZ model of ``ref``: 0 below 2^-126, else within 8 ulps."""
+    tiny = float(np.finfo(np.float32).tiny)
+    ref = np.abs(ref.astype(np.float64))
+    got = np.abs(out.astype(np.float64))
+    clear = np.abs(ref - tiny) > _FTZ_BOUNDARY * tiny
+    below = clear & (ref < tiny)
+    assert below.any(), f"{what}: no value in the subnormal range"
+    assert (got[below] == 0).all(), f"{what}: a subnormal float32 result was not flushed"
+    above = clear & (ref >= tiny)
+    rtol = 8 * float(np.finfo(np.float32).eps)
+    np.testing.assert_allclose(got[above], ref[above], rtol=rtol, atol=0, err_msg=what)
+
+
+def test_float32_kernels_flush_subnormals_to_zero_like_the_device(
+    kernels: EmulatedKernels,
+) -> None:
+    """-ftz=true: float32 results below 2^-126 are 0 on the device, double ones are not."""
+    z32 = np.linspace(-110.0, -80.0, 3001).astype(np.float32)
+    z = z32.astype(np.float64)  # the same values in double: the references are exact for them
+    ref = ref_sigmoid(z)
+    ieee_subnormal = (ref > 0) & (ref < np.finfo(np.float32).tiny)
+    assert ieee_subnormal.sum() > 1000  # z from about -103.9 to -87.3
+    _assert_flushed_like_the_device(sigmoid(z32, kernels=kernels), ref, "sigmoid")
+    assert (sigmoid(z, kernels=kernels) > 0).all()  # float64: IEEE, subnormals kept
+
+    # Softmax of rows (0, z): the second class's probability.
+    Z = np.stack([np.zeros_like(z), z], axis=1)
+    P = softmax(Z.astype(np.float32), kernels=kernels)  # exact: the values are float32
+    _assert_flushed_like_the_device(P[:, 1], ref, "softmax")
+
+    # Residuals s (p - y) of label 0: computed in double, flushed when stored as float32;
+    # the double partial sums keep them.
+    n = z.size
+    y, s, b = np.zeros(n, np.int32), np.ones(n), np.zeros(1)
+    r = np.empty(n, np.float32)
+    grid = kernels.grid("logistic_loss_grad", np.float32, n)
+    partials = np.empty(2 * grid)
+    kernels.launch(
+        "logistic_loss_grad",
+        np.float32,
+        grid,
+        (z32, b, 0, y, s, r, 1, partials, n),
+    )
+    ref_r = ref_residual(z, np.zeros(n))
+    _assert_flushed_like_the_device(r, ref_r, "residual")
+    np.testing.assert_allclose(partials[grid:].sum(), float(ref_r.sum()), rtol=1e-12)
+
+
 # ================================================================================
 # The CuPy backend's code, on NumPy arrays through the emulated kernels
 # ================================================================================
@@ -1124,6 +1177,23 @@ def test_nvrtc_compiles_every_entry_point(arch: str) -> None:
     for name, spec in _cuda.KERNELS.items():
         for suffix in spec.suffixes:
             assert f"gpulogreg_{name}_{suffix}".encode() in cubin, "entry point missing (mangled?)"
+
+
+def test_cupy_appends_ftz_after_our_options() -> None:
+    """The FTZ model rests on CuPy appending -ftz=true after our options (the last one wins)."""
+    import inspect
+
+    compiler = pytest.importorskip("cupy.cuda.compiler")
+    source = inspect.getsource(compiler._compile_with_cache_cuda)
+    assert "options += ('-ftz=true',)" in source, "CuPy changed how it sets -ftz: revisit the model"
+    # NVRTC: a later -ftz overrides an earlier one (ours could not turn it off).
+    _nvrtc_program()
+    kernel = 'extern "C" __global__ void k(const float* a, float* b) { b[0] = a[0] * a[1]; }'
+    for options, flushed in (((), False), (("-ftz=false", "-ftz=true"), True)):
+        program = _nvrtc_program()(kernel, "k.cu", (), (), method="ptx")
+        ptx, _ = program.compile((*options, "-arch=compute_80"))
+        text = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
+        assert ("mul.ftz.f32" in text) is flushed, options
 
 
 @pytest.mark.parametrize("target", [_cuda.MAIN_SOURCE, _cuda.HEADER])

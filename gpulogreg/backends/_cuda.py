@@ -23,6 +23,19 @@ How a kernel gets to the device:
    (:func:`blocks_per_sm`). Kernels loop over rows with grid-stride loops, so
    the grid size never changes which rows are covered.
 
+Flush to zero: CuPy compiles with ``-ftz=true`` (appended after our
+:data:`COMPILE_OPTIONS`, and NVRTC's last ``-ftz`` wins; checked in CuPy 14's
+source and in the PTX, where the float32 instructions carry ``.ftz``). So in
+the float32 entry points every single-precision result below 2^-126 is
+stored as a zero of the same sign: ``sigmoid_f32`` returns exactly 0 for
+z below about -87.3 (IEEE float32 would return subnormals down to about
+-103.9), softmax probabilities below 2^-126 are 0, and float32 residuals
+``s (p - y)`` of magnitude below 2^-126 are stored as 0 (their double values
+still enter the loss and intercept partial sums). Subnormal float32 inputs
+read as zero, which changes no result of these kernels. All double
+arithmetic keeps IEEE subnormals. The host emulation in the tests models
+this (``tests/_cuda_emulator.py``), and the GPU suite checks it.
+
 Importing this module imports neither CuPy nor NumPy's GPU counterpart;
 CuPy is imported when a :class:`CudaKernels` is built.
 """
@@ -65,9 +78,12 @@ MAIN_SOURCE = "gpulogreg_kernels.cu"
 HEADER = "gpulogreg_math.cuh"
 #: Where the wheel puts ``kernels/`` inside the package.
 PACKAGE_KERNEL_DIR = "_kernels"
-#: Options passed to NVRTC. CuPy adds ``-arch`` for the device, ``-std=c++17``
-#: and ``-ftz=true`` itself. No fast-math: the stable exp/log1p forms rely on
-#: IEEE semantics.
+#: Options passed to NVRTC. CuPy 14 adds ``-std=c++17`` when no standard is
+#: given, then appends ``-ftz=true`` after ours (``cupy/cuda/compiler.py``,
+#: ``_compile_with_cache_cuda``), then ``-arch`` and
+#: ``--device-as-default-execution-space``. NVRTC takes the last ``-ftz``, so
+#: flush to zero cannot be turned off from here (see "Flush to zero" above).
+#: No fast-math: the stable exp/log1p forms rely on IEEE semantics otherwise.
 COMPILE_OPTIONS: tuple[str, ...] = ()
 
 #: C types of kernel parameters -> how Python values are passed. ``T`` is the

@@ -56,9 +56,10 @@ def flush_to_zero(a: np.ndarray) -> np.ndarray:
     returned unchanged (double arithmetic is never flushed).
     """
     if a.dtype == np.float32:
+        plain = np.asarray(a)  # no subclass hooks: this models the device, it is not device work
         tiny = np.finfo(np.float32).tiny  # 2^-126, the smallest normal float32
-        subnormal = (a != 0) & (np.abs(a) < tiny)
-        a[subnormal] = np.copysign(np.float32(0), a[subnormal])
+        subnormal = (plain != 0) & (np.abs(plain) < tiny)
+        plain[subnormal] = np.copysign(np.float32(0), plain[subnormal])
     return a
 
 

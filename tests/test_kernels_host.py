@@ -747,6 +747,55 @@ def test_cupy_backend_runs_on_the_device_holding_x(
     assert state.violations == [], f"ran on the current device, not X's: {state.violations[:5]}"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_memory_check_counts_what_the_backend_allocates(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, dtype: Any, n_classes: int
+) -> None:
+    """device_memory_terms against the peak bytes each method of CupyBackend holds.
+
+    The fake cupy counts every block an operation returns while it lives (as
+    CuPy's pool would hand it out), so each term is pinned to the code: a new
+    temporary in a method makes its measured peak exceed the term.
+    """
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    monkeypatch.setattr(cupy_backend, "_current_device_memory", lambda: (2**40, 2**40, "fake"))
+    m, n = 40_000, 10  # several float32 gradient chunks; one Hessian chunk
+    X, y = make_classification(m, n, dtype=dtype, n_classes=n_classes, seed=3)
+    data = [_fake_cupy.on_device(a, 0) for a in (X, y.astype(np.int32), np.full(m, 1.0 / m))]
+    before = state.reset_peak()
+    gpu = CupyBackend(*data, n_classes=n_classes, kernels=kernels)
+    measured = {"held": state.live - before}
+    rng = np.random.default_rng(0)
+    params = _fake_cupy.on_device(rng.normal(size=gpu.n_params) * 0.1, 0)
+    v = _fake_cupy.on_device(rng.normal(size=gpu.n_params), 0)
+    calls = {
+        "loss_grad": lambda: gpu.loss_grad(params),
+        "loss": lambda: gpu.loss(params),
+        "hvp": lambda: gpu.hvp(params, v),
+        "gram_matvec": lambda: gpu.gram_matvec(v[: n + 1]),
+        "hessian": lambda: gpu.hessian(params),
+    }
+    for name, call in calls.items():
+        before = state.reset_peak()
+        call()
+        measured[name] = state.peak - before
+    n_outputs = 1 if n_classes == 2 else n_classes
+    terms = cupy_backend.device_memory_terms(m, n, dtype, n_outputs)
+    measured["loss_grad"] = max(measured["loss_grad"], measured.pop("loss"))
+    small = 64 * 1024  # parameter-sized vectors, per-block partial sums: the headroom's part
+    for name, got in measured.items():
+        assert got <= terms[name] + small, f"{name}: allocates {got} B, counted {terms[name]}"
+        assert terms[name] <= 1.01 * got + small, f"{name}: counted {terms[name]}, uses {got}"
+    assert terms["data"] == X.nbytes + 4 * m + 8 * m
+    need = cupy_backend.device_bytes_needed(m, n, dtype, n_outputs)
+    working = max(terms[name] for name in calls if name != "loss")
+    assert need == terms["data"] + terms["held"] + working + terms["headroom"]
+
+
 # ================================================================================
 # The estimator with device="gpu", running the CuPy backend's code on the host
 # ================================================================================

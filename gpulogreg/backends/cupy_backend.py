@@ -57,7 +57,7 @@ import numpy as np
 
 from gpulogreg._typing import Array
 from gpulogreg.backends import _cuda
-from gpulogreg.backends.numpy_backend import NumpyBackend
+from gpulogreg.backends.numpy_backend import HESSIAN_CHUNK_ROWS, NumpyBackend
 from gpulogreg.data import array_module_name, array_namespace
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "CupyBackend",
     "check_device_memory",
     "device_bytes_needed",
+    "device_memory_terms",
     "sigmoid",
     "softmax",
 ]
@@ -82,9 +83,16 @@ GRAD_MAX_BATCH = 32768
 #: Bytes of the float64 row chunk used to build the Hessian (64 MiB: bounded
 #: whatever the number of rows; two such buffers are alive at once).
 HESSIAN_CHUNK_BYTES = 64 * 2**20
-#: Device memory kept free beyond the data and the per-row buffers: cuBLAS
-#: workspace, the Hessian's chunk buffers and small temporaries (512 MiB).
+#: Device memory kept free beyond what :func:`device_memory_terms` counts:
+#: cuBLAS workspace, the solvers' parameter-sized vectors and small
+#: temporaries (512 MiB).
 DEVICE_HEADROOM_BYTES = 512 * 2**20
+#: Parameters up to which the Newton solver builds the dense Hessian (its
+#: default ``cg_threshold``; above it, Hessian-vector products): the memory
+#: check counts the Hessian's buffers only up to here. Equal to
+#: ``gpulogreg.solvers.newton.CG_THRESHOLD`` (a test checks; backends do not
+#: import solvers).
+DENSE_HESSIAN_MAX_PARAMS = 1000
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -289,7 +297,11 @@ class CupyBackend(NumpyBackend):
         batch = int(self.grad_max_batch)
         for first in range(0, n_chunks, batch):
             last = min(first + batch, n_chunks)
-            G += xp.matmul(R3[first:last], X3[first:last]).sum(axis=0, dtype=xp.float64)
+            # Multinomial R3 is strided (classes x rows per chunk): one explicit
+            # contiguous copy per batch, counted by device_memory_terms (binary
+            # R3 is contiguous already: no copy).
+            Rb = xp.ascontiguousarray(R3[first:last])
+            G += xp.matmul(Rb, X3[first:last]).sum(axis=0, dtype=xp.float64)
         if cut < m:
             G += self._xt_r_plain(R, cut, m)
         return G
@@ -426,18 +438,105 @@ def softmax(Z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
 
 
 # -- device memory --------------------------------------------------------------------
+def device_memory_terms(
+    n_samples: int, n_features: int, dtype: Any, n_outputs: int = 1
+) -> dict[str, int]:
+    """Device bytes of each part of a GPU fit on ``n_samples x n_features`` data.
+
+    Derived from what :class:`CupyBackend` and the baseline methods it
+    inherits allocate (CuPy returns a temporary to its pool when its last
+    reference goes, and reuses the block for the next request of that size,
+    so what counts is the peak of each method). ``b`` is X's itemsize, ``k``
+    the outputs (1 binary, K multinomial), ``d = n_features + 1`` (an
+    intercept column is assumed) and ``p = k d`` the parameters; per row:
+
+    ``data``
+        X (``n_features b``), the labels (int32, 4) and the weights (float64, 8).
+    ``held`` (for the whole fit)
+        the baseline's float64 labels (binary, 8) or one-hot labels
+        (multinomial, ``8 k``), and the residual ``R`` in X's dtype (``k b``).
+    ``loss_grad`` (also ``loss``)
+        ``X @ W^T`` (``k b``), freed before ``R^T X``; float32 ``R^T X`` then
+        makes, per batched product of at most :data:`GRAD_MAX_BATCH` x
+        :data:`GRAD_CHUNK_ROWS` rows, a contiguous copy of ``R`` (multinomial,
+        ``k b``) and the chunks' float32 partial gradients (``4 k n / 1024``).
+    ``hvp``
+        binary: the Newton weights ``h`` (8), the float64 decision values of
+        ``v`` and their sum with the intercept (8 + 8), then ``r = h z`` (8)
+        while the decision values go, and ``r`` in X's dtype (``b``) with the
+        chunk partials: ``max(24, 16 + b + 4 n / 1024)``. Multinomial (the
+        baseline's): ``Z``, ``Z_v``, ``exp(Z - max)`` and ``P`` (``4 x 8 k``)
+        are held while ``R = P (Z_v - sum P Z_v) s`` is built through two
+        ``8 k`` temporaries, plus the row maxima: ``48 k + 8``.
+    ``gram_matvec``
+        the float64 decision values, their sum with the intercept, ``s z`` and
+        that in X's dtype: ``16 + b``.
+    ``hessian`` (not per row: bounded chunks)
+        binary: per chunk of ``min(n_samples, HESSIAN_CHUNK_BYTES / 8 d)``
+        rows, ``A = [X, 1]`` in float64 and ``A * h`` (``8 d`` each) and
+        ``h`` (8); plus ``H`` and the chunk's product (``16 d^2``).
+        Multinomial (the baseline's, chunks of
+        :data:`~gpulogreg.backends.numpy_backend.HESSIAN_CHUNK_ROWS` rows):
+        ``[X, 1]`` (``d b``), ``Z``, ``exp(Z - max)``, ``P`` (``24 k``), the
+        row maxima and one weight vector (16), ``A * h`` and, float32,
+        ``A`` in float64 (``8 d`` each); plus ``H`` (``8 p^2``) and a block
+        and its product (``16 d^2``). Counted only when ``p`` is at most
+        :data:`DENSE_HESSIAN_MAX_PARAMS` (above it Newton uses
+        Hessian-vector products and never builds ``H``).
+    ``headroom``
+        :data:`DEVICE_HEADROOM_BYTES`: cuBLAS workspace, the solvers'
+        parameter-sized vectors, the per-block partial sums.
+
+    Methods run one at a time, so the fit needs ``data + held + max(loss_grad,
+    hvp, gram_matvec, hessian) + headroom`` (:func:`device_bytes_needed`).
+
+    Returns
+    -------
+    dict of str to int
+        Bytes per term, for all the rows, keyed as above.
+    """
+    b = np.dtype(dtype).itemsize
+    k = max(1, int(n_outputs))
+    m, n = int(n_samples), int(n_features)
+    d = n + 1
+    n_params = k * d
+    float32 = b == np.dtype(np.float32).itemsize
+    terms = {"data": m * (n * b + 4 + 8), "held": m * (8 * k + k * b)}
+    # float32 R^T X: rows per batched product, their copy of R and float32 partials.
+    batch_rows = min(m, GRAD_MAX_BATCH * GRAD_CHUNK_ROWS) if float32 and m > GRAD_CHUNK_ROWS else 0
+    partials = (batch_rows // GRAD_CHUNK_ROWS) * k * n * 4
+    r_copy = batch_rows * k * b if k > 1 else 0
+    terms["loss_grad"] = max(m * k * b, r_copy + partials)
+    if k == 1:
+        terms["hvp"] = max(24 * m, (16 + b) * m + partials)
+    else:
+        terms["hvp"] = (48 * k + 8) * m
+    terms["gram_matvec"] = (16 + b) * m
+    if n_params > DENSE_HESSIAN_MAX_PARAMS:
+        terms["hessian"] = 0
+    elif k == 1:
+        rows = max(1, min(m, HESSIAN_CHUNK_BYTES // (8 * d)))
+        terms["hessian"] = rows * (16 * d + 8) + 16 * d * d
+    else:
+        rows = min(m, HESSIAN_CHUNK_ROWS)
+        per_row = d * b + 24 * k + 16 + 8 * d * (2 if float32 else 1)
+        terms["hessian"] = rows * per_row + 8 * n_params**2 + 16 * d * d
+    terms["headroom"] = DEVICE_HEADROOM_BYTES
+    return terms
+
+
 def device_bytes_needed(n_samples: int, n_features: int, dtype: Any, n_outputs: int = 1) -> int:
     """Device bytes a fit on ``n_samples x n_features`` data needs, with headroom.
 
-    X itself, plus per row: labels (int32) and weights (float64); the
-    baseline's float64 label copy (one-hot when multinomial); ``X @ coef`` and
-    the residual in X's dtype; float64 decision values (Hessian-vector
-    products); plus :data:`DEVICE_HEADROOM_BYTES`.
+    ``data + held + max(loss_grad, hvp, gram_matvec, hessian) + headroom`` of
+    :func:`device_memory_terms`, which derives each term from the backend's
+    allocations. For example 1,000,000 x 100 float32: binary 400 + 12 + 12
+    + 24 (Hessian-vector product) bytes per row; 3 classes 400 + 12 + 36 +
+    152 (its Hessian-vector product).
     """
-    itemsize = np.dtype(dtype).itemsize
-    k = max(1, int(n_outputs))
-    per_row = n_features * itemsize + 4 + 8 + 8 * k + 2 * k * itemsize + 8 * k
-    return int(n_samples) * per_row + DEVICE_HEADROOM_BYTES
+    terms = device_memory_terms(n_samples, n_features, dtype, n_outputs)
+    working = max(terms[name] for name in ("loss_grad", "hvp", "gram_matvec", "hessian"))
+    return terms["data"] + terms["held"] + working + terms["headroom"]
 
 
 def _current_device_memory() -> tuple[int, int, str]:

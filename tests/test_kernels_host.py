@@ -1190,6 +1190,46 @@ def test_kernels_for_refuses_host_arrays(fake_cupy: types.SimpleNamespace) -> No
     assert _kernels_for(_on_fake_device(np.zeros(3), 1)) is _cuda.get_kernels(1)
 
 
+def _gpu_docs() -> dict[str, str]:
+    """What describes the GPU path: docstrings, kernel comments, the README's GPU section."""
+    import gpulogreg.backends.cupy_backend as cupy_backend
+
+    readme = (KERNEL_DIR.parent / "README.md").read_text()
+    start = readme.index("\n## GPU\n")
+    gpu_section = readme[start : readme.index("\n## ", start + 1)]
+    return {
+        "README.md (GPU)": gpu_section,
+        "cupy_backend.py": cupy_backend.__doc__ or "",
+        "_cuda.py": _cuda.__doc__ or "",
+        _cuda.MAIN_SOURCE: (KERNEL_DIR / _cuda.MAIN_SOURCE).read_text(),
+    }
+
+
+def test_determinism_claims_name_what_they_depend_on() -> None:
+    """The grid (hence the summation order) follows the register count NVRTC picks:
+    every place that promises identical results says they hold for the same versions."""
+    # The grid does change with the register count alone (same device, same rows).
+    h100 = _cuda.DeviceLimits(multiprocessors=132)
+    grids = {
+        _cuda.grid_size(
+            10**8,
+            multiprocessors=132,
+            blocks_per_sm=_cuda.blocks_per_sm(h100, registers_per_thread=r),
+        )
+        for r in (32, 40, 64)
+    }
+    assert len(grids) == 3
+    claim = re.compile(r"identical|deterministic|reproducib", re.IGNORECASE)
+    for where, text in _gpu_docs().items():
+        flat = " ".join(text.replace("//", " ").split())
+        if not claim.search(flat):
+            continue
+        assert "register count" in flat, f"{where} claims determinism without the register count"
+        assert "NVRTC" in flat, f"{where} claims determinism without naming NVRTC"
+        assert "version" in flat, f"{where} claims determinism without the versions it needs"
+        assert "on the same GPU model)" not in flat
+
+
 def test_launcher_rejects_bad_grid(kernels: EmulatedKernels) -> None:
     with pytest.raises(ValueError, match="grid must be"):
         kernels.launch("sigmoid", np.float64, 0, (np.zeros(2), np.zeros(2), 2))

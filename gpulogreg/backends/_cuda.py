@@ -21,7 +21,11 @@ How a kernel gets to the device:
    right number of bytes) and launches ``GPULOGREG_BLOCK`` threads per block on
    a grid sized from the device's and the kernel's attributes
    (:func:`blocks_per_sm`). Kernels loop over rows with grid-stride loops, so
-   the grid size never changes which rows are covered.
+   the grid size never changes which rows are covered; it does fix the order
+   of the partial sums. The grid depends on the kernel's register count,
+   which NVRTC chooses: another NVRTC, CUDA or CuPy version can compile the
+   same source to another count, so bitwise identical results hold only for
+   the same GPU model and the same versions (they agree to rounding across).
 
 Flush to zero: CuPy compiles with ``-ftz=true`` (appended after our
 :data:`COMPILE_OPTIONS`, and NVRTC's last ``-ftz`` wins; checked in CuPy 14's

@@ -31,10 +31,14 @@ cuBLAS products. The Hessian is built in float64 (chunks of X are widened to
 float64 in a bounded buffer), as in the NumPy baseline.
 
 Reproducibility: the kernels use no atomics, and the reduction order is fixed
-by the grid size, which depends only on the device's attributes and the number
-of rows; cuBLAS products are deterministic for a given GPU model. Results are
-therefore identical run to run on the same GPU model (not bit-identical
-across GPU models).
+by the grid size, which depends on the device's attributes, the number of
+rows and the kernel's register count (see :mod:`gpulogreg.backends._cuda`).
+The register count is NVRTC's choice, so another NVRTC, CUDA or CuPy version
+can compile the same source to another count, hence another grid and another
+order of the partial sums; cuBLAS, too, may pick another algorithm in another
+version. Results are therefore bitwise identical run to run with the same
+GPU model and the same CUDA, NVRTC, cuBLAS and CuPy versions; with another
+version (or GPU model) they agree to rounding, not bit for bit.
 
 Do not set ``CUPY_TF32=1``: it lets cuBLAS round float32 products to TF32.
 

@@ -43,8 +43,9 @@ version (or GPU model) they agree to rounding, not bit for bit.
 Do not set ``CUPY_TF32=1``: it lets cuBLAS round float32 products to TF32.
 
 Memory: :func:`check_device_memory` refuses data that would not fit in free
-device memory with a :class:`gpulogreg.backends.GPUMemoryError` pointing to
-the streaming path; :func:`gpulogreg.backends.release_device_memory` returns
+device memory, with everything a fit allocates (:func:`device_memory_terms`
+counts it method by method), with a :class:`gpulogreg.backends.GPUMemoryError`
+pointing to the streaming path; :func:`gpulogreg.backends.release_device_memory` returns
 CuPy's cached blocks after a fit.
 """
 

@@ -10,19 +10,29 @@
 // Conventions:
 // * Every kernel is launched with GPULOGREG_BLOCK threads per block (the block
 //   reductions rely on it) and any number of blocks: loops over rows are
-//   grid-stride loops, so the grid size (chosen from the device's attributes)
-//   changes only the fixed order of the partial sums, never the coverage.
+//   grid-stride loops, so the grid size (chosen from the device's attributes
+//   and the kernel's register count) changes only the fixed order of the
+//   partial sums, never the coverage.
 // * Decision values arrive as xw = X @ coef in X's dtype T (a cuBLAS product)
 //   plus intercepts read from the float64 parameter vector on the device, so
 //   no scalar crosses to the host to launch a kernel.
 // * All per-row arithmetic and all accumulation is in double, also for float
 //   data: the per-row transcendental work is O(1) against O(n_features) bytes
 //   of X per row, so the kernels stay memory-bound.
-// * Reductions are deterministic: each block reduces its threads' double
-//   partial sums in a fixed tree order and writes one value per block
-//   (partials); gpulogreg_sum_partials_f64 then reduces the per-block values in
-//   a fixed order. No atomics anywhere.
+// * Reductions are deterministic for a given grid: each block reduces its
+//   threads' double partial sums in a fixed tree order and writes one value
+//   per block (partials); gpulogreg_sum_partials_f64 then reduces the
+//   per-block values in a fixed order. No atomics anywhere. The grid follows
+//   the register count NVRTC gives a kernel, so another NVRTC/CUDA/CuPy
+//   version can change the order, and the last bits, on the same GPU model.
 // * Residuals are written in T because they feed the cuBLAS product X^T r.
+// * Flush to zero: CuPy compiles with -ftz=true (it appends the option after
+//   ours; NVRTC's last -ftz wins), so in the _f32 entry points every float
+//   result below 2^-126 is stored as a signed zero: sigmoid_f32 is exactly 0
+//   for z below about -87.3, float softmax probabilities and residuals below
+//   2^-126 are 0 (the residual's double value still enters the partial
+//   sums), and subnormal float inputs read as zero. Double arithmetic keeps
+//   IEEE subnormals. tests/_cuda_emulator.py models this on the host.
 
 #include "gpulogreg_math.cuh"
 

@@ -299,6 +299,36 @@ def test_device_memory_check_message() -> None:
     assert isinstance(info.value, MemoryError)
 
 
+@pytest.mark.parametrize(("n_outputs", "hvp_per_row"), [(1, 24), (3, 48 * 3 + 8)])
+def test_data_near_capacity_are_refused_up_front(n_outputs: int, hvp_per_row: int) -> None:
+    """Free memory for X, labels, weights, residual and X @ w is not enough: Newton-CG's
+    Hessian-vector products (and, multinomial, the copy of R) need more, counted per row."""
+    from gpulogreg.backends.cupy_backend import DEVICE_HEADROOM_BYTES, device_memory_terms
+
+    m, n = 10_000_000, 100
+    k = n_outputs
+    # X, y, the weights, the label copy, X @ w, the residual and one float64
+    # decision vector per output (float32): what the check used to count.
+    without_hvp = m * (n * 4 + 4 + 8 + 8 * k + 2 * k * 4 + 8 * k) + DEVICE_HEADROOM_BYTES
+    with pytest.raises(GPUMemoryError):
+        check_device_memory(m, n, np.float32, n_outputs, free_bytes=without_hvp)
+    terms = device_memory_terms(m, n, np.float32, n_outputs)
+    assert terms["hvp"] == m * hvp_per_row
+    need = device_bytes_needed(m, n, np.float32, n_outputs)
+    assert need == terms["data"] + terms["held"] + terms["hvp"] + DEVICE_HEADROOM_BYTES
+    check_device_memory(m, n, np.float32, n_outputs, free_bytes=need)
+
+
+def test_dense_hessian_limit_is_the_newton_solvers() -> None:
+    from gpulogreg.backends.cupy_backend import DENSE_HESSIAN_MAX_PARAMS, device_memory_terms
+    from gpulogreg.solvers.newton import CG_THRESHOLD
+
+    assert DENSE_HESSIAN_MAX_PARAMS == CG_THRESHOLD
+    # Wide data: Newton uses Hessian-vector products, the dense Hessian is not counted.
+    assert device_memory_terms(1000, 5000, np.float32)["hessian"] == 0
+    assert device_memory_terms(1000, 500, np.float32)["hessian"] >= 8 * 501**2
+
+
 def test_make_backend_checks_memory_before_moving_data(
     data: Any, fake_gpu: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 import gpulogreg
 from gpulogreg.backends import GPUMemoryError, make_backend
+from tests._cuda_emulator import flush_to_zero
 from tests._helpers import make_classification
 
 pytestmark = pytest.mark.gpu
@@ -76,25 +77,69 @@ def test_kernels_compile_without_spills(cp: Any) -> None:
     assert _cuda.get_kernels() is kernels  # cached per device
 
 
+def _assert_matches_ftz_model(actual: Any, exact: np.ndarray, dtype: Any, rtol: float) -> None:
+    """``actual`` (in ``dtype``) against the device's model of the exact values ``exact``.
+
+    CuPy compiles our kernels with ``-ftz=true`` (see ``gpulogreg.backends._cuda``):
+    a float32 result below 2^-126 is stored as 0, so the model is the exact
+    value rounded to ``dtype`` with float32 subnormals flushed
+    (:func:`tests._cuda_emulator.flush_to_zero`), compared with no absolute
+    tolerance (an ``atol`` of 1e-30 would hide a subnormal). float64 keeps
+    IEEE subnormals; values within ``rtol`` of the smallest normal may round
+    to either side of it and are left out.
+    """
+    tiny = float(np.finfo(dtype).tiny)
+    keep = np.abs(np.abs(exact) - tiny) > 4 * rtol * tiny
+    expected = flush_to_zero(exact.astype(dtype))
+    atol = (
+        0.0 if np.dtype(dtype) == np.float32 else 8 * float(np.finfo(np.float64).smallest_subnormal)
+    )
+    np.testing.assert_allclose(np.asarray(actual)[keep], expected[keep], rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_prediction_kernels_on_device(cp: Any, dtype: Any) -> None:
     from gpulogreg.backends.cupy_backend import sigmoid, softmax
 
     rng = np.random.default_rng(0)
-    z = np.concatenate([rng.normal(size=10_000) * 30, [0, 1e4, -1e4, 88, -88, 710, -710]])
-    z = z.astype(dtype)
+    specials = [0, 1e4, -1e4, 88, -88, 95, -95, 103, -103, 710, -710]
+    z = np.concatenate([rng.normal(size=10_000) * 30, specials]).astype(dtype)
     p = sigmoid(cp.asarray(z))
     assert isinstance(p, cp.ndarray)
     assert p.dtype == dtype
     e = np.exp(-np.abs(z.astype(np.float64)))
     ref = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-    np.testing.assert_allclose(cp.asnumpy(p), ref, rtol=8 * np.finfo(dtype).eps, atol=1e-30)
+    _assert_matches_ftz_model(cp.asnumpy(p), ref, dtype, rtol=8 * np.finfo(dtype).eps)
     Z = (rng.normal(size=(5000, 4)) * 20).astype(dtype)
     P = cp.asnumpy(softmax(cp.asarray(Z)))
     Z64 = Z.astype(np.float64)
     ref = np.exp(Z64 - Z64.max(axis=1, keepdims=True))
     ref /= ref.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(P, ref, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-30)
+    _assert_matches_ftz_model(P, ref, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_float32_kernels_flush_subnormals_on_device(cp: Any) -> None:
+    """sigmoid_f32 is exactly 0 for z in about (-103.9, -87.3), where IEEE float32 has
+    subnormals; float32 residuals below 2^-126 are stored as 0, while the double
+    partial sums keep them; float64 is not flushed."""
+    from gpulogreg.backends import _cuda
+    from gpulogreg.backends.cupy_backend import sigmoid
+
+    z = np.linspace(-103.5, -87.5, 1001)
+    p32 = cp.asnumpy(sigmoid(cp.asarray(z.astype(np.float32))))
+    assert (p32 == 0).all(), "float32 subnormals were not flushed: the FTZ model is wrong"
+    assert (cp.asnumpy(sigmoid(cp.asarray(z))) > 0).all()
+    kernels = _cuda.get_kernels()
+    n = z.size
+    z32 = z.astype(np.float32)
+    grid = kernels.grid("logistic_loss_grad", np.float32, n)
+    r = cp.empty(n, dtype=cp.float32)
+    partials = cp.empty(2 * grid, dtype=cp.float64)
+    args = (cp.asarray(z32), cp.zeros(1), 0, cp.zeros(n, dtype=cp.int32), cp.ones(n), r, 1)
+    kernels.launch("logistic_loss_grad", np.float32, grid, (*args, partials, n))
+    assert (cp.asnumpy(r) == 0).all()
+    exact = np.exp(z32.astype(np.float64)) / (1 + np.exp(z32.astype(np.float64)))
+    np.testing.assert_allclose(float(partials[grid:].sum()), exact.sum(), rtol=1e-9)
 
 
 # -- backend parity ---------------------------------------------------------------------

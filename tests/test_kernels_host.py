@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import types
 from pathlib import Path
 from typing import Any
 
@@ -526,6 +527,59 @@ def test_prediction_kernels(kernels: EmulatedKernels, dtype: Any) -> None:
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=8 * np.finfo(dtype).eps)
 
 
+#: Values this close (relative) to float32's smallest normal may round to either side of it.
+_FTZ_BOUNDARY = 1e-5
+
+
+def _assert_flushed_like_the_device(out: np.ndarray, ref: np.ndarray, what: str) -> None:
+    """float32 ``out`` equals the FTZ model of ``ref``: 0 below 2^-126, else within 8 ulps."""
+    tiny = float(np.finfo(np.float32).tiny)
+    ref = np.abs(ref.astype(np.float64))
+    got = np.abs(out.astype(np.float64))
+    clear = np.abs(ref - tiny) > _FTZ_BOUNDARY * tiny
+    below = clear & (ref < tiny)
+    assert below.any(), f"{what}: no value in the subnormal range"
+    assert (got[below] == 0).all(), f"{what}: a subnormal float32 result was not flushed"
+    above = clear & (ref >= tiny)
+    rtol = 8 * float(np.finfo(np.float32).eps)
+    np.testing.assert_allclose(got[above], ref[above], rtol=rtol, atol=0, err_msg=what)
+
+
+def test_float32_kernels_flush_subnormals_to_zero_like_the_device(
+    kernels: EmulatedKernels,
+) -> None:
+    """-ftz=true: float32 results below 2^-126 are 0 on the device, double ones are not."""
+    z32 = np.linspace(-110.0, -80.0, 3001).astype(np.float32)
+    z = z32.astype(np.float64)  # the same values in double: the references are exact for them
+    ref = ref_sigmoid(z)
+    ieee_subnormal = (ref > 0) & (ref < np.finfo(np.float32).tiny)
+    assert ieee_subnormal.sum() > 1000  # z from about -103.9 to -87.3
+    _assert_flushed_like_the_device(sigmoid(z32, kernels=kernels), ref, "sigmoid")
+    assert (sigmoid(z, kernels=kernels) > 0).all()  # float64: IEEE, subnormals kept
+
+    # Softmax of rows (0, z): the second class's probability.
+    Z = np.stack([np.zeros_like(z), z], axis=1)
+    P = softmax(Z.astype(np.float32), kernels=kernels)  # exact: the values are float32
+    _assert_flushed_like_the_device(P[:, 1], ref, "softmax")
+
+    # Residuals s (p - y) of label 0: computed in double, flushed when stored as float32;
+    # the double partial sums keep them.
+    n = z.size
+    y, s, b = np.zeros(n, np.int32), np.ones(n), np.zeros(1)
+    r = np.empty(n, np.float32)
+    grid = kernels.grid("logistic_loss_grad", np.float32, n)
+    partials = np.empty(2 * grid)
+    kernels.launch(
+        "logistic_loss_grad",
+        np.float32,
+        grid,
+        (z32, b, 0, y, s, r, 1, partials, n),
+    )
+    ref_r = ref_residual(z, np.zeros(n))
+    _assert_flushed_like_the_device(r, ref_r, "residual")
+    np.testing.assert_allclose(partials[grid:].sum(), float(ref_r.sum()), rtol=1e-12)
+
+
 # ================================================================================
 # The CuPy backend's code, on NumPy arrays through the emulated kernels
 # ================================================================================
@@ -637,6 +691,109 @@ def test_cupy_backend_rejects_non_contiguous_x(kernels: EmulatedKernels) -> None
     X = np.asfortranarray(np.ones((10, 3)))
     with pytest.raises(ValueError, match="C-contiguous"):
         CupyBackend(X, np.zeros(10, np.int32), np.full(10, 0.1), kernels=kernels)
+
+
+class _DeviceCheckingLauncher(_cuda.KernelLauncher):
+    """The emulated kernels, recording which fake device is current at each launch."""
+
+    def __init__(self, inner: EmulatedKernels, state: Any) -> None:
+        self.inner, self.state, self.limits = inner, state, inner.limits
+        self.launch_devices: list[int] = []
+
+    def _kernel_attributes(self, entry: str) -> tuple[int, int]:
+        return self.inner._kernel_attributes(entry)
+
+    def _call(self, entry: str, grid: int, args: tuple[Any, ...]) -> None:
+        self.launch_devices.append(self.state.current)
+        self.inner._call(entry, grid, args)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_cupy_backend_runs_on_the_device_holding_x(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, n_classes: int
+) -> None:
+    """Two fake devices: X on GPU 1 while GPU 0 is current; every operation must run on GPU 1."""
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    monkeypatch.setattr(
+        cupy_backend, "_current_device_memory", lambda: (2**40, 2**40, "fake GPU 1")
+    )
+    X, y = make_classification(3000, 5, dtype=np.float32, n_classes=n_classes, seed=2)
+    sw = np.full(X.shape[0], 1.0 / X.shape[0])
+    launcher = _DeviceCheckingLauncher(kernels, state)
+    on1 = [_fake_cupy.on_device(a, 1) for a in (X, y.astype(np.int32), sw)]
+    assert state.current == 0
+    gpu = CupyBackend(*on1, n_classes=n_classes, kernels=launcher)
+    gpu.grad_chunk_rows = 256  # the chunked float32 R^T X, in batches
+    gpu.grad_max_batch = 4
+    rng = np.random.default_rng(0)
+    params = _fake_cupy.on_device(rng.normal(size=gpu.n_params) * 0.3, 1)
+    v = _fake_cupy.on_device(rng.normal(size=gpu.n_params), 1)
+    gpu.loss(params)
+    gpu.loss_grad(params)
+    gpu.hessian(params)
+    gpu.hvp(params, v)
+    gpu.gram_matvec(v[: X.shape[1] + 1])
+    Z = gpu.decision(params, gpu.X)
+    if n_classes == 2:
+        sigmoid(Z, kernels=launcher)
+    else:
+        softmax(Z, kernels=launcher)
+    assert state.current == 0  # restored
+    assert launcher.launch_devices
+    assert set(launcher.launch_devices) == {1}, "a kernel was launched on another device"
+    assert state.violations == [], f"ran on the current device, not X's: {state.violations[:5]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_memory_check_counts_what_the_backend_allocates(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, dtype: Any, n_classes: int
+) -> None:
+    """device_memory_terms against the peak bytes each method of CupyBackend holds.
+
+    The fake cupy counts every block an operation returns while it lives (as
+    CuPy's pool would hand it out), so each term is pinned to the code: a new
+    temporary in a method makes its measured peak exceed the term.
+    """
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    monkeypatch.setattr(cupy_backend, "_current_device_memory", lambda: (2**40, 2**40, "fake"))
+    m, n = 40_000, 10  # several float32 gradient chunks; one Hessian chunk
+    X, y = make_classification(m, n, dtype=dtype, n_classes=n_classes, seed=3)
+    data = [_fake_cupy.on_device(a, 0) for a in (X, y.astype(np.int32), np.full(m, 1.0 / m))]
+    before = state.reset_peak()
+    gpu = CupyBackend(*data, n_classes=n_classes, kernels=kernels)
+    measured = {"held": state.live - before}
+    rng = np.random.default_rng(0)
+    params = _fake_cupy.on_device(rng.normal(size=gpu.n_params) * 0.1, 0)
+    v = _fake_cupy.on_device(rng.normal(size=gpu.n_params), 0)
+    calls = {
+        "loss_grad": lambda: gpu.loss_grad(params),
+        "loss": lambda: gpu.loss(params),
+        "hvp": lambda: gpu.hvp(params, v),
+        "gram_matvec": lambda: gpu.gram_matvec(v[: n + 1]),
+        "hessian": lambda: gpu.hessian(params),
+    }
+    for name, call in calls.items():
+        before = state.reset_peak()
+        call()
+        measured[name] = state.peak - before
+    n_outputs = 1 if n_classes == 2 else n_classes
+    terms = cupy_backend.device_memory_terms(m, n, dtype, n_outputs)
+    measured["loss_grad"] = max(measured["loss_grad"], measured.pop("loss"))
+    small = 64 * 1024  # parameter-sized vectors, per-block partial sums: the headroom's part
+    for name, got in measured.items():
+        assert got <= terms[name] + small, f"{name}: allocates {got} B, counted {terms[name]}"
+        assert terms[name] <= 1.01 * got + small, f"{name}: counted {terms[name]}, uses {got}"
+    assert terms["data"] == X.nbytes + 4 * m + 8 * m
+    need = cupy_backend.device_bytes_needed(m, n, dtype, n_outputs)
+    working = max(terms[name] for name in calls if name != "loss")
+    assert need == terms["data"] + terms["held"] + working + terms["headroom"]
 
 
 # ================================================================================
@@ -914,13 +1071,31 @@ def test_launch_sizes() -> None:
     assert _cuda.grid_size(10**12, multiprocessors=132, blocks_per_sm=4) == 528
 
 
-def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CudaKernels: device attributes, lazy compilation, per-device caching, launch arguments."""
-    import sys
-    import types
+class _FakeDeviceArray(np.ndarray):
+    """Stands in for a cupy.ndarray: NumPy memory that says which (fake) device holds it."""
 
-    calls: list[tuple[Any, ...]] = []
-    devices: list[int] = []
+    device_id = 0
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.device_id = getattr(obj, "device_id", 0)
+
+    @property
+    def device(self) -> Any:
+        return types.SimpleNamespace(id=self.device_id)
+
+
+def _on_fake_device(a: np.ndarray, device_id: int) -> _FakeDeviceArray:
+    out = np.asarray(a).view(_FakeDeviceArray)
+    out.device_id = device_id
+    return out
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """A ``cupy`` module in ``sys.modules`` that compiles and launches nothing, recording calls."""
+    import sys
+
+    state = types.SimpleNamespace(calls=[], devices=[])
 
     class FakeFunction:
         num_regs = 40
@@ -930,7 +1105,7 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
             self.name = name
 
         def __call__(self, grid: Any, block: Any, args: Any, **kwargs: Any) -> None:
-            calls.append((self.name, grid, block, args, devices[-1], kwargs))
+            state.calls.append((self.name, grid, block, args, state.devices[-1], kwargs))
 
     class FakeModule:
         def __init__(self, code: str, options: tuple[str, ...]) -> None:
@@ -946,11 +1121,11 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
             self.id = device_id
 
         def __enter__(self) -> FakeDevice:
-            devices.append(self.id)
+            state.devices.append(self.id)
             return self
 
         def __exit__(self, *exc: Any) -> None:
-            devices.pop()
+            state.devices.pop()
 
     values = {"MultiProcessorCount": 132, "MaxThreadsPerMultiProcessor": 2048}
     values |= {"MaxBlocksPerMultiprocessor": 32, "MaxRegistersPerMultiprocessor": 65536}
@@ -961,10 +1136,15 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
     )
     fake = types.ModuleType("cupy")
     fake.RawModule = FakeModule  # type: ignore[attr-defined]
+    fake.ndarray = _FakeDeviceArray  # type: ignore[attr-defined]
     fake.cuda = types.SimpleNamespace(Device=FakeDevice, runtime=runtime)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setattr(_cuda, "_KERNELS_BY_DEVICE", {})
+    return state
 
+
+def test_cuda_kernels_glue_with_a_fake_cupy(fake_cupy: types.SimpleNamespace) -> None:
+    """CudaKernels: device attributes, lazy compilation, per-device caching, launch arguments."""
     kernels = _cuda.get_kernels(1)
     assert _cuda.get_kernels(1) is kernels
     assert _cuda.get_kernels(0) is not kernels
@@ -976,15 +1156,78 @@ def test_cuda_kernels_glue_with_a_fake_cupy(monkeypatch: pytest.MonkeyPatch) -> 
     # 40 registers x 256 threads: 6 blocks per SM by registers (8 by threads).
     assert kernels.grid("logistic_loss_grad", np.float32, 10**9) == 132 * 6
     assert kernels.grid("logistic_loss_grad", np.float32, 1000) == 4
-    z = np.zeros(10)
+    z = _on_fake_device(np.zeros(10), 1)
     kernels.launch("sigmoid", np.float64, 3, (z, z, 10))
     kernels.launch("sigmoid", np.float64, 3, (z, z, 10))
-    name, grid, block, args, device, kwargs = calls[-1]
+    name, grid, block, args, device, kwargs = fake_cupy.calls[-1]
     assert name == "gpulogreg_sigmoid_f64"
     assert (grid, block, device, kwargs) == ((3,), (256,), 1, {})
     assert args[0] is z
     assert type(args[2]) is np.int64
     assert module.looked_up == ["gpulogreg_logistic_loss_grad_f32", "gpulogreg_sigmoid_f64"]
+
+
+@pytest.mark.parametrize("size", [1, 10])
+def test_cuda_launch_takes_only_device_arrays(fake_cupy: types.SimpleNamespace, size: int) -> None:
+    """A NumPy array never reaches CuPy's launcher (size 1 would be passed by value)."""
+    kernels = _cuda.get_kernels(1)
+    z = _on_fake_device(np.zeros(size), 1)
+    with pytest.raises(TypeError, match=r"kernel 'sigmoid', parameter 'p' .*expected a CuPy array"):
+        kernels.launch("sigmoid", np.float64, 1, (z, np.zeros(size), size))
+    with pytest.raises(ValueError, match=r"parameter 'z' .*on GPU 0, the kernels run on GPU 1"):
+        kernels.launch("sigmoid", np.float64, 1, (_on_fake_device(np.zeros(size), 0), z, size))
+    assert fake_cupy.calls == []
+    # The host emulator is another launcher: it takes NumPy arrays (checked by the tests above).
+
+
+def test_kernels_for_refuses_host_arrays(fake_cupy: types.SimpleNamespace) -> None:
+    from gpulogreg.backends.cupy_backend import _kernels_for
+
+    with pytest.raises(TypeError, match=r"CUDA kernels run on CuPy arrays, got numpy\.ndarray"):
+        _kernels_for(np.zeros(3))  # NumPy 2: .device == "cpu", no .id
+    with pytest.raises(TypeError, match=r"CUDA kernels run on CuPy arrays"):
+        sigmoid(np.zeros(3))
+    assert _kernels_for(_on_fake_device(np.zeros(3), 1)) is _cuda.get_kernels(1)
+
+
+def _gpu_docs() -> dict[str, str]:
+    """What describes the GPU path: docstrings, kernel comments, the README's GPU section."""
+    import gpulogreg.backends.cupy_backend as cupy_backend
+
+    readme = (KERNEL_DIR.parent / "README.md").read_text()
+    start = readme.index("\n## GPU\n")
+    gpu_section = readme[start : readme.index("\n## ", start + 1)]
+    return {
+        "README.md (GPU)": gpu_section,
+        "cupy_backend.py": cupy_backend.__doc__ or "",
+        "_cuda.py": _cuda.__doc__ or "",
+        _cuda.MAIN_SOURCE: (KERNEL_DIR / _cuda.MAIN_SOURCE).read_text(),
+    }
+
+
+def test_determinism_claims_name_what_they_depend_on() -> None:
+    """The grid (hence the summation order) follows the register count NVRTC picks:
+    every place that promises identical results says they hold for the same versions."""
+    # The grid does change with the register count alone (same device, same rows).
+    h100 = _cuda.DeviceLimits(multiprocessors=132)
+    grids = {
+        _cuda.grid_size(
+            10**8,
+            multiprocessors=132,
+            blocks_per_sm=_cuda.blocks_per_sm(h100, registers_per_thread=r),
+        )
+        for r in (32, 40, 64)
+    }
+    assert len(grids) == 3
+    claim = re.compile(r"identical|deterministic|reproducib", re.IGNORECASE)
+    for where, text in _gpu_docs().items():
+        flat = " ".join(text.replace("//", " ").split())
+        if not claim.search(flat):
+            continue
+        assert "register count" in flat, f"{where} claims determinism without the register count"
+        assert "NVRTC" in flat, f"{where} claims determinism without naming NVRTC"
+        assert "version" in flat, f"{where} claims determinism without the versions it needs"
+        assert "on the same GPU model)" not in flat
 
 
 def test_launcher_rejects_bad_grid(kernels: EmulatedKernels) -> None:
@@ -1023,6 +1266,23 @@ def test_nvrtc_compiles_every_entry_point(arch: str) -> None:
     for name, spec in _cuda.KERNELS.items():
         for suffix in spec.suffixes:
             assert f"gpulogreg_{name}_{suffix}".encode() in cubin, "entry point missing (mangled?)"
+
+
+def test_cupy_appends_ftz_after_our_options() -> None:
+    """The FTZ model rests on CuPy appending -ftz=true after our options (the last one wins)."""
+    import inspect
+
+    compiler = pytest.importorskip("cupy.cuda.compiler")
+    source = inspect.getsource(compiler._compile_with_cache_cuda)
+    assert "options += ('-ftz=true',)" in source, "CuPy changed how it sets -ftz: revisit the model"
+    # NVRTC: a later -ftz overrides an earlier one (ours could not turn it off).
+    _nvrtc_program()
+    kernel = 'extern "C" __global__ void k(const float* a, float* b) { b[0] = a[0] * a[1]; }'
+    for options, flushed in (((), False), (("-ftz=false", "-ftz=true"), True)):
+        program = _nvrtc_program()(kernel, "k.cu", (), (), method="ptx")
+        ptx, _ = program.compile((*options, "-arch=compute_80"))
+        text = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
+        assert ("mul.ftz.f32" in text) is flushed, options
 
 
 @pytest.mark.parametrize("target", [_cuda.MAIN_SOURCE, _cuda.HEADER])

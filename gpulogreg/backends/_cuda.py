@@ -16,12 +16,29 @@ How a kernel gets to the device:
    source lazily with ``cupy.RawModule`` (NVRTC) on first use and keeps the
    functions it looked up.
 3. :meth:`KernelLauncher.launch` checks and converts the arguments against the
-   signature declared in :data:`KERNELS` (arrays of the right dtype and
-   C-contiguous; scalars as NumPy scalars of the C type, so CuPy passes the
+   signature declared in :data:`KERNELS` (CuPy arrays on the kernels' device,
+   of the right dtype and C-contiguous; scalars as NumPy scalars of the C type, so CuPy passes the
    right number of bytes) and launches ``GPULOGREG_BLOCK`` threads per block on
    a grid sized from the device's and the kernel's attributes
    (:func:`blocks_per_sm`). Kernels loop over rows with grid-stride loops, so
-   the grid size never changes which rows are covered.
+   the grid size never changes which rows are covered; it does fix the order
+   of the partial sums. The grid depends on the kernel's register count,
+   which NVRTC chooses: another NVRTC, CUDA or CuPy version can compile the
+   same source to another count, so bitwise identical results hold only for
+   the same GPU model and the same versions (they agree to rounding across).
+
+Flush to zero: CuPy compiles with ``-ftz=true`` (appended after our
+:data:`COMPILE_OPTIONS`, and NVRTC's last ``-ftz`` wins; checked in CuPy 14's
+source and in the PTX, where the float32 instructions carry ``.ftz``). So in
+the float32 entry points every single-precision result below 2^-126 is
+stored as a zero of the same sign: ``sigmoid_f32`` returns exactly 0 for
+z below about -87.3 (IEEE float32 would return subnormals down to about
+-103.9), softmax probabilities below 2^-126 are 0, and float32 residuals
+``s (p - y)`` of magnitude below 2^-126 are stored as 0 (their double values
+still enter the loss and intercept partial sums). Subnormal float32 inputs
+read as zero, which changes no result of these kernels. All double
+arithmetic keeps IEEE subnormals. The host emulation in the tests models
+this (``tests/_cuda_emulator.py``), and the GPU suite checks it.
 
 Importing this module imports neither CuPy nor NumPy's GPU counterpart;
 CuPy is imported when a :class:`CudaKernels` is built.
@@ -33,7 +50,7 @@ import importlib.resources
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +82,12 @@ MAIN_SOURCE = "gpulogreg_kernels.cu"
 HEADER = "gpulogreg_math.cuh"
 #: Where the wheel puts ``kernels/`` inside the package.
 PACKAGE_KERNEL_DIR = "_kernels"
-#: Options passed to NVRTC. CuPy adds ``-arch`` for the device, ``-std=c++17``
-#: and ``-ftz=true`` itself. No fast-math: the stable exp/log1p forms rely on
-#: IEEE semantics.
+#: Options passed to NVRTC. CuPy 14 adds ``-std=c++17`` when no standard is
+#: given, then appends ``-ftz=true`` after ours (``cupy/cuda/compiler.py``,
+#: ``_compile_with_cache_cuda``), then ``-arch`` and
+#: ``--device-as-default-execution-space``. NVRTC takes the last ``-ftz``, so
+#: flush to zero cannot be turned off from here (see "Flush to zero" above).
+#: No fast-math: the stable exp/log1p forms rely on IEEE semantics otherwise.
 COMPILE_OPTIONS: tuple[str, ...] = ()
 
 #: C types of kernel parameters -> how Python values are passed. ``T`` is the
@@ -249,13 +269,32 @@ def entry_point(name: str, dtype: Any) -> str:
     return f"gpulogreg_{name}_{suffix}"
 
 
-def prepare_args(name: str, dtype: Any, args: Sequence[Any]) -> tuple[Any, ...]:
+def prepare_args(
+    name: str,
+    dtype: Any,
+    args: Sequence[Any],
+    *,
+    check_array: Callable[[str, Any], None] | None = None,
+) -> tuple[Any, ...]:
     """Check and convert launch arguments against the kernel's declared signature.
 
-    Arrays (NumPy or CuPy) must have the parameter's dtype (``T`` = ``dtype``,
-    ``double`` = float64, ``int`` = int32) and be C-contiguous (a kernel reads
-    them as flat memory). Scalars become NumPy scalars of the C type, so CuPy
-    passes exactly 4 or 8 bytes; integers are range-checked.
+    Arrays must have the parameter's dtype (``T`` = ``dtype``, ``double`` =
+    float64, ``int`` = int32) and be C-contiguous (a kernel reads them as flat
+    memory). Scalars become NumPy scalars of the C type, so CuPy passes
+    exactly 4 or 8 bytes; integers are range-checked.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`KERNELS`.
+    dtype : dtype
+        The data type ``T`` (selects the entry point).
+    args : sequence
+        One value per declared parameter, in order.
+    check_array : callable ``(where, value) -> None``, optional
+        Called first for every pointer argument, with a description of the
+        kernel and parameter; raises when the launcher cannot take the array
+        (:class:`CudaKernels` accepts only CuPy arrays on its own device).
 
     Raises
     ------
@@ -274,6 +313,8 @@ def prepare_args(name: str, dtype: Any, args: Sequence[Any]) -> tuple[Any, ...]:
             expected = data_dtype if base == "T" else _POINTER_DTYPES[base]
             if not (hasattr(value, "dtype") and hasattr(value, "flags")):
                 raise TypeError(f"{where}: expected an array, got {type(value).__name__}")
+            if check_array is not None:
+                check_array(where, value)
             if np.dtype(value.dtype) != expected:
                 raise TypeError(f"{where}: expected dtype {expected}, got {value.dtype}")
             if not value.flags.c_contiguous:
@@ -352,7 +393,9 @@ class KernelLauncher:
     """Launch interface shared by the CUDA implementation and the tests' host emulator.
 
     Subclasses set :attr:`limits` and implement :meth:`_kernel_attributes`
-    and :meth:`_call`.
+    and :meth:`_call`; they may restrict the arrays they take in
+    :meth:`_check_array` (the CUDA launcher takes only device arrays, the
+    tests' host emulator NumPy arrays).
     """
 
     limits: DeviceLimits
@@ -364,6 +407,9 @@ class KernelLauncher:
 
     def _call(self, entry: str, grid: int, args: tuple[Any, ...]) -> None:
         raise NotImplementedError
+
+    def _check_array(self, where: str, value: Any) -> None:
+        """Raise when this launcher cannot pass ``value`` (``where`` names the parameter)."""
 
     def grid(self, name: str, dtype: Any, n_items: int) -> int:
         """Grid size for ``n_items`` rows of kernel ``name`` (see :func:`grid_size`)."""
@@ -387,7 +433,7 @@ class KernelLauncher:
         grid = int(grid)
         if grid < 1:
             raise ValueError(f"grid must be >= 1, got {grid}")
-        self._call(entry, grid, prepare_args(name, dtype, args))
+        self._call(entry, grid, prepare_args(name, dtype, args, check_array=self._check_array))
 
 
 # -- CUDA -------------------------------------------------------------------------------
@@ -444,6 +490,25 @@ class CudaKernels(KernelLauncher):
                 attributes = (int(function.num_regs), int(function.shared_size_bytes))
             self._attributes[entry] = attributes
         return attributes
+
+    def _check_array(self, where: str, value: Any) -> None:
+        """Only CuPy arrays on this device: CuPy's launcher would pass anything else wrongly.
+
+        CuPy 14 passes a NumPy array of size 1 *by value* (its bytes, not a
+        pointer: the kernel would read garbage) and refuses larger ones with
+        an unhelpful error; an array on another device is an invalid address.
+        """
+        if not isinstance(value, self._cupy.ndarray):
+            kind = f"{type(value).__module__}.{type(value).__name__}"
+            raise TypeError(
+                f"{where}: expected a CuPy array (device memory), got {kind}; "
+                "move host data to the GPU with cupy.asarray first"
+            )
+        device_id = int(value.device.id)
+        if device_id != self.device_id:
+            raise ValueError(
+                f"{where}: the array is on GPU {device_id}, the kernels run on GPU {self.device_id}"
+            )
 
     def _call(self, entry: str, grid: int, args: tuple[Any, ...]) -> None:
         function = self.function(entry)

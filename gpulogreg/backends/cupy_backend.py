@@ -31,31 +31,40 @@ cuBLAS products. The Hessian is built in float64 (chunks of X are widened to
 float64 in a bounded buffer), as in the NumPy baseline.
 
 Reproducibility: the kernels use no atomics, and the reduction order is fixed
-by the grid size, which depends only on the device's attributes and the number
-of rows; cuBLAS products are deterministic for a given GPU model. Results are
-therefore identical run to run on the same GPU model (not bit-identical
-across GPU models).
+by the grid size, which depends on the device's attributes, the number of
+rows and the kernel's register count (see :mod:`gpulogreg.backends._cuda`).
+The register count is NVRTC's choice, so another NVRTC, CUDA or CuPy version
+can compile the same source to another count, hence another grid and another
+order of the partial sums; cuBLAS, too, may pick another algorithm in another
+version. Results are therefore bitwise identical run to run with the same
+GPU model and the same CUDA, NVRTC, cuBLAS and CuPy versions; with another
+version (or GPU model) they agree to rounding, not bit for bit.
 
 Do not set ``CUPY_TF32=1``: it lets cuBLAS round float32 products to TF32.
 
 Memory: :func:`check_device_memory` refuses data that would not fit in free
-device memory with a :class:`gpulogreg.backends.GPUMemoryError` pointing to
-the streaming path; :func:`gpulogreg.backends.release_device_memory` returns
+device memory, with everything a fit allocates (:func:`device_memory_terms`
+counts it method by method), with a :class:`gpulogreg.backends.GPUMemoryError`
+pointing to the streaming path; :func:`gpulogreg.backends.release_device_memory` returns
 CuPy's cached blocks after a fit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from gpulogreg._array import array_namespace
+from gpulogreg._array import array_module_name, array_namespace
 from gpulogreg._typing import Array
 from gpulogreg.backends import _cuda
 from gpulogreg.backends.errors import GPUMemoryError
-from gpulogreg.backends.numpy_backend import NumpyBackend
+from gpulogreg.backends.numpy_backend import HESSIAN_CHUNK_ROWS, NumpyBackend
 
 __all__ = [
     "GRAD_CHUNK_ROWS",
@@ -64,6 +73,7 @@ __all__ = [
     "CupyBackend",
     "check_device_memory",
     "device_bytes_needed",
+    "device_memory_terms",
     "sigmoid",
     "softmax",
 ]
@@ -79,15 +89,73 @@ GRAD_MAX_BATCH = 32768
 #: Bytes of the float64 row chunk used to build the Hessian (64 MiB: bounded
 #: whatever the number of rows; two such buffers are alive at once).
 HESSIAN_CHUNK_BYTES = 64 * 2**20
-#: Device memory kept free beyond the data and the per-row buffers: cuBLAS
-#: workspace, the Hessian's chunk buffers and small temporaries (512 MiB).
+#: Device memory kept free beyond what :func:`device_memory_terms` counts:
+#: cuBLAS workspace, the solvers' parameter-sized vectors and small
+#: temporaries (512 MiB).
 DEVICE_HEADROOM_BYTES = 512 * 2**20
+#: Parameters up to which the Newton solver builds the dense Hessian (its
+#: default ``cg_threshold``; above it, Hessian-vector products): the memory
+#: check counts the Hessian's buffers only up to here. Equal to
+#: ``gpulogreg.solvers.newton.CG_THRESHOLD`` (a test checks; backends do not
+#: import solvers).
+DENSE_HESSIAN_MAX_PARAMS = 1000
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _device_of(a: Any) -> AbstractContextManager[Any]:
+    """``with`` it to run CuPy work on the device holding ``a``; a no-op for host arrays.
+
+    CuPy runs every operation (cuBLAS products, elementwise kernels,
+    allocations) on the *current* device, whatever device its arrays are on;
+    ``a.device`` (a ``cupy.cuda.Device``) makes ``a``'s device current. NumPy
+    arrays (the tests run this backend's code on them through the host
+    emulator) get :func:`contextlib.nullcontext`.
+    """
+    if array_module_name(a) == "cupy":
+        device: AbstractContextManager[Any] = a.device
+        return device
+    return contextlib.nullcontext()
+
+
+def _on_data_device(method: _Method) -> _Method:
+    """Run a backend method with the device holding the backend's ``X`` current."""
+
+    @functools.wraps(method)
+    def on_device(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _device_of(self.X):
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, on_device)
+
+
+def _on_data_device_of_argument(method: _Method) -> _Method:
+    """Run a method that receives new data (``bind``) with that data's device current."""
+
+    @functools.wraps(method)
+    def on_device(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:
+        with _device_of(X):
+            return method(self, X, *args, **kwargs)
+
+    return cast(_Method, on_device)
 
 
 def _kernels_for(a: Any) -> _cuda.KernelLauncher:
-    """The compiled kernels of the device holding CuPy array ``a``."""
-    device = getattr(a, "device", None)
-    return _cuda.get_kernels(int(device.id) if device is not None else None)
+    """The compiled kernels of the device holding CuPy array ``a``.
+
+    Raises
+    ------
+    TypeError
+        ``a`` is not a CuPy array (a NumPy array, whose ``device`` is the
+        string ``"cpu"``, cannot be launched on).
+    """
+    if array_module_name(a) != "cupy":
+        kind = f"{type(a).__module__}.{type(a).__name__}"
+        raise TypeError(
+            f"the CUDA kernels run on CuPy arrays, got {kind}; move the data to the GPU "
+            "first (cupy.asarray) or pass kernels="
+        )
+    return _cuda.get_kernels(int(a.device.id))
 
 
 class CupyBackend(NumpyBackend):
@@ -99,7 +167,8 @@ class CupyBackend(NumpyBackend):
     the elementwise middle of ``loss_grad`` and ``loss``, and the binary
     ``hessian`` and ``hvp``, by our kernels; ``decision``, ``gram_matvec`` and
     the multinomial Hessian and Hessian-vector product are the baseline's,
-    running on CuPy arrays.
+    running on CuPy arrays. Every method runs with the device holding ``X``
+    current (CuPy and cuBLAS work on the current device).
 
     Parameters
     ----------
@@ -131,10 +200,12 @@ class CupyBackend(NumpyBackend):
         fit_intercept: bool = True,
         kernels: _cuda.KernelLauncher | None = None,
     ) -> None:
-        self._kernels = kernels if kernels is not None else _kernels_for(X)
-        self._rows_allocated = 0
-        super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+        with _device_of(X):  # everything this backend allocates lives on X's device
+            self._kernels = kernels if kernels is not None else _kernels_for(X)
+            self._rows_allocated = 0
+            super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
 
+    @_on_data_device_of_argument
     def bind(self, X: Array, y: Array, sample_weight: Array) -> None:
         """Compute on other rows (the next mini-batch); buffers grow only when rows do."""
         if X.dtype not in (np.float32, np.float64):
@@ -248,7 +319,11 @@ class CupyBackend(NumpyBackend):
         batch = int(self.grad_max_batch)
         for first in range(0, n_chunks, batch):
             last = min(first + batch, n_chunks)
-            G += xp.matmul(R3[first:last], X3[first:last]).sum(axis=0, dtype=xp.float64)
+            # Multinomial R3 is strided (classes x rows per chunk): one explicit
+            # contiguous copy per batch, counted by device_memory_terms (binary
+            # R3 is contiguous already: no copy).
+            Rb = xp.ascontiguousarray(R3[first:last])
+            G += xp.matmul(Rb, X3[first:last]).sum(axis=0, dtype=xp.float64)
         if cut < m:
             G += self._xt_r_plain(R, cut, m)
         return G
@@ -267,11 +342,13 @@ class CupyBackend(NumpyBackend):
         )
 
     # -- protocol ---------------------------------------------------------------
+    @_on_data_device
     def loss(self, params: Array) -> float:
         params = self._check_params(params)
         self._fused(params, self._xw(params, self.X), write_residual=False)
         return float(self._sums[0])
 
+    @_on_data_device
     def loss_grad(self, params: Array) -> tuple[float, Array]:
         xp = self.xp
         params = self._check_params(params)
@@ -286,6 +363,7 @@ class CupyBackend(NumpyBackend):
                 G[:, self.n_features] = self._residual.sum(axis=0, dtype=xp.float64)
         return float(self._sums[0]), grad
 
+    @_on_data_device
     def hessian(self, params: Array) -> Array:
         """Binary: ``A^T diag(h) A`` over float64 row chunks, h from our kernel.
 
@@ -314,6 +392,7 @@ class CupyBackend(NumpyBackend):
             H += (Ac * hc[:, None]).T @ Ac
         return H
 
+    @_on_data_device
     def hvp(self, params: Array, v: Array) -> Array:
         """Binary: ``A^T diag(h) A v`` with h from our kernel and ``R^T X`` as in the gradient."""
         if not self._binary:
@@ -329,6 +408,14 @@ class CupyBackend(NumpyBackend):
         if self.fit_intercept:
             out[self.n_features] = r.sum()
         return out
+
+    @_on_data_device
+    def gram_matvec(self, v: Array) -> Array:
+        return super().gram_matvec(v)
+
+    def decision(self, params: Array, X: Array) -> Array:
+        with _device_of(X):  # the rows to score may live on another device than the data
+            return super().decision(params, X)
 
 
 # -- prediction helpers -------------------------------------------------------------
@@ -349,40 +436,129 @@ def sigmoid(z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
         Default: the kernels of z's device.
     """
     xp = array_namespace(z)
-    z = _as_float(z, xp)
-    p = xp.empty_like(z)
-    kernels = kernels if kernels is not None else _kernels_for(z)
-    grid = kernels.grid("sigmoid", z.dtype, z.size)
-    kernels.launch("sigmoid", z.dtype, grid, (z, p, z.size))
+    with _device_of(z):
+        z = _as_float(z, xp)
+        p = xp.empty_like(z)
+        kernels = kernels if kernels is not None else _kernels_for(z)
+        grid = kernels.grid("sigmoid", z.dtype, z.size)
+        kernels.launch("sigmoid", z.dtype, grid, (z, p, z.size))
     return p
 
 
 def softmax(Z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
     """Row-wise softmax of ``Z`` (n_rows, n_classes) with our kernel, in Z's dtype."""
     xp = array_namespace(Z)
-    Z = _as_float(Z, xp)
     if Z.ndim != 2:
         raise ValueError(f"softmax takes a 2-D array, got shape {Z.shape}")
-    P = xp.empty_like(Z)
-    kernels = kernels if kernels is not None else _kernels_for(Z)
-    grid = kernels.grid("softmax", Z.dtype, Z.shape[0])
-    kernels.launch("softmax", Z.dtype, grid, (Z, P, Z.shape[0], Z.shape[1]))
+    with _device_of(Z):
+        Z = _as_float(Z, xp)
+        P = xp.empty_like(Z)
+        kernels = kernels if kernels is not None else _kernels_for(Z)
+        grid = kernels.grid("softmax", Z.dtype, Z.shape[0])
+        kernels.launch("softmax", Z.dtype, grid, (Z, P, Z.shape[0], Z.shape[1]))
     return P
 
 
 # -- device memory --------------------------------------------------------------------
+def device_memory_terms(
+    n_samples: int, n_features: int, dtype: Any, n_outputs: int = 1
+) -> dict[str, int]:
+    """Device bytes of each part of a GPU fit on ``n_samples x n_features`` data.
+
+    Derived from what :class:`CupyBackend` and the baseline methods it
+    inherits allocate (CuPy returns a temporary to its pool when its last
+    reference goes, and reuses the block for the next request of that size,
+    so what counts is the peak of each method). ``b`` is X's itemsize, ``k``
+    the outputs (1 binary, K multinomial), ``d = n_features + 1`` (an
+    intercept column is assumed) and ``p = k d`` the parameters; per row:
+
+    ``data``
+        X (``n_features b``), the labels (int32, 4) and the weights (float64, 8).
+    ``held`` (for the whole fit)
+        the baseline's float64 labels (binary, 8) or one-hot labels
+        (multinomial, ``8 k``), and the residual ``R`` in X's dtype (``k b``).
+    ``loss_grad`` (also ``loss``)
+        ``X @ W^T`` (``k b``), freed before ``R^T X``; float32 ``R^T X`` then
+        makes, per batched product of at most :data:`GRAD_MAX_BATCH` x
+        :data:`GRAD_CHUNK_ROWS` rows, a contiguous copy of ``R`` (multinomial,
+        ``k b``) and the chunks' float32 partial gradients (``4 k n / 1024``).
+    ``hvp``
+        binary: the Newton weights ``h`` (8), the float64 decision values of
+        ``v`` and their sum with the intercept (8 + 8), then ``r = h z`` (8)
+        while the decision values go, and ``r`` in X's dtype (``b``) with the
+        chunk partials: ``max(24, 16 + b + 4 n / 1024)``. Multinomial (the
+        baseline's): ``Z``, ``Z_v``, ``exp(Z - max)`` and ``P`` (``4 x 8 k``)
+        are held while ``R = P (Z_v - sum P Z_v) s`` is built through two
+        ``8 k`` temporaries, plus the row maxima: ``48 k + 8``.
+    ``gram_matvec``
+        the float64 decision values, their sum with the intercept, ``s z`` and
+        that in X's dtype: ``16 + b``.
+    ``hessian`` (not per row: bounded chunks)
+        binary: per chunk of ``min(n_samples, HESSIAN_CHUNK_BYTES / 8 d)``
+        rows, ``A = [X, 1]`` in float64 and ``A * h`` (``8 d`` each) and
+        ``h`` (8); plus ``H`` and the chunk's product (``16 d^2``).
+        Multinomial (the baseline's, chunks of
+        :data:`~gpulogreg.backends.numpy_backend.HESSIAN_CHUNK_ROWS` rows):
+        ``[X, 1]`` (``d b``), ``Z``, ``exp(Z - max)``, ``P`` (``24 k``), the
+        row maxima and one weight vector (16), ``A * h`` and, float32,
+        ``A`` in float64 (``8 d`` each); plus ``H`` (``8 p^2``) and a block
+        and its product (``16 d^2``). Counted only when ``p`` is at most
+        :data:`DENSE_HESSIAN_MAX_PARAMS` (above it Newton uses
+        Hessian-vector products and never builds ``H``).
+    ``headroom``
+        :data:`DEVICE_HEADROOM_BYTES`: cuBLAS workspace, the solvers'
+        parameter-sized vectors, the per-block partial sums.
+
+    Methods run one at a time, so the fit needs ``data + held + max(loss_grad,
+    hvp, gram_matvec, hessian) + headroom`` (:func:`device_bytes_needed`).
+
+    Returns
+    -------
+    dict of str to int
+        Bytes per term, for all the rows, keyed as above.
+    """
+    b = np.dtype(dtype).itemsize
+    k = max(1, int(n_outputs))
+    m, n = int(n_samples), int(n_features)
+    d = n + 1
+    n_params = k * d
+    float32 = b == np.dtype(np.float32).itemsize
+    terms = {"data": m * (n * b + 4 + 8), "held": m * (8 * k + k * b)}
+    # float32 R^T X: rows per batched product, their copy of R and float32 partials.
+    batch_rows = min(m, GRAD_MAX_BATCH * GRAD_CHUNK_ROWS) if float32 and m > GRAD_CHUNK_ROWS else 0
+    partials = (batch_rows // GRAD_CHUNK_ROWS) * k * n * 4
+    r_copy = batch_rows * k * b if k > 1 else 0
+    terms["loss_grad"] = max(m * k * b, r_copy + partials)
+    if k == 1:
+        terms["hvp"] = max(24 * m, (16 + b) * m + partials)
+    else:
+        terms["hvp"] = (48 * k + 8) * m
+    terms["gram_matvec"] = (16 + b) * m
+    if n_params > DENSE_HESSIAN_MAX_PARAMS:
+        terms["hessian"] = 0
+    elif k == 1:
+        rows = max(1, min(m, HESSIAN_CHUNK_BYTES // (8 * d)))
+        terms["hessian"] = rows * (16 * d + 8) + 16 * d * d
+    else:
+        rows = min(m, HESSIAN_CHUNK_ROWS)
+        per_row = d * b + 24 * k + 16 + 8 * d * (2 if float32 else 1)
+        terms["hessian"] = rows * per_row + 8 * n_params**2 + 16 * d * d
+    terms["headroom"] = DEVICE_HEADROOM_BYTES
+    return terms
+
+
 def device_bytes_needed(n_samples: int, n_features: int, dtype: Any, n_outputs: int = 1) -> int:
     """Device bytes a fit on ``n_samples x n_features`` data needs, with headroom.
 
-    X itself, plus per row: labels (int32) and weights (float64); the
-    baseline's float64 label copy (one-hot when multinomial); ``X @ coef`` and
-    the residual in X's dtype; float64 decision values (Hessian-vector
-    products); plus :data:`DEVICE_HEADROOM_BYTES`.
+    ``data + held + max(loss_grad, hvp, gram_matvec, hessian) + headroom`` of
+    :func:`device_memory_terms`, which derives each term from the backend's
+    allocations. For example 1,000,000 x 100 float32: binary 400 + 12 + 12
+    + 24 (Hessian-vector product) bytes per row; 3 classes 400 + 12 + 36 +
+    152 (its Hessian-vector product).
     """
-    itemsize = np.dtype(dtype).itemsize
-    k = max(1, int(n_outputs))
-    per_row = n_features * itemsize + 4 + 8 + 8 * k + 2 * k * itemsize + 8 * k
-    return int(n_samples) * per_row + DEVICE_HEADROOM_BYTES
+    terms = device_memory_terms(n_samples, n_features, dtype, n_outputs)
+    working = max(terms[name] for name in ("loss_grad", "hvp", "gram_matvec", "hessian"))
+    return terms["data"] + terms["held"] + working + terms["headroom"]
 
 
 def _current_device_memory() -> tuple[int, int, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["array_module_name", "array_namespace", "host_float64", "to_host"]
+__all__ = ["array_module_name", "array_namespace", "host_float64", "host_scalars", "to_host"]
 
 
 def array_module_name(a: Any) -> str:
@@ -47,3 +47,18 @@ def to_host(a: Any) -> Any:
 def host_float64(a: Any) -> np.ndarray:
     """``a`` as a host float64 NumPy array (one device-to-host copy for CuPy input)."""
     return np.asarray(to_host(a), dtype=np.float64)
+
+
+def host_scalars(*values: Any) -> tuple[float, ...]:
+    """Python floats of scalars that may live on a device, in one device-to-host copy.
+
+    ``values`` are Python floats or 0-d arrays; CuPy ones are stacked on the
+    device and fetched together (one synchronising transfer instead of one per
+    value), the rest converted in place.
+    """
+    on_device = [v for v in values if array_module_name(v) == "cupy"]
+    if not on_device:
+        return tuple(float(v) for v in values)
+    xp = array_namespace(on_device[0])
+    stacked = xp.stack([xp.asarray(v, dtype=xp.float64).reshape(()) for v in values])
+    return tuple(float(v) for v in stacked.get().tolist())

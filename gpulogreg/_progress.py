@@ -67,6 +67,10 @@ class ProgressLine:
         filled = round(min(max(fraction, 0.0), 1.0) * BAR_WIDTH)
         return "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + "]"
 
+    def due(self, *, transient: bool = False) -> bool:
+        """Whether an unforced :meth:`update` would be shown now (so its text is worth making)."""
+        return (self.tty or not transient) and time.perf_counter() >= self._next
+
     def update(self, text: str, *, force: bool = False, transient: bool = False) -> bool:
         """Show ``text`` unless the last update was too recent.
 

@@ -83,6 +83,15 @@ class Backend(Protocol):
         """
         ...
 
+    def loss_grad_lazy(self, params: Array) -> tuple[Any, Array]:
+        """:meth:`loss_grad` with the loss left where it was computed.
+
+        The loss is a Python float or a 0-d float64 array on the backend's
+        device (CuPy), so that the objective fetches it together with the
+        penalty and a directional derivative in one transfer.
+        """
+        ...
+
     def loss(self, params: Array) -> float:
         """Weighted mean cross-entropy only (cheaper: no gradient pass)."""
         ...
@@ -125,6 +134,8 @@ class Objective(Protocol):
 
     def value_grad(self, params: Array) -> tuple[float, Array]: ...
 
+    def value_grad_slope(self, params: Array, d: Array) -> tuple[float, Array, float]: ...
+
     def value(self, params: Array) -> float: ...
 
     def hessian(self, params: Array) -> Array: ...
@@ -137,7 +148,11 @@ class Objective(Protocol):
 
     def penalty_l1(self, params: Array) -> float: ...
 
+    def penalty_l1_lazy(self, params: Array) -> Any: ...
+
     def optimality(self, params: Array, grad: Array) -> float: ...
+
+    def optimality_lazy(self, params: Array, grad: Array) -> Array: ...
 
 
 @dataclass

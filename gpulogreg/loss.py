@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
+from gpulogreg._array import host_scalars
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array, Backend
 
@@ -80,12 +82,16 @@ class Penalty:
             xp=xp,
         )
 
-    def add_smooth(self, params: Array, loss: float, grad: Array) -> tuple[float, Array]:
-        """``loss`` and ``grad`` of the data term plus the L2 term (the smooth objective)."""
+    def add_smooth(self, params: Array, loss: Any, grad: Array) -> tuple[Any, Array]:
+        """``loss`` and ``grad`` of the data term plus the L2 term (the smooth objective).
+
+        Nothing leaves the device: ``loss`` may be a 0-d device array, and so is
+        the result then (the caller fetches it with its other scalars at once).
+        """
         if not self.l2:
             return loss, grad
         penalised = params * self.mask
-        return loss + 0.5 * self.l2 * float(penalised @ penalised), grad + self.l2 * penalised
+        return loss + 0.5 * self.l2 * (penalised @ penalised), grad + self.l2 * penalised
 
     def smooth_value(self, params: Array) -> float:
         """The L2 term ``l2 / 2 ||w||^2``."""
@@ -109,9 +115,13 @@ class Penalty:
 
     def l1_value(self, params: Array) -> float:
         """The L1 term ``l1 ||w||_1`` (0 without L1)."""
+        return float(self.l1_lazy(params))
+
+    def l1_lazy(self, params: Array) -> Any:
+        """The L1 term, left on the device (a 0-d array; 0.0 without L1)."""
         if not self.l1:
             return 0.0
-        return self.l1 * float(self.xp.abs(params * self.mask).sum())
+        return self.l1 * self.xp.abs(params * self.mask).sum()
 
     def prox(self, params: Array, step: Array | float) -> Array:
         """Proximal operator of ``step * l1 ||w||_1`` (soft thresholding).
@@ -132,13 +142,17 @@ class Penalty:
         ``|g_j + l1 sign(w_j)|`` when ``w_j != 0`` and ``max(|g_j| - l1, 0)``
         when ``w_j == 0``.
         """
+        return float(self.optimality_lazy(params, grad))
+
+    def optimality_lazy(self, params: Array, grad: Array) -> Array:
+        """:meth:`optimality` left on the device (a 0-d array)."""
         xp = self.xp
         if not self.l1:
-            return float(xp.abs(grad).max())
+            return xp.abs(grad).max()
         l1 = self.l1 * self.mask
         nonzero = xp.abs(grad + l1 * xp.sign(params))
         at_zero = xp.maximum(xp.abs(grad) - l1, 0.0)
-        return float(xp.where(params != 0, nonzero, at_zero).max())
+        return xp.where(params != 0, nonzero, at_zero).max()
 
 
 class LogisticObjective:
@@ -181,9 +195,22 @@ class LogisticObjective:
 
     # -- smooth part ----------------------------------------------------------
     def value_grad(self, params: Array) -> tuple[float, Array]:
-        """Smooth objective (data term + L2) and its gradient."""
-        loss, grad = self.backend.loss_grad(params)
-        return self.penalty.add_smooth(params, loss, grad)
+        """Smooth objective (data term + L2) and its gradient; one device-to-host transfer."""
+        loss, grad = self.backend.loss_grad_lazy(params)
+        value, grad = self.penalty.add_smooth(params, loss, grad)
+        (value,) = host_scalars(value)
+        return value, grad
+
+    def value_grad_slope(self, params: Array, d: Array) -> tuple[float, Array, float]:
+        """:meth:`value_grad` and the directional derivative ``grad . d``, in one transfer.
+
+        What a line search needs at a trial point: the value (data term and
+        penalty) and the slope come to the host together.
+        """
+        loss, grad = self.backend.loss_grad_lazy(params)
+        value, grad = self.penalty.add_smooth(params, loss, grad)
+        value, slope = host_scalars(value, grad @ d)
+        return value, grad, slope
 
     def value(self, params: Array) -> float:
         """Smooth objective only."""
@@ -223,6 +250,10 @@ class LogisticObjective:
         """The L1 term ``l1 * ||coef||_1`` (0 without L1)."""
         return self.penalty.l1_value(params)
 
+    def penalty_l1_lazy(self, params: Array) -> Any:
+        """:meth:`penalty_l1` left on the device, to be fetched with other scalars."""
+        return self.penalty.l1_lazy(params)
+
     def prox_l1(self, params: Array, step: float) -> Array:
         """Proximal operator of ``step * l1 * ||coef||_1`` (soft thresholding)."""
         return self.penalty.prox(params, step)
@@ -230,6 +261,10 @@ class LogisticObjective:
     def optimality(self, params: Array, grad: Array) -> float:
         """Max-norm of the minimum-norm subgradient of the full objective (see Penalty)."""
         return self.penalty.optimality(params, grad)
+
+    def optimality_lazy(self, params: Array, grad: Array) -> Array:
+        """:meth:`optimality` left on the device, to be fetched with other scalars."""
+        return self.penalty.optimality_lazy(params, grad)
 
 
 def loss_and_gradient(

@@ -36,6 +36,8 @@ class FakeState:
         self.violations: list[tuple[str, int, int]] = []
         self.live = 0
         self.peak = 0
+        #: Device-to-host transfers: ``.get()``, ``float()``, ``bool()``, ``.item()``...
+        self.transfers = 0
 
     @property
     def current(self) -> int:
@@ -90,6 +92,8 @@ def _wrap(result: Any, device_id: int) -> Any:
     """Results as DeviceArrays on ``device_id``; count the memory of those that own it."""
     if isinstance(result, tuple):
         return tuple(_wrap(r, device_id) for r in result)
+    if isinstance(result, np.generic):  # CuPy's reductions and indexing give 0-d arrays
+        result = np.asarray(result)
     if not isinstance(result, np.ndarray):
         return result
     if isinstance(result, DeviceArray):
@@ -121,6 +125,30 @@ class DeviceArray(np.ndarray):
     @property
     def device(self) -> FakeDevice:  # type: ignore[override]
         return FakeDevice(self.device_id)
+
+    def __getitem__(self, key: Any) -> Any:
+        return _wrap(super().__getitem__(key), self.device_id)
+
+    # -- what brings data to the host (each one synchronises on a real GPU) --------
+    def get(self) -> np.ndarray:
+        STATE.transfers += 1
+        return np.array(self.view(np.ndarray))
+
+    def __float__(self) -> float:
+        STATE.transfers += 1
+        return float(self.view(np.ndarray))
+
+    def __bool__(self) -> bool:
+        STATE.transfers += 1
+        return bool(self.view(np.ndarray))
+
+    def item(self, *args: Any) -> Any:
+        STATE.transfers += 1
+        return self.view(np.ndarray).item(*args)
+
+    def tolist(self) -> Any:
+        STATE.transfers += 1
+        return self.view(np.ndarray).tolist()
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         device_id = _device_of((*inputs, *kwargs.get("out", ())), self.device_id)

@@ -1363,3 +1363,118 @@ def test_nothing_device_resident_outlives_a_gpu_fit(
             model.fit(X, y)
     assert model.device_ == "gpu"
     assert at_release == [([], 0)], "device-resident objects outlived the fit"
+
+
+# ================================================================================
+# Device-to-host transfers: one per evaluation, a fixed few per iteration
+# ================================================================================
+def _counted_gpu_objective(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, *, n_classes: int, l1_ratio: float
+) -> tuple[Any, Any, list[int]]:
+    """A LogisticObjective over the CuPy backend on a fake CuPy that counts transfers."""
+    from gpulogreg.loss import LogisticObjective
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    X, y = make_classification(2000, 5, n_classes=n_classes, seed=7)
+    sw = np.full(X.shape[0], 1.0 / X.shape[0])
+    on0 = [_fake_cupy.on_device(a, 0) for a in (X, y.astype(np.int32), sw)]
+    backend = CupyBackend(*on0, n_classes=n_classes, kernels=kernels)
+    evaluations = [0]
+    lazy = backend.loss_grad_lazy
+
+    def counted(params: Any) -> Any:
+        evaluations[0] += 1
+        return lazy(params)
+
+    backend.loss_grad_lazy = counted  # type: ignore[method-assign]
+    objective = LogisticObjective(backend, C=1.0, l1_ratio=l1_ratio, weight_sum=X.shape[0])
+    return state, objective, evaluations
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_an_evaluation_brings_one_transfer_to_the_host(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, n_classes: int
+) -> None:
+    """Loss, L2 penalty and slope come to the host together (C=1: the penalty is on)."""
+    from tests import _fake_cupy
+
+    state, objective, _ = _counted_gpu_objective(
+        kernels, monkeypatch, n_classes=n_classes, l1_ratio=0.0
+    )
+    params = _fake_cupy.on_device(np.linspace(-0.5, 0.5, objective.n_params), 0)
+    state.transfers = 0
+    value, grad = objective.value_grad(params)
+    assert state.transfers == 1
+    value_s, _, slope = objective.value_grad_slope(params, -grad)
+    assert state.transfers == 2
+    assert value_s == value
+    assert slope == pytest.approx(-float(np.asarray(grad.view(np.ndarray)) @ grad))
+
+
+@pytest.mark.parametrize(("solver", "per_iteration"), [("lbfgs", 2), ("gd", 1)])
+def test_solver_iterations_bring_a_fixed_few_transfers(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, solver: str, per_iteration: int
+) -> None:
+    """Transfers = evaluations + a fixed few per iteration, not one per scalar.
+
+    L-BFGS: per evaluation 1 (value and slope); per iteration 2 (s.y, y.y and the
+    optimality together; the new direction's slope). FISTA: per evaluation 1 (the
+    momentum point's included); per iteration 1 (every scalar of the step together).
+    Before the loop: the starting value and optimality, and for FISTA the ten
+    power-iteration steps of the Lipschitz bound.
+    """
+    from gpulogreg.loss import POWER_ITERATIONS
+    from gpulogreg.solvers import get_solver
+    from tests import _fake_cupy
+
+    l1_ratio = 0.5 if solver == "gd" else 0.0
+    state, objective, evaluations = _counted_gpu_objective(
+        kernels, monkeypatch, n_classes=2, l1_ratio=l1_ratio
+    )
+    params0 = _fake_cupy.on_device(np.zeros(objective.n_params), 0)
+    state.transfers = 0
+    evaluations[0] = 0
+    result = get_solver(solver)(objective, params0, tol=1e-7, max_iter=60)
+    assert result.n_iter >= 3
+    start = 2 if solver == "lbfgs" else 2 + POWER_ITERATIONS
+    bound = start + evaluations[0] + per_iteration * result.n_iter
+    assert state.transfers <= bound, (state.transfers, evaluations[0], result.n_iter)
+
+
+def test_a_minibatch_epoch_brings_transfers_per_epoch_not_per_batch(
+    kernels: EmulatedKernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpulogreg.data.batches import ArrayBatches
+    from gpulogreg.loss import Penalty
+    from gpulogreg.solvers.stochastic.config import MinibatchConfig
+    from gpulogreg.solvers.stochastic.trainer import BoundBackend, MinibatchTrainer
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    X, y = make_classification(4096, 5, seed=8)
+    sw = np.full(X.shape[0], 1.0 / X.shape[0])
+    X_d, y_d, s_d = (_fake_cupy.on_device(a, 0) for a in (X, y.astype(np.int32), sw))
+    counts = []
+    for batch_size in (512, 64):
+        source = ArrayBatches(X_d, y_d, s_d)
+        backend = CupyBackend(X_d, y_d, s_d, kernels=kernels)
+        layout = backend.layout
+        trainer = MinibatchTrainer(
+            _fake_cupy.on_device(np.zeros(layout.n_params), 0),
+            penalty=Penalty.build(layout, sys_cupy(), C=1.0, l1_ratio=0.5, weight_sum=4096.0),
+            config=MinibatchConfig(batch_size=batch_size),
+            seed=0,
+        )
+        bound = BoundBackend(lambda X, y, s: CupyBackend(X, y, s, kernels=kernels))
+        state.transfers = 0
+        trainer.run_epoch(source, bound)
+        counts.append(state.transfers)
+    assert counts[0] == counts[1], f"transfers grow with the number of batches: {counts}"
+    assert counts[0] <= 3
+
+
+def sys_cupy() -> Any:
+    import sys
+
+    return sys.modules["cupy"]

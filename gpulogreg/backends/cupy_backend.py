@@ -13,8 +13,10 @@ One loss-and-gradient evaluation is three steps, all on the device:
    second kernel reduces the partials in a fixed order;
 3. ``grad = R^T X`` -- cuBLAS again.
 
-The parameters and gradients stay on the device; per evaluation exactly one
-scalar (the loss) crosses to the host.
+The parameters and gradients stay on the device, and so does the loss
+(:meth:`CupyBackend.loss_grad_lazy` returns it as a 0-d array): the objective
+fetches it with the penalty, and in a line search with the slope, in one
+device-to-host transfer per evaluation (a test counts the transfers).
 
 Accumulation in float64 for float32 data (DESIGN.md: loss and gradient partial
 sums in float64). The loss and the intercept gradient are accumulated in double
@@ -349,19 +351,20 @@ class CupyBackend(NumpyBackend):
         return float(self._sums[0])
 
     @_on_data_device
-    def loss_grad(self, params: Array) -> tuple[float, Array]:
+    def loss_grad_lazy(self, params: Array) -> tuple[Array, Array]:
+        """The loss as a 0-d device array (no transfer) and the gradient, on the device."""
         xp = self.xp
         params = self._check_params(params)
         self._fused(params, self._xw(params, self.X), write_residual=True)
         grad = xp.empty(self.n_params, dtype=xp.float64)
-        G = grad.reshape(self.n_outputs, self.layout.n_cols)
+        G = self.layout.matrix(grad)
         G[:, : self.n_features] = self._xt_r(self._residual)
         if self.fit_intercept:
             if self._binary:
                 G[:, self.n_features] = self._sums[1:]
             else:
                 G[:, self.n_features] = self._residual.sum(axis=0, dtype=xp.float64)
-        return float(self._sums[0]), grad
+        return self._sums[0].copy(), grad  # a copy: the buffer serves the next evaluation
 
     @_on_data_device
     def hessian(self, params: Array) -> Array:

@@ -132,7 +132,7 @@ class NumbaBackend(NumpyBackend):
         return np.asarray(self.layout.join(full[:, :n], full[:, n], np))
 
     # -- protocol -------------------------------------------------------------
-    def loss_grad(self, params: Array) -> tuple[float, Array]:
+    def loss_grad_lazy(self, params: Array) -> tuple[float, Array]:
         X, y, s = self.X, self.y, self.sample_weight
         with _serial_when_small(self.n_samples):
             if self.n_outputs == 1:

@@ -161,12 +161,17 @@ class NumpyBackend(HasLayout):
         return float(self.sample_weight @ loss)
 
     def loss_grad(self, params: Array) -> tuple[float, Array]:
+        loss, grad = self.loss_grad_lazy(params)
+        return float(loss), grad
+
+    def loss_grad_lazy(self, params: Array) -> tuple[Any, Array]:
+        """:meth:`loss_grad` with the loss left where it was computed (0-d, in ``xp``)."""
         z = self._linear(params, self.X)
         loss, residual = self._pointwise(z)
         s = self.sample_weight
         R = residual * (s if residual.ndim == 1 else s[:, None])
         grad_coef, grad_intercept = self._transpose_product(R)
-        return float(s @ loss), self.join(grad_coef, grad_intercept)
+        return s @ loss, self.join(grad_coef, grad_intercept)
 
     def hvp(self, params: Array, v: Array) -> Array:
         xp = self.xp

@@ -77,6 +77,10 @@ class SumOfParts(HasLayout):
         grad = ordered_sum(gradients())
         return math.fsum(losses), grad
 
+    def loss_grad_lazy(self, params: Array) -> tuple[float, Array]:
+        """As :meth:`loss_grad`: the parts' losses are summed on the host anyway."""
+        return self.loss_grad(params)
+
     def hessian(self, params: Array) -> Array:
         return ordered_sum(self.map_parts("hessian", params))
 

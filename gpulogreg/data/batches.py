@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from gpulogreg._array import array_namespace
+from gpulogreg._array import array_namespace, host_float64
 from gpulogreg._typing import Array
 from gpulogreg.data.chunks import PreparedChunks
 from gpulogreg.data.pipeline import HostStager, SlotPipeline
@@ -100,13 +100,40 @@ def split_validation(
     return np.flatnonzero(mask), val
 
 
-def _gather(X: Array, y: Array, s: Array, idx: Array) -> Batch | None:
-    """The batch of rows ``idx`` (weights normalised), or None when it weighs nothing."""
+def _gather(X: Array, y: Array, s: Array, idx: Array, total: float | None = None) -> Batch | None:
+    """The batch of rows ``idx`` (weights normalised), or None when it weighs nothing.
+
+    ``total`` is the batch's weight when already known on the host.
+    """
     sb = s[idx]
-    total = float(sb.sum())
+    if total is None:
+        total = float(sb.sum())
     if total <= 0:
         return None
     return Batch(X[idx], y[idx], sb / total, total)
+
+
+def _batched(
+    X: Array, y: Array, s: Array, order: Array, n_rows: int, batch_size: int
+) -> Iterator[Batch]:
+    """Batches of ``batch_size`` consecutive rows of ``order`` (the last one may be short).
+
+    The weights of all the batches come to the host in one transfer, not one
+    per batch. Rows are gathered sorted (better locality; the order within a
+    batch does not change its summed gradient).
+    """
+    xp = array_namespace(X)
+    weights = s[order[:n_rows]]
+    n_full = (n_rows // batch_size) * batch_size
+    parts = [weights[:n_full].reshape(-1, batch_size).sum(axis=1)]
+    if n_full < n_rows:
+        parts.append(weights[n_full:].sum().reshape(1))
+    totals = host_float64(xp.concatenate(parts))
+    for index, start in enumerate(range(0, n_rows, batch_size)):
+        idx = xp.sort(order[start : min(start + batch_size, n_rows)])
+        batch = _gather(X, y, s, idx, float(totals[index]))
+        if batch is not None:
+            yield batch
 
 
 class ArrayBatches:
@@ -142,16 +169,8 @@ class ArrayBatches:
         return -(-self.n_train // batch_size)
 
     def batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
-        xp = self.xp
-        order = self.train_idx[rng.permutation(self.n_train)]
-        order_dev = xp.asarray(order)
-        for start in range(0, self.n_train, batch_size):
-            # Sorted rows gather with better locality; the order within a batch
-            # does not change its (summed) gradient.
-            idx = xp.sort(order_dev[start : start + batch_size])
-            batch = _gather(self.X, self.y, self.sample_weight, idx)
-            if batch is not None:
-                yield batch
+        order = self.xp.asarray(self.train_idx[rng.permutation(self.n_train)])
+        yield from _batched(self.X, self.y, self.sample_weight, order, self.n_train, batch_size)
 
     def validation(self) -> Batch | None:
         if self._val_idx is None:
@@ -290,12 +309,8 @@ class DatasetBatches:
         order = rng.permutation(m)
         n_full = m if final else (m // batch_size) * batch_size
         Xd, yd, sd = (self._to_device(a) for a in (X, y, s))
-        order_dev = self.xp.asarray(order)
-        for start in range(0, n_full, batch_size):
-            idx = self.xp.sort(order_dev[start : min(start + batch_size, n_full)])
-            batch = _gather(Xd, yd, sd, idx)
-            if batch is not None:
-                yield batch
+        if n_full:
+            yield from _batched(Xd, yd, sd, self.xp.asarray(order), n_full, batch_size)
         if n_full == m:
             return None
         rest = np.sort(order[n_full:])

@@ -83,8 +83,7 @@ def restrict(objective: Objective, x: Array, d: Array) -> Evaluate:
     """``t -> (phi(t), grad f(x + t d), phi'(t))`` for the smooth part of ``objective``."""
 
     def evaluate(t: float) -> tuple[float, Array, float]:
-        value, grad = objective.value_grad(x + t * d)
-        return value, grad, float(grad @ d)
+        return objective.value_grad_slope(x + t * d, d)  # one device-to-host transfer
 
     return evaluate
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 
+from gpulogreg._array import host_scalars
 from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard
 
@@ -107,9 +108,17 @@ def solve_gd(
             x_new = objective.prox_l1(y - g_y / L, 1.0 / L)
             delta = x_new - y
             f_new, g_new = objective.value_grad(x_new)
-            delta_sq = float(delta @ delta)
+            # Every scalar of the iteration in one device-to-host transfer.
+            delta_sq, linear, curvature, uphill, l1_new, optimality = host_scalars(
+                delta @ delta,
+                g_y @ delta,
+                (g_new - g_y) @ delta,
+                (y - x_new) @ (x_new - x),
+                objective.penalty_l1_lazy(x_new),
+                objective.optimality_lazy(x_new, g_new),
+            )
             bound = 0.5 * L * delta_sq
-            if f_new <= f_y + float(g_y @ delta) + bound or float((g_new - g_y) @ delta) <= bound:
+            if f_new <= f_y + linear + bound or curvature <= bound:
                 break
             L *= BACKTRACK_GROWTH
         else:
@@ -131,7 +140,7 @@ def solve_gd(
         # 4.-5. momentum, or restart when it points uphill
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
         momentum = (t - 1.0) / t_next
-        if float((y - x_new) @ (x_new - x)) > 0.0:
+        if uphill > 0.0:
             t = 1.0
             y, f_y, g_y = x_new, f_new, g_new
         elif momentum == 0.0:  # first step after a (re)start: t = 1 gives no momentum
@@ -144,8 +153,7 @@ def solve_gd(
         x, g = x_new, g_new
 
         # 6. stopping rule, history, callback, max_iter; rounding-noise guard
-        F_prev, F = F, f_new + objective.penalty_l1(x)
-        optimality = objective.optimality(x, g)
+        F_prev, F = F, f_new + l1_new
         done = monitor.step(x, F, optimality, 1.0 / L)
         if done is not None:
             return done

@@ -45,9 +45,12 @@ hundreds of iterations to halve the gradient.
 Device residency
 ----------------
 The iterate, the gradient and the ``(s, y)`` ring buffer live in ``xp``
-(CuPy on a GPU). The two-loop coefficients stay 0-d device arrays; per
-iteration only a handful of Python floats cross to the host (the slope
-``g.d``, ``s.y``, ``y.y``, the objective and the optimality).
+(CuPy on a GPU). The two-loop coefficients stay 0-d device arrays. Scalars
+cross to the host in batches: each evaluation of the line search brings its
+value and slope in one transfer (:meth:`LogisticObjective.value_grad_slope`),
+and an iteration adds two more, ``s.y``, ``y.y`` and the optimality together,
+then the new direction's slope ``g.d``: three transfers per iteration that
+accepts its first step (a test counts them).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gpulogreg._array import host_scalars
 from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard, require_smooth
 from gpulogreg.solvers._linesearch import noise_allowance, restrict, strong_wolfe
@@ -218,14 +222,15 @@ def solve_lbfgs(
         s = search.step * d
         x_new = x + s
         y = search.grad - g
-        sy = float(s @ y)
-        yy = float(y @ y)
+        # The pair's curvature and the new optimality in one transfer.
+        sy, yy, optimality = host_scalars(
+            s @ y, y @ y, objective.optimality_lazy(x_new, search.grad)
+        )
         if sy > CURVATURE_EPS * yy and yy > 0:
             pairs.push(s, y, sy, yy)
         f_prev, f, x, g = f, search.value, x_new, search.grad
 
         # 4. stopping rule, history, callback, max_iter; rounding-noise guard
-        optimality = objective.optimality(x, g)
         done = monitor.step(x, f, optimality, search.step)
         if done is not None:
             return done

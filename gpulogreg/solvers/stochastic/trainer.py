@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._array import array_namespace, host_float64
+from gpulogreg._array import array_namespace, host_float64, host_scalars
 from gpulogreg._progress import ProgressLine
 from gpulogreg._typing import Array, Callback, MinibatchHistory, SolverResult
 from gpulogreg._typing import BatchBackend as BatchBackendProtocol
@@ -171,9 +171,16 @@ class MinibatchTrainer:
         self.epoch += 1
         if total_weight == 0:
             raise ValueError("no training batch with a positive weight")
+        # The epoch's scalars come to the host together, once per epoch.
+        total, grad_norm = host_scalars(total_obj, self.xp.abs(grad_sum / total_weight).max())
+        if not math.isfinite(total):
+            raise FloatingPointError(
+                f"the mini-batch objective became {total} during epoch {self.epoch}; "
+                f"lower eta0 (now {config.eta0})"
+            )
         self._last_lr = lr
-        self._last_grad_norm = float(xp.abs(grad_sum / total_weight).max())
-        return total_obj / total_weight
+        self._last_grad_norm = grad_norm
+        return total / total_weight
 
     def _batches(
         self,
@@ -182,35 +189,36 @@ class MinibatchTrainer:
         n_batches: int,
         grad_sum: Array,
         progress: ProgressLine | None,
-    ) -> tuple[float, float, float]:
-        """The updates of one epoch; returns (weighted objective sum, weight sum, last lr)."""
+    ) -> tuple[Any, float, float]:
+        """The updates of one epoch; returns (weighted objective sum, weight sum, last lr).
+
+        Nothing crosses to the host per batch: the objective sum stays on the
+        device (the progress line fetches it only when it redraws).
+        """
         config = self.config
-        total_obj = 0.0
+        total_obj: Any = 0.0
         total_weight = 0.0
         lr = learning_rate(config, self.epoch)
         for k, batch in enumerate(batches):
             weight = batch.weight
             lr = learning_rate(config, self.epoch + k / n_batches)
-            loss, grad = backend.bind(batch).loss_grad(self.params)
+            loss, grad = backend.bind(batch).loss_grad_lazy(self.params)
             loss, grad = self.penalty.add_smooth(self.params, loss, grad)
-            loss += self.penalty.l1_value(self.params)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"the mini-batch objective became {loss} at epoch {self.epoch + 1}; "
-                    f"lower eta0 (now {config.eta0})"
-                )
+            loss = loss + self.penalty.l1_lazy(self.params)
             params, prox_step = self.optimizer.update(self.params, grad, lr)
             self.params = self.penalty.prox(params, prox_step)
             self.step += 1
-            total_obj += weight * loss
+            total_obj = total_obj + weight * loss
             total_weight += weight
             grad_sum += weight * grad
-            if progress is not None:
+            last = k + 1 == n_batches
+            if progress is not None and (last or progress.due(transient=True)):
+                (running,) = host_scalars(total_obj)
                 progress.update(
                     f"minibatch epoch {self.epoch + 1}/{config.max_iter} "
                     f"{progress.bar((k + 1) / n_batches)} batch {k + 1}/{n_batches}"
-                    f"  objective~{total_obj / total_weight:.6g}",
-                    force=k + 1 == n_batches,
+                    f"  objective~{running / total_weight:.6g}",
+                    force=last,
                     transient=True,
                 )
         return total_obj, total_weight, lr

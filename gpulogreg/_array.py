@@ -8,13 +8,22 @@ never imports them. This module imports nothing from the project.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-__all__ = ["array_module_name", "array_namespace", "host_float64", "host_scalars", "to_host"]
+__all__ = [
+    "array_module_name",
+    "array_namespace",
+    "device_of",
+    "host_float64",
+    "host_scalars",
+    "to_host",
+]
 
 
 def array_module_name(a: Any) -> str:
@@ -62,3 +71,16 @@ def host_scalars(*values: Any) -> tuple[float, ...]:
     xp = array_namespace(on_device[0])
     stacked = xp.stack([xp.asarray(v, dtype=xp.float64).reshape(()) for v in values])
     return tuple(float(v) for v in stacked.get().tolist())
+
+
+def device_of(a: Any) -> AbstractContextManager[Any]:
+    """``with`` it to run CuPy work on the device holding ``a``; a no-op for host arrays.
+
+    CuPy runs every operation (cuBLAS products, elementwise kernels,
+    allocations) on the *current* device, whatever device its arrays are on;
+    ``a.device`` (a ``cupy.cuda.Device``) makes ``a``'s device current.
+    """
+    if array_module_name(a) == "cupy":
+        device: AbstractContextManager[Any] = a.device
+        return device
+    return contextlib.nullcontext()

@@ -31,15 +31,17 @@ are dropped before CuPy's cached blocks are handed back
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
 
 from gpulogreg import backends
-from gpulogreg._array import array_module_name, array_namespace, host_float64, to_host
+from gpulogreg._array import array_module_name, array_namespace, device_of, host_float64, to_host
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array, Backend, BatchBackend, History, SolverResult
 from gpulogreg.backends.chunked import ChunkedBackend
@@ -206,12 +208,21 @@ class ArraySource:
         self.backend_name, self.device = backends.resolve_backend(data.X, spec.backend, spec.device)
         # One transfer for all tasks: every backend below finds the data on its device.
         self.X, self.y, self.sample_weight = backends.place_data(
-            data.X, data.y, data.sample_weight, n_classes=len(data.classes), device=self.device
+            data.X,
+            data.y,
+            data.sample_weight,
+            n_classes=len(data.classes),
+            device=self.device,
+            check_resident=True,
         )
         self.fit_intercept = spec.fit_intercept
         self.n_passes: int | None = None
         #: Name of the backend that ran (the Dask backend says where its blocks ran).
         self.ran = self.backend_name
+
+    def device_context(self) -> AbstractContextManager[Any]:
+        """The device holding the data made current: the solvers' work runs there too."""
+        return device_of(self.X)
 
     def target(self, positive: int | None) -> Array:
         """Class indices of a task: all classes, or 0/1 for one class."""
@@ -279,6 +290,10 @@ class DatasetSource:
         self.n_passes: int | None = 0
         self.ran = ""
         self.device = "cpu"
+
+    def device_context(self) -> AbstractContextManager[Any]:
+        """Chunks are staged on the current device: nothing to switch."""
+        return contextlib.nullcontext()
 
     def backend(self, positive: int | None, n_classes: int) -> ChunkedBackend:
         chunked = _CountingChunkedBackend(
@@ -374,18 +389,19 @@ def run_fit(
     positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
     starts = warm_start_params(previous, source.classes, source.n_features, layout, len(positives))
-    results = [
-        _solve_task(
-            source,
-            spec,
-            entry,
-            layout,
-            positive,
-            None if starts is None else starts[index],
-            task=(index, len(positives)),
-        )
-        for index, positive in enumerate(positives)
-    ]
+    with source.device_context():
+        results = [
+            _solve_task(
+                source,
+                spec,
+                entry,
+                layout,
+                positive,
+                None if starts is None else starts[index],
+                task=(index, len(positives)),
+            )
+            for index, positive in enumerate(positives)
+        ]
     outcome = FitOutcome(
         classes=source.classes,
         n_features=source.n_features,
@@ -578,16 +594,17 @@ def run_partial_fit(
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     backend = BoundBackend(source.batch_backend_factory(n_classes))
     results = []
-    for trainer, positive in zip(state.trainers, positives, strict=True):
-        trainer.config = spec.minibatch
-        trainer.penalty = Penalty.build(
-            layout, xp, C=spec.C, l1_ratio=spec.l1_ratio, weight_sum=state.weight_seen
-        )
-        batches, _ = source.batches(positive, spec.minibatch, trainer.seed)
-        trainer.run_epoch_recorded(batches, backend)
-        result = trainer.result()
-        result.params = host_float64(result.params)
-        results.append(result)
+    with source.device_context():
+        for trainer, positive in zip(state.trainers, positives, strict=True):
+            trainer.config = spec.minibatch
+            trainer.penalty = Penalty.build(
+                layout, xp, C=spec.C, l1_ratio=spec.l1_ratio, weight_sum=state.weight_seen
+            )
+            batches, _ = source.batches(positive, spec.minibatch, trainer.seed)
+            trainer.run_epoch_recorded(batches, backend)
+            result = trainer.result()
+            result.params = host_float64(result.params)
+            results.append(result)
     outcome = FitOutcome(
         classes=classes,
         n_features=source.n_features,

@@ -16,7 +16,7 @@ import sys
 from functools import lru_cache
 from typing import Any
 
-from gpulogreg._array import array_module_name
+from gpulogreg._array import array_module_name, device_of
 from gpulogreg._typing import Array, Backend
 from gpulogreg.backends.errors import GPUMemoryError, GPUUnavailableError
 
@@ -191,24 +191,34 @@ def make_backend(
 
 
 def place_data(
-    X: Array, y: Array, sample_weight: Array, *, n_classes: int, device: str
+    X: Array,
+    y: Array,
+    sample_weight: Array,
+    *,
+    n_classes: int,
+    device: str,
+    check_resident: bool = False,
 ) -> tuple[Array, Array, Array]:
     """Move validated training arrays to ``device`` ("cpu" or "gpu") once.
 
     Moving host data to the GPU first checks that it fits in free device
-    memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path).
-    Arrays already on ``device`` are returned as they are. Dask arrays have
-    their blocks moved where they live (:func:`~gpulogreg.backends.dask_backend.place_blocks`).
+    memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path);
+    with ``check_resident`` (the fit plan, once per fit) data already on the
+    GPU are checked too, for the working buffers a fit adds to them. Arrays
+    already on ``device`` are returned as they are. Dask arrays have their
+    blocks moved where they live (:func:`~gpulogreg.backends.dask_backend.place_blocks`).
     """
     if array_module_name(X) == "dask":
         from gpulogreg.backends.dask_backend import place_blocks
 
         return place_blocks(X, y, sample_weight, device, move=to_device)
-    if device == "gpu" and array_module_name(X) != "cupy":
+    resident = array_module_name(X) == "cupy"
+    if device == "gpu" and (check_resident or not resident):
         from gpulogreg.backends.cupy_backend import check_device_memory
 
         n_outputs = 1 if n_classes == 2 else n_classes
-        check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs)
+        with device_of(X):  # the device that will hold the fit
+            check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs, x_resident=resident)
     X, y, sample_weight = (to_device(a, device) for a in (X, y, sample_weight))
     return X, y, sample_weight
 

@@ -10,7 +10,9 @@ from the data layer (:class:`~gpulogreg.data.chunks.PreparedChunks`: labels
 encoded, weights normalised over the whole dataset) and are staged by
 :mod:`gpulogreg.backends.staging` (read ahead on a thread; pinned buffers and a
 copy stream on a GPU), so at most two chunks are resident. Chunks are visited
-in the dataset's fixed order, so a pass is reproducible bit for bit.
+in the dataset's fixed order and their results added in that order, so a pass
+is reproducible run to run (on a GPU, with the same GPU model and CUDA, NVRTC,
+cuBLAS and CuPy versions: see :mod:`gpulogreg.backends.cupy_backend`).
 """
 
 from __future__ import annotations

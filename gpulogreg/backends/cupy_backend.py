@@ -53,16 +53,14 @@ CuPy's cached blocks after a fit.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from gpulogreg._array import array_module_name, array_namespace
+from gpulogreg._array import array_module_name, array_namespace, device_of
 from gpulogreg._typing import Array
 from gpulogreg.backends import _cuda
 from gpulogreg.backends.errors import GPUMemoryError
@@ -105,27 +103,12 @@ DENSE_HESSIAN_MAX_PARAMS = 1000
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
-def _device_of(a: Any) -> AbstractContextManager[Any]:
-    """``with`` it to run CuPy work on the device holding ``a``; a no-op for host arrays.
-
-    CuPy runs every operation (cuBLAS products, elementwise kernels,
-    allocations) on the *current* device, whatever device its arrays are on;
-    ``a.device`` (a ``cupy.cuda.Device``) makes ``a``'s device current. NumPy
-    arrays (the tests run this backend's code on them through the host
-    emulator) get :func:`contextlib.nullcontext`.
-    """
-    if array_module_name(a) == "cupy":
-        device: AbstractContextManager[Any] = a.device
-        return device
-    return contextlib.nullcontext()
-
-
 def _on_data_device(method: _Method) -> _Method:
     """Run a backend method with the device holding the backend's ``X`` current."""
 
     @functools.wraps(method)
     def on_device(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _device_of(self.X):
+        with device_of(self.X):
             return method(self, *args, **kwargs)
 
     return cast(_Method, on_device)
@@ -136,7 +119,7 @@ def _on_data_device_of_argument(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def on_device(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:
-        with _device_of(X):
+        with device_of(X):
             return method(self, X, *args, **kwargs)
 
     return cast(_Method, on_device)
@@ -202,7 +185,7 @@ class CupyBackend(NumpyBackend):
         fit_intercept: bool = True,
         kernels: _cuda.KernelLauncher | None = None,
     ) -> None:
-        with _device_of(X):  # everything this backend allocates lives on X's device
+        with device_of(X):  # everything this backend allocates lives on X's device
             self._kernels = kernels if kernels is not None else _kernels_for(X)
             self._rows_allocated = 0
             super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
@@ -417,7 +400,7 @@ class CupyBackend(NumpyBackend):
         return super().gram_matvec(v)
 
     def decision(self, params: Array, X: Array) -> Array:
-        with _device_of(X):  # the rows to score may live on another device than the data
+        with device_of(X):  # the rows to score may live on another device than the data
             return super().decision(params, X)
 
 
@@ -439,7 +422,7 @@ def sigmoid(z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
         Default: the kernels of z's device.
     """
     xp = array_namespace(z)
-    with _device_of(z):
+    with device_of(z):
         z = _as_float(z, xp)
         p = xp.empty_like(z)
         kernels = kernels if kernels is not None else _kernels_for(z)
@@ -453,7 +436,7 @@ def softmax(Z: Array, *, kernels: _cuda.KernelLauncher | None = None) -> Array:
     xp = array_namespace(Z)
     if Z.ndim != 2:
         raise ValueError(f"softmax takes a 2-D array, got shape {Z.shape}")
-    with _device_of(Z):
+    with device_of(Z):
         Z = _as_float(Z, xp)
         P = xp.empty_like(Z)
         kernels = kernels if kernels is not None else _kernels_for(Z)
@@ -594,6 +577,7 @@ def check_device_memory(
     free_bytes: int | None = None,
     total_bytes: int | None = None,
     device_label: str = "the GPU",
+    x_resident: bool = False,
 ) -> None:
     """Raise :class:`~gpulogreg.backends.GPUMemoryError` when the data would not fit on the device.
 
@@ -606,17 +590,23 @@ def check_device_memory(
         Memory to compare with; default: queried from the current device.
     device_label : str
         How the message names the device (when ``free_bytes`` is given).
+    x_resident : bool
+        X is already on the device (CuPy input): only the rest must fit in
+        the free memory.
     """
     need = device_bytes_needed(n_samples, n_features, dtype, n_outputs)
+    x_bytes = int(n_samples) * int(n_features) * np.dtype(dtype).itemsize
+    if x_resident:
+        need -= x_bytes
     if free_bytes is None:
         free_bytes, total_bytes, device_label = _current_device_memory()
     if need <= free_bytes:
         return
-    x_bytes = int(n_samples) * int(n_features) * np.dtype(dtype).itemsize
     total = f" of {_gb(total_bytes)}" if total_bytes else ""
+    what = "on top of X" if x_resident else "with X"
     raise GPUMemoryError(
-        f"X ({n_samples} x {n_features} {np.dtype(dtype)}, {_gb(x_bytes)}) and its working "
-        f"buffers need about {_gb(need)} on {device_label}, but only {_gb(free_bytes)}{total} "
+        f"a fit on X ({n_samples} x {n_features} {np.dtype(dtype)}, {_gb(x_bytes)}) needs "
+        f"about {_gb(need)} {what} on {device_label}, but only {_gb(free_bytes)}{total} "
         "are free. Train out of core instead: pass a gpulogreg.Dataset (or use "
         "solver='minibatch'), which streams chunks to the GPU; or use float32 data, or "
         "device='cpu'."

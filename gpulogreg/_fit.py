@@ -402,7 +402,18 @@ def run_fit(
             )
             for index, positive in enumerate(positives)
         ]
-    outcome = FitOutcome(
+    outcome = _outcome(source, layout, results, spec.solver)
+    del source  # the device copies of the data go before the pool is emptied
+    if outcome.device == "gpu":
+        backends.release_device_memory()
+    return outcome
+
+
+def _outcome(
+    source: Source, layout: ParamLayout, results: list[SolverResult], solver: str
+) -> FitOutcome:
+    """The fit's results with what the source knows (classes, names, where it ran)."""
+    return FitOutcome(
         classes=source.classes,
         n_features=source.n_features,
         feature_names=source.feature_names,
@@ -410,13 +421,9 @@ def run_fit(
         results=results,
         backend=source.ran,
         device=source.device,
-        solver=spec.solver,
+        solver=solver,
         n_passes=source.n_passes,
     )
-    del source  # the device copies of the data go before the pool is emptied
-    if outcome.device == "gpu":
-        backends.release_device_memory()
-    return outcome
 
 
 def _solve_task(
@@ -605,17 +612,7 @@ def run_partial_fit(
             result = trainer.result()
             result.params = host_float64(result.params)
             results.append(result)
-    outcome = FitOutcome(
-        classes=classes,
-        n_features=source.n_features,
-        feature_names=source.feature_names,
-        layout=layout,
-        results=results,
-        backend=source.ran,
-        device=source.device,
-        solver="minibatch",
-    )
-    return outcome, state
+    return _outcome(source, layout, results, "minibatch"), state
 
 
 def _partial_fit_classes(classes: Any, previous: PreviousFit | None) -> np.ndarray:

@@ -415,7 +415,7 @@ def _read_csv(
     from pyarrow import csv
 
     names = _csv_header(path)
-    feats = _resolve_columns(
+    feats, needed = _select_columns(
         path,
         names,
         target=target,
@@ -423,7 +423,6 @@ def _read_csv(
         id_column=id_column,
         weight_column=weight_column,
     )
-    needed = _needed(feats, target, id_column, weight_column)
     parse, convert = _csv_options(path, feats, needed)
     try:
         table = csv.read_csv(path, parse_options=parse, convert_options=convert)
@@ -442,10 +441,26 @@ def _read_csv(
     )
 
 
-def _needed(
-    features: list[str], target: str | None, id_column: str | None, weight_column: str | None
-) -> list[str]:
-    return [c for c in (id_column, weight_column, *features, target) if c is not None]
+def _select_columns(
+    path: PathLike,
+    names: list[str],
+    *,
+    target: str | None,
+    features: list[Any] | None,
+    id_column: str | None,
+    weight_column: str | None,
+) -> tuple[list[str], list[str]]:
+    """``(feature columns, every column to read)`` of a table file (see _resolve_columns)."""
+    feats = _resolve_columns(
+        path,
+        names,
+        target=target,
+        features=features,
+        id_column=id_column,
+        weight_column=weight_column,
+    )
+    needed = [c for c in (id_column, weight_column, *feats, target) if c is not None]
+    return feats, needed
 
 
 # --------------------------------------------------------------------------- Parquet
@@ -470,7 +485,7 @@ def _read_parquet(
 ) -> Table:
     pf = _parquet_file(path)
     names = list(pf.schema_arrow.names)
-    feats = _resolve_columns(
+    feats, needed = _select_columns(
         path,
         names,
         target=target,
@@ -479,7 +494,7 @@ def _read_parquet(
         weight_column=weight_column,
     )
     try:
-        table = pf.read(columns=_needed(feats, target, id_column, weight_column))
+        table = pf.read(columns=needed)
     except Exception as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
     if table.num_rows == 0:
@@ -943,7 +958,7 @@ def _iter_arrow(
         from pyarrow import csv
 
         names = _csv_header(path)
-        feats = _resolve_columns(
+        feats, needed = _select_columns(
             path,
             names,
             target=target,
@@ -951,7 +966,7 @@ def _iter_arrow(
             id_column=id_column,
             weight_column=weight_column,
         )
-        parse, convert = _csv_options(path, feats, _needed(feats, target, id_column, weight_column))
+        parse, convert = _csv_options(path, feats, needed)
         try:
             reader = csv.open_csv(path, parse_options=parse, convert_options=convert)
         except Exception as exc:
@@ -960,7 +975,7 @@ def _iter_arrow(
     else:
         pf = _parquet_file(path)
         names = list(pf.schema_arrow.names)
-        feats = _resolve_columns(
+        feats, needed = _select_columns(
             path,
             names,
             target=target,
@@ -968,7 +983,6 @@ def _iter_arrow(
             id_column=id_column,
             weight_column=weight_column,
         )
-        needed = _needed(feats, target, id_column, weight_column)
         batches = _guard_arrow(
             pf.iter_batches(batch_size=chunk_rows, columns=needed),
             path,

@@ -27,8 +27,8 @@ from gpulogreg.data.validation import (
     _check_n_classes,
     _check_weight_values,
     _first_nonfinite,
+    _host_values,
     _nonfinite_message,
-    _to_host,
     check_X,
     class_weights,
     encode_labels,
@@ -53,7 +53,7 @@ def _as_row_blocks(a: Any, row_chunks: tuple[int, ...], name: str) -> Any:
     import dask.array as da
 
     on_dask = array_module_name(a) == "dask"
-    a = _known_rows(a) if on_dask else np.asarray(_to_host(a))
+    a = _known_rows(a) if on_dask else np.asarray(_host_values(a))
     n_samples = sum(row_chunks)
     if name == "y" and a.ndim == 2 and a.shape[1] == 1:
         warnings.warn(
@@ -102,7 +102,7 @@ def _dask_block_summary(
         y_error = str(exc)
     weights = None
     if sample_weight is not None:
-        weights = np.asarray(_to_host(sample_weight), dtype=np.float64)
+        weights = np.asarray(_host_values(sample_weight), dtype=np.float64)
         try:
             _check_weight_values(weights, row_offset)
         except ValueError as exc:
@@ -115,7 +115,7 @@ def _dask_block_summary(
 
 def _encode_block(y: Any, classes: np.ndarray) -> np.ndarray:
     """Class indices of a block of labels already validated against ``classes``."""
-    return np.searchsorted(classes, np.asarray(_to_host(y))).astype(np.int32)
+    return np.searchsorted(classes, np.asarray(_host_values(y))).astype(np.int32)
 
 
 def _weight_block(
@@ -124,7 +124,7 @@ def _weight_block(
     """Normalised weights ``s_i c_{y_i} / W`` of a block (as :func:`prepare_fit_data`)."""
     sw = multipliers[y_index]
     if sample_weight is not None:
-        sw = np.asarray(_to_host(sample_weight), dtype=np.float64) * sw
+        sw = np.asarray(_host_values(sample_weight), dtype=np.float64) * sw
     return np.asarray(sw / weight_sum)
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from gpulogreg.data import sources
 from gpulogreg.data.sources import DEFAULT_CHUNK_BYTES, ChunkFactory, _float_dtype
-from gpulogreg.data.validation import _to_host, check_sample_weight, check_X, encode_labels
+from gpulogreg.data.validation import _host_values, check_sample_weight, check_X, encode_labels
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "Chunk", "Dataset", "DatasetInfo"]
 
@@ -424,7 +424,7 @@ class Dataset:
                     f"{self.description}: chunk {index} has {X.shape[1]} features, "
                     f"expected {self._n_features}"
                 )
-            y = np.asarray(_to_host(y))
+            y = np.asarray(_host_values(y))
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y.ravel()
             if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -436,7 +436,7 @@ class Dataset:
                 sw = (
                     check_sample_weight(sw, X.shape[0])
                     if validate
-                    else np.asarray(_to_host(sw), dtype=np.float64)
+                    else np.asarray(_host_values(sw), dtype=np.float64)
                 )
             if X.shape[0]:
                 yield Chunk(X, y, sw, start)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg.data.validation import _to_host, check_sample_weight, check_X
+from gpulogreg.data.validation import _host_values, check_sample_weight, check_X
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -168,7 +168,7 @@ def arrays(
     """Chunks of in-memory arrays (NumPy, CuPy or a DataFrame): views, no copies."""
     _check_chunk_rows(chunk_rows)
     X, names = check_X(X, dtype=None if dtype is None else _float_dtype(dtype))
-    y = np.asarray(_to_host(y))
+    y = np.asarray(_host_values(y))
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has shape {y.shape}")
     sw = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])

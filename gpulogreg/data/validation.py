@@ -237,7 +237,7 @@ def encode_labels(
     classes : ndarray of shape (n_classes,)
     y_index : ndarray of shape (n_samples,), int32
     """
-    y = _to_host(y)
+    y = _host_values(y)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn(
@@ -274,7 +274,7 @@ def encode_labels(
     return classes, y_index.astype(np.int32).ravel()
 
 
-def _to_host(a: Any) -> Any:
+def _host_values(a: Any) -> Any:
     """Host form of labels or weights: CuPy arrays copied, DataFrame columns converted."""
     if array_module_name(a) == "cupy":
         return to_host(a)
@@ -296,7 +296,7 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
         sw = np.full(n_samples, float(sample_weight))  # type: ignore[arg-type]
     else:
         try:
-            sw = np.asarray(_to_host(sample_weight), dtype=np.float64)
+            sw = np.asarray(_host_values(sample_weight), dtype=np.float64)
         except (ValueError, TypeError):
             raise TypeError("sample_weight must be numeric") from None
     if sw.ndim != 1:
@@ -400,7 +400,7 @@ def prepare_arrays(
     """
     X, feature_names = check_X(X, dtype=dtype)
     n_samples = X.shape[0]
-    y_host = np.asarray(_to_host(y)) if not isinstance(y, np.ndarray) else y
+    y_host = np.asarray(_host_values(y)) if not isinstance(y, np.ndarray) else y
     if y_host.ndim >= 1 and y_host.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} rows but y has {y_host.shape[0]} labels")
     classes, y_index = encode_labels(y_host, classes)

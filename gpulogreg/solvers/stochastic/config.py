@@ -70,7 +70,7 @@ class MinibatchConfig:
             "learning_rate": self.learning_rate,
             "eta0": float(self.eta0),
             "momentum": float(self.momentum),
-            "max_epochs": int(self.max_iter),
+            "max_iter": int(self.max_iter),
             "tol": float(self.tol),
             "early_stopping": bool(self.early_stopping),
             "validation_fraction": float(self.validation_fraction),

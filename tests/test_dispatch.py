@@ -319,6 +319,36 @@ def test_data_near_capacity_are_refused_up_front(n_outputs: int, hvp_per_row: in
     check_device_memory(m, n, np.float32, n_outputs, free_bytes=need)
 
 
+def test_data_already_on_the_gpu_are_checked_for_the_rest() -> None:
+    """CuPy input: X is resident, so only what a fit adds to it must fit in free memory."""
+    m, n = 1_000_000, 100
+    need = device_bytes_needed(m, n, np.float32)
+    x_bytes = m * n * 4
+    check_device_memory(m, n, np.float32, free_bytes=need - x_bytes, x_resident=True)
+    with pytest.raises(GPUMemoryError, match="on top of X"):
+        check_device_memory(m, n, np.float32, free_bytes=need - x_bytes - 1, x_resident=True)
+    with pytest.raises(GPUMemoryError, match="with X"):
+        check_device_memory(m, n, np.float32, free_bytes=need - x_bytes)
+
+
+def test_the_fit_plan_checks_resident_gpu_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """place_data checks CuPy data only when the fit plan asks (not for every backend)."""
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    _fake_cupy.install(monkeypatch)
+    calls: list[bool] = []
+    monkeypatch.setattr(
+        cupy_backend, "check_device_memory", lambda *a, x_resident=False: calls.append(x_resident)
+    )
+    X = _fake_cupy.on_device(np.ones((10, 3)), 0)
+    y, s = _fake_cupy.on_device(np.zeros(10, np.int32), 0), _fake_cupy.on_device(np.ones(10), 0)
+    backends.place_data(X, y, s, n_classes=2, device="gpu")
+    assert calls == []
+    backends.place_data(X, y, s, n_classes=2, device="gpu", check_resident=True)
+    assert calls == [True]
+
+
 def test_dense_hessian_limit_is_the_newton_solvers() -> None:
     from gpulogreg.backends.cupy_backend import DENSE_HESSIAN_MAX_PARAMS, device_memory_terms
     from gpulogreg.solvers.newton import CG_THRESHOLD

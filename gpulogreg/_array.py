@@ -61,16 +61,18 @@ def host_float64(a: Any) -> np.ndarray:
 def host_scalars(*values: Any) -> tuple[float, ...]:
     """Python floats of scalars that may live on a device, in one device-to-host copy.
 
-    ``values`` are Python floats or 0-d arrays; CuPy ones are stacked on the
-    device and fetched together (one synchronising transfer instead of one per
-    value), the rest converted in place.
+    ``values`` are Python floats or 0-d arrays; the CuPy ones are stacked on
+    the device and fetched together (one synchronising transfer instead of one
+    per value), the others converted where they are (no host-to-device copy).
     """
-    on_device = [v for v in values if array_module_name(v) == "cupy"]
-    if not on_device:
-        return tuple(float(v) for v in values)
-    xp = array_namespace(on_device[0])
-    stacked = xp.stack([xp.asarray(v, dtype=xp.float64).reshape(()) for v in values])
-    return tuple(float(v) for v in stacked.get().tolist())
+    where = [i for i, v in enumerate(values) if array_module_name(v) == "cupy"]
+    out = [float(v) if i not in where else 0.0 for i, v in enumerate(values)]
+    if where:
+        xp = array_namespace(values[where[0]])
+        stacked = xp.stack([values[i].astype(xp.float64).reshape(()) for i in where])
+        for i, value in zip(where, stacked.get().tolist(), strict=True):
+            out[i] = float(value)
+    return tuple(out)
 
 
 def device_of(a: Any) -> AbstractContextManager[Any]:

@@ -44,7 +44,7 @@ from gpulogreg import backends
 from gpulogreg._array import array_module_name, array_namespace, device_of, host_float64, to_host
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array, Backend, BatchBackend, History, SolverResult
-from gpulogreg.backends.chunked import ChunkedBackend
+from gpulogreg.backends import chunked
 from gpulogreg.data import FitData, prepare_fit_data
 from gpulogreg.data.batches import ArrayBatches, BatchSource, DatasetBatches, split_validation
 from gpulogreg.data.chunks import PreparedChunks
@@ -224,6 +224,9 @@ class ArraySource:
         """The device holding the data made current: the solvers' work runs there too."""
         return device_of(self.X)
 
+    def done_with(self, backend: Backend) -> None:
+        """Nothing to count: in-memory fits report no passes."""
+
     def target(self, positive: int | None) -> Array:
         """Class indices of a task: all classes, or 0/1 for one class."""
         return self.y if positive is None else (self.y == positive).astype("int32")
@@ -245,8 +248,6 @@ class ArraySource:
         self, positive: int | None, config: MinibatchConfig, seed: int
     ) -> tuple[BatchSource, float]:
         """The task's batch source and the fraction of the weight it trains on."""
-        if self.backend_name == "dask":
-            raise ValueError("solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd")
         y = self.target(positive)
         train_idx = val_idx = None
         train_fraction = 1.0
@@ -287,59 +288,48 @@ class DatasetSource:
         self.dtype = self.chunks.dtype
         self.spec = spec
         self.fit_intercept = spec.fit_intercept
+        #: Full passes over the data by every task's chunked backend (``n_passes_``).
         self.n_passes: int | None = 0
-        self.ran = ""
-        self.device = "cpu"
+        self.inner, self.device, _ = chunked.resolve_chunk_backend(
+            self.chunks, spec.backend, spec.device
+        )
+        self.ran = f"chunked({self.inner})"
 
     def device_context(self) -> AbstractContextManager[Any]:
         """Chunks are staged on the current device: nothing to switch."""
         return contextlib.nullcontext()
 
-    def backend(self, positive: int | None, n_classes: int) -> ChunkedBackend:
-        chunked = _CountingChunkedBackend(
-            self,
+    def backend(self, positive: int | None, n_classes: int) -> chunked.ChunkedBackend:
+        return chunked.ChunkedBackend(
             self.chunks.for_class(positive),
             n_classes=n_classes,
             fit_intercept=self.fit_intercept,
-            backend=self.spec.backend,
-            device=self.spec.device,
+            backend=self.inner,
+            device=self.device,
             verbose=self.spec.verbose,
         )
-        self.ran, self.device = chunked.name, chunked.device
-        return chunked
+
+    def done_with(self, backend: Backend) -> None:
+        """Count the passes a task's backend made, before it goes."""
+        if self.n_passes is not None and isinstance(backend, chunked.ChunkedBackend):
+            self.n_passes += backend.n_passes
 
     def batches(
         self, positive: int | None, config: MinibatchConfig, seed: int
     ) -> tuple[BatchSource, float]:
-        probe = self.backend(positive, 2)  # resolves the inner backend and the device
-        self._inner = probe.inner_name
-        xp = probe.xp
-        device = probe.device
+        device = self.device
         fraction = config.validation_fraction if config.early_stopping else None
         source = DatasetBatches(
             self.chunks.for_class(positive),
             to_device=lambda a: backends.to_device(a, device),
-            xp=xp,
+            xp=chunked.device_namespace(device),
             validation_fraction=fraction,
             rng=np.random.default_rng([seed, 0]),
         )
         return source, source.n_train / self.n_samples
 
     def batch_backend_factory(self, n_classes: int) -> BackendFactory:
-        return _factory(self._inner, self.device, n_classes, self.fit_intercept)
-
-
-class _CountingChunkedBackend(ChunkedBackend):
-    """A chunked backend that adds its passes to its source's count (``n_passes_``)."""
-
-    def __init__(self, source: DatasetSource, chunks: PreparedChunks, **kwargs: Any) -> None:
-        super().__init__(chunks, **kwargs)
-        self._source = source
-
-    def chunk_backends(self) -> Any:
-        yield from super().chunk_backends()
-        if self._source.n_passes is not None:
-            self._source.n_passes += 1
+        return _factory(self.inner, self.device, n_classes, self.fit_intercept)
 
 
 def _factory(name: str, device: str, n_classes: int, fit_intercept: bool) -> BackendFactory:
@@ -380,6 +370,8 @@ def run_fit(
         source: Source = DatasetSource(X, spec)
     else:
         _check_y_present(y)
+        if solver_entry(spec.solver).stochastic and array_module_name(X) == "dask":
+            raise ValueError("solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd")
         data = prepare_fit_data(
             X, y, sample_weight, class_weight=spec.class_weight, dtype=spec.dtype
         )
@@ -403,9 +395,11 @@ def run_fit(
             for index, positive in enumerate(positives)
         ]
     outcome = _outcome(source, layout, results, spec.solver)
+    on_data_device = source.device_context()  # a device handle: it holds no data
     del source  # the device copies of the data go before the pool is emptied
     if outcome.device == "gpu":
-        backends.release_device_memory()
+        with on_data_device:  # CuPy's pools are per device: empty the data's
+            backends.release_device_memory()
     return outcome
 
 
@@ -472,6 +466,7 @@ def _solve_task(
         result = solver(
             objective, params0, tol=spec.tol, max_iter=spec.max_iter, verbose=spec.verbose
         )
+    source.done_with(objective.backend)
     result.params = host_float64(result.params)
     return result
 
@@ -581,6 +576,8 @@ def run_partial_fit(
         _check_feature_names(previous.feature_names, data.feature_names)
     source = ArraySource(data, spec)
     del data
+    if source.feature_names is None and previous is not None:
+        source.feature_names = previous.feature_names  # an array chunk keeps the fitted names
     positives, n_model_classes = plan_tasks(len(classes), spec.multi_class)
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
     xp = array_namespace(source.X)

@@ -110,8 +110,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Mini-batch: epochs without an improvement of more than ``tol`` (of the
         validation loss, or else of the epoch's objective estimate) before stopping.
     checkpoint_path : str or None, default=None
-        Mini-batch: save the training state there (``.npz`` + JSON, no
-        pickle, written atomically) every ``checkpoint_every`` epochs and at
+        Mini-batch: save the training state there (the pickle-free container
+        of model files, written atomically) every ``checkpoint_every`` epochs and at
         the end; a later ``fit`` with the same path resumes from it and ends
         where an uninterrupted run with the same seed ends.
     checkpoint_every : int, default=1
@@ -136,13 +136,18 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when fitted on a DataFrame
     history_ : History or list of History ("ovr")
-        Per iteration: objective, gradient max-norm, step, elapsed seconds.
+        Per iteration: objective, optimality (the quantity compared with
+        ``tol``), step, elapsed seconds.
     objective_ : float
         Final value of the weight-normalised objective (sum over "ovr" models).
     converged_ : bool
     backend_ : str
         Backend that ran the fit.
     device_ : {"cpu", "gpu"}
+    solver_ : str
+    n_passes_ : int, only after a fit on a Dataset
+        Full passes over the data the fit made, all one-vs-rest models together
+        (for minibatch: the final pass that computes ``objective_``).
     """
 
     #: The fitted attributes a saved model keeps (those a model has; private

@@ -525,3 +525,13 @@ def test_pinned_stager_protocol_with_a_fake_cupy(monkeypatch) -> None:  # type: 
     assert cuda.log.count("copy") == 12
     assert cuda.log.count("wait") == 4
     assert cuda.log.count("sync") >= 4
+
+
+def test_n_passes_counts_every_one_vs_rest_model() -> None:
+    X, y = make_classification(1500, 4, n_classes=3, seed=6)
+    ds = Dataset.from_arrays(X, y, chunk_rows=500)
+    model = _fit_quiet(LogisticRegression(solver="lbfgs", multi_class="ovr", tol=1e-6), ds)
+    # every model's passes: at least one per iteration (its evaluations), summed over classes
+    assert model.n_passes_ >= int(model.n_iter_.sum())
+    single = _fit_quiet(LogisticRegression(solver="lbfgs", multi_class="ovr", tol=1e-6), ds)
+    assert single.n_passes_ == model.n_passes_  # deterministic

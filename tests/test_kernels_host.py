@@ -1478,3 +1478,36 @@ def sys_cupy() -> Any:
     import sys
 
     return sys.modules["cupy"]
+
+
+def test_a_fit_on_another_gpu_runs_and_releases_memory_there(
+    emulated_gpu: EmulatedKernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X on fake GPU 1 while GPU 0 is current: validation, solver and release all use GPU 1.
+
+    CuPy runs work and keeps its memory pool per device, so labels and weights
+    made on the current device, or an emptied pool of the current device,
+    would be the wrong ones.
+    """
+    import warnings
+
+    from gpulogreg import LogisticRegression, backends
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    launcher = _DeviceCheckingLauncher(emulated_gpu, state)
+    monkeypatch.setattr(cupy_backend, "_kernels_for", lambda a: launcher)
+    released_on: list[int] = []
+    monkeypatch.setattr(
+        backends, "release_device_memory", lambda: released_on.append(state.current)
+    )
+    X, y = make_classification(2000, 4, seed=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LogisticRegression(solver="lbfgs", max_iter=5).fit(_fake_cupy.on_device(X, 1), y)
+    assert model.backend_ == "cupy"
+    assert state.current == 0  # restored
+    assert set(launcher.launch_devices) == {1}
+    assert state.violations == [], f"ran on the current device, not X's: {state.violations[:5]}"
+    assert released_on == [1], "the memory pool of another device was emptied"

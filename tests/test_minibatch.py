@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
+import gpulogreg
 from gpulogreg import Dataset, LogisticRegression
 from gpulogreg._layout import ParamLayout
 from gpulogreg.backends import make_backend
@@ -280,6 +281,33 @@ def test_partial_fit_after_fit_continues_from_the_fitted_model() -> None:
     assert np.linalg.norm(after - before) < 0.05 * np.linalg.norm(before)
     model.fit(X, y)  # fit starts afresh and forgets the partial_fit state
     assert "_partial_state" not in model.__dict__
+
+
+def test_partial_fit_on_arrays_keeps_the_fitted_feature_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    X, y = make_classification(1000, 3, seed=4)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    model = LR(solver="lbfgs", backend="numpy").fit(frame, y)
+    model.partial_fit(X, y)
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    model.save(tmp_path / "m.glr")
+    loaded = gpulogreg.load(tmp_path / "m.glr")
+    loaded.partial_fit(X, y)
+    assert list(loaded.feature_names_in_) == ["a", "b", "c"]
+
+
+def test_minibatch_refuses_dask_arrays_before_reading_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    da = pytest.importorskip("dask.array")
+    from gpulogreg import _fit
+
+    def no_validation(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the Dask array was validated (computed) before the refusal")
+
+    monkeypatch.setattr(_fit, "prepare_fit_data", no_validation)
+    X, y = make_classification(400, 3, seed=1)
+    with pytest.raises(ValueError, match="takes no Dask arrays"):
+        LR(solver="minibatch").fit(da.from_array(X, chunks=100), y)
 
 
 # --------------------------------------------------------------------------- checkpoints

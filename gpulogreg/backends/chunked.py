@@ -39,6 +39,20 @@ __all__ = ["ChunkedBackend"]
 PROGRESS_INTERVAL = 0.2
 
 
+def resolve_chunk_backend(
+    chunks: PreparedChunks, backend: str, device: str
+) -> tuple[str, str, bool]:
+    """``(inner backend, device, chunks already on the GPU)`` for a dataset's chunks.
+
+    Decided from the first chunk (one read), as for in-memory data of its kind.
+    """
+    from gpulogreg.backends import resolve_backend
+
+    first = next(iter(chunks.dataset.iter_chunks(chunks.dtype_arg)))
+    name, target = resolve_backend(first.X, backend, device)
+    return name, target, array_module_name(first.X) == "cupy"
+
+
 def device_namespace(device: str) -> ModuleType:
     """The array module of the parameters and staged chunks on ``device`` (CuPy on a GPU)."""
     if device != "gpu":
@@ -107,8 +121,6 @@ class ChunkedBackend(SumOfParts):
         prefetch: bool = True,
         verbose: bool = False,
     ) -> None:
-        from gpulogreg.backends import resolve_backend
-
         if isinstance(dataset, PreparedChunks):
             self.chunks = dataset
         else:
@@ -127,10 +139,9 @@ class ChunkedBackend(SumOfParts):
         self.n_samples = info.n_samples
         self.n_features = info.n_features
         self.layout = ParamLayout.for_classes(self.n_features, self.n_classes, fit_intercept)
-        first = next(iter(chunks.dataset.iter_chunks(chunks.dtype_arg)))
-        self.inner_name, self.device = resolve_backend(first.X, backend, device)
-        self._chunks_on_device = array_module_name(first.X) == "cupy"
-        del first
+        self.inner_name, self.device, self._chunks_on_device = resolve_chunk_backend(
+            chunks, backend, device
+        )
         self.name = f"chunked({self.inner_name})"
         self.xp: ModuleType = device_namespace(self.device)
         self.prefetch = bool(prefetch)

@@ -190,11 +190,16 @@ class CupyBackend(NumpyBackend):
             self._rows_allocated = 0
             super().__init__(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
 
+    def _encode_labels(self) -> None:
+        """Nothing: the CUDA kernels read the int32 labels (no float or one-hot copy)."""
+
     @_on_data_device_of_argument
     def bind(self, X: Array, y: Array, sample_weight: Array) -> None:
         """Compute on other rows (the next mini-batch); buffers grow only when rows do."""
         if X.dtype not in (np.float32, np.float64):
             raise TypeError(f"the CuPy backend takes float32 or float64 X, got {X.dtype}")
+        if self._rows_allocated and X.dtype != self.dtype:
+            raise TypeError(f"bind() keeps the dtype of X ({self.dtype}), got {X.dtype}")
         if not X.flags.c_contiguous:
             raise ValueError("the CuPy backend needs a C-contiguous X (see gpulogreg.data.check_X)")
         super().bind(X, y, sample_weight)
@@ -461,8 +466,8 @@ def device_memory_terms(
     ``data``
         X (``n_features b``), the labels (int32, 4) and the weights (float64, 8).
     ``held`` (for the whole fit)
-        the baseline's float64 labels (binary, 8) or one-hot labels
-        (multinomial, ``8 k``), and the residual ``R`` in X's dtype (``k b``).
+        the residual ``R`` in X's dtype (``k b``); the kernels read the int32
+        labels, so no float or one-hot copy of them is made.
     ``loss_grad`` (also ``loss``)
         ``X @ W^T`` (``k b``), freed before ``R^T X``; float32 ``R^T X`` then
         makes, per batched product of at most :data:`GRAD_MAX_BATCH` x
@@ -509,7 +514,7 @@ def device_memory_terms(
     d = n + 1
     n_params = k * d
     float32 = b == np.dtype(np.float32).itemsize
-    terms = {"data": m * (n * b + 4 + 8), "held": m * (8 * k + k * b)}
+    terms = {"data": m * (n * b + 4 + 8), "held": m * k * b}
     # float32 R^T X: rows per batched product, their copy of R and float32 partials.
     batch_rows = min(m, GRAD_MAX_BATCH * GRAD_CHUNK_ROWS) if float32 and m > GRAD_CHUNK_ROWS else 0
     partials = (batch_rows // GRAD_CHUNK_ROWS) * k * n * 4
@@ -538,8 +543,8 @@ def device_bytes_needed(n_samples: int, n_features: int, dtype: Any, n_outputs: 
 
     ``data + held + max(loss_grad, hvp, gram_matvec, hessian) + headroom`` of
     :func:`device_memory_terms`, which derives each term from the backend's
-    allocations. For example 1,000,000 x 100 float32: binary 400 + 12 + 12
-    + 24 (Hessian-vector product) bytes per row; 3 classes 400 + 12 + 36 +
+    allocations. For example 1,000,000 x 100 float32: binary 400 + 12 + 4
+    + 24 (Hessian-vector product) bytes per row; 3 classes 400 + 12 + 12 +
     152 (its Hessian-vector product).
     """
     terms = device_memory_terms(n_samples, n_features, dtype, n_outputs)

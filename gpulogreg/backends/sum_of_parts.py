@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._array import array_module_name
 from gpulogreg._layout import HasLayout, ParamLayout
 from gpulogreg._typing import Array
 
@@ -41,6 +42,16 @@ def ordered_sum(parts: Iterable[Array]) -> Array:
             total += part
     if total is None:
         raise ValueError("no part to sum: the data have no rows")
+    return total
+
+
+def _ordered_total(values: list[Any]) -> Any:
+    """Sum of the parts' losses in part order: ``math.fsum`` of host floats, else on the device."""
+    if all(array_module_name(v) != "cupy" for v in values):
+        return math.fsum(float(v) for v in values)
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
     return total
 
 
@@ -67,19 +78,20 @@ class SumOfParts(HasLayout):
         return math.fsum(self.map_parts("loss", params))
 
     def loss_grad(self, params: Array) -> tuple[float, Array]:
-        losses: list[float] = []
+        loss, grad = self.loss_grad_lazy(params)
+        return float(loss), grad
+
+    def loss_grad_lazy(self, params: Array) -> tuple[Any, Array]:
+        """The parts' losses added in part order where they are (no transfer per part)."""
+        losses: list[Any] = []
 
         def gradients() -> Iterable[Array]:
-            for loss, grad in self.map_parts("loss_grad", params):
+            for loss, grad in self.map_parts("loss_grad_lazy", params):
                 losses.append(loss)
                 yield grad
 
         grad = ordered_sum(gradients())
-        return math.fsum(losses), grad
-
-    def loss_grad_lazy(self, params: Array) -> tuple[float, Array]:
-        """As :meth:`loss_grad`: the parts' losses are summed on the host anyway."""
-        return self.loss_grad(params)
+        return _ordered_total(losses), grad
 
     def hessian(self, params: Array) -> Array:
         return ordered_sum(self.map_parts("hessian", params))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._array import array_module_name, array_namespace, to_host
+from gpulogreg._array import array_module_name, array_namespace, device_of, to_host
 from gpulogreg._compat import DataConversionWarning
 from gpulogreg._typing import Array
 
@@ -164,8 +164,9 @@ def check_X(
         raise ValueError(f"dtype must be float32 or float64, got {target}")
     if module == "dask":
         return _dask_row_blocks(X, target), feature_names
-    X = xp.ascontiguousarray(X, dtype=target)
-    _check_finite(X, name)
+    with device_of(X):  # CuPy works on the current device: make it X's
+        X = xp.ascontiguousarray(X, dtype=target)
+        _check_finite(X, name)
     return X, feature_names
 
 
@@ -412,10 +413,12 @@ def prepare_arrays(
     if weight_sum <= 0:
         raise ValueError("the sample and class weights sum to zero")
     xp = array_namespace(X)
+    with device_of(X):  # labels and weights go to the device that holds X
+        y_dev, s_dev = xp.asarray(y_index), xp.asarray(sw / weight_sum)
     return FitData(
         X=X,
-        y=xp.asarray(y_index),
-        sample_weight=xp.asarray(sw / weight_sum),
+        y=y_dev,
+        sample_weight=s_dev,
         weight_sum=weight_sum,
         classes=classes,
         feature_names=feature_names,

@@ -252,3 +252,20 @@ def test_every_module_imports_only_from_its_layer_or_below() -> None:
         if _layer(target) > _layer(module)
     ]
     assert not upward, "imports against the layering:\n" + "\n".join(upward)
+
+
+def test_registries_name_modules_of_their_own_layer_or_below() -> None:
+    """The registries import by name (``importlib``), which the graph does not see."""
+    from gpulogreg.backends import BACKENDS
+    from gpulogreg.solvers import SOLVERS
+
+    targets = {
+        "gpulogreg.solvers": [entry.target for entry in SOLVERS.values()],
+        "gpulogreg.backends": list(BACKENDS.values()),
+    }
+    modules = import_graph()
+    for registry, names in targets.items():
+        for target in names:
+            module = target.partition(":")[0]
+            assert module in modules, f"{registry} names {target}, which does not exist"
+            assert _layer(module) <= _layer(registry), f"{registry} names {target} above it"

@@ -32,6 +32,7 @@ are dropped before CuPy's cached blocks are handed back
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from contextlib import AbstractContextManager
@@ -219,6 +220,7 @@ class ArraySource:
         self.n_passes: int | None = None
         #: Name of the backend that ran (the Dask backend says where its blocks ran).
         self.ran = self.backend_name
+        self._digest: str | None = None
 
     def device_context(self) -> AbstractContextManager[Any]:
         """The device holding the data made current: the solvers' work runs there too."""
@@ -226,6 +228,19 @@ class ArraySource:
 
     def done_with(self, backend: Backend) -> None:
         """Nothing to count: in-memory fits report no passes."""
+
+    def digest(self) -> str:
+        """A deterministic digest of the data: sampled rows, labels, weights and the weight sum.
+
+        Cheap (:data:`DIGEST_ROWS` rows, one transfer from a device), and enough to
+        tell a checkpoint of other data with the same shape and settings.
+        """
+        if self._digest is None:
+            rows = np.unique(np.linspace(0, self.n_samples - 1, DIGEST_ROWS).astype(np.int64))
+            index = array_namespace(self.X).asarray(rows)
+            parts = (self.X[index], self.y[index], self.sample_weight[index])
+            self._digest = _digest([to_host(a) for a in parts], self.weight_sum, self.classes)
+        return self._digest
 
     def target(self, positive: int | None) -> Array:
         """Class indices of a task: all classes, or 0/1 for one class."""
@@ -294,6 +309,7 @@ class DatasetSource:
             self.chunks, spec.backend, spec.device
         )
         self.ran = f"chunked({self.inner})"
+        self._digest: str | None = None
 
     def device_context(self) -> AbstractContextManager[Any]:
         """Chunks are staged on the current device: nothing to switch."""
@@ -308,6 +324,18 @@ class DatasetSource:
             device=self.device,
             verbose=self.spec.verbose,
         )
+
+    def digest(self) -> str:
+        """A deterministic digest of the data: the scan's counts and the first chunk's rows."""
+        if self._digest is None:
+            first = next(iter(self.chunks.dataset.iter_chunks(self.chunks.dtype_arg)))
+            X, y, s = self.chunks.prepare(first)
+            rows = np.unique(np.linspace(0, X.shape[0] - 1, DIGEST_ROWS).astype(np.int64))
+            info = self.chunks.info
+            counts = np.concatenate([info.class_counts, info.class_weight_sums, info.chunk_rows])
+            parts = [X[rows], y[rows], s[rows], counts]
+            self._digest = _digest(parts, self.weight_sum, self.classes)
+        return self._digest
 
     def done_with(self, backend: Backend) -> None:
         """Count the passes a task's backend made, before it goes."""
@@ -509,6 +537,21 @@ def _minibatch_seed(checkpoint: str | None, random_state: Any) -> int:
     return resolve_seed(random_state)
 
 
+#: Rows of the data in a checkpoint's digest (evenly spaced): enough to tell data
+#: sets apart, few enough to cost nothing next to an epoch.
+DIGEST_ROWS = 64
+
+
+def _digest(arrays: list[np.ndarray], weight_sum: float, classes: np.ndarray) -> str:
+    """BLAKE2b of the arrays' bytes (C order), the weight sum and the classes."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(np.float64(weight_sum).tobytes())
+    h.update(repr([str(c) for c in classes]).encode())
+    return h.hexdigest()
+
+
 def _fingerprint(spec: FitSpec, source: Source, task: int) -> dict[str, Any]:
     """What a checkpoint must have been written for to be resumed by this fit."""
     return {
@@ -523,6 +566,7 @@ def _fingerprint(spec: FitSpec, source: Source, task: int) -> dict[str, Any]:
         "task": int(task),
         "dtype": str(np.dtype(source.dtype)),
         "random_state": spec.random_state if isinstance(spec.random_state, int) else None,
+        "data": source.digest(),
     }
 
 

@@ -113,7 +113,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Mini-batch: save the training state there (the pickle-free container
         of model files, written atomically) every ``checkpoint_every`` epochs and at
         the end; a later ``fit`` with the same path resumes from it and ends
-        where an uninterrupted run with the same seed ends.
+        where an uninterrupted run with the same seed ends. A checkpoint
+        written for other data (a digest of sampled rows, labels and weights)
+        or other settings is refused with a ``CheckpointError``.
     checkpoint_every : int, default=1
 
     Notes

@@ -404,6 +404,26 @@ def test_checkpoint_for_another_problem_or_corrupt_is_refused(tmp_path) -> None:
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+def test_a_checkpoint_of_other_data_with_the_same_shape_is_refused(tmp_path, source) -> None:  # type: ignore[no-untyped-def]
+    """A finished checkpoint must not be handed back as the fit of different data."""
+    X, y = make_classification(1000, 3, seed=1)
+    X2, y2 = make_classification(1000, 3, seed=2)  # same shape, classes and settings
+    if source == "dataset":
+        data, other = (Dataset.from_arrays(X, y),), (Dataset.from_arrays(X2, y2),)
+    else:
+        data, other = (X, y), (X2, y2)
+    path = str(tmp_path / "c.ckpt")
+    kw = {"solver": "minibatch", "max_iter": 2, "checkpoint_path": path, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 epochs do not converge: not the point here
+        first = LR(**kw).fit(*data)
+        again = LR(**kw).fit(*data)  # the same data: the finished run is resumed as it is
+        np.testing.assert_array_equal(again.coef_, first.coef_)
+        with pytest.raises(CheckpointError, match=r"differs in: data"):
+            LR(**kw).fit(*other)
+
+
 def test_checkpoint_of_an_older_format_is_refused_with_advice(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A version-1 checkpoint (an .npz with a ``__metadata__`` array): delete it, not resume."""
     path = tmp_path / "old.npz"

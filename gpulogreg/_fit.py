@@ -46,7 +46,7 @@ from gpulogreg._array import array_module_name, array_namespace, device_of, host
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array, Backend, BatchBackend, History, SolverResult
 from gpulogreg.backends import chunked
-from gpulogreg.data import FitData, prepare_fit_data
+from gpulogreg.data import FitData, check_feature_names, prepare_fit_data
 from gpulogreg.data.batches import ArrayBatches, BatchSource, DatasetBatches, split_validation
 from gpulogreg.data.chunks import PreparedChunks
 from gpulogreg.data.dataset import Dataset
@@ -605,6 +605,8 @@ def run_partial_fit(
             "partial_fit does not see; pass a dict of class weights"
         )
     if previous is not None:
+        # names first (as scikit-learn): a renamed or missing column is named, not counted
+        check_feature_names(X, previous.feature_names, owner="LogisticRegression", warn=False)
         _check_features(X, previous)
     data = prepare_fit_data(
         X,
@@ -617,7 +619,6 @@ def run_partial_fit(
     )
     if previous is not None:
         _check_features(data.X, previous)
-        _check_feature_names(previous.feature_names, data.feature_names)
     source = ArraySource(data, spec)
     del data
     if source.feature_names is None and previous is not None:
@@ -680,23 +681,3 @@ def _check_features(X: Any, previous: PreviousFit) -> None:
             f"X has {shape[1]} features, but LogisticRegression is expecting "
             f"{previous.n_features} features as input"
         )
-
-
-def _check_feature_names(fitted: np.ndarray | None, names: np.ndarray | None) -> None:
-    """partial_fit on a fitted model: the DataFrame columns must be the fitted ones, in order."""
-    if fitted is None or names is None:
-        return
-    if len(fitted) == len(names) and all(a == b for a, b in zip(fitted, names, strict=True)):
-        return
-    message = "The feature names should match those that were passed during fit.\n"
-    unexpected = sorted(set(names) - set(fitted))
-    missing = sorted(set(fitted) - set(names))
-    if unexpected:
-        message += "Feature names unseen at fit time:\n" + "".join(f"- {n}\n" for n in unexpected)
-    if missing:
-        message += "Feature names seen at fit time, yet now missing:\n" + "".join(
-            f"- {n}\n" for n in missing
-        )
-    if not unexpected and not missing:
-        message += "Feature names must be in the same order as they were in fit.\n"
-    raise ValueError(message)

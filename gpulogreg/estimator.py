@@ -29,7 +29,7 @@ from gpulogreg._fit import (
 )
 from gpulogreg._predict import decision_values, labels, log_probabilities, probabilities
 from gpulogreg._typing import Array
-from gpulogreg.data import check_X
+from gpulogreg.data import check_feature_names, check_X
 from gpulogreg.solvers import SOLVERS, solver_entry
 from gpulogreg.solvers.stochastic.config import MinibatchConfig
 
@@ -416,6 +416,26 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: Any) -> Array:
         """Decision values ``X @ coef_.T + intercept_``.
 
+        Every prediction method (and ``score``) checks ``X`` here.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            After a fit on a DataFrame, a DataFrame must have the fitted
+            columns (``feature_names_in_``) in the fitted order.
+
+        Raises
+        ------
+        ValueError
+            A DataFrame whose column names differ from the fitted ones in
+            names or order (scikit-learn's error), or the wrong number of features.
+
+        Warns
+        -----
+        UserWarning
+            An array after a fit on a DataFrame, or a DataFrame after a fit on
+            an array (as scikit-learn); Dask arrays carry no names and are not checked.
+
         Returns
         -------
         array of shape (n_samples,) for two classes, else (n_samples, n_classes)
@@ -423,7 +443,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             Dask array out).
         """
         self._check_fitted()
-        X, _ = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__, lazy=True)
+        owner = type(self).__name__
+        check_feature_names(X, getattr(self, "feature_names_in_", None), owner=owner)
+        X, _ = check_X(X, n_features=self.n_features_in_, owner=owner, lazy=True)
         return decision_values(X, self.coef_, self.intercept_)
 
     def predict_proba(self, X: Any) -> Array:

@@ -20,6 +20,7 @@ from gpulogreg._array import array_module_name, array_namespace, to_host
 from gpulogreg.data.fit_data import prepare_fit_data
 from gpulogreg.data.validation import (
     FitData,
+    check_feature_names,
     check_sample_weight,
     check_X,
     class_weights,
@@ -31,6 +32,7 @@ __all__ = [
     "array_module_name",
     "array_namespace",
     "check_X",
+    "check_feature_names",
     "check_sample_weight",
     "class_weights",
     "encode_labels",

@@ -24,6 +24,7 @@ from gpulogreg._typing import Array
 __all__ = [
     "FitData",
     "check_X",
+    "check_feature_names",
     "check_sample_weight",
     "class_weights",
     "encode_labels",
@@ -40,6 +41,80 @@ def _feature_names(X: Any) -> np.ndarray | None:
     if not all(isinstance(c, str) for c in columns):
         return None
     return np.asarray(names, dtype=object)
+
+
+#: How many unseen or missing names a mismatch lists before "- ..." (scikit-learn's 5).
+_MAX_LISTED_NAMES = 5
+
+#: The warning points at the caller of the estimator method that checks X.
+_WARNING_STACKLEVEL = 3
+
+
+def check_feature_names(
+    X: Any, fitted: np.ndarray | None, *, owner: str, warn: bool = True
+) -> None:
+    """Check the columns of ``X`` against the feature names a model was fitted with.
+
+    scikit-learn's rules and wording, so that a model is applied only to the
+    features it was trained on: a DataFrame whose column names differ from
+    ``fitted`` in names or order is refused; a DataFrame given to a model
+    fitted without names, or an array (no names) given to a model fitted with
+    them, only warns. A Dask array carries no column names: nothing is checked.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The input as given, before :func:`check_X` (which drops the names).
+    fitted : ndarray of str or None
+        The model's ``feature_names_in_``; None when fitted without names.
+    owner : str
+        The model's class name, named in the warnings.
+    warn : bool
+        Warn when exactly one of ``X`` and the model has names (prediction
+        does; partial_fit does not, as an array chunk keeps the fitted names).
+
+    Raises
+    ------
+    ValueError
+        ``X`` has column names that are not ``fitted``, in the same order.
+    """
+    if array_module_name(X) == "dask":
+        return
+    names = _feature_names(X)
+    if names is None or fitted is None:
+        if warn and names is not None:
+            warnings.warn(
+                f"X has feature names, but {owner} was fitted without feature names",
+                UserWarning,
+                stacklevel=_WARNING_STACKLEVEL,
+            )
+        elif warn and fitted is not None:
+            warnings.warn(
+                f"X does not have valid feature names, but {owner} was fitted with feature names",
+                UserWarning,
+                stacklevel=_WARNING_STACKLEVEL,
+            )
+        return
+    if len(names) == len(fitted) and all(a == b for a, b in zip(names, fitted, strict=True)):
+        return
+    message = "The feature names should match those that were passed during fit.\n"
+    unexpected = sorted(set(names) - set(fitted))
+    missing = sorted(set(fitted) - set(names))
+    if unexpected:
+        message += "Feature names unseen at fit time:\n" + _listed(unexpected)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + _listed(missing)
+    if not unexpected and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)
+
+
+def _listed(names: list[str]) -> str:
+    """One ``- name`` line per name, the first :data:`_MAX_LISTED_NAMES`, then ``- ...``."""
+    lines = [f"- {n}\n" for n in names[:_MAX_LISTED_NAMES]]
+    if len(names) > _MAX_LISTED_NAMES:
+        lines.append("- ...\n")
+    return "".join(lines)
 
 
 def _dataframe_to_numpy(X: Any) -> np.ndarray:

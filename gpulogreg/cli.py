@@ -267,14 +267,26 @@ def _feature_columns(
     options: dict[str, Any] = {}
     if fmt == "svmlight":
         options["n_features"] = int(model.n_features_in_)
-    if args.features is not None:
-        return args.features, options
-    if fmt not in ("csv", "parquet"):
-        return None, options
+    named = fmt in ("csv", "parquet")
     extra = meta.get("extra") or {}
     names = extra.get("features") if extra.get("data_format") in ("csv", "parquet") else None
     if names is None and getattr(model, "feature_names_in_", None) is not None:
         names = [str(n) for n in model.feature_names_in_]
+    if args.features is None:
+        return (names if named else None), options
+    if not named or names is None:
+        return args.features, options
+    # Columns are matched by name, never by position: the model's own order.
+    from gpulogreg.io import _parse_features
+
+    requested = [str(c) for c in _parse_features(args.features) or []]
+    if sorted(requested) != sorted(names):
+        unseen = sorted(set(requested) - set(names))
+        missing = sorted(set(names) - set(requested))
+        raise ValueError(
+            f"--features {','.join(requested)} are not the model's features "
+            f"({','.join(names)}): unseen {unseen or 'none'}, missing {missing or 'none'}"
+        )
     return names, options
 
 
@@ -302,6 +314,22 @@ def _scored_table(
     return table
 
 
+def _predictions(
+    model: Any, X: np.ndarray, *, proba: bool = True
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(probabilities or None, labels)`` of rows whose columns the model's names selected.
+
+    The array has no column names, but :func:`_feature_columns` picked its
+    columns by the names stored in the model, in the model's order, so the
+    estimator's "no valid feature names" warning does not apply here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        probabilities = np.asarray(model.predict_proba(X)) if proba else None
+        predicted = np.asarray(model.predict(X))
+    return probabilities, predicted
+
+
 def _proba_column_names(classes: np.ndarray) -> list[str]:
     return [f"proba_{c}" for c in np.asarray(classes).tolist()]
 
@@ -315,12 +343,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     columns: dict[str, Any] = {}
     if args.id is not None:
         columns[str(args.id)] = table.ids
-    predicted = np.asarray(model.predict(table.X))
+    proba, predicted = _predictions(model, table.X, proba=args.proba)
     if predicted.dtype.kind == "O":
         predicted = predicted.astype(str)
     columns["prediction"] = predicted
-    if args.proba:
-        proba = np.asarray(model.predict_proba(table.X))
+    if proba is not None:
         for j, name in enumerate(_proba_column_names(model.classes_)):
             columns[name] = proba[:, j]
     write_predictions(args.output, columns)
@@ -421,8 +448,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = _scored_table(args, model, meta, target=target, id_column=args.id)
     if table.y is None:
         raise UsageError(f"{args.data}: no target found; give --target")
-    proba = np.asarray(model.predict_proba(table.X))
-    predicted = np.asarray(model.predict(table.X))
+    proba, predicted = _predictions(model, table.X)
+    assert proba is not None
     metrics = evaluate_predictions(table.y, proba, model.classes_, predicted)
     result = {"command": "evaluate", "model": args.model, "data": args.data, **metrics}
     if args.json:

@@ -449,3 +449,55 @@ def test_console_entry_point_in_a_subprocess(tmp_path):
     assert proc.returncode == 2
     _assert_one_line_error(proc.stderr)
     assert not (tmp_path / "out.csv").exists()
+
+
+# --------------------------------------------------------------------------- columns by name
+def _shuffled_columns(problem: dict[str, np.ndarray]) -> dict[str, object]:
+    """The same data with the feature columns in another order."""
+    X = problem["X"]
+    order = [2, 0, 3, 1]
+    return {"customer": problem["id"], **{FEATURES[j]: X[:, j] for j in order}}
+
+
+def test_predict_selects_columns_by_the_models_names(capsys, tmp_path, problem) -> None:  # type: ignore[no-untyped-def]
+    """A model fitted in Python on a DataFrame scores a file with reordered columns by name,
+    without a warning; --features in another order is reordered, never applied by position."""
+    import pandas as pd
+
+    frame = pd.DataFrame({name: problem["X"][:, j] for j, name in enumerate(FEATURES)})
+    model = LogisticRegression().fit(frame, problem["y"])
+    model_path = tmp_path / "python.glr"
+    model.save(model_path)
+    expected = model.predict_proba(frame)[:, 1]
+    data = _write_table(tmp_path / "shuffled.csv", _shuffled_columns(problem))
+    for extra in ([], ["--features", "f3,f2,f1,f0"]):
+        out_path = tmp_path / "pred.csv"
+        code, _, err = _run(
+            capsys,
+            ["predict", "--model", model_path, data, "--output", out_path, "--proba", *extra],
+        )
+        assert code == 0, err
+        assert "warning" not in err
+        got = _read_output(out_path).column("proba_stay").to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_predict_refuses_features_the_model_was_not_fitted_on(capsys, tmp_path, fitted) -> None:  # type: ignore[no-untyped-def]
+    data, model_path = fitted
+    code, _, err = _run(
+        capsys,
+        [
+            "predict",
+            "--model",
+            model_path,
+            data,
+            "--output",
+            tmp_path / "p.csv",
+            "--features",
+            "f0,f1,f2,label",
+        ],
+    )
+    assert code == 2
+    assert "not the model's features" in err
+    assert "missing ['f3']" in err
+    assert len(err.strip().splitlines()) == 1

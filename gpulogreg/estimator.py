@@ -275,21 +275,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def _spec(self) -> FitSpec:
         """The validated settings of a fit, for the fit plan (:mod:`gpulogreg._fit`)."""
         C, l1_ratio = self._validate_params()
-        config = MinibatchConfig(
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            learning_rate=self.learning_rate,
-            eta0=self.eta0,
-            momentum=self.momentum,
-            max_iter=int(self.max_iter),
-            tol=float(self.tol),
-            early_stopping=self.early_stopping,
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            checkpoint_path=self.checkpoint_path,
-            checkpoint_every=self.checkpoint_every,
-        )
-        config.validate()
+        config = MinibatchConfig.from_params(self.get_params(deep=False))
         return FitSpec(
             C=C,
             l1_ratio=l1_ratio,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,14 @@ class MinibatchConfig:
     n_iter_no_change: int = 5
     checkpoint_path: str | None = None
     checkpoint_every: int = 1
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> MinibatchConfig:
+        """The validated configuration named by an estimator's parameters (``get_params()``)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        config = cls(**{name: params[name] for name in names if name in params})
+        config.validate()
+        return config
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid setting."""

@@ -169,3 +169,39 @@ def test_huge_finite_values_are_not_mistaken_for_infinity() -> None:
     X = np.full((4, 2), 1e308)
     checked, _ = check_X(X)
     assert checked is X
+
+
+_EXTENSION_DTYPES = ["Int64", "Float64", "boolean", "Float32", "double[pyarrow]", "int64[pyarrow]"]
+
+
+@pytest.mark.parametrize("dtype", _EXTENSION_DTYPES)
+def test_pandas_extension_dtypes_train_like_numpy(
+    data: tuple[np.ndarray, np.ndarray], dtype: str
+) -> None:
+    """Nullable and Arrow-backed columns without missing values are numbers (issue 10, 7)."""
+    pd = pytest.importorskip("pandas")
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    X, y = data
+    values = X[:, 0] > 0 if dtype == "boolean" else np.round(X[:, 0] * 3)
+    frame = pd.DataFrame({"a": pd.array(values, dtype=dtype), "b": X[:, 1], "c": X[:, 2]})
+    plain = np.column_stack([values.astype(np.float64), X[:, 1], X[:, 2]])
+    model = LogisticRegression().fit(frame, y)
+    reference = LogisticRegression().fit(plain, y)
+    np.testing.assert_array_equal(model.coef_, reference.coef_)
+    np.testing.assert_array_equal(model.predict_proba(frame), reference.predict_proba(plain))
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "Float64", "boolean", "double[pyarrow]"])
+def test_missing_value_in_an_extension_column_names_column_and_row(
+    data: tuple[np.ndarray, np.ndarray], dtype: str
+) -> None:
+    pd = pytest.importorskip("pandas")
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    X, y = data
+    column = pd.array(X[:, 0] > 0 if dtype == "boolean" else np.round(X[:, 0]), dtype=dtype)
+    frame = pd.DataFrame({"b": X[:, 1], "a": column}, index=np.arange(100) + 1000)
+    frame.iloc[42, 1] = pd.NA
+    with pytest.raises(ValueError, match=r"column 'a' has a missing value at row 42"):
+        LogisticRegression().fit(frame, y)

@@ -118,17 +118,45 @@ def _listed(names: list[str]) -> str:
 
 
 def _dataframe_to_numpy(X: Any) -> np.ndarray:
-    """Convert a pandas/polars DataFrame, naming the first non-numeric column."""
+    """Convert a pandas/polars DataFrame, naming the first non-numeric column.
+
+    pandas' nullable and Arrow-backed numeric and boolean columns (``Int64``,
+    ``Float64``, ``boolean``, ``double[pyarrow]``) are numbers like their NumPy
+    counterparts; a missing value in one (``pd.NA``) is refused naming its
+    column and row.
+    """
     dtypes = getattr(X, "dtypes", None)
     columns = list(X.columns)
+    extension = []
     if dtypes is not None:
         for name, dtype in zip(columns, list(dtypes), strict=True):
-            kind = getattr(np.dtype(dtype) if _is_numpy_dtype(dtype) else None, "kind", None)
-            if kind is None:
+            if _is_numpy_dtype(dtype):
+                kind = np.dtype(dtype).kind
+            elif _is_pandas_number(dtype):
+                kind = "f"
+                extension.append(name)
+            else:
                 kind = "f" if getattr(dtype, "is_numeric", lambda: False)() else "O"
             if kind not in "biuf":
                 raise TypeError(f"column {name!r} is not numeric (dtype {dtype})")
-    return np.asarray(X.to_numpy())
+    if not extension:
+        return np.asarray(X.to_numpy())
+    for name in extension:
+        missing = np.flatnonzero(np.asarray(X[name].isna()))
+        if missing.size:
+            raise ValueError(
+                f"column {name!r} has a missing value at row {int(missing[0])}; remove or impute it"
+            )
+    return np.asarray(X.to_numpy(dtype=np.float64))
+
+
+def _is_pandas_number(dtype: Any) -> bool:
+    """A pandas extension dtype holding numbers or booleans (pandas is loaded: X is a frame)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return False
+    types = pandas.api.types
+    return bool(types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype))
 
 
 def _is_numpy_dtype(dtype: Any) -> bool:

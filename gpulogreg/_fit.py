@@ -50,6 +50,7 @@ from gpulogreg.data import FitData, check_feature_names, prepare_fit_data
 from gpulogreg.data.batches import ArrayBatches, BatchSource, DatasetBatches, split_validation
 from gpulogreg.data.chunks import PreparedChunks
 from gpulogreg.data.dataset import Dataset
+from gpulogreg.data.validation import shown
 from gpulogreg.loss import LogisticObjective, Penalty
 from gpulogreg.solvers import SolverEntry, get_solver, solver_entry
 from gpulogreg.solvers.stochastic.config import MinibatchConfig, resolve_seed
@@ -289,7 +290,7 @@ class DatasetSource:
         present = int((info.class_counts > 0).sum())
         if present < 2:
             raise ValueError(
-                f"y has only {present} class ({info.classes[info.class_counts > 0]!r}); "
+                f"y has only {present} class ({shown(info.classes[info.class_counts > 0][0])}); "
                 "need at least 2 to fit a classifier"
             )
         self.classes = info.classes
@@ -666,11 +667,11 @@ def _partial_fit_classes(classes: Any, previous: PreviousFit | None) -> np.ndarr
     classes = np.unique(np.asarray(to_host(classes)))
     if previous is not None and not np.array_equal(classes, previous.classes):
         raise ValueError(
-            f"classes={classes!r} is not the same as on the first call to partial_fit "
-            f"(or in fit): {previous.classes!r}"
+            f"classes={shown(classes)} is not the same as on the first call to partial_fit "
+            f"(or in fit): {shown(previous.classes)}"
         )
     if len(classes) < 2:
-        raise ValueError(f"classes must hold at least 2 labels, got {classes!r}")
+        raise ValueError(f"classes must hold at least 2 labels, got {shown(classes)}")
     return classes
 
 

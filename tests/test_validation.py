@@ -205,3 +205,15 @@ def test_missing_value_in_an_extension_column_names_column_and_row(
     frame.iloc[42, 1] = pd.NA
     with pytest.raises(ValueError, match=r"column 'a' has a missing value at row 42"):
         LogisticRegression().fit(frame, y)
+
+
+def test_messages_show_plain_values_not_numpy_reprs(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """``0``, not ``np.int64(0)`` (issue 10, principle 8)."""
+    X, y = data
+    with pytest.raises(ValueError, match=r"only 1 class \(0\)"):
+        LogisticRegression().fit(X, np.zeros_like(y))
+    with pytest.raises(ValueError, match=r"class_weight names class 7, not among \[0, 1\]$"):
+        LogisticRegression(class_weight={7: 2.0}).fit(X, y)
+    model = LogisticRegression(solver="minibatch")
+    with pytest.raises(ValueError, match=r"y contains label 5 \(row 3\) not in classes \[0, 1\]"):
+        model.partial_fit(X, np.where(np.arange(100) == 3, 5, y), classes=[0, 1])

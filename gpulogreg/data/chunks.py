@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg.data.dataset import Chunk, Dataset, DatasetInfo
-from gpulogreg.data.validation import class_weights
+from gpulogreg.data.validation import class_weights, shown
 
 __all__ = ["PreparedChunks"]
 
@@ -130,7 +130,8 @@ def _recount(info: DatasetInfo, classes: np.ndarray) -> DatasetInfo:
     unknown = classes[pos] != info.classes
     if unknown.any():
         raise ValueError(
-            f"the data holds label {info.classes[unknown][0]!r}, not in classes {classes}"
+            f"the data holds label {shown(info.classes[unknown][0])}, not in classes "
+            f"{shown(classes)}"
         )
     counts = np.zeros(len(classes), dtype=np.int64)
     wsums = np.zeros(len(classes))

@@ -32,6 +32,7 @@ from gpulogreg.data.validation import (
     check_X,
     class_weights,
     encode_labels,
+    shown,
 )
 
 __all__ = ["prepare_dask"]
@@ -179,7 +180,9 @@ def prepare_dask(
         pos = np.clip(np.searchsorted(classes, found), 0, len(classes) - 1)
         unknown = classes[pos] != found
         if unknown.any():
-            raise ValueError(f"y contains label {found[unknown][0]!r} not in classes {classes}")
+            raise ValueError(
+                f"y contains label {shown(found[unknown][0])} not in classes {shown(classes)}"
+            )
     _check_n_classes(len(found), found[0], min_classes)
     sums = np.zeros(len(classes))
     for part in parts:  # block order: the same sums every run

@@ -32,6 +32,16 @@ __all__ = [
 ]
 
 
+def shown(value: Any) -> str:
+    """A value as a message shows it: NumPy scalars and arrays as plain Python values.
+
+    ``np.int64(0)`` reads ``0`` and ``array(['a', 'b'])`` reads ``['a', 'b']``.
+    """
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
+    return repr(value)
+
+
 def _feature_names(X: Any) -> np.ndarray | None:
     """Column names of a DataFrame (pandas or polars), else None."""
     columns = getattr(X, "columns", None)
@@ -373,7 +383,8 @@ def encode_labels(
         if unknown.any():
             row = int(np.flatnonzero(unknown)[0])
             raise ValueError(
-                f"y contains label {y[row]!r} (row {row + row_offset}) not in classes {classes}"
+                f"y contains label {shown(y[row])} (row {row + row_offset}) not in classes "
+                f"{shown(classes)}"
             )
     return classes, y_index.astype(np.int32).ravel()
 
@@ -452,9 +463,11 @@ def class_weights(
         for label, w in class_weight.items():
             key = label.item() if hasattr(label, "item") else label
             if key not in known:
-                raise ValueError(f"class_weight names class {label!r}, not among {list(classes)}")
+                raise ValueError(
+                    f"class_weight names class {shown(label)}, not among {shown(classes)}"
+                )
             if not np.isfinite(w) or w < 0:
-                raise ValueError(f"class_weight for class {label!r} must be finite and >= 0")
+                raise ValueError(f"class_weight for class {shown(label)} must be finite and >= 0")
             weights[known[key]] = float(w)
         return weights
     raise TypeError(f"class_weight must be None, 'balanced' or a dict, got {type(class_weight)}")
@@ -532,7 +545,7 @@ def _check_n_classes(present: int, example: Any, min_classes: int) -> None:
     """Raise when ``y`` holds fewer than ``min_classes`` classes (``example`` is one of them)."""
     if present < min_classes:
         raise ValueError(
-            f"y has only {present} class ({example!r}); "
+            f"y has only {present} class ({shown(example)}); "
             f"need at least {min_classes} to fit a classifier"
         )
 

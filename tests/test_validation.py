@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -174,17 +176,23 @@ def test_huge_finite_values_are_not_mistaken_for_infinity() -> None:
 _EXTENSION_DTYPES = ["Int64", "Float64", "boolean", "Float32", "double[pyarrow]", "int64[pyarrow]"]
 
 
+def _extension_column(x: np.ndarray, dtype: str, scale: float) -> tuple[Any, Any, np.ndarray]:
+    """``(pandas, a column of dtype, its values as NumPy)``; skips without pandas/pyarrow."""
+    pd = pytest.importorskip("pandas")
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    values = x > 0 if dtype == "boolean" else np.round(x * scale)
+    return pd, pd.array(values, dtype=dtype), values
+
+
 @pytest.mark.parametrize("dtype", _EXTENSION_DTYPES)
 def test_pandas_extension_dtypes_train_like_numpy(
     data: tuple[np.ndarray, np.ndarray], dtype: str
 ) -> None:
     """Nullable and Arrow-backed columns without missing values are numbers (issue 10, 7)."""
-    pd = pytest.importorskip("pandas")
-    if "pyarrow" in dtype:
-        pytest.importorskip("pyarrow")
     X, y = data
-    values = X[:, 0] > 0 if dtype == "boolean" else np.round(X[:, 0] * 3)
-    frame = pd.DataFrame({"a": pd.array(values, dtype=dtype), "b": X[:, 1], "c": X[:, 2]})
+    pd, column, values = _extension_column(X[:, 0], dtype, scale=3.0)
+    frame = pd.DataFrame({"a": column, "b": X[:, 1], "c": X[:, 2]})
     plain = np.column_stack([values.astype(np.float64), X[:, 1], X[:, 2]])
     model = LogisticRegression().fit(frame, y)
     reference = LogisticRegression().fit(plain, y)
@@ -196,11 +204,8 @@ def test_pandas_extension_dtypes_train_like_numpy(
 def test_missing_value_in_an_extension_column_names_column_and_row(
     data: tuple[np.ndarray, np.ndarray], dtype: str
 ) -> None:
-    pd = pytest.importorskip("pandas")
-    if "pyarrow" in dtype:
-        pytest.importorskip("pyarrow")
     X, y = data
-    column = pd.array(X[:, 0] > 0 if dtype == "boolean" else np.round(X[:, 0]), dtype=dtype)
+    pd, column, _ = _extension_column(X[:, 0], dtype, scale=1.0)
     frame = pd.DataFrame({"b": X[:, 1], "a": column}, index=np.arange(100) + 1000)
     frame.iloc[42, 1] = pd.NA
     with pytest.raises(ValueError, match=r"column 'a' has a missing value at row 42"):

@@ -8,7 +8,11 @@ uses without copying), the target column, the feature names and optional id
 and sample-weight columns. :func:`iter_batches` yields the same :class:`Table`
 in row chunks of a bounded size, for out-of-core training; both share one
 column resolution and one conversion, so they accept and refuse exactly the
-same files.
+same files. A CSV column's type is the one the streaming reader infers from
+the file's first block (features and weights: always float64), so a value of
+another type further down (a label ``yes`` among integers) is refused by
+both, naming its column and row. Column names must be unique among the
+columns read.
 
 =========  ====================================  ========================================
 format     read with                             ``target`` / ``features``
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,37 +360,75 @@ def _arrow_table_to_table(
 
 
 # --------------------------------------------------------------------------- CSV
-def _csv_options(path: PathLike, features: list[str], needed: list[str]) -> tuple[Any, Any]:
-    """Parse and convert options: feature columns are read straight as float64."""
-    pa = _pyarrow("reading CSV")
+def _csv_parse_options(path: PathLike) -> Any:
     from pyarrow import csv
 
     delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
-    parse = csv.ParseOptions(delimiter=delimiter)
-    convert = csv.ConvertOptions(
-        include_columns=needed,
-        column_types={f: pa.float64() for f in features},
-    )
-    return parse, convert
+    return csv.ParseOptions(delimiter=delimiter)
 
 
-def _csv_header(path: PathLike) -> list[str]:
+def _csv_schema(path: PathLike) -> Any:
+    """Column names and types as the streaming reader infers them from the first block.
+
+    Both CSV readers take the types of the target, id and weight columns from
+    here, so a file reads the same whole or in chunks: a stray ``yes`` far
+    down a column of integer labels is refused by both, instead of making the
+    whole-file reader infer strings (three classes) while the streaming one
+    refuses the file.
+    """
     _pyarrow("reading CSV")
     from pyarrow import csv
 
-    delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
     try:
-        with csv.open_csv(path, parse_options=csv.ParseOptions(delimiter=delimiter)) as reader:
-            return list(reader.schema.names)
+        with csv.open_csv(path, parse_options=_csv_parse_options(path)) as reader:
+            return reader.schema
     except Exception as exc:
         raise _translate_arrow_error(exc, path, None) from None
 
 
+def _csv_header(path: PathLike) -> list[str]:
+    return list(_csv_schema(path).names)
+
+
+def _csv_options(
+    path: PathLike, schema: Any, features: list[str], needed: list[str], weight_column: str | None
+) -> tuple[Any, Any]:
+    """Parse and convert options: every column read is given its type.
+
+    Features and weights are float64; the target and the id keep the type
+    inferred from the first block (a column of nothing but missing values
+    there reads as strings, so that its first value is named as missing).
+    Empty strings and the usual null markers are missing values in every
+    column, labels included.
+    """
+    pa = _pyarrow("reading CSV")
+    from pyarrow import csv
+
+    types = {}
+    for name in needed:
+        inferred = schema.field(name).type
+        types[name] = pa.string() if pa.types.is_null(inferred) else inferred
+    types.update({name: pa.float64() for name in (*features, weight_column) if name is not None})
+    convert = csv.ConvertOptions(
+        include_columns=needed, column_types=types, strings_can_be_null=True
+    )
+    return _csv_parse_options(path), convert
+
+
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?(.*)")
+_CSV_ROW = re.compile(r"Row #(\d+)")
+_CSV_CONVERSION = re.compile(r"CSV conversion error to (\S+): invalid value (.*)")
 
 
-def _translate_arrow_error(exc: Exception, path: PathLike, names: list[str] | None) -> Exception:
-    """Turn a pyarrow parsing error into a DataError naming the column."""
+def _translate_arrow_error(
+    exc: Exception, path: PathLike, names: list[str] | None, convert: Any = None
+) -> Exception:
+    """Turn a pyarrow parsing error into a DataError naming the column (and the row).
+
+    pyarrow's multithreaded readers do not say in which row a value failed to
+    convert; given the ``convert`` options that failed, the one column is
+    read again, single-threaded, to find it (on this error path only).
+    """
     if isinstance(exc, (DataError, FileNotFoundError, MissingDependencyError)):
         return exc
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -393,13 +436,42 @@ def _translate_arrow_error(exc: Exception, path: PathLike, names: list[str] | No
     if match and names is not None and int(match.group(1)) < len(names):
         name = names[int(match.group(1))]
         detail = match.group(2)
-        if "conversion error to double" in detail:
-            value = detail.rsplit("invalid value", 1)[-1].strip()
-            return DataError(f"{path}: column {name!r} is not numeric (value {value})")
-        return DataError(f"{path}: column {name!r}: {detail}")
+        conversion = _CSV_CONVERSION.search(detail)
+        if conversion is None:
+            return DataError(f"{path}: column {name!r}: {detail}")
+        type_name, value = conversion.group(1), conversion.group(2).strip()
+        row = _failing_row(path, name, convert) if convert is not None else None
+        at = "" if row is None else f" at row {row}"
+        if type_name == "double":
+            return DataError(f"{path}: column {name!r} is not numeric (value {value}{at})")
+        return DataError(
+            f"{path}: column {name!r} holds {value}{at}, but its first rows read as "
+            f"{type_name} (a column holds values of one type)"
+        )
     if "Empty CSV file" in text:
         return DataError(f"{path}: the file is empty")
     return DataError(f"{path}: cannot read: {text}")
+
+
+def _failing_row(path: PathLike, name: str, convert: Any) -> int | None:
+    """The row (0-based, header excluded) where column ``name`` fails to convert."""
+    from pyarrow import csv
+
+    try:
+        csv.read_csv(
+            path,
+            read_options=csv.ReadOptions(use_threads=False),
+            parse_options=_csv_parse_options(path),
+            convert_options=csv.ConvertOptions(
+                include_columns=[name],
+                column_types={name: convert.column_types[name]},
+                strings_can_be_null=True,
+            ),
+        )
+    except Exception as exc:
+        row = _CSV_ROW.search(str(exc))
+        return int(row.group(1)) - 2 if row else None  # pyarrow counts from 1, header included
+    return None
 
 
 def _read_csv(
@@ -414,7 +486,8 @@ def _read_csv(
     _pyarrow("reading CSV")
     from pyarrow import csv
 
-    names = _csv_header(path)
+    schema = _csv_schema(path)
+    names = list(schema.names)
     feats, needed = _select_columns(
         path,
         names,
@@ -423,11 +496,11 @@ def _read_csv(
         id_column=id_column,
         weight_column=weight_column,
     )
-    parse, convert = _csv_options(path, feats, needed)
+    parse, convert = _csv_options(path, schema, feats, needed, weight_column)
     try:
         table = csv.read_csv(path, parse_options=parse, convert_options=convert)
     except Exception as exc:
-        raise _translate_arrow_error(exc, path, names) from None
+        raise _translate_arrow_error(exc, path, names, convert) from None
     if table.num_rows == 0:
         raise DataError(f"{path}: the file has a header but no rows")
     return _arrow_table_to_table(
@@ -460,6 +533,13 @@ def _select_columns(
         weight_column=weight_column,
     )
     needed = [c for c in (id_column, weight_column, *feats, target) if c is not None]
+    counts = Counter(names)
+    doubled = next((name for name in needed if counts[name] > 1), None)
+    if doubled is not None:
+        raise DataError(
+            f"{path}: column name {doubled!r} appears {counts[doubled]} times in the file; "
+            "rename the columns so that each name is used once"
+        )
     return feats, needed
 
 
@@ -957,7 +1037,8 @@ def _iter_arrow(
     if fmt == "csv":
         from pyarrow import csv
 
-        names = _csv_header(path)
+        schema = _csv_schema(path)
+        names = list(schema.names)
         feats, needed = _select_columns(
             path,
             names,
@@ -966,12 +1047,12 @@ def _iter_arrow(
             id_column=id_column,
             weight_column=weight_column,
         )
-        parse, convert = _csv_options(path, feats, needed)
+        parse, convert = _csv_options(path, schema, feats, needed, weight_column)
         try:
             reader = csv.open_csv(path, parse_options=parse, convert_options=convert)
         except Exception as exc:
-            raise _translate_arrow_error(exc, path, names) from None
-        batches: Iterator[Any] = _guard_arrow(iter(reader), path, names)
+            raise _translate_arrow_error(exc, path, names, convert) from None
+        batches: Iterator[Any] = _guard_arrow(iter(reader), path, names, convert)
     else:
         pf = _parquet_file(path)
         names = list(pf.schema_arrow.names)
@@ -1003,14 +1084,16 @@ def _iter_arrow(
         offset += table.num_rows
 
 
-def _guard_arrow(batches: Iterator[Any], path: PathLike, names: list[str]) -> Iterator[Any]:
+def _guard_arrow(
+    batches: Iterator[Any], path: PathLike, names: list[str], convert: Any = None
+) -> Iterator[Any]:
     while True:
         try:
             batch = next(batches)
         except StopIteration:
             return
         except Exception as exc:
-            raise _translate_arrow_error(exc, path, names) from None
+            raise _translate_arrow_error(exc, path, names, convert) from None
         yield batch
 
 

@@ -344,3 +344,90 @@ def test_missing_pyarrow_gives_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'gpulogreg\[io\]'"):
         read_data(tmp_path / "d.csv", target="y")
+
+
+# ------------------------------------------------ both CSV readers read a file alike
+def _labels_file(path, n: int, bad_row: int, bad: str) -> str:
+    """A CSV of ``n`` rows, integer labels 0/1 except ``bad`` at ``bad_row``."""
+    rows = [f"{0.5 * i},{i % 3}.25,{bad if i == bad_row else i % 2}" for i in range(n)]
+    path.write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("n", "bad_row", "bad"), [(300_000, 250_000, "yes"), (200_000, 199_999, "2.5")]
+)
+def test_in_memory_and_streaming_csv_readers_refuse_a_stray_label_alike(tmp_path, n, bad_row, bad):
+    # The issue's case: one label 'yes' far down a column of integers; the
+    # in-memory reader used to infer strings from the whole column (three
+    # classes), the streaming one int64 from its first block (a refusal).
+    path = _labels_file(tmp_path / "d.csv", n, bad_row, bad)
+    message = rf"column 'y' holds '{bad}' at row {bad_row}, but its first rows read as int64"
+    with pytest.raises(DataError, match=message):
+        read_data(path, target="y")
+    with pytest.raises(DataError, match=message):
+        list(iter_batches(path, target="y", chunk_rows=50_000))
+
+
+def test_string_labels_everywhere_read_alike(tmp_path):
+    # Labels that are strings from the first row on are strings in both readers,
+    # even where a later label looks like a number.
+    labels = ["cat", "dog"] * 40_000 + ["3"]
+    path = tmp_path / "s.csv"
+    path.write_text("a,y\n" + "\n".join(f"{i},{s}" for i, s in enumerate(labels)) + "\n")
+    whole = read_data(path, target="y")
+    streamed = np.concatenate([t.y for t in iter_batches(path, target="y", chunk_rows=10_000)])
+    np.testing.assert_array_equal(whole.y, np.asarray(labels))
+    np.testing.assert_array_equal(streamed, whole.y)
+
+
+def test_empty_string_label_is_a_missing_value(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("a,y\n1,cat\n2,\n3,dog\n")
+    for read in (lambda: read_data(path, target="y"), lambda: list(iter_batches(path, target="y"))):
+        with pytest.raises(DataError, match="column 'y' has a missing value at row 1"):
+            read()
+
+
+def test_weights_are_read_as_floats_whatever_their_first_rows(tmp_path):
+    # Integer weights in the first block and a fractional one far below: a
+    # weight column is float64, in both readers.
+    n = 200_000
+    path = tmp_path / "w.csv"
+    weights = np.ones(n)
+    weights[-1] = 0.5
+    rows = (f"{i},{'0.5' if i == n - 1 else '1'},{i % 2}" for i in range(n))
+    path.write_text("a,w,y\n" + "\n".join(rows) + "\n")
+    whole = read_data(path, target="y", weight_column="w")
+    chunks = iter_batches(path, target="y", weight_column="w")
+    streamed = np.concatenate([t.weights for t in chunks])
+    np.testing.assert_array_equal(whole.weights, weights)
+    np.testing.assert_array_equal(streamed, weights)
+
+
+@pytest.mark.parametrize("row", [3, 150_001])
+def test_non_numeric_csv_value_names_column_and_row(tmp_path, row):
+    n = 150_002
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "a,b,y\n" + "\n".join(f"{i},{'n/a?' if i == row else i},{i % 2}" for i in range(n)) + "\n"
+    )
+    message = rf"column 'b' is not numeric \(value 'n/a\?' at row {row}\)"
+    with pytest.raises(DataError, match=message):
+        read_data(path, target="y")
+    with pytest.raises(DataError, match=message):
+        list(iter_batches(path, target="y"))
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet"])
+def test_duplicate_column_names_are_refused_naming_the_file(tmp_path, ext):
+    path = str(tmp_path / f"dup{ext}")
+    table = pa.table([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [0, 1]], names=["a", "b", "a", "y"])
+    pcsv.write_csv(table, path) if ext == ".csv" else pq.write_table(table, path)
+    message = rf"{path}: column name 'a' appears 2 times"
+    with pytest.raises(DataError, match=message):
+        read_data(path, target="y")
+    with pytest.raises(DataError, match=message):
+        list(iter_batches(path, target="y"))
+    # Columns not in doubt still read.
+    assert read_data(path, target="y", features="b").feature_names == ["b"]

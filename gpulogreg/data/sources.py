@@ -250,7 +250,7 @@ def table_file(
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
-    names = _column_names(path, fmt)
+    names = io.column_names(path, fmt)
     feats = io._parse_features(features)
     if feats is None:
         feats = [c for c in names if c not in (target, weight)]
@@ -322,18 +322,3 @@ def _sequential(
             yield read(i)
 
     return source
-
-
-def _column_names(path: str, fmt: str) -> list[str]:
-    """Column names of a CSV or Parquet file, through pyarrow."""
-    from gpulogreg import io
-
-    if fmt == "csv":
-        return io._csv_header(path)
-    io._pyarrow("reading Parquet")
-    import pyarrow.parquet as pq
-
-    try:
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    except Exception as exc:
-        raise io.DataError(f"{path}: not a readable Parquet file ({exc})") from None

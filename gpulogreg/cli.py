@@ -39,6 +39,8 @@ from gpulogreg._version import __version__
 __all__ = ["main"]
 
 PROG = "gpulogreg"
+#: ``fit --index-base`` -> the ``zero_based`` argument of the svmlight reader.
+_ZERO_BASED: dict[str, bool | str] = {"auto": "auto", "0": True, "1": False}
 
 
 # --------------------------------------------------------------------------- errors
@@ -209,6 +211,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         target=args.target,
         features=args.features,
         id_column=args.id,
+        zero_based=_ZERO_BASED[args.index_base],
     )
     read_s = time.perf_counter() - start
     if table.y is None:
@@ -220,6 +223,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "features": list(table.feature_names),
         "target": args.target,
         "data_format": fmt,
+        "reading_options": table.reading_options,
         "trained_rows": table.n_rows,
     }
     save_model(model, args.model, metadata=extra)
@@ -263,12 +267,18 @@ def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
 def _feature_columns(
     args: argparse.Namespace, model: Any, meta: dict[str, Any], fmt: str
 ) -> tuple[Any, dict[str, Any]]:
-    """Feature selection and reader options for data scored by a loaded model."""
+    """Feature selection and reader options for data scored by a loaded model.
+
+    A file of the training data's format is read with the options its reading
+    settled (svmlight: zero- or one-based indices), stored in the model file.
+    """
+    extra = meta.get("extra") or {}
     options: dict[str, Any] = {}
+    if fmt == extra.get("data_format"):
+        options.update(extra.get("reading_options") or {})
     if fmt == "svmlight":
         options["n_features"] = int(model.n_features_in_)
     named = fmt in ("csv", "parquet")
-    extra = meta.get("extra") or {}
     names = extra.get("features") if extra.get("data_format") in ("csv", "parquet") else None
     if names is None and getattr(model, "feature_names_in_", None) is not None:
         names = [str(n) for n in model.feature_names_in_]
@@ -644,6 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="training data: .csv, .parquet, .npy, .npz or svmlight")
     _add_data_options(p, target_required=False)
     p.add_argument("--model", required=True, help="model file to write (written exactly there)")
+    p.add_argument(
+        "--index-base",
+        choices=tuple(_ZERO_BASED),
+        default="auto",
+        help="svmlight: feature indices start at 0 or 1 (default auto: 1 unless an index 0 "
+        "occurs); the choice is stored in the model and used to read the files it scores",
+    )
     p.add_argument("--solver", default="auto", help="auto, newton, lbfgs, gd, minibatch")
     p.add_argument("--C", dest="C", type=_positive_float, default=1.0, help="inverse L2 strength")
     p.add_argument("--penalty", choices=("l2", "l1", "elasticnet", "none"), default=None)

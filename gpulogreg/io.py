@@ -135,6 +135,12 @@ class Table:
         The ``id_column`` when one was asked for.
     weights : ndarray of shape (n_rows,) or None
         The ``weight_column`` (sample weights) when one was asked for.
+    reading_options : dict
+        The keyword arguments of :func:`read_data` that decide what the file
+        means and were settled while reading it (svmlight: ``zero_based``, as
+        detected). Pass them when reading more files of the same data, e.g.
+        the test file of a model fitted on this one, so that they are read
+        the same way (the CLI stores them in the model file and does so).
     """
 
     X: np.ndarray
@@ -142,6 +148,7 @@ class Table:
     feature_names: list[str] = field(default_factory=list)
     ids: np.ndarray | None = None
     weights: np.ndarray | None = None
+    reading_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -757,13 +764,17 @@ def read_svmlight(
         None gives float64.
     zero_based : {"auto", True, False}
         Whether indices start at 0. "auto" (scikit-learn's default) takes
-        them as one-based unless an index 0 occurs.
+        them as one-based unless an index 0 occurs: a guess that only the
+        training file can make, since a zero-based test file may well lack
+        index 0. The choice made is returned in ``reading_options``; read the
+        files scored by the model with it.
 
     Returns
     -------
     Table
         ``X`` dense of shape (n_rows, n_features), ``y`` the labels (int64
-        when they are all integral, else float64), feature names ``x0...``.
+        when they are all integral, else float64), feature names ``x0...``,
+        ``reading_options`` ``{"zero_based": bool}``.
     """
     pa = _pyarrow("reading svmlight files")
     import pyarrow.compute as pc
@@ -835,6 +846,8 @@ def read_svmlight(
         ) from None
     if index.size and index.min() < 0:
         raise DataError(f"{path}: negative feature index {int(index.min())}")
+    if zero_based not in ("auto", True, False):
+        raise ValueError(f"zero_based must be 'auto', True or False, got {zero_based!r}")
     if zero_based == "auto":
         zero_based = bool(index.size == 0 or index.min() == 0)
     if not zero_based:
@@ -862,7 +875,12 @@ def read_svmlight(
     y: np.ndarray = labels
     if np.all(labels == np.round(labels)) and np.abs(labels).max() < 2**53:
         y = labels.astype(np.int64)
-    return Table(X=X, y=y, feature_names=[f"x{j}" for j in range(width)])
+    return Table(
+        X=X,
+        y=y,
+        feature_names=[f"x{j}" for j in range(width)],
+        reading_options={"zero_based": bool(zero_based)},
+    )
 
 
 def _first_bad_number(pa: Any, strings: Any, to: Any = None) -> str:
@@ -899,6 +917,7 @@ def read_data(
     dtype: Any = None,
     format: str | None = None,
     n_features: int | None = None,
+    zero_based: bool | str = "auto",
 ) -> Table:
     """Read a whole data file.
 
@@ -923,6 +942,8 @@ def read_data(
         dtype of ``X``; None keeps float32 data as float32 and uses float64 otherwise.
     n_features : int, optional
         svmlight only: the width of ``X``.
+    zero_based : {"auto", True, False}
+        svmlight only: whether indices start at 0 (see :func:`read_svmlight`).
 
     Returns
     -------
@@ -948,7 +969,7 @@ def read_data(
     for role, col in (("id", id_column), ("weight", weight_column)):
         if col is not None:
             raise DataError(f"{path}: svmlight files have no {role} column")
-    table = read_svmlight(path, n_features=n_features, dtype=dt)
+    table = read_svmlight(path, n_features=n_features, dtype=dt, zero_based=zero_based)
     if feats is not None:
         cols = [_column_index(path, f, table.X.shape[1], "feature") for f in feats]
         table.X = np.ascontiguousarray(table.X[:, cols])
@@ -1019,6 +1040,7 @@ def iter_batches(
             feature_names=table.feature_names,
             ids=None if table.ids is None else table.ids[start:stop],
             weights=None if table.weights is None else table.weights[start:stop],
+            reading_options=table.reading_options,
         )
 
 

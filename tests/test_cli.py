@@ -501,3 +501,63 @@ def test_predict_refuses_features_the_model_was_not_fitted_on(capsys, tmp_path, 
     assert "not the model's features" in err
     assert "missing ['f3']" in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------ svmlight: read at predict as at fit
+def _svmlight_lines(X: np.ndarray, y: np.ndarray, *, base: int, skip_first: bool) -> str:
+    """svmlight text of ``X`` with indices from ``base``; ``skip_first`` drops feature 0."""
+    lines = []
+    for row, label in zip(X, y, strict=True):
+        pairs = [f"{j + base}:{v:.6g}" for j, v in enumerate(row) if not (skip_first and j == 0)]
+        lines.append(f"{label} " + " ".join(pairs))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("base", [0, 1])
+def test_svmlight_test_file_is_read_with_the_training_files_index_base(capsys, tmp_path, base):
+    # The issue's case (base 0): the test file lacks index 0, which "auto" would
+    # read as one-based, shifting every feature by one. The model stores the
+    # base its training file settled, and predict/evaluate read with it.
+    X, y = make_classification(400, 4, seed=3)
+    X[:, 0] *= 4.0  # a feature that matters, so that a shift shows
+    train, test = tmp_path / "train.svm", tmp_path / "test.svm"
+    train.write_text(_svmlight_lines(X, y, base=base, skip_first=False))
+    test.write_text(_svmlight_lines(X, y, base=base, skip_first=True))
+    model = tmp_path / "m.glr"
+    code, _, err = _run(capsys, ["fit", train, "--model", model])
+    assert code == 0, err
+    code, out, err = _run(capsys, ["evaluate", "--model", model, test, "--json"])
+    assert code == 0, err
+    reference = LogisticRegression().fit(X, y)
+    X_test = X.copy()
+    X_test[:, 0] = 0.0
+    assert json.loads(out)["accuracy"] == pytest.approx(reference.score(X_test, y), abs=0.01)
+    output = tmp_path / "p.csv"
+    code, _, err = _run(capsys, ["predict", "--model", model, test, "--output", output])
+    assert code == 0, err
+    predicted = pcsv.read_csv(output).column("prediction").to_numpy()
+    np.testing.assert_array_equal(predicted, reference.predict(X_test))
+
+
+def test_one_based_model_refuses_a_test_file_with_index_zero(capsys, tmp_path):
+    X, y = make_classification(100, 3, seed=4)
+    train, test = tmp_path / "train.svm", tmp_path / "test.svm"
+    train.write_text(_svmlight_lines(X, y, base=1, skip_first=False))
+    test.write_text(_svmlight_lines(X, y, base=0, skip_first=False))
+    model = tmp_path / "m.glr"
+    assert _run(capsys, ["fit", train, "--model", model])[0] == 0
+    code, _, err = _run(capsys, ["evaluate", "--model", model, test])
+    assert code == 2
+    assert "index 0 found in a one-based file" in err
+
+
+def test_index_base_option_reads_a_zero_based_training_file_without_index_zero(capsys, tmp_path):
+    X, y = make_classification(200, 3, seed=5)
+    train = tmp_path / "train.svm"
+    train.write_text(_svmlight_lines(X, y, base=0, skip_first=True))
+    model = tmp_path / "m.glr"
+    code, out, err = _run(capsys, ["fit", train, "--model", model, "--index-base", "0", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["features"] == 3  # column 0 is there, all zeros
+    loaded = gpulogreg.load(model)
+    assert loaded.coef_[0, 0] == 0.0

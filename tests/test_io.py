@@ -431,3 +431,19 @@ def test_duplicate_column_names_are_refused_naming_the_file(tmp_path, ext):
         list(iter_batches(path, target="y"))
     # Columns not in doubt still read.
     assert read_data(path, target="y", features="b").feature_names == ["b"]
+
+
+def test_svmlight_reading_options_read_a_test_file_as_its_training_file(tmp_path):
+    train, test = tmp_path / "train.svm", tmp_path / "test.svm"
+    train.write_text("1 0:1.5 2:2\n0 1:3\n")
+    test.write_text("1 1:4 2:5\n")  # zero-based too, but without index 0
+    fitted = read_svmlight(train)
+    assert fitted.reading_options == {"zero_based": True}
+    guessed = read_data(test, n_features=3)
+    assert guessed.reading_options == {"zero_based": False}  # the guess "auto" makes
+    same = read_data(test, n_features=3, **fitted.reading_options)
+    np.testing.assert_array_equal(same.X, [[0.0, 4.0, 5.0]])
+    chunks = list(iter_batches(test, format="svmlight"))
+    assert chunks[0].reading_options == {"zero_based": False}
+    with pytest.raises(ValueError, match="zero_based must be 'auto', True or False"):
+        read_svmlight(test, zero_based="yes")

@@ -3,7 +3,9 @@
 :func:`atomic_write` is the one way every output file of the package is
 written: a temporary file in the destination's directory, flushed and fsynced,
 then renamed over the destination, so a failure leaves no partial file and an
-existing file untouched.
+existing file untouched. :func:`check_destination` is its first step, which
+commands also take before they read any data: a symbolic link is written
+through to its target, and a FIFO, socket or device is refused.
 
 The container (model files and checkpoints)
 -------------------------------------------
@@ -41,6 +43,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +59,7 @@ __all__ = [
     "ContainerError",
     "ForeignFileError",
     "atomic_write",
+    "check_destination",
     "read",
     "write",
 ]
@@ -78,6 +82,13 @@ _ARRAY_KINDS = "biufcU"
 #: class_weight -> key/value pairs, histories); deeper is not ours, and would
 #: exhaust the recursion of the JSON decoder and of the readers that walk it.
 _MAX_DEPTH = 64
+#: Kinds of files (not regular, not directories) a write refuses to replace, by ``st_mode``.
+_NON_REGULAR = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 #: ``.npy`` header versions read (1.0 and 2.0; 3.0 only adds UTF-8 field names
 #: of structured dtypes, which are refused anyway).
 _NPY_VERSIONS = (1, 2)
@@ -113,6 +124,71 @@ class ArrayHeader(NamedTuple):
 
 
 # --------------------------------------------------------------------------- atomic writes
+def check_destination(path: str | os.PathLike[str]) -> str:
+    """The file a write to ``path`` replaces, once it is known that the write can be done.
+
+    :func:`atomic_write` calls this first; a command calls it before it reads
+    any data, so that an output that cannot be written fails the command
+    before the work is done rather than after.
+
+    Parameters
+    ----------
+    path : path
+        The destination as the caller names it. A symbolic link is followed
+        (to the end of a chain of them): the write replaces the file it points
+        to, which need not exist yet, and keeps the link.
+
+    Returns
+    -------
+    str
+        The absolute path, symbolic links resolved, of the file to replace.
+
+    Raises
+    ------
+    FileNotFoundError
+        The destination's directory does not exist.
+    NotADirectoryError
+        The destination's "directory" is a file.
+    PermissionError
+        The destination's directory is not writable.
+    IsADirectoryError
+        ``path`` is a directory, or ends in a path separator.
+    OSError
+        ``path`` is a FIFO, a socket or a device (``/dev/null``, say): a
+        rename would replace it with a regular file; or a loop of symbolic
+        links.
+    """
+    path = os.fspath(path)
+    if path.endswith(os.sep) or (os.altsep is not None and path.endswith(os.altsep)):
+        raise IsADirectoryError(f"{path} names a directory")
+    target = os.path.realpath(path)
+    if os.path.islink(target):
+        raise OSError(f"{path}: a loop of symbolic links")
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise NotADirectoryError(f"not a directory: {directory}")
+        raise FileNotFoundError(f"output directory does not exist: {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"output directory is not writable: {directory}")
+    _refuse_non_regular(path, target)
+    return target
+
+
+def _refuse_non_regular(path: str, target: str) -> None:
+    """Refuse a ``target`` (named ``path`` by the caller) that exists and is not a regular file."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a directory")
+    kind = next((name for is_kind, name in _NON_REGULAR if is_kind(mode)), "special file")
+    raise OSError(f"refusing to replace {path}: a {kind}, not a regular file")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on success fsync it and rename it to ``path``.
@@ -121,29 +197,29 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     was (absent or with its old contents). The final file gets the usual
     permissions (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
 
+    The destination is checked first (:func:`check_destination`). A symbolic
+    link is written through: its target is replaced atomically (the temporary
+    file lies in the target's directory) and the link is kept. An existing
+    FIFO, socket or device (``/dev/null``, say) is refused, never replaced by
+    a regular file.
+
     Raises
     ------
-    FileNotFoundError
-        The destination directory does not exist.
-    IsADirectoryError
-        ``path`` is a directory.
+    FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError, OSError
+        The destination cannot be written (see :func:`check_destination`).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"output directory does not exist: {os.path.dirname(path)}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    target = check_destination(path)
+    directory, name = os.path.split(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -5,7 +5,8 @@ written: a temporary file in the destination's directory, flushed and fsynced,
 then renamed over the destination, so a failure leaves no partial file and an
 existing file untouched. :func:`check_destination` is its first step, which
 commands also take before they read any data: a symbolic link is written
-through to its target, and a FIFO, socket or device is refused.
+through to its target, a FIFO, socket or device is refused, and the temporary
+files of killed writes are recognised by name and removed by the next write.
 
 The container (model files and checkpoints)
 -------------------------------------------
@@ -43,6 +44,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -82,6 +84,8 @@ _ARRAY_KINDS = "biufcU"
 #: class_weight -> key/value pairs, histories); deeper is not ours, and would
 #: exhaust the recursion of the JSON decoder and of the readers that walk it.
 _MAX_DEPTH = 64
+#: The mark of the package's temporary files: ``.{name}.gpulogreg-{pid}-{random}.tmp``.
+_TMP_MARK = "gpulogreg"
 #: Kinds of files (not regular, not directories) a write refuses to replace, by ``st_mode``.
 _NON_REGULAR = (
     (stat.S_ISFIFO, "FIFO"),
@@ -203,6 +207,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     FIFO, socket or device (``/dev/null``, say) is refused, never replaced by
     a regular file.
 
+    The temporary file is ``.{name}.gpulogreg-{pid}-{random}.tmp``, where
+    ``name`` is the replaced file's name and ``pid`` the writer's process id;
+    the writer holds an exclusive ``flock`` on it while it writes. A write
+    killed before its rename leaves that file behind; the next write to the
+    same file removes it if its writer is gone: its pid is no running process
+    and no one holds its lock. A write in progress in another live process
+    (in another PID namespace too, such as a container writing to a shared
+    volume) is never touched.
+
     Raises
     ------
     FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError, OSError
@@ -212,8 +225,12 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     target = check_destination(path)
     directory, name = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    _remove_leftovers(directory, name)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{name}.{_TMP_MARK}-{os.getpid()}-", suffix=".tmp", dir=directory
+    )
     try:
+        _lock(fd)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -225,6 +242,59 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _lock(fd: int) -> None:
+    """Hold an exclusive lock on the open temporary file: it says "a write in progress"."""
+    if os.name != "posix":
+        return
+    import fcntl
+
+    with contextlib.suppress(OSError):  # a file system without locks: the pid still says it
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _remove_leftovers(directory: str, name: str) -> None:
+    """Remove the temporary files that killed writes to ``name`` left (best effort)."""
+    pattern = re.compile(re.escape(f".{name}.{_TMP_MARK}-") + r"(\d+)-[a-z0-9_]+\.tmp")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _alive(int(match[1])):
+            _remove_unless_locked(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` may be a running process (when in doubt: yes, the file is kept)."""
+    if os.name != "posix":
+        return True  # no harmless probe: os.kill would signal the process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process; not a pid at all
+        return True
+    return True
+
+
+def _remove_unless_locked(path: str) -> None:
+    """Remove ``path`` unless a writer holds its lock (one whose pid is not visible here)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)
+    except OSError:
+        pass  # locked (a write in progress), or removed meanwhile
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -6,9 +6,13 @@ import io
 import json
 import math
 import os
+import re
 import socket
 import stat
+import subprocess
+import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +325,112 @@ def test_check_destination_returns_the_file_to_replace(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to("real.bin")
     assert _files.check_destination(tmp_path / "link") == str(tmp_path.resolve() / "real.bin")
     assert _files.check_destination(tmp_path / "plain") == str(tmp_path.resolve() / "plain")
+
+
+def _leftover_name(destination: str, pid: int) -> str:
+    return f".{destination}.gpulogreg-{pid}-k1ll3d_x.tmp"
+
+
+def _finished_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[str]]:
+    """A live process that holds an exclusive lock on the file named by its first line of stdin."""
+    script = (
+        "import fcntl, sys, time\n"
+        "f = open(sys.stdin.readline().strip(), 'rb+')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_temporary_file_names_its_destination_and_its_writer(tmp_path: Path) -> None:
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"x")
+        names = [p.name for p in tmp_path.iterdir()]
+    assert len(names) == 1
+    assert re.fullmatch(rf"\.out\.bin\.gpulogreg-{os.getpid()}-[a-z0-9_]+\.tmp", names[0])
+
+
+def test_the_next_write_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    """A writer killed mid-write leaves its temporary file; the next write removes it."""
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    writer = (
+        "import sys, time\n"
+        "from gpulogreg import _files\n"
+        "with _files.atomic_write(sys.argv[1]) as f:\n"
+        "    f.write(b'half')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", writer, str(target)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "writing\n"
+    proc.kill()  # SIGKILL: no cleanup runs
+    proc.wait()
+    (leftover,) = (p for p in tmp_path.iterdir() if p.name != "out.bin")
+    assert leftover.name.startswith(f".out.bin.gpulogreg-{proc.pid}-")
+    assert target.read_bytes() == b"old"
+    with _files.atomic_write(target) as handle:
+        handle.write(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    assert target.read_bytes() == b"new"
+
+
+def test_only_leftovers_of_the_same_destination_are_removed(tmp_path: Path) -> None:
+    dead = _finished_pid()
+    mine = tmp_path / _leftover_name("out.bin", dead)
+    others = [
+        _leftover_name("other.bin", dead),  # another destination's
+        _leftover_name("out.bin.gz", dead),  # a longer name's
+        f".out.bin.{dead}.tmp",  # not ours
+        f".out.bin.gpulogreg-{dead}-x.y.tmp",  # not a name we make
+    ]
+    for name in [mine.name, *others]:
+        (tmp_path / name).write_bytes(b"half")
+    (tmp_path / "link").symlink_to("out.bin")
+    with _files.atomic_write(tmp_path / "link") as handle:  # through a link: its target's leftovers
+        handle.write(b"new")
+    assert not mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "link", "out.bin"])
+
+
+def test_a_live_writers_temporary_file_is_kept(tmp_path: Path, sleeper) -> None:  # type: ignore[no-untyped-def]
+    alive = tmp_path / _leftover_name("out.bin", sleeper.pid)
+    alive.write_bytes(b"in progress")
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"new")
+    assert alive.read_bytes() == b"in progress"
+
+
+def test_a_locked_temporary_file_is_kept_whatever_its_pid(tmp_path: Path, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """A writer in another PID namespace (a container) has a pid not seen here: its lock shows."""
+    locked = tmp_path / _leftover_name("out.bin", _finished_pid())
+    locked.write_bytes(b"in progress")
+    sleeper.stdin.write(f"{locked}\n")
+    sleeper.stdin.flush()
+    assert sleeper.stdout.readline() == "locked\n"
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"new")
+    assert locked.read_bytes() == b"in progress"
+    sleeper.kill()
+    sleeper.wait()
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"newer")
+    assert not locked.exists()

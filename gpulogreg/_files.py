@@ -3,7 +3,10 @@
 :func:`atomic_write` is the one way every output file of the package is
 written: a temporary file in the destination's directory, flushed and fsynced,
 then renamed over the destination, so a failure leaves no partial file and an
-existing file untouched.
+existing file untouched. :func:`check_destination` is its first step, which
+commands also take before they read any data: a symbolic link is written
+through to its target, a FIFO, socket or device is refused, and the temporary
+files of killed writes are recognised by name and removed by the next write.
 
 The container (model files and checkpoints)
 -------------------------------------------
@@ -41,6 +44,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +61,7 @@ __all__ = [
     "ContainerError",
     "ForeignFileError",
     "atomic_write",
+    "check_destination",
     "read",
     "write",
 ]
@@ -78,6 +84,15 @@ _ARRAY_KINDS = "biufcU"
 #: class_weight -> key/value pairs, histories); deeper is not ours, and would
 #: exhaust the recursion of the JSON decoder and of the readers that walk it.
 _MAX_DEPTH = 64
+#: The mark of the package's temporary files: ``.{name}.gpulogreg-{pid}-{random}.tmp``.
+_TMP_MARK = "gpulogreg"
+#: Kinds of files (not regular, not directories) a write refuses to replace, by ``st_mode``.
+_NON_REGULAR = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 #: ``.npy`` header versions read (1.0 and 2.0; 3.0 only adds UTF-8 field names
 #: of structured dtypes, which are refused anyway).
 _NPY_VERSIONS = (1, 2)
@@ -113,6 +128,71 @@ class ArrayHeader(NamedTuple):
 
 
 # --------------------------------------------------------------------------- atomic writes
+def check_destination(path: str | os.PathLike[str]) -> str:
+    """The file a write to ``path`` replaces, once it is known that the write can be done.
+
+    :func:`atomic_write` calls this first; a command calls it before it reads
+    any data, so that an output that cannot be written fails the command
+    before the work is done rather than after.
+
+    Parameters
+    ----------
+    path : path
+        The destination as the caller names it. A symbolic link is followed
+        (to the end of a chain of them): the write replaces the file it points
+        to, which need not exist yet, and keeps the link.
+
+    Returns
+    -------
+    str
+        The absolute path, symbolic links resolved, of the file to replace.
+
+    Raises
+    ------
+    FileNotFoundError
+        The destination's directory does not exist.
+    NotADirectoryError
+        The destination's "directory" is a file.
+    PermissionError
+        The destination's directory is not writable.
+    IsADirectoryError
+        ``path`` is a directory, or ends in a path separator.
+    OSError
+        ``path`` is a FIFO, a socket or a device (``/dev/null``, say): a
+        rename would replace it with a regular file; or a loop of symbolic
+        links.
+    """
+    path = os.fspath(path)
+    if path.endswith(os.sep) or (os.altsep is not None and path.endswith(os.altsep)):
+        raise IsADirectoryError(f"{path} names a directory")
+    target = os.path.realpath(path)
+    if os.path.islink(target):
+        raise OSError(f"{path}: a loop of symbolic links")
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise NotADirectoryError(f"not a directory: {directory}")
+        raise FileNotFoundError(f"output directory does not exist: {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"output directory is not writable: {directory}")
+    _refuse_non_regular(path, target)
+    return target
+
+
+def _refuse_non_regular(path: str, target: str) -> None:
+    """Refuse a ``target`` (named ``path`` by the caller) that exists and is not a regular file."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a directory")
+    kind = next((name for is_kind, name in _NON_REGULAR if is_kind(mode)), "special file")
+    raise OSError(f"refusing to replace {path}: a {kind}, not a regular file")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on success fsync it and rename it to ``path``.
@@ -121,34 +201,100 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     was (absent or with its old contents). The final file gets the usual
     permissions (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
 
+    The destination is checked first (:func:`check_destination`). A symbolic
+    link is written through: its target is replaced atomically (the temporary
+    file lies in the target's directory) and the link is kept. An existing
+    FIFO, socket or device (``/dev/null``, say) is refused, never replaced by
+    a regular file.
+
+    The temporary file is ``.{name}.gpulogreg-{pid}-{random}.tmp``, where
+    ``name`` is the replaced file's name and ``pid`` the writer's process id;
+    the writer holds an exclusive ``flock`` on it while it writes. A write
+    killed before its rename leaves that file behind; the next write to the
+    same file removes it if its writer is gone: its pid is no running process
+    and no one holds its lock. A write in progress in another live process
+    (in another PID namespace too, such as a container writing to a shared
+    volume) is never touched.
+
     Raises
     ------
-    FileNotFoundError
-        The destination directory does not exist.
-    IsADirectoryError
-        ``path`` is a directory.
+    FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError, OSError
+        The destination cannot be written (see :func:`check_destination`).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"output directory does not exist: {os.path.dirname(path)}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    target = check_destination(path)
+    directory, name = os.path.split(target)
+    _remove_leftovers(directory, name)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{name}.{_TMP_MARK}-{os.getpid()}-", suffix=".tmp", dir=directory
+    )
     try:
+        _lock(fd)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _lock(fd: int) -> None:
+    """Hold an exclusive lock on the open temporary file: it says "a write in progress"."""
+    if os.name != "posix":
+        return
+    import fcntl
+
+    with contextlib.suppress(OSError):  # a file system without locks: the pid still says it
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _remove_leftovers(directory: str, name: str) -> None:
+    """Remove the temporary files that killed writes to ``name`` left (best effort)."""
+    pattern = re.compile(re.escape(f".{name}.{_TMP_MARK}-") + r"(\d+)-[a-z0-9_]+\.tmp")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _alive(int(match[1])):
+            _remove_unless_locked(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` may be a running process (when in doubt: yes, the file is kept)."""
+    if os.name != "posix":
+        return True  # no harmless probe: os.kill would signal the process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process; not a pid at all
+        return True
+    return True
+
+
+def _remove_unless_locked(path: str) -> None:
+    """Remove ``path`` unless a writer holds its lock (one whose pid is not visible here)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)
+    except OSError:
+        pass  # locked (a write in progress), or removed meanwhile
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -14,9 +14,12 @@ Errors are one line on stderr, ``gpulogreg: error: ...``, with exit status 2
 for usage and input errors (bad options, missing files or columns,
 non-numeric or missing values, refused model files) and 1 for other failures;
 ``--debug`` adds the traceback. Every output file (model, predictions, JSON,
-plot) is written atomically: a failed command leaves no partial file and an
-existing file untouched. Warnings (e.g. a solver that hit ``--max-iter``) are
-one line each, ``gpulogreg: warning: ...``.
+plot) is checked before any data is read (its directory exists and is
+writable, it is not a directory, a FIFO or a device, predictions have a known
+extension) and written atomically: a failed command leaves no partial file and
+an existing file untouched; a symbolic link is written through to its target.
+Warnings (e.g. a solver that hit ``--max-iter``) are one line each,
+``gpulogreg: warning: ...``.
 """
 
 from __future__ import annotations
@@ -146,6 +149,34 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any data is read or a model trained, an output the command cannot write.
+
+    ``args.outputs`` maps the command's output options to a check of the
+    file's format (or None): every path given must be writable
+    (:func:`gpulogreg._files.check_destination`) and pass its check.
+    """
+    from gpulogreg._files import check_destination
+
+    for option, check_format in getattr(args, "outputs", {}).items():
+        path = getattr(args, option.lstrip("-").replace("-", "_"))
+        if path is None:
+            continue
+        try:
+            check_destination(path)
+            if check_format is not None:
+                check_format(path)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{option}: {_one_line(exc)}") from None
+
+
+def _prediction_format(path: str) -> None:
+    """Refuse a predictions file whose extension names no format we write."""
+    from gpulogreg.io import _output_format
+
+    _output_format(path)
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -643,7 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Fast logistic regression on the CPU (Numba) and the GPU (CUDA).",
-        epilog="Run 'gpulogreg COMMAND --help' for the options of a command.",
+        epilog="Run 'gpulogreg COMMAND --help' for the options of a command. Output files are "
+        "checked before any data is read and written atomically; a symbolic link is written "
+        "through to its target, a FIFO, socket or device (such as /dev/null) is refused.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_common(parser)
@@ -678,13 +711,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_progress(p)
     _add_common(p)
-    p.set_defaults(func=cmd_fit)
+    p.set_defaults(func=cmd_fit, outputs={"--model": None})
 
     # predict
     p = sub.add_parser("predict", help="write predictions for a data file")
     p.add_argument("data", help="data to score")
     p.add_argument("--model", required=True, help="model file")
-    p.add_argument("--output", "-o", required=True, help="output file: .csv, .tsv or .parquet")
+    p.add_argument("--output", "-o", required=True, help="output file: .csv, .tsv, .parquet or .pq")
     p.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
     p.add_argument("--id", help="column copied to the output (e.g. a row id)")
     p.add_argument(
@@ -694,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_common(p)
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, outputs={"--output": _prediction_format})
 
     # evaluate
     p = sub.add_parser("evaluate", help="log loss, accuracy, ROC AUC, confusion counts")
@@ -711,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark the backends and solvers on generated data")
     add_bench_arguments(p)
     _add_common(p)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, outputs={"--json-out": None, "--plot": None})
 
     # info
     p = sub.add_parser("info", help="versions, threads, BLAS, Numba, CuPy/CUDA and GPUs")
@@ -753,6 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
+            _check_outputs(args)
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)

@@ -561,3 +561,119 @@ def test_index_base_option_reads_a_zero_based_training_file_without_index_zero(c
     assert json.loads(out)["features"] == 3  # column 0 is there, all zeros
     loaded = gpulogreg.load(model)
     assert loaded.coef_[0, 0] == 0.0
+
+
+# --------------------------------------------------------------------------- outputs checked first
+#: An output option of each command, and an extension its files may have.
+_OUTPUTS = {
+    "fit": ("--model", ".glr"),
+    "predict": ("--output", ".csv"),
+    "bench-json": ("--json-out", ".jsonl"),
+    "bench-plot": ("--plot", ".png"),
+}
+
+
+def _command_writing(command: str, output: Path, tmp_path: Path) -> list[object]:
+    """``command`` with ``output`` as its output and inputs that do not exist."""
+    absent = tmp_path / "absent.csv"
+    if command == "fit":
+        return ["fit", absent, "--target", "label", "--model", output]
+    if command == "predict":
+        return ["predict", "--model", tmp_path / "absent.glr", absent, "--output", output]
+    option = _OUTPUTS[command][0]
+    return ["bench", "--rows", "50", "--cols", "2", "--quiet", option, output]
+
+
+def _output_path(case: str, ext: str, tmp_path: Path) -> Path:
+    if case == "missing_directory":
+        return tmp_path / "no" / f"out{ext}"
+    if case == "bad_extension":
+        return tmp_path / "out.xlsx"
+    if case == "character_device":
+        return Path(os.devnull)  # never written: the refusal comes first
+    path = tmp_path / f"out{ext}"
+    if case == "directory":
+        path.mkdir()
+    elif case == "fifo":
+        os.mkfifo(path)
+    elif case == "unwritable_directory":
+        path = tmp_path / "locked" / f"out{ext}"
+        path.parent.mkdir()
+    return path
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):  # type: ignore[no-untyped-def]
+    """Reading data, loading a model or running the benchmark fails the test."""
+    import gpulogreg.benchmark
+    import gpulogreg.io
+    import gpulogreg.persistence
+
+    def must_not_run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("ran before the outputs were checked")
+
+    monkeypatch.setattr(gpulogreg.io, "read_data", must_not_run)
+    monkeypatch.setattr(gpulogreg.persistence, "load_with_metadata", must_not_run)
+    monkeypatch.setattr(gpulogreg.benchmark, "run", must_not_run)
+
+
+@pytest.mark.parametrize(
+    ("command", "case", "message"),
+    [
+        ("fit", "missing_directory", "output directory does not exist"),
+        ("fit", "directory", "is a directory"),
+        ("fit", "fifo", "a FIFO, not a regular file"),
+        ("fit", "character_device", f"refusing to replace {os.devnull}: a character device"),
+        ("fit", "unwritable_directory", "output directory is not writable"),
+        ("predict", "bad_extension", "must end in .csv, .tsv, .parquet or .pq"),
+        ("predict", "missing_directory", "output directory does not exist"),
+        ("predict", "directory", "is a directory"),
+        ("predict", "fifo", "a FIFO, not a regular file"),
+        ("predict", "character_device", "a character device, not a regular file"),
+        ("bench-json", "missing_directory", "output directory does not exist"),
+        ("bench-plot", "directory", "is a directory"),
+    ],
+)
+def test_outputs_are_checked_before_anything_is_read(  # type: ignore[no-untyped-def]
+    capsys, monkeypatch, tmp_path, nothing_runs, command, case, message
+):
+    option, ext = _OUTPUTS[command]
+    output = _output_path(case, ext, tmp_path)
+    if case == "unwritable_directory":  # root may write anywhere: deny it this directory
+        real_access = os.access
+        denied = str(output.parent)
+        monkeypatch.setattr(os, "access", lambda p, m: p != denied and real_access(p, m))
+    before = sorted(tmp_path.rglob("*"))
+    code, out, err = _run(capsys, _command_writing(command, output, tmp_path))
+    assert code == 2, err
+    _assert_one_line_error(err)
+    assert err.startswith(f"gpulogreg: error: {option}: "), err
+    assert message in err
+    assert out == ""
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_outputs_through_symlinks_replace_their_targets(capsys, tmp_path, fitted) -> None:  # type: ignore[no-untyped-def]
+    data, _ = fitted
+    store = tmp_path / "store"
+    store.mkdir()
+    for name in ("model.glr", "pred.csv"):
+        (store / name).write_text("old\n")
+        (tmp_path / f"link-{name}").symlink_to(store / name)
+    code, _, err = _run(
+        capsys,
+        ["fit", data, "--target", "label", "--id", "customer",
+         "--model", tmp_path / "link-model.glr"],
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = _run(
+        capsys,
+        ["predict", "--model", tmp_path / "link-model.glr", data, "--id", "customer",
+         "--output", tmp_path / "link-pred.csv"],
+    )  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "link-model.glr").is_symlink()
+    assert (tmp_path / "link-pred.csv").is_symlink()
+    assert gpulogreg.load(store / "model.glr").classes_.tolist() == ["churn", "stay"]
+    assert _read_output(store / "pred.csv").num_rows == 600
+    assert sorted(p.name for p in store.iterdir()) == ["model.glr", "pred.csv"]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +200,237 @@ def test_damaged_member_is_refused(tmp_path: Path) -> None:
     (tmp_path / "flipped.bin").write_bytes(bytes(data))
     with pytest.raises(_files.ContainerError, match="corrupt"):
         _files.read(tmp_path / "flipped.bin")
+
+
+# --------------------------------------------------------------------------- atomic writes
+def _special_file(kind: str, name: str) -> Path:
+    """A FIFO, socket or character device named ``name`` in the current directory."""
+    path = Path(name)
+    if kind == "FIFO":
+        os.mkfifo(path)
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(name)  # relative: a socket's path is limited to about 100 bytes
+    else:
+        try:
+            os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of our own
+        except PermissionError:
+            pytest.skip("creating a device node needs CAP_MKNOD")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "socket", "character device"])
+def test_atomic_write_refuses_to_replace_a_non_regular_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _special_file(kind, "out")
+    link = Path("link")
+    link.symlink_to(path)
+    for destination in (path, link):
+        with (
+            pytest.raises(OSError, match=f"refusing to replace {destination}: a {kind}, not a"),
+            _files.atomic_write(destination) as handle,
+        ):
+            handle.write(b"x")
+    assert stat.S_IFMT(path.lstat().st_mode) == stat.S_IFMT(os.stat(path).st_mode) != stat.S_IFREG
+    assert link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "out"]  # no temporary file
+
+
+def test_atomic_write_through_a_symlink_replaces_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "models" / "v3.glr"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "current.glr"
+    link.symlink_to(Path("models") / "v3.glr")
+    chain = tmp_path / "latest.glr"
+    chain.symlink_to(link.name)
+    with _files.atomic_write(link) as handle:
+        handle.write(b"new")
+    assert target.read_bytes() == b"new"
+    _files.write(chain, {"k": 1}, {"w": np.zeros(2)})  # the container's writes too
+    assert _files.read(target)[0] == {"k": 1}
+    assert os.readlink(link) == os.path.join("models", "v3.glr")
+    assert os.readlink(chain) == link.name
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert files == ["current.glr", "latest.glr", "models", os.path.join("models", "v3.glr")]
+
+
+def test_atomic_write_through_a_dangling_symlink_creates_its_target(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to("new.bin")
+    with _files.atomic_write(tmp_path / "link", "w") as handle:
+        handle.write("fresh")
+    assert (tmp_path / "new.bin").read_text() == "fresh"
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_atomic_write_refuses_a_symlink_loop(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with (
+        pytest.raises(OSError, match="loop of symbolic links"),
+        _files.atomic_write(tmp_path / "a"),
+    ):
+        pass
+    assert (tmp_path / "a").is_symlink()
+    assert (tmp_path / "b").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "message"),
+    [
+        ("missing_directory", FileNotFoundError, "output directory does not exist: .*no$"),
+        ("parent_is_a_file", NotADirectoryError, "not a directory: .*file.txt$"),
+        ("directory", IsADirectoryError, "is a directory"),
+        ("trailing_separator", IsADirectoryError, "names a directory"),
+        ("unwritable_directory", PermissionError, "output directory is not writable"),
+    ],
+)
+def test_check_destination_refusals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, error: type, message: str
+) -> None:
+    (tmp_path / "file.txt").write_text("")
+    (tmp_path / "sub").mkdir()
+    path = {
+        "missing_directory": str(tmp_path / "no" / "out.bin"),
+        "parent_is_a_file": str(tmp_path / "file.txt" / "out.bin"),
+        "directory": str(tmp_path / "sub"),
+        "trailing_separator": str(tmp_path / "new") + os.sep,
+        "unwritable_directory": str(tmp_path / "sub" / "out.bin"),
+    }[case]
+    if case == "unwritable_directory":  # root may write anywhere: deny it for this directory
+        real_access = os.access
+        denied = str(tmp_path / "sub")
+        monkeypatch.setattr(os, "access", lambda p, m: p != denied and real_access(p, m))
+    with pytest.raises(error, match=message):
+        _files.check_destination(path)
+    with pytest.raises(error, match=message), _files.atomic_write(path):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "sub"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any directory")
+def test_check_destination_refuses_a_read_only_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(PermissionError, match="output directory is not writable"):
+            _files.check_destination(locked / "out.bin")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_check_destination_returns_the_file_to_replace(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to("real.bin")
+    assert _files.check_destination(tmp_path / "link") == str(tmp_path.resolve() / "real.bin")
+    assert _files.check_destination(tmp_path / "plain") == str(tmp_path.resolve() / "plain")
+
+
+def _leftover_name(destination: str, pid: int) -> str:
+    return f".{destination}.gpulogreg-{pid}-k1ll3d_x.tmp"
+
+
+def _finished_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[str]]:
+    """A live process that holds an exclusive lock on the file named by its first line of stdin."""
+    script = (
+        "import fcntl, sys, time\n"
+        "f = open(sys.stdin.readline().strip(), 'rb+')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_temporary_file_names_its_destination_and_its_writer(tmp_path: Path) -> None:
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"x")
+        names = [p.name for p in tmp_path.iterdir()]
+    assert len(names) == 1
+    assert re.fullmatch(rf"\.out\.bin\.gpulogreg-{os.getpid()}-[a-z0-9_]+\.tmp", names[0])
+
+
+def test_the_next_write_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    """A writer killed mid-write leaves its temporary file; the next write removes it."""
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    writer = (
+        "import sys, time\n"
+        "from gpulogreg import _files\n"
+        "with _files.atomic_write(sys.argv[1]) as f:\n"
+        "    f.write(b'half')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", writer, str(target)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "writing\n"
+    proc.kill()  # SIGKILL: no cleanup runs
+    proc.wait()
+    (leftover,) = (p for p in tmp_path.iterdir() if p.name != "out.bin")
+    assert leftover.name.startswith(f".out.bin.gpulogreg-{proc.pid}-")
+    assert target.read_bytes() == b"old"
+    with _files.atomic_write(target) as handle:
+        handle.write(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    assert target.read_bytes() == b"new"
+
+
+def test_only_leftovers_of_the_same_destination_are_removed(tmp_path: Path) -> None:
+    dead = _finished_pid()
+    mine = tmp_path / _leftover_name("out.bin", dead)
+    others = [
+        _leftover_name("other.bin", dead),  # another destination's
+        _leftover_name("out.bin.gz", dead),  # a longer name's
+        f".out.bin.{dead}.tmp",  # not ours
+        f".out.bin.gpulogreg-{dead}-x.y.tmp",  # not a name we make
+    ]
+    for name in [mine.name, *others]:
+        (tmp_path / name).write_bytes(b"half")
+    (tmp_path / "link").symlink_to("out.bin")
+    with _files.atomic_write(tmp_path / "link") as handle:  # through a link: its target's leftovers
+        handle.write(b"new")
+    assert not mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "link", "out.bin"])
+
+
+def test_a_live_writers_temporary_file_is_kept(tmp_path: Path, sleeper) -> None:  # type: ignore[no-untyped-def]
+    alive = tmp_path / _leftover_name("out.bin", sleeper.pid)
+    alive.write_bytes(b"in progress")
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"new")
+    assert alive.read_bytes() == b"in progress"
+
+
+def test_a_locked_temporary_file_is_kept_whatever_its_pid(tmp_path: Path, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """A writer in another PID namespace (a container) has a pid not seen here: its lock shows."""
+    locked = tmp_path / _leftover_name("out.bin", _finished_pid())
+    locked.write_bytes(b"in progress")
+    sleeper.stdin.write(f"{locked}\n")
+    sleeper.stdin.flush()
+    assert sleeper.stdout.readline() == "locked\n"
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"new")
+    assert locked.read_bytes() == b"in progress"
+    sleeper.kill()
+    sleeper.wait()
+    with _files.atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"newer")
+    assert not locked.exists()

@@ -156,10 +156,13 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
     ``args.outputs`` maps the command's output options to a check of the
     file's format (or None): every path given must be writable
-    (:func:`gpulogreg._files.check_destination`) and pass its check.
+    (:func:`gpulogreg._files.check_destination`), pass its check, and not be
+    one of the command's input files (``args.inputs``, the attributes naming
+    them), which the output would replace.
     """
     from gpulogreg._files import check_destination
 
+    inputs = [getattr(args, name, None) for name in getattr(args, "inputs", ())]
     for option, check_format in getattr(args, "outputs", {}).items():
         path = getattr(args, option.lstrip("-").replace("-", "_"))
         if path is None:
@@ -170,6 +173,16 @@ def _check_outputs(args: argparse.Namespace) -> None:
                 check_format(path)
         except (OSError, ValueError) as exc:
             raise UsageError(f"{option}: {_one_line(exc)}") from None
+        source = next((i for i in inputs if i is not None and _same_file(i, path)), None)
+        if source is not None:
+            raise UsageError(f"{option}: {path} is an input of this command ({source})")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one of them does not exist (yet)
+        return False
 
 
 def _prediction_format(path: str) -> None:
@@ -711,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_progress(p)
     _add_common(p)
-    p.set_defaults(func=cmd_fit, outputs={"--model": None})
+    p.set_defaults(func=cmd_fit, outputs={"--model": None}, inputs=("data", "target"))
 
     # predict
     p = sub.add_parser("predict", help="write predictions for a data file")
@@ -727,7 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_common(p)
-    p.set_defaults(func=cmd_predict, outputs={"--output": _prediction_format})
+    p.set_defaults(
+        func=cmd_predict, outputs={"--output": _prediction_format}, inputs=("data", "model")
+    )
 
     # evaluate
     p = sub.add_parser("evaluate", help="log loss, accuracy, ROC AUC, confusion counts")

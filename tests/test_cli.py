@@ -677,3 +677,23 @@ def test_outputs_through_symlinks_replace_their_targets(capsys, tmp_path, fitted
     assert gpulogreg.load(store / "model.glr").classes_.tolist() == ["churn", "stay"]
     assert _read_output(store / "pred.csv").num_rows == 600
     assert sorted(p.name for p in store.iterdir()) == ["model.glr", "pred.csv"]
+
+
+@pytest.mark.parametrize("case", ["fit_over_data", "predict_over_data", "predict_over_model"])
+def test_an_output_never_replaces_an_input(capsys, tmp_path, problem, fitted, case):
+    # The same file under another name (a symbolic link ending in .csv), so
+    # that only the same-file check can refuse it.
+    _, model = fitted
+    data = _write_table(tmp_path / "data.csv", _columns(problem))
+    link = tmp_path / "link.csv"
+    link.symlink_to(model if case == "predict_over_model" else data)
+    if case == "fit_over_data":
+        argv = ["fit", data, "--target", "label", "--id", "customer", "--model", link]
+    else:
+        argv = ["predict", "--model", model, data, "--id", "customer", "--output", link]
+    before = {p: p.read_bytes() for p in (data, model)}
+    code, _, err = _run(capsys, argv)
+    assert code == 2
+    _assert_one_line_error(err)
+    assert f"{link} is an input of this command" in err
+    assert {p: p.read_bytes() for p in before} == before

@@ -15,14 +15,25 @@ from gpulogreg._version import __version__
 if TYPE_CHECKING:
     from gpulogreg.data.dataset import Dataset
     from gpulogreg.estimator import LogisticRegression
+    from gpulogreg.inference import InferenceResult, InferenceWarning
     from gpulogreg.loss import loss_and_gradient
     from gpulogreg.persistence import load
 
-__all__ = ["Dataset", "LogisticRegression", "__version__", "load", "loss_and_gradient"]
+__all__ = [
+    "Dataset",
+    "InferenceResult",
+    "InferenceWarning",
+    "LogisticRegression",
+    "__version__",
+    "load",
+    "loss_and_gradient",
+]
 
 #: public name -> module that defines it
 _LAZY = {
     "Dataset": "gpulogreg.data.dataset",
+    "InferenceResult": "gpulogreg.inference",
+    "InferenceWarning": "gpulogreg.inference",
     "LogisticRegression": "gpulogreg.estimator",
     "loss_and_gradient": "gpulogreg.loss",
     "load": "gpulogreg.persistence",

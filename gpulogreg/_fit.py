@@ -243,6 +243,12 @@ class ArraySource:
             self._digest = _digest([to_host(a) for a in parts], self.weight_sum, self.classes)
         return self._digest
 
+    def class_totals(self) -> np.ndarray:
+        """The effective (sample x class) weight of each class (one small transfer)."""
+        xp = array_namespace(self.y)
+        totals = xp.bincount(self.y, weights=self.sample_weight, minlength=len(self.classes))
+        return np.asarray(to_host(totals), dtype=np.float64) * self.weight_sum
+
     def target(self, positive: int | None) -> Array:
         """Class indices of a task: all classes, or 0/1 for one class."""
         return self.y if positive is None else (self.y == positive).astype("int32")
@@ -284,8 +290,10 @@ class ArraySource:
 class DatasetSource:
     """A :class:`Dataset`, scanned once; each task reads it through a chunked backend."""
 
-    def __init__(self, dataset: Dataset, spec: FitSpec) -> None:
-        self.chunks = PreparedChunks(dataset, class_weight=spec.class_weight, dtype=spec.dtype)
+    def __init__(self, dataset: Dataset, spec: FitSpec, classes: np.ndarray | None = None) -> None:
+        self.chunks = PreparedChunks(
+            dataset, classes=classes, class_weight=spec.class_weight, dtype=spec.dtype
+        )
         info = self.chunks.info
         present = int((info.class_counts > 0).sum())
         if present < 2:
@@ -337,6 +345,10 @@ class DatasetSource:
             parts = [X[rows], y[rows], s[rows], counts]
             self._digest = _digest(parts, self.weight_sum, self.classes)
         return self._digest
+
+    def class_totals(self) -> np.ndarray:
+        """The effective (sample x class) weight of each class, from the scan."""
+        return self.chunks.class_totals()
 
     def done_with(self, backend: Backend) -> None:
         """Count the passes a task's backend made, before it goes."""

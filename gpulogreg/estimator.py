@@ -27,9 +27,11 @@ from gpulogreg._fit import (
     run_fit,
     run_partial_fit,
 )
+from gpulogreg._inference import run_inference
 from gpulogreg._predict import decision_values, labels, log_probabilities, probabilities
 from gpulogreg._typing import Array
 from gpulogreg.data import check_feature_names, check_X
+from gpulogreg.inference import InferenceResult
 from gpulogreg.solvers import SOLVERS, solver_entry
 from gpulogreg.solvers.stochastic.config import MinibatchConfig
 
@@ -372,6 +374,60 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self._set_fitted(outcome)
         self._partial_state = state
         return self
+
+    # -- uncertainty ----------------------------------------------------------
+    def inference(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        cov_type: str = "nonrobust",
+        groups: Any = None,
+    ) -> InferenceResult | list[InferenceResult]:
+        """Standard errors, tests and intervals of the fitted coefficients (statsmodels' names).
+
+        One extra pass over the data at the fitted parameters, on the model's
+        backend (see :mod:`gpulogreg.inference`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or gpulogreg.Dataset
+            The training data (the model does not keep it).
+        y : array-like of shape (n_samples,)
+            Labels (None for a Dataset).
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights (statsmodels' GLM ``freq_weights``); class weights
+            multiply them, as in the fit.
+        cov_type : {"nonrobust", "HC0", "HC1", "cluster"}
+        groups : array-like of shape (n_samples,), optional
+            Cluster labels for ``cov_type="cluster"`` (in-memory data only).
+
+        Returns
+        -------
+        InferenceResult
+            Binary models as ``statsmodels.Logit`` with a constant first;
+            multinomial models as ``MNLogit`` (the first class the reference).
+            One-vs-rest: a list, one binary result per class.
+
+        Raises
+        ------
+        ValueError
+            An L1 or elastic-net penalty (no Hessian-based covariance), a bad
+            ``cov_type`` or ``groups``, data that do not match the model.
+
+        Warns
+        -----
+        InferenceWarning
+            A penalised fit (finite ``C``): the covariance is the Laplace
+            approximation; singular or ill-conditioned information.
+        """
+        self._check_fitted()
+        fitted = self._previous()
+        assert fitted is not None
+        return run_inference(
+            X, y, sample_weight, spec=self._spec(), fitted=fitted, cov_type=cov_type, groups=groups
+        )
 
     def _set_fitted(self, outcome: FitOutcome) -> None:
         """Store the fitted attributes; drop those this fit does not have."""

@@ -224,7 +224,7 @@ LAYERS = (
     ("gpulogreg.backends",),
     ("gpulogreg.loss",),
     ("gpulogreg.solvers",),
-    ("gpulogreg._fit", "gpulogreg._predict"),
+    ("gpulogreg._fit", "gpulogreg._predict", "gpulogreg.inference", "gpulogreg._inference"),
     ("gpulogreg.estimator",),
     ("gpulogreg.persistence", "gpulogreg.cli", "gpulogreg.benchmark", "gpulogreg.info"),
 )

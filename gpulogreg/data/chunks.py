@@ -94,6 +94,10 @@ class PreparedChunks:
                 self._label_lut[self.classes.astype(np.int64) - lo] = np.arange(k, dtype=np.int32)
         self.dtype = np.dtype(info.dtype)
 
+    def class_totals(self) -> np.ndarray:
+        """The effective weight ``c_k sum_i w_i`` of each class (they add up to ``W``)."""
+        return self._class_scale * self.weight_sum * self.info.class_weight_sums
+
     def for_class(self, positive_class: int | None) -> PreparedChunks:
         """The same chunks prepared for another task (one-vs-rest class, or all classes)."""
         other = object.__new__(PreparedChunks)

@@ -1,0 +1,288 @@
+"""Coefficient inference against statsmodels: Logit, GLM(freq_weights), MNLogit, predictions."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from gpulogreg import Dataset, InferenceWarning, LogisticRegression
+
+sm = pytest.importorskip("statsmodels.api")
+
+#: statsmodels' own fits converge to about 1e-10; llnull is numerical there.
+RTOL = 1e-6
+
+
+def _rel(ours, theirs) -> float:
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    return float(np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1e-300)))
+
+
+def _unpenalised(**kwargs) -> LogisticRegression:
+    return LogisticRegression(penalty=None, solver="newton", tol=1e-12, max_iter=200, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def spector():
+    data = sm.datasets.spector.load_pandas()
+    return data.exog.to_numpy(float), data.endog.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """Generated binary data with a cluster random effect (the cluster tests' data)."""
+    rng = np.random.default_rng(7)
+    n, k, g = 3000, 5, 40
+    groups = rng.integers(0, g, size=n)
+    X = rng.normal(size=(n, k))
+    effect = rng.normal(scale=0.8, size=g)[groups]
+    z = X @ np.linspace(-1, 1, k) + 0.3 + effect
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    return X, y, groups
+
+
+def _assert_matches(ours, theirs) -> None:
+    assert _rel(ours.params, theirs.params) < RTOL
+    assert _rel(ours.bse, theirs.bse) < RTOL
+    assert _rel(ours.tvalues, theirs.tvalues) < RTOL
+    assert _rel(ours.pvalues, theirs.pvalues) < RTOL
+    assert _rel(ours.conf_int(0.1), theirs.conf_int(0.1)) < RTOL
+    assert _rel(ours.cov_params(), theirs.cov_params()) < 1e-5  # element-wise, near-zero terms
+    assert _rel(ours.llf, theirs.llf) < RTOL
+    assert _rel(ours.aic, theirs.aic) < RTOL
+    assert _rel(ours.llnull, theirs.llnull) < RTOL
+    # GLM results have no prsquared or llr: McFadden's and the LR statistic.
+    prsquared = getattr(theirs, "prsquared", None) or theirs.pseudo_rsquared(kind="mcf")
+    assert _rel(ours.prsquared, prsquared) < RTOL
+    assert _rel(ours.llr, 2.0 * (theirs.llf - theirs.llnull)) < RTOL
+
+
+# --------------------------------------------------------------------------- binary
+@pytest.mark.parametrize("dataset", ["spector", "generated"])
+def test_binary_nonrobust_equals_statsmodels_logit(spector, clustered, dataset):
+    X, y = spector if dataset == "spector" else clustered[:2]
+    result = _unpenalised().fit(X, y).inference(X, y)
+    reference = sm.Logit(y, sm.add_constant(X)).fit(disp=0)
+    _assert_matches(result, reference)
+    assert _rel(result.bic, reference.bic) < RTOL
+    assert result.llr_pvalue == pytest.approx(reference.llr_pvalue, rel=1e-5)
+    assert (result.nobs, result.df_model, result.df_resid) == (
+        reference.nobs,
+        reference.df_model,
+        reference.df_resid,
+    )
+    assert result.param_names == ["intercept", *(f"x{j}" for j in range(X.shape[1]))]
+    assert not result.penalized
+
+
+def test_float32_data_give_the_same_inference(spector):
+    X, y = spector
+    result = _unpenalised().fit(X.astype(np.float32), y).inference(X.astype(np.float32), y)
+    reference = sm.Logit(y, sm.add_constant(X.astype(np.float32).astype(float))).fit(disp=0)
+    assert _rel(result.bse, reference.bse) < 1e-5
+
+
+def test_frequency_weights_equal_glm_freq_weights(clustered):
+    X, y, _ = clustered
+    w = np.random.default_rng(3).integers(1, 5, size=len(y)).astype(float)
+    result = _unpenalised().fit(X, y, sample_weight=w).inference(X, y, sample_weight=w)
+    reference = sm.GLM(y, sm.add_constant(X), family=sm.families.Binomial(), freq_weights=w).fit(
+        tol=1e-13
+    )
+    _assert_matches(result, reference)
+    assert _rel(result.bic, reference.bic_llf) < RTOL
+    assert result.nobs == reference.nobs  # rows, as statsmodels' GLM
+    assert result.df_resid == pytest.approx(reference.df_resid)
+    # Integer weights are duplicated rows.
+    rows = np.repeat(np.arange(len(y)), w.astype(int))
+    duplicated = _unpenalised().fit(X[rows], y[rows]).inference(X[rows], y[rows])
+    assert _rel(result.bse, duplicated.bse) < 1e-8
+
+
+def test_without_intercept(spector):
+    X, y = spector
+    result = _unpenalised(fit_intercept=False).fit(X, y).inference(X, y)
+    reference = sm.Logit(y, X).fit(disp=0)
+    _assert_matches(result, reference)
+    assert result.param_names == ["x0", "x1", "x2"]
+
+
+def test_dataframe_names_the_parameters(spector):
+    pd = pytest.importorskip("pandas")
+    X, y = spector
+    frame = pd.DataFrame(X, columns=["gpa", "tuce", "psi"])
+    model = _unpenalised().fit(frame, y)
+    result = model.inference(frame, y)
+    assert result.param_names == ["intercept", "gpa", "tuce", "psi"]
+    table = result.to_frame()
+    assert list(table.index) == result.param_names
+    np.testing.assert_allclose(table["std err"], result.bse)
+    assert "gpa" in result.summary()
+    with pytest.raises(ValueError, match="feature names"):
+        model.inference(frame[["tuce", "gpa", "psi"]], y)
+
+
+# --------------------------------------------------------------------------- penalised
+def test_penalised_fit_gets_the_laplace_covariance_and_a_warning(spector):
+    X, y = spector
+    C = 0.5
+    model = LogisticRegression(C=C, solver="newton", tol=1e-12).fit(X, y)
+    with pytest.warns(InferenceWarning, match="Laplace approximation"):
+        result = model.inference(X, y)
+    A = np.column_stack([np.ones(len(y)), X])
+    beta = np.r_[model.intercept_, model.coef_.ravel()]
+    p = 1 / (1 + np.exp(-A @ beta))
+    H = (A * (p * (1 - p))[:, None]).T @ A + np.diag([0.0, *([1 / C] * X.shape[1])])
+    np.testing.assert_allclose(result.cov_params(), np.linalg.inv(H), rtol=1e-9)
+    assert result.penalized
+    assert "Laplace" in result.summary()
+
+
+@pytest.mark.parametrize("penalty", ["l1", "elasticnet"])
+def test_l1_penalties_are_refused(spector, penalty):
+    X, y = spector
+    model = LogisticRegression(penalty=penalty, l1_ratio=0.5, C=1.0, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converged: does not matter here
+        model.fit(X, y)
+    with pytest.raises(ValueError, match="not defined for an L1 or elastic-net penalty"):
+        model.inference(X, y)
+
+
+# --------------------------------------------------------------------------- multinomial
+@pytest.fixture(scope="module")
+def anes96():
+    data = sm.datasets.anes96.load_pandas()
+    columns = ["logpopul", "selfLR", "age", "educ", "income"]
+    return data.exog[columns].to_numpy(float), data.endog.to_numpy().astype(int)
+
+
+def test_multinomial_equals_statsmodels_mnlogit(anes96):
+    X, y = anes96
+    result = _unpenalised().fit(X, y).inference(X, y)
+    reference = sm.MNLogit(y, sm.add_constant(X)).fit(disp=0, maxiter=200)
+    assert result.params.shape == reference.params.shape == (6, 6)
+    assert _rel(result.params, reference.params) < 1e-6
+    assert _rel(result.bse, reference.bse) < 1e-6
+    assert _rel(result.cov_params(), reference.cov_params()) < 1e-4
+    assert _rel(result.llf, reference.llf) < RTOL
+    assert _rel(result.llnull, reference.llnull) < RTOL
+    assert (result.df_model, result.df_resid) == (reference.df_model, reference.df_resid)
+    assert _rel(result.aic, reference.aic) < RTOL
+    assert result.to_frame().shape == (36, 6)
+
+
+def test_penalised_multinomial_is_the_marginal_of_the_laplace_approximation(anes96):
+    # The contrasts' covariance, by brute force: the full softmax Hessian plus
+    # the penalty, the common intercept shift removed, inverted, transformed.
+    X, y = anes96
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    C = 0.3
+    model = LogisticRegression(C=C, solver="newton", tol=1e-12).fit(X, y)
+    with pytest.warns(InferenceWarning):
+        result = model.inference(X, y)
+    K, k = 7, X.shape[1] + 1
+    A = np.column_stack([np.ones(len(y)), X])
+    B = np.column_stack([model.intercept_, model.coef_])  # (K, k), intercept first
+    Z = A @ B.T
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    H = np.zeros((K * k, K * k))
+    for a in range(K):
+        for b in range(K):
+            h = P[:, a] * ((a == b) - P[:, b])
+            H[a * k : (a + 1) * k, b * k : (b + 1) * k] = (A * h[:, None]).T @ A
+    H += np.diag(np.tile(np.r_[0.0, np.full(k - 1, 1 / C)], K))
+    keep = np.arange(1, K * k)  # fix the first class's intercept: the flat direction
+    Sigma = np.zeros((K * k, K * k))
+    Sigma[np.ix_(keep, keep)] = np.linalg.inv(H[np.ix_(keep, keep)])
+    T = np.hstack([-np.tile(np.eye(k), (K - 1, 1)), np.eye((K - 1) * k)])
+    expected = T @ Sigma @ T.T
+    np.testing.assert_allclose(result.cov_params(), expected, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(result.params, (B[1:] - B[0]).T, rtol=1e-12)
+
+
+def test_one_vs_rest_gives_one_binary_result_per_class(anes96):
+    X, y = anes96
+    labels = np.where(y < 2, "left", np.where(y < 5, "centre", "right"))
+    results = _unpenalised(multi_class="ovr").fit(X, labels).inference(X, labels)
+    assert [r.positive_class for r in results] == ["centre", "left", "right"]
+    for result in results:
+        target = (labels == result.positive_class).astype(int)
+        reference = sm.Logit(target, sm.add_constant(X)).fit(disp=0)
+        _assert_matches(result, reference)
+
+
+# --------------------------------------------------------------------------- other data
+def test_dataset_equals_arrays(clustered):
+    X, y, _ = clustered
+    w = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
+    model = _unpenalised().fit(X, y, sample_weight=w)
+    expected = model.inference(X, y, sample_weight=w)
+    dataset = Dataset.from_arrays(X, y, sample_weight=w, chunk_rows=700)
+    result = model.inference(dataset)
+    np.testing.assert_allclose(result.bse, expected.bse, rtol=1e-10)
+    assert result.llf == pytest.approx(expected.llf, rel=1e-12)
+    assert result.llnull == pytest.approx(expected.llnull, rel=1e-12)
+    with pytest.raises(ValueError, match="a Dataset does not carry"):
+        model.inference(dataset, cov_type="cluster")
+
+
+def test_dask_equals_numpy(clustered):
+    da = pytest.importorskip("dask.array")
+    X, y, _ = clustered
+    model = _unpenalised().fit(X, y)
+    expected = model.inference(X, y)
+    result = model.inference(da.from_array(X, chunks=(700, -1)), da.from_array(y, chunks=700))
+    np.testing.assert_allclose(result.bse, expected.bse, rtol=1e-10)
+    assert result.llf == pytest.approx(expected.llf, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- singular
+def test_collinear_columns_get_nan_and_a_warning_naming_them(spector):
+    X, y = spector
+    X = np.column_stack([X, 2.0 * X[:, 0]])
+    model = LogisticRegression(penalty=None, solver="lbfgs", tol=1e-8).fit(X, y)
+    with pytest.warns(InferenceWarning, match="singular") as record:
+        result = model.inference(X, y)
+    assert "x0, x3" in str(record[0].message)
+    assert np.isnan(result.bse[[1, 4]]).all()
+    assert np.isfinite(result.bse[[0, 2, 3]]).all()
+
+
+def test_a_well_posed_fit_warns_nothing(spector):
+    X, y = spector
+    model = _unpenalised().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.inference(X, y)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cov_type": "HC9"}, "cov_type must be one of"),
+        ({"cov_type": "cluster"}, "needs groups"),
+        ({"groups": np.zeros(32)}, "groups are for cov_type='cluster'"),
+        ({"cov_type": "cluster", "groups": np.zeros(31)}, r"groups must have shape \(32,\)"),
+        ({"cov_type": "cluster", "groups": np.zeros(32)}, "at least 2 groups"),
+    ],
+)
+def test_bad_requests_are_refused(spector, kwargs, message):
+    X, y = spector
+    model = _unpenalised().fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        model.inference(X, y, **kwargs)
+
+
+def test_unfitted_and_mismatched_data_are_refused(spector):
+    X, y = spector
+    with pytest.raises(Exception, match="not fitted"):
+        LogisticRegression().inference(X, y)
+    model = _unpenalised().fit(X, y)
+    with pytest.raises(ValueError, match="expecting 3 features"):
+        model.inference(X[:, :2], y)
+    with pytest.raises(ValueError, match="labels y"):
+        model.inference(X)

@@ -46,7 +46,7 @@ from gpulogreg._array import array_module_name, array_namespace, device_of, host
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array, Backend, BatchBackend, History, SolverResult
 from gpulogreg.backends import chunked
-from gpulogreg.data import FitData, check_feature_names, prepare_fit_data
+from gpulogreg.data import FitData, check_feature_names, check_labels, prepare_fit_data
 from gpulogreg.data.batches import ArrayBatches, BatchSource, DatasetBatches, split_validation
 from gpulogreg.data.chunks import PreparedChunks
 from gpulogreg.data.dataset import Dataset
@@ -664,7 +664,7 @@ def _partial_fit_classes(classes: Any, previous: PreviousFit | None) -> np.ndarr
         if previous is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
         return previous.classes
-    classes = np.unique(np.asarray(to_host(classes)))
+    classes = check_labels(classes)
     if previous is not None and not np.array_equal(classes, previous.classes):
         raise ValueError(
             f"classes={shown(classes)} is not the same as on the first call to partial_fit "

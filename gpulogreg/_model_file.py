@@ -4,17 +4,18 @@ This module knows the format and nothing above it: it imports neither the
 estimator nor :mod:`gpulogreg.persistence` (the public module, which builds
 the estimator from what is read here), so the estimator's ``save`` can use it.
 
-File format (version 1)
------------------------
+File format (versions 1 and 2)
+------------------------------
 The package's no-pickle container (:mod:`gpulogreg._files`): one ZIP archive
 laid out like NumPy's ``.npz`` (stored, not compressed), so
 ``numpy.load(path, allow_pickle=False)`` opens it and any zip tool lists it:
 
 ``metadata.json``
-    UTF-8 JSON: ``{"format": "gpulogreg-model", "format_version": 1,
+    UTF-8 JSON: ``{"format": "gpulogreg-model", "format_version": 1 or 2,
     "library_version": ..., "estimator": "LogisticRegression", "created": ...,
     "params": {constructor parameters}, "state": {fitted scalars},
-    "arrays": {attribute name: member name}, "extra": {caller's metadata}}``.
+    "arrays": {attribute name: member name}, "object_string_arrays": [...],
+    "datetime_arrays": {...}, "extra": {caller's metadata}}``.
     Values JSON cannot hold are tagged: non-finite floats as
     ``{"__float__": "inf"}`` (by the container), dicts with non-string keys
     (``class_weight``) as ``{"__dict__": [[key, value], ...]}``, tuples as
@@ -22,9 +23,16 @@ laid out like NumPy's ``.npz`` (stored, not compressed), so
 ``arrays/<name>.npy``
     One ``.npy`` member per array attribute (``coef_``, ``intercept_``,
     ``classes_``, ``n_iter_``, ``feature_names_in_``, ...). Only numeric, bool
-    and fixed-width unicode dtypes are written: string classes and feature
-    names are stored as ``<U`` arrays (the metadata records when the
-    attribute was an object array of strings so it is restored as such).
+    and fixed-width unicode dtypes are written. An object array (string
+    classes and feature names; classes of Python bools or ints) is stored as
+    the ``<U``, bool or int64 array of its elements and listed under
+    ``object_string_arrays`` (named for its first use), so it is restored as an
+    object array (:func:`storable_objects`). A datetime64 or timedelta64
+    array (classes) is stored as its int64 view, its dtype (with unit and byte
+    order) under ``datetime_arrays``, and restored to that dtype.
+
+``format_version`` is the oldest version that reads the file: 2 when it uses
+``datetime_arrays`` (a version-1 reader would restore int64 classes), else 1.
 
 Only the attributes the estimator declares are written (its
 ``FITTED_ATTRIBUTES``), and a file holding any other attribute is refused.
@@ -42,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -57,13 +65,17 @@ __all__ = [
     "ModelFormatError",
     "fitted_attributes",
     "read_model_file",
+    "storable_objects",
     "write_model_file",
 ]
 
 #: Value of the ``format`` field: tells our files from other archives.
 FORMAT = "gpulogreg-model"
-#: Bumped when a file written now could not be read by an older version.
-FORMAT_VERSION = 1
+#: The newest format version this library reads. A file is labelled with the
+#: oldest version that reads it: 1 unless it holds what version 2 added
+#: (datetime64 and timedelta64 arrays), so a model that needs nothing new stays
+#: readable by the gpulogreg versions that read only version 1.
+FORMAT_VERSION = 2
 #: Parameters that only seed training (predictions never depend on them): one
 #: that JSON cannot hold (a ``numpy.random.Generator``) is stored as None and
 #: listed under ``params_not_saved``.
@@ -154,20 +166,94 @@ def _hashable(key: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- arrays
-def _storable_array(name: str, value: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Array to write and whether it was an object array of strings."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+#: The element types an object array may hold to be stored, each with the dtype
+#: it is stored as; it is restored with ``astype(object)`` (Python str, bool, int).
+_OBJECT_ELEMENTS: tuple[tuple[Callable[[Any], bool], type[np.generic]], ...] = (
+    (lambda v: isinstance(v, str), np.str_),
+    (lambda v: isinstance(v, (bool, np.bool_)), np.bool_),
+    (_is_int, np.int64),
+)
+
+
+def storable_objects(values: np.ndarray) -> np.ndarray | None:
+    """The typed array an object array is stored as, or None when no file can hold it exactly.
+
+    Its elements must all be strings, all bools or all integers (within int64),
+    and survive the round trip unchanged (a string with a trailing NUL does not);
+    they come back as Python ``str``, ``bool`` or ``int``. The data layer refuses
+    labels that are not storable (:func:`gpulogreg.data.validation.encode_labels`):
+    a fit that cannot be saved would be a trap.
+    """
+    flat = values.ravel().tolist()
+    for accepts, dtype in _OBJECT_ELEMENTS:
+        if all(accepts(v) for v in flat):
+            try:
+                typed = np.asarray(flat, dtype=dtype).reshape(values.shape)
+            except OverflowError:  # an int beyond int64
+                return None
+            return typed if typed.astype(object).ravel().tolist() == flat else None
+    return None
+
+
+#: Dtype kinds stored as their int64 view (the dtype, with its unit, in the metadata).
+_DATETIME_KINDS = "Mm"
+
+
+def _storable_array(name: str, value: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The array to write and how it is restored: None (as written), "object" or a dtype.
+
+    Numbers, bools and unicode strings are written as they are; object arrays
+    as :func:`storable_objects` says; datetime64 and timedelta64 arrays as their
+    int64 view, restored to the exact dtype (unit and byte order).
+    """
     if value.dtype.kind in "biufcU":
-        return value, False
+        return value, None
+    if value.dtype.kind in _DATETIME_KINDS:
+        native = value.astype(value.dtype.newbyteorder("="))
+        return native.view(np.int64), value.dtype.str
     if value.dtype.kind == "O":
-        flat = value.ravel().tolist()
-        if all(isinstance(v, str) for v in flat):
-            return np.asarray(value, dtype=str), True
-        kinds = sorted({type(v).__name__ for v in flat})
+        typed = storable_objects(value)
+        if typed is not None:
+            return typed, "object"
+        kinds = sorted({type(v).__name__ for v in value.ravel().tolist()})
         raise TypeError(
             f"{name}: an object array of {', '.join(kinds)} cannot be stored without pickle "
-            "(use numbers, bools or strings)"
+            "(use numbers, bools, strings or datetime64)"
         )
     raise TypeError(f"{name}: dtype {value.dtype} cannot be stored without pickle")
+
+
+def _datetime_dtype(spec: Any, name: str, path: str) -> np.dtype[Any]:
+    """The datetime64 or timedelta64 dtype the metadata names for array ``name``."""
+    try:
+        dtype = np.dtype(spec) if isinstance(spec, str) else None
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in _DATETIME_KINDS:
+        raise ModelFormatError(f"{path}: {name} is stored as dtype {spec!r}, not a datetime")
+    return dtype
+
+
+def _restored(
+    name: str,
+    value: np.ndarray,
+    object_arrays: Collection[str],
+    datetimes: Mapping[str, Any],
+    path: str,
+) -> np.ndarray:
+    """An array as the model held it (see :func:`_storable_array`)."""
+    if name in object_arrays:
+        return value.astype(object)
+    if name not in datetimes:
+        return value
+    dtype = _datetime_dtype(datetimes[name], name, path)
+    if value.dtype.kind != "i" or value.dtype.itemsize != 8:
+        raise ModelFormatError(f"{path}: {name} is a datetime stored as {value.dtype}, not int64")
+    return value.astype(np.int64).view(dtype.newbyteorder("=")).astype(dtype)
 
 
 # --------------------------------------------------------------------------- write
@@ -234,18 +320,21 @@ def write_model_file(
             enc_params[key] = None
             skipped.append(key)
     arrays: dict[str, np.ndarray] = {}
-    object_strings: list[str] = []
+    object_arrays: list[str] = []
+    datetime_arrays: dict[str, str] = {}
     state: dict[str, Any] = {}
     for key, value in attributes.items():
         if isinstance(value, np.ndarray):
-            arrays[key], was_object = _storable_array(key, value)
-            if was_object:
-                object_strings.append(key)
+            arrays[key], restore = _storable_array(key, value)
+            if restore == "object":
+                object_arrays.append(key)
+            elif restore is not None:
+                datetime_arrays[key] = restore
         else:
             state[key] = _encode(value, f"attribute {key}")
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if datetime_arrays else 1,
         "library_version": __version__,
         "estimator": estimator,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -253,7 +342,8 @@ def write_model_file(
         "params": enc_params,
         "params_not_saved": skipped,
         "state": state,
-        "object_string_arrays": object_strings,
+        "object_string_arrays": object_arrays,
+        "datetime_arrays": datetime_arrays,
         "extra": _encode(dict(metadata or {}), "metadata"),
     }
     _files.write(path, meta, arrays)
@@ -296,9 +386,12 @@ def read_model_file(
         raise ModelFormatError(f"{path} is not a gpulogreg model file ({exc.reason})") from None
     except _files.ContainerError as exc:
         raise ModelFormatError(str(exc)) from None
-    object_strings = meta.get("object_string_arrays", [])
-    if not (isinstance(object_strings, list) and all(isinstance(k, str) for k in object_strings)):
+    object_arrays = meta.get("object_string_arrays", [])
+    if not (isinstance(object_arrays, list) and all(isinstance(k, str) for k in object_arrays)):
         raise ModelFormatError(f"{path}: metadata field 'object_string_arrays' is malformed")
+    datetimes = meta.get("datetime_arrays", {})
+    if not isinstance(datetimes, dict):
+        raise ModelFormatError(f"{path}: metadata field 'datetime_arrays' is malformed")
     try:
         params = {key: _decode(value) for key, value in meta["params"].items()}
         attributes: dict[str, Any] = {}
@@ -308,7 +401,7 @@ def read_model_file(
             if key not in attribute_names or key in attributes:
                 raise ModelFormatError(f"{path}: bad attribute name {key!r} in the model file")
             if isinstance(value, np.ndarray):
-                attributes[key] = value.astype(object) if key in object_strings else value
+                attributes[key] = _restored(key, value, object_arrays, datetimes, path)
             else:
                 attributes[key] = _decode(value)
     except ModelFormatError:

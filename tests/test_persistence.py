@@ -90,6 +90,88 @@ def test_multiclass_classes_of_every_kind(tmp_path, labels):
     np.testing.assert_array_equal(model.predict(X), loaded.predict(X))
 
 
+def _dates(unit: str) -> np.ndarray:
+    return np.array(["2020-01-01", "2021-05-03", "2022-12-31"], dtype=f"datetime64[{unit}]")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        _dates("D"),
+        _dates("ns"),
+        _dates("D").astype(">M8[D]"),  # not the machine's byte order
+        np.array([1, 5, 30], dtype="timedelta64[s]"),
+        np.array([1, 5, 30], dtype="timedelta64[10ms]"),  # a unit with a multiplier
+        np.array([3, 1, 2], dtype=object),  # Python ints
+        np.array([np.int64(3), np.int64(1), np.int64(2)], dtype=object),
+        np.array([True, False, True], dtype=object),
+    ],
+    ids=[
+        "date",
+        "ns",
+        "big-endian",
+        "timedelta",
+        "timedelta-10ms",
+        "object-int",
+        "object-np-int",
+        "object-bool",
+    ],
+)
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_labels_that_fit_are_saved_exactly(tmp_path, labels, n_classes):
+    """fit -> save -> load -> predict gives the same labels, dtype and element types."""
+    if len(set(labels.tolist())) < n_classes:
+        pytest.skip("two distinct labels only")
+    X, y = make_classification(300, 4, n_classes=n_classes, seed=5)
+    model = LogisticRegression().fit(X, labels[y])
+    model.save(tmp_path / "m.glr")
+    loaded = gpulogreg.load(tmp_path / "m.glr")
+    assert loaded.classes_.dtype == model.classes_.dtype
+    assert loaded.classes_.tobytes() == model.classes_.tobytes() or (
+        loaded.classes_.tolist() == model.classes_.tolist()
+    )
+    before, after = model.predict(X), loaded.predict(X)
+    assert after.dtype == before.dtype
+    np.testing.assert_array_equal(after, before)
+    if not any(isinstance(v, np.generic) for v in labels.tolist()):  # else: Python scalars
+        assert [type(v) for v in after.tolist()] == [type(v) for v in before.tolist()]
+
+
+def test_datetime_labels_from_a_dataframe_column_are_saved_exactly(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X, y = make_classification(300, 4, seed=5)
+    when = pd.Series(
+        pd.to_datetime(["2020-01-01T10:00", "2020-01-01T10:00:00.000001"], format="ISO8601")[y]
+    )
+    model = LogisticRegression().fit(X, when)
+    model.save(tmp_path / "m.glr")
+    loaded = gpulogreg.load(tmp_path / "m.glr")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.predict(X).dtype == when.to_numpy().dtype
+
+
+def test_a_file_is_labelled_with_the_oldest_format_version_that_reads_it(tmp_path):
+    """Datetime classes need version 2: a version-1 reader would take them for int64."""
+    X, y = make_classification(100, 3, seed=5)
+    LogisticRegression().fit(X, _dates("D")[y]).save(tmp_path / "d.glr")
+    LogisticRegression().fit(X, y).save(tmp_path / "i.glr")
+    assert load_with_metadata(tmp_path / "d.glr")[1]["format_version"] == FORMAT_VERSION == 2
+    assert load_with_metadata(tmp_path / "i.glr")[1]["format_version"] == 1
+
+
+@pytest.mark.parametrize("spec", ["<i8", "float64", "M8[bogus]", 7])
+def test_a_datetime_array_of_a_bad_dtype_is_a_model_format_error(tmp_path, spec):
+    X, y = make_classification(100, 3, seed=5)
+    LogisticRegression().fit(X, _dates("D")[y]).save(tmp_path / "d.glr")
+    _rewrite_metadata(
+        tmp_path / "d.glr",
+        tmp_path / "bad.glr",
+        lambda m: m["datetime_arrays"].update(classes_=spec),
+    )
+    with pytest.raises(ModelFormatError, match="not a datetime"):
+        gpulogreg.load(tmp_path / "bad.glr")
+
+
 def test_feature_names_and_metadata(tmp_path):
     pd = pytest.importorskip("pandas")
     X, y = make_classification(200, 3, seed=1)
@@ -100,7 +182,7 @@ def test_feature_names_and_metadata(tmp_path):
     assert list(loaded.feature_names_in_) == ["age", "height", "weight"]
     assert loaded.feature_names_in_.dtype == model.feature_names_in_.dtype
     assert meta["extra"] == {"target": "sick", "n": 3}
-    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["format_version"] == 1  # needs nothing newer: older gpulogreg reads it
     assert meta["library_version"] == gpulogreg.__version__
     assert meta["params"]["C"] == 1.0
     # The metadata is plain JSON that any zip tool can read.

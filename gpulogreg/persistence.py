@@ -116,6 +116,10 @@ def load_with_metadata(path: str | os.PathLike[str]) -> tuple[LogisticRegression
 def _check_consistent(model: LogisticRegression, path: str) -> None:
     """The fitted attributes prediction needs are present, arrays of the right kind, finite.
 
+    ``classes_`` must be sorted and distinct, as a fit makes it: prediction maps
+    the decision columns to the classes in that order, and ``partial_fit``
+    and scoring look labels up in it by bisection.
+
     Their shapes were checked against each other before they were read
     (:func:`gpulogreg._model_file.read_model_file`).
     """
@@ -130,3 +134,6 @@ def _check_consistent(model: LogisticRegression, path: str) -> None:
         raise ModelFormatError(f"{path}: coef_ and intercept_ must be float arrays")
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
         raise ModelFormatError(f"{path}: coef_ or intercept_ holds NaN or infinity")
+    classes = model.classes_
+    if classes.ndim != 1 or not bool(np.all(classes[1:] > classes[:-1])):
+        raise ModelFormatError(f"{path}: classes_ must be sorted and distinct")

@@ -5,7 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import struct
+import subprocess
+import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -436,3 +441,249 @@ def test_malformed_metadata_is_a_model_format_error(tmp_path, binary_model, edit
     _rewrite_metadata(tmp_path / "m.glr", tmp_path / "bad.glr", edit)
     with pytest.raises(ModelFormatError, match="malformed"):
         gpulogreg.load(tmp_path / "bad.glr")
+
+
+# --------------------------------------------------------------------------- bounded resources
+def _with_member(src: Path, dst: Path, member: str, data: bytes) -> Path:
+    """A copy of the model file ``src`` whose ``member`` holds ``data`` (stored)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            zout.writestr(name, data if name == member else zin.read(name))
+    return dst
+
+
+def _npy_header(descr: str, shape: str) -> bytes:
+    """A ``.npy`` version-1.0 header declaring ``descr`` and ``shape`` (written as given)."""
+    text = f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}".encode("latin1")
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+@pytest.mark.parametrize("classes", [["yes", "no"], ["no", "no"]], ids=["unsorted", "duplicated"])
+def test_unsorted_or_duplicated_classes_are_refused(tmp_path, binary_model, classes):
+    """Prediction maps decision columns to classes_ in order: it must be sorted and distinct."""
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.array(classes))
+    bad = _with_member(
+        tmp_path / "m.glr", tmp_path / "bad.glr", "arrays/classes_.npy", buf.getvalue()
+    )
+    with pytest.raises(ModelFormatError, match="classes_ must be sorted and distinct"):
+        gpulogreg.load(bad)
+
+
+@pytest.mark.parametrize(
+    ("labels", "stored"),
+    [
+        (np.array([0, 1, 2]), np.array([2, 0, 1])),
+        (np.array([0, 1, 2]), np.array([0, 1, 1])),
+        (_dates("D"), _dates("D")[[1, 0, 2]].view(np.int64)),  # datetimes as stored
+    ],
+    ids=["int-unsorted", "int-duplicated", "datetime-unsorted"],
+)
+def test_unsorted_or_duplicated_multiclass_classes_are_refused(tmp_path, labels, stored):
+    X, y = make_classification(200, 3, n_classes=3, seed=5)
+    LogisticRegression().fit(X, labels[y]).save(tmp_path / "m.glr")
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, stored)
+    bad = _with_member(
+        tmp_path / "m.glr", tmp_path / "bad.glr", "arrays/classes_.npy", buf.getvalue()
+    )
+    with pytest.raises(ModelFormatError, match="classes_ must be sorted and distinct"):
+        gpulogreg.load(bad)
+
+
+#: Crafted ``.npy`` headers: (member, descr, shape) as written in the header.
+_CRAFTED_HEADERS = {
+    "U2000000000": ("classes_", "'<U2000000000'", "(2,)"),  # itemsize beyond a C int
+    "U500000000": ("classes_", "'<U500000000'", "(2,)"),  # a valid 2 GB itemsize
+    "shape-2**40": ("classes_", "'<U1'", "(1099511627776,)"),
+    "coef-2**32-squared": ("coef_", "'<f8'", "(4294967296, 4294967296)"),
+    "coef-int64-max": ("coef_", "'<f8'", "(1, 9223372036854775807)"),
+    "product-overflows-int64": ("intercept_", "'<f8'", "(" + "4294967296, " * 4 + ")"),
+    "negative": ("coef_", "'<f8'", "(-1, 3)"),
+    "negative-pair": ("coef_", "'<f8'", "(-1, -6)"),  # product 6 x 8 = 48 bytes
+    "64-dims": ("classes_", "'<U1'", "(" + "2, " * 64 + ")"),
+    "huge-literal": ("classes_", "'<U1'", "(" + "9" * 5000 + ",)"),
+    "expression": ("classes_", "'<U1'", "(10**400,)"),
+    "subarray": ("classes_", "('<f8', (1000000000,))", "(2,)"),
+    "structured": ("classes_", "[('a', '<U100000000')]", "(2,)"),
+    "void": ("classes_", "'|V2000000000'", "(2,)"),
+    "object": ("classes_", "'|O'", "(2,)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CRAFTED_HEADERS))
+def test_crafted_array_headers_are_model_format_errors(tmp_path, binary_model, case):
+    """Huge shapes and itemsizes, negative or many dimensions: refused, nothing allocated."""
+    model, _ = binary_model
+    model.save(tmp_path / "m.glr")
+    name, descr, shape = _CRAFTED_HEADERS[case]
+    data = _npy_header(descr, shape) + bytes(48)
+    bad = _with_member(tmp_path / "m.glr", tmp_path / "bad.glr", f"arrays/{name}.npy", data)
+    with pytest.raises(ModelFormatError):  # never a MemoryError, OverflowError, ...
+        gpulogreg.load(bad)
+
+
+def test_cli_refuses_a_crafted_model_in_one_line(tmp_path, binary_model, capsys):
+    pytest.importorskip("pyarrow")
+    from gpulogreg.cli import main
+
+    model, X = binary_model
+    model.save(tmp_path / "m.glr")
+    name, descr, shape = _CRAFTED_HEADERS["U500000000"]
+    bad = _with_member(
+        tmp_path / "m.glr", tmp_path / "bad.glr", f"arrays/{name}.npy", _npy_header(descr, shape)
+    )
+    data = tmp_path / "x.csv"
+    header = ",".join(f"x{j}" for j in range(X.shape[1]))
+    data.write_text(header + "\n" + "\n".join(",".join(map(str, row)) for row in X[:5]) + "\n")
+    code = main(["predict", "--model", str(bad), str(data), "--output", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1
+    assert err.startswith("gpulogreg: error: ")
+    assert "bad.glr" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def _zip_by_hand(path: Path, members: list[tuple[str, bytes, int, int, int]]) -> Path:
+    """A ZIP archive of ``(name, raw bytes, method, uncompressed size, CRC-32)`` members.
+
+    ``zipfile`` would compress the data itself; a bomb needs its compressed
+    bytes written as they are.
+    """
+    out = bytearray()
+    directory = bytearray()
+    for name, raw, method, size, crc in members:
+        encoded = name.encode()
+        offset = len(out)
+        sizes = (crc, len(raw), size, len(encoded), 0)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, *sizes)
+        out += encoded + raw
+        directory += struct.pack(
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, *sizes, 0, 0, 0, 0, offset
+        )
+        directory += encoded
+    n = len(members)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(directory), len(out), 0)
+    path.write_bytes(bytes(out + directory + end))
+    return path
+
+
+def _deflated_zeros(prefix: bytes, mib: int) -> bytes:
+    """A raw deflate stream of ``prefix`` and ``mib`` MiB of zeros, in a few milliseconds.
+
+    After a full flush the compressor starts afresh, so every MiB of zeros
+    compresses to the same bytes: compress one and repeat it.
+    """
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = comp.compress(prefix) + comp.flush(zlib.Z_FULL_FLUSH)
+    block = comp.compress(bytes(1 << 20)) + comp.flush(zlib.Z_FULL_FLUSH)
+    return head + block * mib + comp.flush()
+
+
+#: The bombs, each the coef_ of a 6-feature binary model swapped for something
+#: else, and the refusal each gets.
+_BOMBS = {
+    # a 1 MiB deflated member that inflates to a 1 GiB float64 array
+    "deflated-1GiB": r"member 'arrays/coef_\.npy' is compressed",
+    # a stored member whose header declares 8 TiB (it stores 48 bytes)
+    "header-2**40": r"its header declares 8796093022208 bytes of data, the member stores 48",
+    # a real 64 MiB array: the file holds it, n_features_in_ does not allow it
+    "stored-64MiB": r"coef_ shape \(1, 8388608\) and n_features_in_ disagree",
+}
+
+
+def _bomb_member(kind: str) -> tuple[bytes, int, int, int]:
+    """``(raw bytes, method, uncompressed size, CRC-32)`` of the coef_ member of bomb ``kind``.
+
+    The deflated bomb's CRC is left 0: a reader checks it only once the member
+    has been inflated, which is the harm.
+    """
+    if kind == "deflated-1GiB":
+        header = _npy_header("'<f8'", f"(1, {(1 << 30) // 8})")
+        return _deflated_zeros(header, 1024), zipfile.ZIP_DEFLATED, len(header) + (1 << 30), 0
+    if kind == "header-2**40":
+        data = _npy_header("'<f8'", "(1, 1099511627776)") + bytes(48)
+    else:
+        data = _npy_header("'<f8'", f"(1, {8 << 20})") + bytes(64 << 20)
+    return data, zipfile.ZIP_STORED, len(data), zlib.crc32(data)
+
+
+def _bomb(kind: str, good: Path, dst: Path) -> Path:
+    """The model file ``good`` with its coef_ member swapped for bomb ``kind``."""
+    members = []
+    with zipfile.ZipFile(good) as zf:
+        for name in zf.namelist():
+            data = zf.read(name)
+            member = (data, zipfile.ZIP_STORED, len(data), zlib.crc32(data))
+            if name == "arrays/coef_.npy":
+                member = _bomb_member(kind)
+            members.append((name, *member))
+    return _zip_by_hand(dst, members)
+
+
+#: Run in a fresh interpreter: the peak RSS (MiB) after importing the model-file
+#: reader, after refusing the bomb with it, after importing gpulogreg.persistence
+#: (and with it the estimator, scikit-learn, SciPy, pandas), and after refusing it
+#: again with gpulogreg.load.
+_MEASURE = """
+import json, resource, sys
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+path, names = sys.argv[1], json.loads(sys.argv[2])
+from gpulogreg import _model_file
+out = {"reader_imported": peak()}
+try:
+    _model_file.read_model_file(path, attribute_names=names)
+except _model_file.ModelFormatError as exc:
+    out["reader_error"] = str(exc)
+out["reader_refused"] = peak()
+import gpulogreg.persistence
+out["load_imported"] = peak()
+try:
+    gpulogreg.persistence.load(path)
+except gpulogreg.persistence.ModelFormatError as exc:
+    out["load_error"] = str(exc)
+out["load_refused"] = peak()
+print(json.dumps(out))
+"""
+
+
+#: Starts its arguments as a command. Linux carries a process's peak RSS across
+#: ``exec`` from the memory it had (a copy of its parent's after ``fork``), so a
+#: child of the test process would start with pytest's peak; the child of this
+#: small launcher starts with the launcher's.
+_LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB: Linux")
+@pytest.mark.parametrize("kind", sorted(_BOMBS))
+def test_refusing_a_bomb_stays_under_100_mb(tmp_path, kind):
+    """Peak RSS while refusing a crafted model file (issue 10, principle 6).
+
+    Measured in a fresh interpreter with ``ru_maxrss``. The reader alone (NumPy
+    and the container) peaks far below 100 MB, so its *absolute* peak is held
+    under 100 MB. ``gpulogreg.load`` imports the estimator, which imports
+    scikit-learn, SciPy and pandas: that import alone peaks near 180 MB, so for
+    it the *growth* of the peak while refusing is held under 100 MB.
+    """
+    X, y = make_classification(100, 6, seed=1)
+    LogisticRegression().fit(X, y).save(tmp_path / "good.glr")
+    bomb = _bomb(kind, tmp_path / "good.glr", tmp_path / "bomb.glr")
+    names = json.dumps(list(LogisticRegression.FITTED_ATTRIBUTES))
+    run = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, sys.executable, "-c", _MEASURE, str(bomb), names],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(gpulogreg.__file__).parents[1])},
+    )
+    peaks = json.loads(run.stdout)
+    print(kind, peaks)
+    assert re.search(_BOMBS[kind], peaks["reader_error"])
+    assert peaks["load_error"] == peaks["reader_error"]
+    assert peaks["reader_refused"] < 100
+    assert peaks["load_refused"] - peaks["load_imported"] < 100

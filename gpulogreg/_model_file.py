@@ -31,8 +31,18 @@ laid out like NumPy's ``.npz`` (stored, not compressed), so
     array (classes) is stored as its int64 view, its dtype (with unit and byte
     order) under ``datetime_arrays``, and restored to that dtype.
 
+``training`` (version 2, only when ``partial_fit`` ran since the last ``fit``)
+    What ``partial_fit`` continues from (:class:`TrainingState`):
+    ``{"layout": [n_features, n_outputs, fit_intercept], "weight_seen": ...,
+    "tasks": [{"arrays": {name: member}, "state": {...}}, ...]}``, one task per
+    trainer, each with its float64 arrays (parameters, optimiser moments) in
+    ``arrays/training_<task>_<name>.npy`` members and its scalars as a
+    checkpoint holds them (seed, RNG state, epoch, step, optimiser), its
+    history being the model's ``history_``.
+
 ``format_version`` is the oldest version that reads the file: 2 when it uses
-``datetime_arrays`` (a version-1 reader would restore int64 classes), else 1.
+``datetime_arrays`` (a version-1 reader would restore int64 classes) or holds
+``training`` (one would refuse its arrays as unknown attributes), else 1.
 
 Only the attributes the estimator declares are written (its
 ``FITTED_ATTRIBUTES``), and a file holding any other attribute is refused.
@@ -40,8 +50,9 @@ Reading trusts nothing in the file (see :func:`gpulogreg._files.read`); on top
 of that, before any array data is read, the arrays' declared shapes must be
 the ones the fitted scalars imply (``coef_`` has ``n_features_in_`` columns
 and one row per class, or one for two classes; ``intercept_`` one entry per
-row of ``coef_``; ``feature_names_in_`` one per feature), so a file makes the
-loader allocate only what its metadata allows. Any failure raises
+row of ``coef_``; ``feature_names_in_`` one per feature; each training array
+one entry per parameter of the layout, which must be ``coef_``'s), so a file
+makes the loader allocate only what its metadata allows. Any failure raises
 :class:`ModelFormatError` saying what is wrong.
 """
 
@@ -51,18 +62,22 @@ import dataclasses
 import datetime as _dt
 import os
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from gpulogreg import _files
+from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import History, MinibatchHistory
 from gpulogreg._version import __version__
+from gpulogreg.checkpoint import CheckpointState
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "ModelContents",
     "ModelFormatError",
+    "TrainingState",
     "fitted_attributes",
     "read_model_file",
     "storable_objects",
@@ -256,6 +271,126 @@ def _restored(
     return value.astype(np.int64).view(dtype.newbyteorder("=")).astype(dtype)
 
 
+# --------------------------------------------------------------------------- training state
+@dataclasses.dataclass(frozen=True)
+class TrainingState:
+    """What ``partial_fit`` continues from, as a model file keeps it: host arrays and JSON.
+
+    Attributes
+    ----------
+    layout : ParamLayout
+        The parameter layout of every task.
+    weight_seen : float
+        Total sample weight of the chunks trained on so far (scales the penalty).
+    tasks : tuple of CheckpointState
+        Per task (one, or one per class for one-vs-rest), the trainer's state as
+        a checkpoint holds it: float64 arrays of shape ``(layout.n_params,)``
+        (parameters, optimiser moments) and JSON scalars (seed, RNG state,
+        epoch and step counters, optimiser), without its history, which is the
+        model's ``history_``.
+    """
+
+    layout: ParamLayout
+    weight_seen: float
+    tasks: tuple[CheckpointState, ...]
+
+
+#: Prefix of the members that hold the training state's arrays (never an attribute name).
+_TRAINING_PREFIX = "training_"
+
+
+def _training_meta(training: TrainingState, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The metadata of ``training``; its arrays are added to ``arrays``."""
+    tasks = []
+    for k, task in enumerate(training.tasks):
+        members = {}
+        for name, value in task.arrays.items():
+            members[name] = f"{_TRAINING_PREFIX}{k}_{name}"
+            arrays[members[name]] = np.asarray(value, dtype=np.float64)
+        tasks.append({"arrays": members, "state": dict(task.meta)})
+    layout = training.layout
+    return {
+        "layout": [layout.n_features, layout.n_outputs, layout.fit_intercept],
+        "weight_seen": float(training.weight_seen),
+        "tasks": tasks,
+    }
+
+
+def _training_members(meta: Mapping[str, Any], path: str) -> dict[str, str]:
+    """Array member -> task array name of the training state (empty without one); checked."""
+    training = meta.get("training")
+    if training is None:
+        return {}
+    if not (isinstance(training, dict) and set(training) == {"layout", "weight_seen", "tasks"}):
+        raise ModelFormatError(f"{path}: metadata field 'training' is malformed")
+    tasks = training["tasks"]
+    if not (isinstance(tasks, list) and tasks):
+        raise ModelFormatError(f"{path}: the training state lists no task")
+    members: dict[str, str] = {}
+    for task in tasks:
+        if not (isinstance(task, dict) and set(task) == {"arrays", "state"}):
+            raise ModelFormatError(f"{path}: a task of the training state is malformed")
+        if not (isinstance(task["arrays"], dict) and isinstance(task["state"], dict)):
+            raise ModelFormatError(f"{path}: a task of the training state is malformed")
+        for name, member in task["arrays"].items():
+            if not (isinstance(member, str) and member.startswith(_TRAINING_PREFIX)):
+                raise ModelFormatError(f"{path}: bad training array {member!r}")
+            if member in members:
+                raise ModelFormatError(f"{path}: training array {member!r} is listed twice")
+            members[member] = name
+    return members
+
+
+def _training_layout(meta: Mapping[str, Any], path: str) -> ParamLayout:
+    """The layout a (checked) training state names."""
+    layout = meta["training"]["layout"]
+    ints = isinstance(layout, list) and len(layout) == 3 and all(_is_int(v) for v in layout[:2])
+    if not (ints and layout[0] >= 1 and layout[1] >= 1 and isinstance(layout[2], bool)):
+        raise ModelFormatError(f"{path}: the training state's layout {layout!r} is malformed")
+    weight = meta["training"]["weight_seen"]
+    if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight >= 0):
+        raise ModelFormatError(f"{path}: the training state's weight_seen is malformed")
+    return ParamLayout(*layout)
+
+
+def _check_training(
+    meta: Mapping[str, Any], headers: Mapping[str, _files.ArrayHeader], path: str
+) -> None:
+    """The training state's arrays are float64 vectors of its layout, which is coef_'s."""
+    members = _training_members(meta, path)
+    if not members:
+        return
+    layout = _training_layout(meta, path)
+    coef = headers.get("coef_")
+    n_tasks = len(meta["training"]["tasks"])
+    if coef is None or coef.shape != (n_tasks * layout.n_outputs, layout.n_features):
+        raise ModelFormatError(f"{path}: the training state does not match coef_")
+    for member in members:
+        header = headers.get(member)
+        if header is None or header.dtype != np.float64 or header.shape != (layout.n_params,):
+            raise ModelFormatError(
+                f"{path}: training array {member!r} is missing or not {layout.n_params} float64"
+            )
+
+
+def _training_state(
+    meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], path: str
+) -> TrainingState | None:
+    """The training state of a (checked) file, or None when it holds none."""
+    if meta.get("training") is None:
+        return None
+    tasks = tuple(
+        CheckpointState(
+            arrays={name: arrays[member] for name, member in task["arrays"].items()},
+            meta=task["state"],
+        )
+        for task in meta["training"]["tasks"]
+    )
+    return TrainingState(
+        _training_layout(meta, path), float(meta["training"]["weight_seen"]), tasks
+    )
+
+
 # --------------------------------------------------------------------------- write
 def fitted_attributes(model: Any, names: Collection[str]) -> dict[str, Any]:
     """The attributes among ``names`` that ``model`` has (the ones a model file stores).
@@ -285,6 +420,7 @@ def write_model_file(
     estimator: str,
     params: Mapping[str, Any],
     attributes: Mapping[str, Any],
+    training: TrainingState | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Write a fitted model to exactly ``path`` (atomically), without pickle.
@@ -299,6 +435,8 @@ def write_model_file(
         Its constructor parameters (``get_params(deep=False)``).
     attributes : mapping
         Its fitted attributes: arrays, JSON-able scalars and containers, histories.
+    training : TrainingState, optional
+        What ``partial_fit`` continues from, when it has run since the last ``fit``.
     metadata : mapping, optional
         Extra JSON-serialisable information (e.g. the CLI's column names),
         returned by the loader under ``"extra"``.
@@ -334,7 +472,7 @@ def write_model_file(
             state[key] = _encode(value, f"attribute {key}")
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION if datetime_arrays else 1,
+        "format_version": FORMAT_VERSION if datetime_arrays or training else 1,
         "library_version": __version__,
         "estimator": estimator,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -346,23 +484,17 @@ def write_model_file(
         "datetime_arrays": datetime_arrays,
         "extra": _encode(dict(metadata or {}), "metadata"),
     }
+    if training is not None:
+        meta["training"] = _training_meta(training, arrays)
     _files.write(path, meta, arrays)
 
 
 # --------------------------------------------------------------------------- read
-def read_model_file(
-    path: str | os.PathLike[str], *, attribute_names: Collection[str]
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Read a model file, refusing any attribute outside ``attribute_names``.
+class ModelContents(NamedTuple):
+    """What a model file holds, decoded (:func:`read_model_file`).
 
-    Parameters
+    Attributes
     ----------
-    path : path
-    attribute_names : collection of str
-        The estimator's declared fitted attributes.
-
-    Returns
-    -------
     meta : dict
         The whole metadata (``meta["extra"]``: the caller's, ``meta["estimator"]``:
         the class name).
@@ -370,6 +502,26 @@ def read_model_file(
         Constructor parameters, decoded (not yet checked against the estimator).
     attributes : dict
         Fitted attributes, decoded: arrays and scalars.
+    training : TrainingState or None
+        What ``partial_fit`` continues from, when the file holds it.
+    """
+
+    meta: dict[str, Any]
+    params: dict[str, Any]
+    attributes: dict[str, Any]
+    training: TrainingState | None
+
+
+def read_model_file(
+    path: str | os.PathLike[str], *, attribute_names: Collection[str]
+) -> ModelContents:
+    """Read a model file, refusing any attribute outside ``attribute_names``.
+
+    Parameters
+    ----------
+    path : path
+    attribute_names : collection of str
+        The estimator's declared fitted attributes.
 
     Raises
     ------
@@ -392,10 +544,12 @@ def read_model_file(
     datetimes = meta.get("datetime_arrays", {})
     if not isinstance(datetimes, dict):
         raise ModelFormatError(f"{path}: metadata field 'datetime_arrays' is malformed")
+    training_members = _training_members(meta, path)
     try:
         params = {key: _decode(value) for key, value in meta["params"].items()}
         attributes: dict[str, Any] = {}
-        for key, value in [*meta["state"].items(), *arrays.items()]:
+        stored = [(k, v) for k, v in arrays.items() if k not in training_members]
+        for key, value in [*meta["state"].items(), *stored]:
             if key in _RETIRED_ATTRIBUTES:
                 continue
             if key not in attribute_names or key in attributes:
@@ -408,7 +562,7 @@ def read_model_file(
         raise
     except (TypeError, ValueError) as exc:  # e.g. a tagged value of the wrong shape
         raise ModelFormatError(f"{path}: malformed metadata ({exc})") from None
-    return meta, params, attributes
+    return ModelContents(meta, params, attributes, _training_state(meta, arrays, path))
 
 
 def _check_layout(meta: dict[str, Any], headers: dict[str, _files.ArrayHeader], path: str) -> None:
@@ -432,6 +586,7 @@ def _check_layout(meta: dict[str, Any], headers: dict[str, _files.ArrayHeader], 
     n_features = meta["state"].get("n_features_in_")
     if n_features is not None and (not isinstance(n_features, int) or isinstance(n_features, bool)):
         raise ModelFormatError(f"{path}: n_features_in_ is not an integer")
+    _check_training(meta, headers, path)
     shapes = {name: header.shape for name, header in headers.items()}
     coef = shapes.get("coef_")
     if coef is not None and (len(coef) != 2 or (n_features is not None and coef[1] != n_features)):

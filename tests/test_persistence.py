@@ -9,6 +9,7 @@ import re
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 import gpulogreg
 from gpulogreg import LogisticRegression
 from gpulogreg.persistence import FORMAT_VERSION, ModelFormatError, load_with_metadata, save_model
-from tests._helpers import make_classification
+from tests._helpers import assert_same_fit, make_classification
 
 
 def _touch(path: str) -> None:
@@ -348,20 +349,180 @@ def test_foreign_npz_and_missing_file(tmp_path):
 
 # --------------------------------------------------------------------------- declared attributes
 def test_model_trained_with_partial_fit_round_trips(tmp_path):
-    """Only FITTED_ATTRIBUTES are saved: the live partial_fit trainer stays behind."""
+    """A Generator seed is not saved, but the seed it gave and the RNG state are."""
     X, y = make_classification(600, 4, seed=7)
     model = LogisticRegression(random_state=np.random.default_rng(0))
     for rows in np.array_split(np.arange(len(y)), 3):
         model.partial_fit(X[rows], y[rows], classes=[0, 1])
-    assert "_partial_state" in vars(model)
     model.save(tmp_path / "m.glr")
     loaded, meta = load_with_metadata(tmp_path / "m.glr")
     assert meta["params_not_saved"] == ["random_state"]  # a Generator: stored as None
     assert loaded.random_state is None
-    assert "_partial_state" not in vars(loaded)
     for method in ("decision_function", "predict_proba", "predict"):
         assert getattr(model, method)(X).tobytes() == getattr(loaded, method)(X).tobytes()
     assert loaded.solver_ == model.solver_ == "minibatch"
+    model.partial_fit(X, y)
+    loaded.partial_fit(X, y)
+    assert_same_fit(loaded, model)
+
+
+#: Continued trainings: (estimator parameters, labels, whether a full fit comes first).
+_CONTINUED = {
+    "fit-then-partial_fit": ({"solver": "lbfgs", "random_state": 0}, "binary", True),
+    "partial_fit-seed-drawn": ({"random_state": None}, "binary", False),
+    "multinomial-sgd-invscaling": (
+        {"optimizer": "sgd", "learning_rate": "invscaling", "eta0": 0.05, "random_state": 3},
+        "three",
+        False,
+    ),
+    "ovr-cosine-strings": (
+        {"multi_class": "ovr", "learning_rate": "cosine", "max_iter": 5, "random_state": 1},
+        "strings",
+        True,
+    ),
+    "elasticnet-class-weight": (
+        {
+            "penalty": "elasticnet",
+            "l1_ratio": 0.5,
+            "solver": "minibatch",
+            "max_iter": 3,
+            "class_weight": {0: 1.0, 1: 3.0},
+            "random_state": 2,
+        },
+        "binary",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CONTINUED))
+def test_continued_model_round_trips_and_continues_bit_exactly(tmp_path, case):
+    """Nothing trained is lost (issue 10, principle 4): not the optimiser's state either.
+
+    After ``partial_fit`` (alone or after ``fit``) a saved and loaded model has
+    bit-identical fitted attributes and predictions, and ``partial_fit`` on it
+    continues exactly as on the original: same Adam or SGD moments, step and
+    epoch counters (the learning-rate schedules), shuffling RNG, seen weight.
+    """
+    params, labels, fit_first = _CONTINUED[case]
+    n_classes = 2 if labels == "binary" else 3
+    X, y = make_classification(900, 4, n_classes=n_classes, seed=8)
+    if labels == "strings":
+        y = np.array(["ant", "bee", "cat"], dtype=object)[y]
+    chunks = np.array_split(np.arange(len(y)), 3)
+    model = LogisticRegression(batch_size=64, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # minibatch fits of a few epochs do not converge
+        if fit_first:
+            model.fit(X, y)
+    model.partial_fit(X[chunks[0]], y[chunks[0]], classes=np.unique(y))
+    for step, rows in enumerate(chunks[1:]):
+        model.save(tmp_path / f"m{step}.glr")
+        loaded = gpulogreg.load(tmp_path / f"m{step}.glr")
+        assert_same_fit(loaded, model)
+        assert loaded.predict_proba(X).tobytes() == model.predict_proba(X).tobytes()
+        model.partial_fit(X[rows], y[rows])
+        loaded.partial_fit(X[rows], y[rows])
+        assert_same_fit(loaded, model)
+        assert loaded.predict_proba(X).tobytes() == model.predict_proba(X).tobytes()
+        model = loaded  # the next round saves a model that was itself loaded
+
+
+def test_a_loaded_models_trainers_move_to_the_data_s_array_module(tmp_path, monkeypatch):
+    """Loaded trainers live on the host; partial_fit on a GPU moves them there, exactly."""
+    from gpulogreg import _fit
+    from tests import _fake_cupy
+
+    X, y = make_classification(300, 3, seed=1)
+    model = LogisticRegression(random_state=0).partial_fit(X, y, classes=[0, 1])
+    model.save(tmp_path / "m.glr")
+    state = gpulogreg.load(tmp_path / "m.glr")._partial_state
+    trainer = state.trainers[0]
+    _fake_cupy.install(monkeypatch)
+    cupy = sys.modules["cupy"]
+    moved = _fit._on_namespace(trainer, state.layout, cupy)
+    assert isinstance(moved.params, _fake_cupy.DeviceArray)
+    assert isinstance(moved.optimizer.m, _fake_cupy.DeviceArray)
+    assert moved.params.view(np.ndarray).tobytes() == trainer.params.tobytes()
+    assert (moved.epoch, moved.step, moved.optimizer.t) == (1, trainer.step, trainer.optimizer.t)
+    assert moved.rng.bit_generator.state == trainer.rng.bit_generator.state
+    assert _fit._on_namespace(trainer, state.layout, np) is trainer
+
+
+def _partial_fit_file(tmp_path: Path) -> Path:
+    X, y = make_classification(300, 4, seed=1)
+    model = LogisticRegression(multi_class="ovr", random_state=0)
+    model.partial_fit(X, np.arange(len(y)) % 3, classes=[0, 1, 2])
+    model.save(tmp_path / "m.glr")
+    return tmp_path / "m.glr"
+
+
+def _first_task(meta):  # type: ignore[no-untyped-def]
+    return meta["training"]["tasks"][0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["training"].update(layout=[99, 1, True]), "does not match coef_"),
+        (lambda m: m["training"].update(layout=[4, 1, "yes"]), "layout .* is malformed"),
+        (lambda m: m["training"].update(weight_seen=-1.0), "weight_seen is malformed"),
+        (lambda m: m["training"].update(extra=1), "'training' is malformed"),
+        (lambda m: m["training"]["tasks"].pop(), "does not match coef_"),
+        (lambda m: m["training"].update(tasks=[]), "lists no task"),
+        (lambda m: _first_task(m)["arrays"].update(adam_v="arrays/coef_"), "bad training array"),
+        (
+            lambda m: _first_task(m)["arrays"].update(adam_v="training_0_adam_m"),
+            "listed twice",
+        ),
+        (lambda m: _first_task(m)["state"].pop("epoch"), "partial_fit state is malformed"),
+        (
+            lambda m: _first_task(m)["state"]["optimizer"].update(name="lion"),
+            "unknown optimizer 'lion'",
+        ),
+        (lambda m: _first_task(m)["state"].update(optimizer=[1]), "partial_fit state is malformed"),
+        (
+            lambda m: _first_task(m)["state"]["rng_state"].update(bit_generator="MT19937"),
+            "partial_fit state is malformed",
+        ),
+        (lambda m: m["state"].pop("history_"), "not one mini-batch history per task"),
+    ],
+    ids=[
+        "layout-features",
+        "layout-bool",
+        "weight",
+        "extra-key",
+        "task-missing",
+        "no-task",
+        "member-not-training",
+        "member-twice",
+        "no-epoch",
+        "optimizer-name",
+        "optimizer-list",
+        "rng",
+        "no-history",
+    ],
+)
+def test_a_malformed_partial_fit_state_is_a_model_format_error(tmp_path, edit, message):
+    good = _partial_fit_file(tmp_path)
+    _rewrite_metadata(good, tmp_path / "bad.glr", edit)
+    with pytest.raises(ModelFormatError, match=message):
+        gpulogreg.load(tmp_path / "bad.glr")
+
+
+def test_training_arrays_are_checked_from_their_headers(tmp_path):
+    good = _partial_fit_file(tmp_path)
+    big = io.BytesIO()
+    np.lib.format.write_array(big, np.zeros(10_000))
+    bad = _with_member(good, tmp_path / "bad.glr", "arrays/training_1_adam_m.npy", big.getvalue())
+    with pytest.raises(ModelFormatError, match="'training_1_adam_m' is missing or not 5 float64"):
+        gpulogreg.load(bad)
+
+
+def test_a_model_with_a_partial_fit_state_says_format_version_2(tmp_path):
+    """A version-1 reader would refuse its training arrays as unknown attributes."""
+    _, meta = load_with_metadata(_partial_fit_file(tmp_path))
+    assert meta["format_version"] == 2
 
 
 def test_saved_attributes_are_the_declared_ones(tmp_path, binary_model):

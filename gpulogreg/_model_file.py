@@ -316,28 +316,28 @@ def _training_meta(training: TrainingState, arrays: dict[str, np.ndarray]) -> di
     }
 
 
-def _training_members(meta: Mapping[str, Any], path: str) -> dict[str, str]:
-    """Array member -> task array name of the training state (empty without one); checked."""
+def _training_members(meta: Mapping[str, Any], path: str) -> set[str]:
+    """The array members of the training state (none without one), once its form is checked."""
     training = meta.get("training")
     if training is None:
-        return {}
+        return set()
     if not (isinstance(training, dict) and set(training) == {"layout", "weight_seen", "tasks"}):
         raise ModelFormatError(f"{path}: metadata field 'training' is malformed")
     tasks = training["tasks"]
     if not (isinstance(tasks, list) and tasks):
         raise ModelFormatError(f"{path}: the training state lists no task")
-    members: dict[str, str] = {}
+    members: set[str] = set()
     for task in tasks:
         if not (isinstance(task, dict) and set(task) == {"arrays", "state"}):
             raise ModelFormatError(f"{path}: a task of the training state is malformed")
         if not (isinstance(task["arrays"], dict) and isinstance(task["state"], dict)):
             raise ModelFormatError(f"{path}: a task of the training state is malformed")
-        for name, member in task["arrays"].items():
+        for member in task["arrays"].values():
             if not (isinstance(member, str) and member.startswith(_TRAINING_PREFIX)):
                 raise ModelFormatError(f"{path}: bad training array {member!r}")
             if member in members:
                 raise ModelFormatError(f"{path}: training array {member!r} is listed twice")
-            members[member] = name
+            members.add(member)
     return members
 
 

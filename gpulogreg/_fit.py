@@ -36,7 +36,7 @@ import hashlib
 import math
 import os
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -44,9 +44,11 @@ import numpy as np
 from gpulogreg import backends
 from gpulogreg._array import array_module_name, array_namespace, device_of, host_float64, to_host
 from gpulogreg._layout import ParamLayout
-from gpulogreg._typing import Array, Backend, BatchBackend, History, SolverResult
+from gpulogreg._model_file import TrainingState
+from gpulogreg._typing import Array, Backend, BatchBackend, History, MinibatchHistory, SolverResult
 from gpulogreg.backends import chunked
-from gpulogreg.data import FitData, check_feature_names, prepare_fit_data
+from gpulogreg.checkpoint import CheckpointState
+from gpulogreg.data import FitData, check_feature_names, check_labels, prepare_fit_data
 from gpulogreg.data.batches import ArrayBatches, BatchSource, DatasetBatches, split_validation
 from gpulogreg.data.chunks import PreparedChunks
 from gpulogreg.data.dataset import Dataset
@@ -586,11 +588,68 @@ def _fingerprint(spec: FitSpec, source: Source, task: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- partial_fit
 @dataclass
 class PartialFitState:
-    """The mini-batch trainers ``partial_fit`` continues, one per task."""
+    """The mini-batch trainers ``partial_fit`` continues, one per task.
+
+    A model file keeps it (:meth:`saved`, :meth:`restored`), so a loaded model
+    continues exactly as the saved one would have.
+    """
 
     trainers: list[MinibatchTrainer]
+    layout: ParamLayout
     weight_seen: float = 0.0
-    layout: ParamLayout | None = field(default=None)
+
+    def saved(self) -> TrainingState:
+        """A host copy for a model file (each trainer's history is the model's ``history_``)."""
+        tasks = []
+        for trainer in self.trainers:
+            state = trainer.state()
+            del state.meta["history"]
+            tasks.append(state)
+        return TrainingState(self.layout, self.weight_seen, tuple(tasks))
+
+    @classmethod
+    def restored(cls, saved: TrainingState, histories: list[Any]) -> PartialFitState:
+        """The state :meth:`saved` gave, on the host, with the model's histories (one per task).
+
+        Raises
+        ------
+        ValueError
+            ``saved`` or ``histories`` do not make a state (a corrupt file).
+        """
+        if len(histories) != len(saved.tasks) or not all(
+            isinstance(h, MinibatchHistory) for h in histories
+        ):
+            raise ValueError("the model's history_ is not one mini-batch history per task")
+        trainers = [
+            _restored_trainer(
+                CheckpointState(task.arrays, {**task.meta, "history": history.as_dict()}),
+                saved.layout,
+                np,
+            )
+            for task, history in zip(saved.tasks, histories, strict=True)
+        ]
+        return cls(trainers, saved.layout, saved.weight_seen)
+
+
+def _restored_trainer(state: CheckpointState, layout: ParamLayout, xp: Any) -> MinibatchTrainer:
+    """A trainer continuing ``state`` in the namespace ``xp``.
+
+    Its penalty and configuration are placeholders: :func:`run_partial_fit`
+    sets both on every call, and the optimiser comes from ``state``.
+    """
+    trainer = MinibatchTrainer(
+        xp.zeros(layout.n_params),
+        penalty=Penalty.build(layout, xp, C=math.inf, l1_ratio=0.0, weight_sum=1.0),
+        config=MinibatchConfig(),
+        seed=0,
+    )
+    trainer.restore(state)
+    return trainer
+
+
+def _on_namespace(trainer: MinibatchTrainer, layout: ParamLayout, xp: Any) -> MinibatchTrainer:
+    """``trainer``, moved to ``xp`` when it lives elsewhere (a loaded model trained on a GPU)."""
+    return trainer if trainer.xp is xp else _restored_trainer(trainer.state(), layout, xp)
 
 
 def run_partial_fit(
@@ -652,6 +711,8 @@ def run_partial_fit(
             for k in range(len(positives))
         ]
         state = PartialFitState(trainers=trainers, layout=layout)
+    else:
+        state.trainers = [_on_namespace(t, layout, xp) for t in state.trainers]
     state.weight_seen += source.weight_sum
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     backend = BoundBackend(source.batch_backend_factory(n_classes))
@@ -676,7 +737,7 @@ def _partial_fit_classes(classes: Any, previous: PreviousFit | None) -> np.ndarr
         if previous is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
         return previous.classes
-    classes = np.unique(np.asarray(to_host(classes)))
+    classes = check_labels(classes)
     if previous is not None and not np.array_equal(classes, previous.classes):
         raise ValueError(
             f"classes={shown(classes)} is not the same as on the first call to partial_fit "

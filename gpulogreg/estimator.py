@@ -154,8 +154,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         (for minibatch: the final pass that computes ``objective_``).
     """
 
-    #: The fitted attributes a saved model keeps (those a model has; private
-    #: state such as the ``partial_fit`` trainer is not saved).
+    #: The fitted attributes a saved model keeps (those a model has; the
+    #: ``partial_fit`` trainers' state is saved beside them, see ``save``).
     FITTED_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
         "coef_",
         "intercept_",
@@ -505,12 +505,24 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     # -- persistence -----------------------------------------------------------
     def save(self, path: Any) -> None:
         """Save the fitted model to exactly ``path``, without pickle (see persistence)."""
+        self._write_model_file(path)
+
+    def _write_model_file(self, path: Any, metadata: Any = None) -> None:
+        """Write the parameters, the ``FITTED_ATTRIBUTES`` and the ``partial_fit`` state.
+
+        The state of the ``partial_fit`` trainers (optimiser moments, step and
+        epoch counters, shuffling RNG, weight seen) is saved when ``partial_fit``
+        ran since the last ``fit``, so a loaded model continues exactly.
+        """
         self._check_fitted()
+        state: PartialFitState | None = self.__dict__.get("_partial_state")
         _model_file.write_model_file(
             path,
             estimator=type(self).__name__,
             params=self.get_params(deep=False),
             attributes=_model_file.fitted_attributes(self, self.FITTED_ATTRIBUTES),
+            training=None if state is None else state.saved(),
+            metadata=metadata,
         )
 
     def __sklearn_tags__(self) -> Any:

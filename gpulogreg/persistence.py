@@ -1,12 +1,13 @@
 """Save and load fitted models without pickle: the public side of the model file format.
 
-The format itself (version 1, a ZIP archive of ``metadata.json`` and
+The format itself (versions 1 and 2, a ZIP archive of ``metadata.json`` and
 ``arrays/<name>.npy``) lives in :mod:`gpulogreg._model_file`, below the
 estimator; this module sits above it: it builds the
 :class:`~gpulogreg.LogisticRegression` from what the file holds. A model file
 stores the constructor parameters and the attributes the estimator declares
-in ``LogisticRegression.FITTED_ATTRIBUTES`` (nothing else of ``vars(model)``:
-private state such as a ``partial_fit`` trainer is not saved).
+in ``LogisticRegression.FITTED_ATTRIBUTES`` (nothing else of ``vars(model)``)
+and, when ``partial_fit`` ran since the last ``fit``, the state of its
+trainers, so that a loaded model continues training exactly as the saved one.
 
 Loading trusts nothing in the file: it must be our container (see
 :func:`gpulogreg._files.read`), name this format and a version this library
@@ -24,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._fit import PartialFitState
 from gpulogreg._model_file import (
     FORMAT,
     FORMAT_VERSION,
     ModelFormatError,
-    fitted_attributes,
+    TrainingState,
     read_model_file,
-    write_model_file,
 )
 from gpulogreg._version import __version__
 from gpulogreg.estimator import LogisticRegression
@@ -69,13 +70,7 @@ def save_model(
         A parameter or attribute that cannot be stored without pickle, or a
         public fitted attribute outside ``FITTED_ATTRIBUTES``.
     """
-    write_model_file(
-        path,
-        estimator=type(model).__name__,
-        params=model.get_params(deep=False),
-        attributes=fitted_attributes(model, model.FITTED_ATTRIBUTES),
-        metadata=metadata,
-    )
+    model._write_model_file(path, metadata)
 
 
 def load(path: str | os.PathLike[str]) -> LogisticRegression:
@@ -94,7 +89,7 @@ def load(path: str | os.PathLike[str]) -> LogisticRegression:
 def load_with_metadata(path: str | os.PathLike[str]) -> tuple[LogisticRegression, dict[str, Any]]:
     """Load a model and return it with its metadata (``metadata["extra"]``: the caller's)."""
     path = os.fspath(path)
-    meta, params, attributes = read_model_file(
+    meta, params, attributes, training = read_model_file(
         path, attribute_names=LogisticRegression.FITTED_ATTRIBUTES
     )
     if meta.get("estimator") != LogisticRegression.__name__:
@@ -110,11 +105,29 @@ def load_with_metadata(path: str | os.PathLike[str]) -> tuple[LogisticRegression
     for key, value in attributes.items():
         setattr(model, key, value)
     _check_consistent(model, path)
+    if training is not None:
+        model._partial_state = _restored_training(training, model, path)
     return model, meta
+
+
+def _restored_training(
+    training: TrainingState, model: LogisticRegression, path: str
+) -> PartialFitState:
+    """The ``partial_fit`` state of a loaded model, its histories being ``history_``."""
+    history = getattr(model, "history_", None)
+    histories = history if isinstance(history, list) else [history]
+    try:
+        return PartialFitState.restored(training, histories)
+    except ValueError as exc:  # CheckpointError too
+        raise ModelFormatError(f"{path}: the partial_fit state is malformed ({exc})") from None
 
 
 def _check_consistent(model: LogisticRegression, path: str) -> None:
     """The fitted attributes prediction needs are present, arrays of the right kind, finite.
+
+    ``classes_`` must be sorted and distinct, as a fit makes it: prediction maps
+    the decision columns to the classes in that order, and ``partial_fit``
+    and scoring look labels up in it by bisection.
 
     Their shapes were checked against each other before they were read
     (:func:`gpulogreg._model_file.read_model_file`).
@@ -130,3 +143,6 @@ def _check_consistent(model: LogisticRegression, path: str) -> None:
         raise ModelFormatError(f"{path}: coef_ and intercept_ must be float arrays")
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
         raise ModelFormatError(f"{path}: coef_ or intercept_ holds NaN or infinity")
+    classes = model.classes_
+    if classes.ndim != 1 or not bool(np.all(classes[1:] > classes[:-1])):
+        raise ModelFormatError(f"{path}: classes_ must be sorted and distinct")

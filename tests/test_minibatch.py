@@ -18,7 +18,7 @@ from gpulogreg.data import batches
 from gpulogreg.loss import LogisticObjective, Penalty
 from gpulogreg.solvers.stochastic import schedules
 from gpulogreg.solvers.stochastic.config import MinibatchConfig
-from tests._helpers import make_classification
+from tests._helpers import assert_same_fit, make_classification
 
 #: Backend of these tests' fits: "auto" (Numba on the CPU) once it is there.
 BACKEND = "auto"
@@ -367,6 +367,37 @@ def test_resumed_run_ends_where_the_uninterrupted_run_ends(
     again = LR(checkpoint_path=path, checkpoint_every=2, **kw).fit(X, y)
     np.testing.assert_array_equal(_params(again), _params(straight))
     assert load_checkpoint(path).meta["finished"]
+
+
+@pytest.mark.parametrize("multi_class", ["auto", "ovr"])
+def test_a_model_resumed_from_a_checkpoint_round_trips_bit_exactly(
+    tmp_path, monkeypatch, multi_class: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 10, principle 4: a resumed fit saves and loads bit-exactly, and continues alike."""
+    X, y = make_classification(1500, 4, n_classes=3, seed=12)
+    kw = {
+        "solver": "minibatch",
+        "multi_class": multi_class,
+        "max_iter": 4,
+        "eta0": 0.02,
+        "early_stopping": True,
+        "n_iter_no_change": 10,
+        "checkpoint_path": str(tmp_path / "run.ckpt"),
+        "random_state": None,
+    }
+    _kill_after_saves(monkeypatch, 1)
+    with pytest.raises(_KilledError):
+        LR(**kw).fit(X, y)
+    monkeypatch.undo()
+    resumed = _quiet_fit(LR(**kw), X, y)
+    resumed.save(tmp_path / "m.glr")
+    loaded = gpulogreg.load(tmp_path / "m.glr")
+    assert_same_fit(loaded, resumed)
+    assert loaded.predict_proba(X).tobytes() == resumed.predict_proba(X).tobytes()
+    for model in (resumed, loaded):
+        model.set_params(random_state=5)
+        model.partial_fit(X[:500], y[:500])
+    assert_same_fit(loaded, resumed)
 
 
 def test_checkpoint_file_is_pickle_free_and_written_atomically(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -222,3 +222,90 @@ def test_messages_show_plain_values_not_numpy_reprs(data: tuple[np.ndarray, np.n
     model = LogisticRegression(solver="minibatch")
     with pytest.raises(ValueError, match=r"y contains label 5 \(row 3\) not in classes \[0, 1\]"):
         model.partial_fit(X, np.where(np.arange(100) == 3, 5, y), classes=[0, 1])
+
+
+# --------------------------------------------------------------------------- labels (issue 10, 7)
+def _complex(y: np.ndarray) -> np.ndarray:
+    return y + 0j
+
+
+def _imaginary(y: np.ndarray) -> np.ndarray:
+    return 1 + 1j * y
+
+
+def _object_complex(y: np.ndarray) -> np.ndarray:
+    return np.array([complex(v) for v in y], dtype=object)
+
+
+@pytest.mark.parametrize("make", [_complex, _imaginary, _object_complex])
+def test_complex_labels_are_refused_as_scikit_learn_does(
+    data: tuple[np.ndarray, np.ndarray], make: Any
+) -> None:
+    X, y = data
+    labels = make(y)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        LogisticRegression().fit(X, labels)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        LogisticRegression().partial_fit(X, labels, classes=list(set(labels.tolist())))
+
+
+def test_complex_classes_of_partial_fit_are_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Integer labels matched against complex ``classes`` would make complex ``classes_``."""
+    X, y = data
+    with pytest.raises(ValueError, match="Complex data not supported: classes"):
+        LogisticRegression().partial_fit(X, y, classes=[0j, 1 + 0j])
+
+
+@pytest.mark.parametrize("dtype", ["S", object], ids=["bytes", "object-bytes"])
+def test_bytes_labels_are_refused_as_scikit_learn_does(
+    data: tuple[np.ndarray, np.ndarray], dtype: Any
+) -> None:
+    X, y = data
+    labels = np.array([b"no", b"yes"], dtype=dtype)[y]
+    with pytest.raises(TypeError, match="labels represented as bytes are not supported"):
+        LogisticRegression().fit(X, labels)
+
+
+def _object_labels(kind: str) -> np.ndarray:
+    import datetime
+    import decimal
+
+    pairs: dict[str, list[Any]] = {
+        "Decimal": [decimal.Decimal("0.5"), decimal.Decimal("1.5")],
+        "date": [datetime.date(2020, 1, 1), datetime.date(2021, 1, 1)],
+        "float": [0.0, 1.0],
+        "int-and-str": [1, "a"],
+        "int-and-bool": [2, True],
+        "huge-int": [0, 2**70],
+    }
+    return np.array(pairs[kind] + [None], dtype=object)[:2]
+
+
+@pytest.mark.parametrize(
+    "kind", ["Decimal", "date", "float", "int-and-str", "int-and-bool", "huge-int"]
+)
+def test_object_labels_a_model_file_cannot_hold_are_refused_at_fit(
+    data: tuple[np.ndarray, np.ndarray], kind: str
+) -> None:
+    """A fit whose model ``save`` would refuse is a trap: refused first, saying why."""
+    X, y = data
+    labels = _object_labels(kind)[y]
+    with pytest.raises(ValueError, match=r"y holds labels of type .* which a model file"):
+        LogisticRegression().fit(X, labels)
+
+
+def test_timezone_aware_timestamps_are_refused_at_fit(data: tuple[np.ndarray, np.ndarray]) -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    stamps = pd.Series(pd.to_datetime(["2020-01-01", "2021-01-01"])[y]).dt.tz_localize("UTC")
+    with pytest.raises(ValueError, match=r"y holds labels of type Timestamp"):
+        LogisticRegression().fit(X, stamps)
+
+
+@pytest.mark.parametrize("dtype", ["datetime64[D]", "timedelta64[s]"])
+def test_nat_labels_are_missing_values(data: tuple[np.ndarray, np.ndarray], dtype: str) -> None:
+    X, y = data
+    labels = np.array([1, 2], dtype=dtype)[y]
+    labels[7] = np.array("NaT", dtype=dtype)
+    with pytest.raises(ValueError, match=r"y contains NaT at row 7"):
+        LogisticRegression().fit(X, labels)

@@ -21,6 +21,7 @@ from gpulogreg.data.fit_data import prepare_fit_data
 from gpulogreg.data.validation import (
     FitData,
     check_feature_names,
+    check_labels,
     check_sample_weight,
     check_X,
     class_weights,
@@ -33,6 +34,7 @@ __all__ = [
     "array_namespace",
     "check_X",
     "check_feature_names",
+    "check_labels",
     "check_sample_weight",
     "class_weights",
     "encode_labels",

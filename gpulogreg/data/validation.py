@@ -19,12 +19,14 @@ import numpy as np
 
 from gpulogreg._array import array_module_name, array_namespace, device_of, to_host
 from gpulogreg._compat import DataConversionWarning
+from gpulogreg._model_file import storable_objects
 from gpulogreg._typing import Array
 
 __all__ = [
     "FitData",
     "check_X",
     "check_feature_names",
+    "check_labels",
     "check_sample_weight",
     "class_weights",
     "encode_labels",
@@ -340,7 +342,9 @@ def encode_labels(
     Parameters
     ----------
     y : array-like of shape (n_samples,)
-        Labels of any sortable kind (ints, floats, strings, bools).
+        Labels: ints, integral floats, strings, bools, datetime64 or
+        timedelta64 values, or an object array of strings, bools or ints (see
+        :func:`check_labels` for what is refused).
     classes : ndarray, optional
         Known classes (``partial_fit``, prediction); labels outside them raise.
     row_offset : int
@@ -363,19 +367,9 @@ def encode_labels(
         y = y.ravel()
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D, got shape {y.shape}")
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            row = int(np.flatnonzero(~np.isfinite(y))[0])
-            raise ValueError(f"y contains {_describe(y[row])} at row {row + row_offset}")
-        if (y != np.round(y)).any():
-            raise ValueError(
-                "Unknown label type: continuous. y holds non-integer floats; "
-                "a classifier needs class labels"
-            )
-    if y.dtype.kind == "O" and any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
-        raise ValueError("y contains missing values")
+    _check_label_values(y, "y", row_offset)
     if classes is None:
-        classes, y_index = np.unique(y, return_inverse=True)
+        classes, y_index = _unique_labels(y, "y")
     else:
         y_index = np.searchsorted(classes, y)
         y_index = np.clip(y_index, 0, len(classes) - 1)
@@ -387,6 +381,90 @@ def encode_labels(
                 f"{shown(classes)}"
             )
     return classes, y_index.astype(np.int32).ravel()
+
+
+def check_labels(labels: Any, what: str = "classes") -> np.ndarray:
+    """The sorted distinct values of ``labels`` (e.g. ``partial_fit``'s ``classes``), checked.
+
+    Labels are refused as scikit-learn refuses them (complex numbers, bytes,
+    non-integral or missing values: NaN, None, NaT), and so are object arrays
+    that a model file cannot store exactly (anything but strings, bools or
+    ints, or a mix of those), since a model fitted on them could not be saved.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming what is wrong (``what`` names the argument).
+    """
+    values = np.asarray(_host_values(labels))
+    _check_label_values(values.ravel(), what, 0)
+    return _unique_labels(values.ravel(), what)[0]
+
+
+def _check_label_values(y: np.ndarray, what: str, row_offset: int) -> None:
+    """Refuse label dtypes and values that are no class labels (see :func:`check_labels`)."""
+    kind = y.dtype.kind
+    if kind == "c":
+        raise _complex_labels(what)
+    if kind == "S":
+        raise _bytes_labels(what)
+    if kind == "V":
+        raise TypeError(f"{what} has the structured dtype {y.dtype}; labels must be scalars")
+    if kind == "f":
+        if not np.isfinite(y).all():
+            row = int(np.flatnonzero(~np.isfinite(y))[0])
+            raise ValueError(f"{what} contains {_describe(y[row])} at row {row + row_offset}")
+        if (y != np.round(y)).any():
+            raise ValueError(
+                f"Unknown label type: continuous. {what} holds non-integer floats; "
+                "a classifier needs class labels"
+            )
+    if kind in "Mm" and np.isnat(y).any():
+        row = int(np.flatnonzero(np.isnat(y))[0])
+        raise ValueError(f"{what} contains NaT at row {row + row_offset}")
+    if kind == "O" and any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
+        raise ValueError(f"{what} contains missing values")
+
+
+def _unique_labels(y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(sorted distinct labels, index of each label)``; object labels must be storable."""
+    try:
+        classes, y_index = np.unique(y, return_inverse=True)
+    except TypeError:  # labels of types that do not compare (int and str, complex)
+        raise _object_labels_error(y, what) from None
+    if classes.dtype.kind == "O" and storable_objects(classes) is None:
+        raise _object_labels_error(classes, what)
+    return classes, y_index
+
+
+def _object_labels_error(values: np.ndarray, what: str) -> Exception:
+    """The error for object labels that are no storable class labels, naming their types."""
+    types = {type(v) for v in values.tolist()}
+    if any(issubclass(t, complex) for t in types):
+        return _complex_labels(what)
+    if any(issubclass(t, bytes) for t in types):
+        return _bytes_labels(what)
+    names = ", ".join(sorted(t.__name__ for t in types))
+    return ValueError(
+        f"{what} holds labels of type {names}, which a model file cannot store exactly "
+        "(labels must all be strings, all bools or all integers within int64, or a NumPy array of "
+        "numbers, datetime64 or timedelta64; scikit-learn refuses object labels other "
+        "than strings); convert them, e.g. with .astype(str)"
+    )
+
+
+def _complex_labels(what: str) -> ValueError:
+    return ValueError(
+        f"Complex data not supported: {what} holds complex numbers, which are no class "
+        "labels (as in scikit-learn)"
+    )
+
+
+def _bytes_labels(what: str) -> TypeError:
+    return TypeError(
+        f"{what} holds bytes: labels represented as bytes are not supported (as in "
+        "scikit-learn); decode them to strings"
+    )
 
 
 def _host_values(a: Any) -> Any:

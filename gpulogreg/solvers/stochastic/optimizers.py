@@ -14,7 +14,7 @@ import numpy as np
 
 from gpulogreg._typing import Array
 
-__all__ = ["OPTIMIZERS", "SGD", "Adam", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "make_optimizer", "restore_optimizer"]
 
 OPTIMIZERS = ("sgd", "adam")
 #: Adam's moment decay rates and denominator guard (Kingma & Ba's defaults,
@@ -45,7 +45,7 @@ class SGD:
         self.velocity = self.xp.asarray(arrays["velocity"], dtype=self.xp.float64)
 
     def meta(self) -> dict[str, Any]:
-        return {}
+        return {"name": "sgd", "momentum": self.momentum}
 
 
 class Adam:
@@ -76,9 +76,26 @@ class Adam:
         self.t = int(meta["adam_t"])
 
     def meta(self) -> dict[str, Any]:
-        return {"adam_t": self.t}
+        return {"name": "adam", "adam_t": self.t}
 
 
 def make_optimizer(name: str, xp: Any, n_params: int, momentum: float) -> SGD | Adam:
     """The optimiser called ``name`` ("adam" or "sgd") for ``n_params`` parameters."""
     return Adam(xp, n_params) if name == "adam" else SGD(xp, n_params, momentum)
+
+
+def restore_optimizer(
+    meta: dict[str, Any], xp: Any, n_params: int, default: SGD | Adam
+) -> SGD | Adam:
+    """The optimiser a saved state names (its ``meta()``), or ``default`` when it names none.
+
+    A trainer keeps the optimiser it was built with even when ``optimizer`` or
+    ``momentum`` changes between ``partial_fit`` calls, so its state says
+    which one it is (states written before it did are read with ``default``).
+    """
+    name = meta.get("name")
+    if name is None:
+        return default
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}")
+    return make_optimizer(name, xp, n_params, float(meta.get("momentum", 0.0)))

@@ -61,7 +61,7 @@ from gpulogreg._typing import BatchBackend as BatchBackendProtocol
 from gpulogreg.data.batches import Batch, BatchSource
 from gpulogreg.loss import Penalty
 from gpulogreg.solvers.stochastic.config import MinibatchConfig
-from gpulogreg.solvers.stochastic.optimizers import make_optimizer
+from gpulogreg.solvers.stochastic.optimizers import make_optimizer, restore_optimizer
 from gpulogreg.solvers.stochastic.schedules import learning_rate
 
 __all__ = ["BoundBackend", "MinibatchProblem", "MinibatchTrainer", "solve_minibatch"]
@@ -352,7 +352,10 @@ class MinibatchTrainer:
         xp = self.xp
         try:
             self.params = xp.asarray(state.arrays["params"], dtype=xp.float64)
-            self.optimizer.load(state.arrays, meta.get("optimizer", {}))
+            saved = meta.get("optimizer", {})
+            n = int(self.params.shape[0])
+            self.optimizer = restore_optimizer(saved, xp, n, self.optimizer)
+            self.optimizer.load(state.arrays, saved)
             best = state.arrays.get("best_params")
             self.best_params = None if best is None else xp.asarray(best, dtype=xp.float64)
             self.seed = int(meta["seed"])
@@ -366,7 +369,7 @@ class MinibatchTrainer:
             self.converged = bool(meta["converged"])
             self.message = str(meta["message"])
             self.history = MinibatchHistory.from_dict(meta["history"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({exc})") from None
         if self.params.shape[0] != self.penalty.mask.shape[0]:
             raise CheckpointError(f"checkpoint {path} holds parameters of the wrong size")

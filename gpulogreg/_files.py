@@ -26,7 +26,8 @@ tool lists it:
 :func:`read` trusts nothing in the file. It must be a ZIP archive whose
 members are exactly ``metadata.json`` and the ``arrays/<name>.npy`` the
 metadata lists, each stored uncompressed and each lying inside the file; the
-metadata is bounded in size, strict JSON, free of duplicate keys; an array
+metadata is bounded in size and in its number of values (counted before it is
+parsed), strict JSON, free of duplicate keys; an array
 whose header declares Python objects is refused before a byte of it is read
 (and the data are read with ``allow_pickle=False`` besides); an array whose
 header declares more or fewer bytes than its member stores is refused before
@@ -56,6 +57,7 @@ import numpy as np
 __all__ = [
     "ARRAY_PREFIX",
     "MAX_METADATA_BYTES",
+    "MAX_METADATA_VALUES",
     "METADATA_MEMBER",
     "ArrayHeader",
     "ContainerError",
@@ -70,9 +72,16 @@ __all__ = [
 METADATA_MEMBER = "metadata.json"
 #: Folder of the array members inside the archive.
 ARRAY_PREFIX = "arrays/"
-#: Largest metadata member read (bytes): a model's metadata is a few kB plus
-#: its histories, a checkpoint's likewise; anything far larger is not ours.
-MAX_METADATA_BYTES = 64 * 1024 * 1024
+#: Largest metadata member read or written (bytes): a model's metadata is a few
+#: kB plus its histories (four numbers per iteration and task), a checkpoint's
+#: likewise; anything far larger is not ours.
+MAX_METADATA_BYTES = 16 * 1024 * 1024
+#: Most JSON values (numbers, strings, lists, objects) the metadata may hold,
+#: counted before it is parsed (an upper bound: commas and brackets). Parsing
+#: costs memory per value, not per byte (a Python object each: 16 MiB of
+#: ``{},`` would take 2.8 GB); 500,000 values stay within tens of MB, and
+#: hold the histories of 100 one-vs-rest models of 1,000 iterations each.
+MAX_METADATA_VALUES = 500_000
 #: Metadata key under which the container lists its arrays (reserved).
 _ARRAYS_KEY = "arrays"
 #: Tag of a non-finite float in the metadata (JSON has no NaN or infinity).
@@ -402,11 +411,28 @@ def write(
     document = dict(_tag_floats(meta))
     document[_ARRAYS_KEY] = {name: _member(name) for name in stored}
     text = json.dumps(document, indent=1, sort_keys=True, allow_nan=False)
+    encoded = text.encode("utf-8")
+    if len(encoded) > MAX_METADATA_BYTES or _json_values_bound(encoded) > MAX_METADATA_VALUES:
+        raise ValueError(
+            f"the metadata ({len(encoded):,} bytes, up to {_json_values_bound(encoded):,} "
+            f"values) is beyond what the reader accepts ({MAX_METADATA_BYTES:,} bytes, "
+            f"{MAX_METADATA_VALUES:,} values): nothing was written"
+        )
     with atomic_write(path) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr(METADATA_MEMBER, text.encode("utf-8"))
+        zf.writestr(METADATA_MEMBER, encoded)
         for name, arr in stored.items():
             with zf.open(_member(name), "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
+def _json_values_bound(document: bytes) -> int:
+    """An upper bound on the values of a JSON document, without parsing it.
+
+    Every value but the first of a list or object follows a comma, and every
+    list or object opens with a bracket (commas and brackets inside strings
+    only raise the bound).
+    """
+    return document.count(b",") + document.count(b"[") + document.count(b"{") + 1
 
 
 def _member(name: str) -> str:
@@ -495,9 +521,14 @@ def _read_layout(zf: zipfile.ZipFile, path: str) -> tuple[dict[str, Any], list[t
             raise ContainerError(path, f"member {info.filename!r} runs past the end of the file")
     if zf.getinfo(METADATA_MEMBER).file_size > MAX_METADATA_BYTES:
         raise ContainerError(path, f"{METADATA_MEMBER} is implausibly large")
+    raw = zf.read(METADATA_MEMBER)
+    if _json_values_bound(raw) > MAX_METADATA_VALUES:
+        raise ContainerError(
+            path, f"{METADATA_MEMBER} holds more than {MAX_METADATA_VALUES:,} values (not ours)"
+        )
     try:
         meta = json.loads(
-            zf.read(METADATA_MEMBER).decode("utf-8"),
+            raw.decode("utf-8"),
             parse_constant=_refuse_constant,
             object_pairs_hook=_unique_keys,
         )

@@ -434,3 +434,38 @@ def test_a_locked_temporary_file_is_kept_whatever_its_pid(tmp_path: Path, sleepe
     with _files.atomic_write(tmp_path / "out.bin") as handle:
         handle.write(b"newer")
     assert not locked.exists()
+
+
+# --------------------------------------------------------------------------- metadata bounds
+@pytest.mark.parametrize(
+    "filler",
+    [b"{}", b"[]", b"0", b'""'],  # empty objects: the 2.8 GB case of a 57 MiB member
+)
+def test_metadata_with_too_many_values_is_refused_before_it_is_parsed(
+    tmp_path: Path, filler: bytes
+) -> None:
+    import tracemalloc
+
+    many = b"[" + b",".join([filler] * (_files.MAX_METADATA_VALUES + 1)) + b"]"
+    document = b'{"arrays": {}, "bloat": ' + many + b"}"
+    assert len(document) < _files.MAX_METADATA_BYTES
+    path = tmp_path / "bloat.npz"
+    _write_zip(path, {"metadata.json": document})
+    tracemalloc.start()
+    try:
+        with pytest.raises(_files.ContainerError, match="more than 500,000 values"):
+            _files.read(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(document) + (1 << 20)  # the member's bytes, never a parse
+
+
+def test_metadata_within_the_bounds_reads_and_the_writer_refuses_beyond(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    history = {"objective": [0.5] * 100_000, "optimality": [1e-3] * 100_000}
+    _files.write(path, {"history": history}, {})
+    assert _files.read(path)[0]["history"] == history
+    with pytest.raises(ValueError, match="beyond what the reader accepts"):
+        _files.write(tmp_path / "g.bin", {"x": [0] * _files.MAX_METADATA_VALUES}, {})
+    assert not (tmp_path / "g.bin").exists()

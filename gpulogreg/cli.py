@@ -25,6 +25,7 @@ Warnings (e.g. a solver that hit ``--max-iter``) are one line each,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -271,6 +272,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "trained_rows": table.n_rows,
     }
     save_model(model, args.model, metadata=extra)
+    inference = _inference_table(model, table, args.cov_type) if args.summary else None
     summary = {
         "command": "fit",
         "model": args.model,
@@ -281,9 +283,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "read_seconds": read_s,
         "seconds": fit_s,
     }
+    if inference is not None:
+        summary["coefficients"] = inference[1]
     if args.json:
         _write_json_stdout(summary)
     else:
+        if inference is not None:
+            print(inference[0])
         state = "converged" if summary["converged"] else "NOT converged"
         print(
             f"fitted {summary['rows']:,} rows x {summary['features']} features in "
@@ -293,6 +299,36 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
         print(f"model written to {args.model}")
     return 0
+
+
+def _inference_table(model: Any, table: Any, cov_type: str) -> tuple[str, list[dict[str, Any]]]:
+    """The fitted model's summary text and its coefficient table (one record per parameter)."""
+    results = model.inference(table.X, table.y, cov_type=cov_type)
+    results = results if isinstance(results, list) else [results]
+    # The model was fitted on the file's array: name the parameters by its columns.
+    named = ["intercept"] if model.fit_intercept else []
+    named += [str(name) for name in table.feature_names]
+    results = [dataclasses.replace(r, param_names=named) for r in results]
+    text = "\n\n".join(r.summary() for r in results)
+    records = []
+    for result in results:
+        ci = result.conf_int()
+        columns = [result.params, result.bse, result.tvalues, result.pvalues]
+        columns += [ci[..., 0], ci[..., 1]]
+        contrasts = [None] if result.params.ndim == 1 else result.classes[1:].tolist()
+        for j, contrast in enumerate(contrasts):
+            for i, name in enumerate(result.param_names):
+                values = [float(c[i] if c.ndim == 1 else c[i, j]) for c in columns]
+                record: dict[str, Any] = {"parameter": name}
+                if result.positive_class is not None:
+                    record["class"] = _jsonable(result.positive_class)
+                if contrast is not None:
+                    record["class"] = _jsonable(contrast)
+                    record["reference"] = _jsonable(result.classes[0])
+                names = ("coef", "std_err", "z", "p_value", "ci_lower", "ci_upper")
+                record.update(zip(names, values, strict=True))
+                records.append(record)
+    return text, records
 
 
 def _format_of(args: argparse.Namespace) -> str:
@@ -722,6 +758,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (solver minibatch)")
     p.add_argument("--random-state", type=int, help="seed of the stochastic solvers")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the coefficient table (standard errors, z, p-values, intervals: one more "
+        "pass over the data); with --json, add it as 'coefficients'",
+    )
+    p.add_argument(
+        "--cov-type",
+        choices=("nonrobust", "HC0", "HC1"),
+        default="nonrobust",
+        help="covariance of the --summary table (default nonrobust)",
+    )
     _add_progress(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit, outputs={"--model": None}, inputs=("data", "target"))

@@ -697,3 +697,22 @@ def test_an_output_never_replaces_an_input(capsys, tmp_path, problem, fitted, ca
     _assert_one_line_error(err)
     assert f"{link} is an input of this command" in err
     assert {p: p.read_bytes() for p in before} == before
+
+
+# --------------------------------------------------------------------------- fit --summary
+def test_fit_summary_prints_the_coefficient_table_and_json_holds_it(capsys, tmp_path, problem):
+    data = _write_table(tmp_path / "train.csv", _columns(problem))
+    model = tmp_path / "m.glr"
+    argv = ["fit", data, "--target", "label", "--id", "customer", "--model", model]
+    code, out, err = _run(capsys, [*argv, "--penalty", "none", "--summary"])
+    assert code == 0, err
+    assert all(word in out for word in ("std err", "intercept", "f3"))
+    code, out, err = _run(capsys, [*argv, "--summary", "--cov-type", "HC0", "--json"])
+    assert code == 0
+    assert "Laplace approximation" in err  # the default C=1 penalises: one warning line
+    rows = json.loads(out)["coefficients"]
+    assert [r["parameter"] for r in rows] == ["intercept", *FEATURES]
+    X = problem["X"]
+    y = problem["y"]
+    expected = gpulogreg.load(model).inference(X, y, cov_type="HC0")
+    np.testing.assert_allclose([r["std_err"] for r in rows], expected.bse, rtol=1e-10)

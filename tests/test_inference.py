@@ -286,3 +286,69 @@ def test_unfitted_and_mismatched_data_are_refused(spector):
         model.inference(X[:, :2], y)
     with pytest.raises(ValueError, match="labels y"):
         model.inference(X)
+
+
+# --------------------------------------------------------------------------- robust
+@pytest.mark.parametrize("dataset", ["spector", "generated"])
+def test_hc0_equals_statsmodels(spector, clustered, dataset):
+    X, y = spector if dataset == "spector" else clustered[:2]
+    result = _unpenalised().fit(X, y).inference(X, y, cov_type="HC0")
+    reference = sm.Logit(y, sm.add_constant(X)).fit(disp=0, cov_type="HC0")
+    _assert_matches(result, reference)
+    assert result.cov_type == "HC0"
+
+
+def test_hc1_is_hc0_with_the_small_sample_factor(spector):
+    # statsmodels' discrete models return HC0 for "HC1" (its issue #7798); ours
+    # is the textbook (and Stata) HC1: HC0 times n / (n - k).
+    X, y = spector
+    model = _unpenalised().fit(X, y)
+    hc0 = model.inference(X, y, cov_type="HC0")
+    hc1 = model.inference(X, y, cov_type="HC1")
+    n, k = len(y), X.shape[1] + 1
+    np.testing.assert_allclose(hc1.cov_params(), hc0.cov_params() * n / (n - k), rtol=1e-12)
+
+
+def test_weighted_hc0_equals_glm_and_duplicated_rows(clustered):
+    X, y, _ = clustered
+    w = np.random.default_rng(5).integers(1, 4, size=len(y)).astype(float)
+    result = (
+        _unpenalised().fit(X, y, sample_weight=w).inference(X, y, sample_weight=w, cov_type="HC0")
+    )
+    reference = sm.GLM(y, sm.add_constant(X), family=sm.families.Binomial(), freq_weights=w).fit(
+        tol=1e-13, cov_type="HC0"
+    )
+    assert _rel(result.bse, reference.bse) < RTOL
+
+
+@pytest.mark.parametrize("labels", ["integers", "strings"])
+def test_cluster_equals_statsmodels(clustered, labels):
+    X, y, groups = clustered
+    groups = groups if labels == "integers" else np.asarray([f"g{g:03d}" for g in groups])
+    result = _unpenalised().fit(X, y).inference(X, y, cov_type="cluster", groups=groups)
+    reference = sm.Logit(y, sm.add_constant(X)).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": np.unique(groups, return_inverse=True)[1]}
+    )
+    _assert_matches(result, reference)
+
+
+def test_multinomial_hc0_equals_mnlogit(anes96):
+    X, y = anes96
+    result = _unpenalised().fit(X, y).inference(X, y, cov_type="HC0")
+    reference = sm.MNLogit(y, sm.add_constant(X)).fit(disp=0, maxiter=200, cov_type="HC0")
+    assert _rel(result.bse, reference.bse) < 1e-6
+
+
+def test_robust_inference_on_a_dataset_and_dask_equals_arrays(clustered):
+    da = pytest.importorskip("dask.array")
+    X, y, groups = clustered
+    model = _unpenalised().fit(X, y)
+    expected = model.inference(X, y, cov_type="HC0")
+    dataset = model.inference(Dataset.from_arrays(X, y, chunk_rows=512), cov_type="HC0")
+    np.testing.assert_allclose(dataset.bse, expected.bse, rtol=1e-10)
+    Xd, yd = da.from_array(X, chunks=(512, -1)), da.from_array(y, chunks=512)
+    dask = model.inference(Xd, yd, cov_type="HC0")
+    np.testing.assert_allclose(dask.bse, expected.bse, rtol=1e-10)
+    expected = model.inference(X, y, cov_type="cluster", groups=groups)
+    dask = model.inference(Xd, yd, cov_type="cluster", groups=groups)
+    np.testing.assert_allclose(dask.bse, expected.bse, rtol=1e-10)

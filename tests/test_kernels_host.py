@@ -734,6 +734,8 @@ def test_cupy_backend_runs_on_the_device_holding_x(
     gpu.loss(params)
     gpu.loss_grad(params)
     gpu.hessian(params)
+    gpu.meat(params)
+    gpu.cluster_scores(params, _fake_cupy.on_device(np.arange(X.shape[0]) % 7, 1), 7)
     gpu.hvp(params, v)
     gpu.gram_matvec(v[: X.shape[1] + 1])
     Z = gpu.decision(params, gpu.X)

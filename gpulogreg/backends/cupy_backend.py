@@ -150,9 +150,11 @@ class CupyBackend(NumpyBackend):
     (the data are already on the device: :func:`gpulogreg.backends.make_backend`
     moves them once). It subclasses the array-generic baseline and replaces
     the elementwise middle of ``loss_grad`` and ``loss``, and the binary
-    ``hessian`` and ``hvp``, by our kernels; ``decision``, ``gram_matvec`` and
-    the multinomial Hessian and Hessian-vector product are the baseline's,
-    running on CuPy arrays. Every method runs with the device holding ``X``
+    ``hessian`` and ``hvp``, by our kernels; the binary ``meat`` is the
+    Hessian's chunked construction with the baseline's row weights;
+    ``decision``, ``gram_matvec``, ``cluster_scores`` and the multinomial
+    Hessian, meat and Hessian-vector product are the baseline's, running on
+    CuPy arrays. Every method runs with the device holding ``X``
     current (CuPy and cuBLAS work on the current device).
 
     Parameters
@@ -363,8 +365,35 @@ class CupyBackend(NumpyBackend):
         """
         if not self._binary:
             return super().hessian(params)
+        return self._binary_gram(self._check_params(params), self._newton_weights)
+
+    @_on_data_device
+    def meat(self, params: Array) -> Array:
+        """The Hessian's construction with the weights ``s (p - y)^2`` (binary).
+
+        The weights of a chunk are the baseline's rule (:meth:`_meat_weights`),
+        CuPy elementwise operations on the device. Multinomial: the baseline's
+        chunked blocks ``A^T diag(s R_k R_j) A`` on the device.
+        """
+        if not self._binary:
+            return super().meat(params)
+        return self._binary_gram(self._check_params(params), self._squared_residual_weights)
+
+    @_on_data_device
+    def cluster_scores(self, params: Array, groups: Array, n_groups: int) -> Array:
+        """The baseline's chunked per-group sums, on the device (``groups`` on X's device)."""
+        return super().cluster_scores(self._check_params(params), groups, n_groups)
+
+    def _binary_gram(
+        self, params: Array, weights: Callable[[Array, Array, int, int, Array], None]
+    ) -> Array:
+        """``A^T diag(h) A`` over float64 row chunks, ``A = [X, 1]``.
+
+        ``weights(params, X_chunk, start, stop, out)`` writes a chunk's ``h``
+        (the Newton weights or the meat's); the chunk buffer holds at most
+        :attr:`hessian_chunk_bytes`.
+        """
         xp = self.xp
-        params = self._check_params(params)
         m, n, d = self.n_samples, self.n_features, self.layout.n_cols
         rows = max(1, min(m, int(self.hessian_chunk_bytes) // (8 * d)))
         H = xp.zeros((d, d), dtype=xp.float64)
@@ -377,11 +406,17 @@ class CupyBackend(NumpyBackend):
             count = stop - start
             Xc = self.X[start:stop]
             hc = h[:count]
-            self._newton_weights(params, Xc, start, stop, hc)
+            weights(params, Xc, start, stop, hc)
             Ac = A[:count]
             Ac[:, :n] = Xc
             H += (Ac * hc[:, None]).T @ Ac
         return H
+
+    def _squared_residual_weights(
+        self, params: Array, X: Array, start: int, stop: int, out: Array
+    ) -> None:
+        """``out = s (p - y)^2`` for rows ``start:stop`` (X is that row block)."""
+        out[...] = self._meat_weights(self._linear(params, X), slice(start, stop))(0, 0)
 
     @_on_data_device
     def hvp(self, params: Array, v: Array) -> Array:

@@ -227,7 +227,7 @@ class NumpyBackend(HasLayout):
         S = xp.zeros((int(n_groups), K, d), dtype=xp.float64)
         for rows in self._row_chunks():
             Xc = self.X[rows]
-            R = self._residual(self._linear(params, Xc), rows)
+            R = self._raw_residual(self._linear(params, Xc), rows)
             R = xp.reshape(R, (Xc.shape[0], K)) * self.sample_weight[rows][:, None]
             segments = _Segments(xp, groups[rows])
             A = self._design(Xc)[segments.order]
@@ -282,7 +282,7 @@ class NumpyBackend(HasLayout):
     def _meat_weights(self, z: Array, rows: slice) -> PairWeights:
         """Outer products of the residuals: ``s r^2`` (binary), ``s R_k R_j`` (multinomial)."""
         s = self.sample_weight[rows]
-        R = self._residual(z, rows)
+        R = self._raw_residual(z, rows)
         if self.n_outputs == 1:
             h = s * R * R
             return lambda k, j: h
@@ -298,7 +298,7 @@ class NumpyBackend(HasLayout):
         ez = xp.exp(z - z.max(axis=1, keepdims=True))
         return ez / ez.sum(axis=1, keepdims=True)
 
-    def _residual(self, z: Array, rows: slice) -> Array:
+    def _raw_residual(self, z: Array, rows: slice) -> Array:
         """Unweighted ``p - y`` (m,) or ``softmax(z) - onehot(y)`` (m, K) of the rows ``rows``.
 
         From the int32 labels (every subclass has them; the baseline's float

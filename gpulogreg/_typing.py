@@ -104,6 +104,30 @@ class Backend(Protocol):
         """Hessian-vector product of the weighted mean cross-entropy, shape (n_params,)."""
         ...
 
+    def meat(self, params: Array) -> Array:
+        """``sum_i s_i g_i g_i^T``, the meat of the sandwich covariance, shape (n_params, n_params).
+
+        ``g_i`` is the gradient of row ``i``'s unweighted loss with respect to
+        ``params`` and ``s_i`` its normalised weight: binary
+        ``g_i = (p_i - y_i) a_i`` with ``a_i = [x_i, 1]`` (``[x_i]`` without an
+        intercept); multinomial, block ``(k, j)`` of the meat is
+        ``A^T diag(s R_k R_j) A`` with ``R = softmax(Z) - onehot(y)``. float64,
+        in ``xp``. With frequency weights ``w_i = W s_i`` the HC0 meat of
+        statsmodels' GLM is ``W * meat``.
+        """
+        ...
+
+    def cluster_scores(self, params: Array, groups: Array, n_groups: int) -> Array:
+        """Per-group sums of the weighted row gradients, shape (n_groups, n_params).
+
+        Row ``c`` is ``sum_{i: groups[i] == c} s_i g_i`` (``g_i`` as in
+        :meth:`meat`), so that ``S^T S`` is the meat of the cluster-robust
+        covariance. ``groups`` holds one int64 group index in
+        ``[0, n_groups)`` per row of the data, in the data's row order, in
+        ``xp``. float64, in ``xp``; deterministic.
+        """
+        ...
+
     def gram_matvec(self, v: Array) -> Array:
         """``A^T S A v`` where ``A = [X, 1]`` and ``S`` the normalised weights.
 

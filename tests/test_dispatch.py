@@ -299,7 +299,7 @@ def test_device_memory_check_message() -> None:
     assert isinstance(info.value, MemoryError)
 
 
-@pytest.mark.parametrize(("n_outputs", "hvp_per_row"), [(1, 24), (3, 48 * 3 + 8)])
+@pytest.mark.parametrize(("n_outputs", "hvp_per_row"), [(1, 24), (3, 40 * 3)])
 def test_data_near_capacity_are_refused_up_front(n_outputs: int, hvp_per_row: int) -> None:
     """Free memory for X, labels, weights, residual and X @ w is not enough: Newton-CG's
     Hessian-vector products (and, multinomial, the copy of R) need more, counted per row."""

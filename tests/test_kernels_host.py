@@ -734,6 +734,8 @@ def test_cupy_backend_runs_on_the_device_holding_x(
     gpu.loss(params)
     gpu.loss_grad(params)
     gpu.hessian(params)
+    gpu.meat(params)
+    gpu.cluster_scores(params, _fake_cupy.on_device(np.arange(X.shape[0]) % 7, 1), 7)
     gpu.hvp(params, v)
     gpu.gram_matvec(v[: X.shape[1] + 1])
     Z = gpu.decision(params, gpu.X)
@@ -783,6 +785,9 @@ def test_memory_check_counts_what_the_backend_allocates(
         before = state.reset_peak()
         call()
         measured[name] = state.peak - before
+    before = state.reset_peak()
+    gpu.meat(params)
+    assert state.peak - before == measured["hessian"], "the meat takes what the Hessian takes"
     n_outputs = 1 if n_classes == 2 else n_classes
     terms = cupy_backend.device_memory_terms(m, n, dtype, n_outputs)
     measured["loss_grad"] = max(measured["loss_grad"], measured.pop("loss"))

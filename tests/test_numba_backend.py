@@ -71,10 +71,17 @@ def test_matches_numpy_baseline(dtype, n_classes, fit_intercept, weights):
     assert rel_err(fast.gram_matvec(v[:n_cols]), ref.gram_matvec(v[:n_cols])) <= tol
     H = fast.hessian(params)
     assert rel_err(H, ref.hessian(params)) <= tol
+    M = fast.meat(params)
+    assert rel_err(M, ref.meat(params)) <= tol
     if n_classes == 2:
         np.testing.assert_array_equal(H, H.T)
+        np.testing.assert_array_equal(M, M.T)
     else:
         assert rel_err(H, H.T) <= 1e-14
+        assert rel_err(M, M.T) <= 1e-14
+    groups = np.arange(N_ROWS) % 13
+    S = fast.cluster_scores(params, groups, 13)
+    assert rel_err(S, ref.cluster_scores(params, groups, 13)) <= tol
     X_new = X[:101]
     assert rel_err(fast.decision(params, X_new), ref.decision(params, X_new)) <= tol
 
@@ -189,6 +196,7 @@ def test_bitwise_identical_across_thread_counts(dtype, n_classes):
         dtype, n_classes, True, "random", seed=2, n_rows=3 * nk.CHUNK_ROWS + 5
     )
     n_cols = N_FEATURES + 1
+    groups = np.random.default_rng(0).integers(0, 40, fast.n_samples)
 
     def evaluate():
         loss, grad = fast.loss_grad(params)
@@ -198,6 +206,8 @@ def test_bitwise_identical_across_thread_counts(dtype, n_classes):
             fast.hvp(params, v),
             fast.gram_matvec(v[:n_cols]),
             fast.hessian(params),
+            fast.meat(params),
+            fast.cluster_scores(params, groups, 40),
             fast.decision(params, fast.X),
             np.array([read_once(fast.X)]),
         ]

@@ -108,7 +108,7 @@ __all__ = [
     "BLOCK_ROWS",
     "CHUNK_ROWS",
     "binary_decision",
-    "binary_hessian_weights",
+    "binary_gram_weights",
     "binary_hvp",
     "binary_loss",
     "binary_loss_grad",
@@ -618,7 +618,7 @@ def gram_matvec(X, s, v, c):
 
 
 @njit(**_SERIAL)
-def _binary_hessian_weights_chunk(X, s, w, b, start, stop, q, out):
+def _binary_gram_weights_chunk(X, y, s, w, b, meat, start, stop, q, out):
     n = X.shape[1]
     g = np.zeros(n)
     z = np.empty(BLOCK_ROWS)
@@ -627,13 +627,19 @@ def _binary_hessian_weights_chunk(X, s, w, b, start, stop, q, out):
     for i0 in range(start, stop, BLOCK_ROWS):
         nb = min(BLOCK_ROWS, stop - i0)
         Xb = X[i0 : i0 + nb]
+        yb = y[i0 : i0 + nb]
         sb = s[i0 : i0 + nb]
         qb = q[i0 : i0 + nb]
         pf = _dot_block(Xb, w, b, z, X, i0 + PREFETCH_ROWS, _PF_TWO_PASSES)
         for r in range(nb):
             e = exp_nonpos(-abs(z[r]))
             d = 1.0 / (1.0 + e)
-            hi = sb[r] * (e * d * d)
+            if meat:
+                # p - y as in the gradient (_binary_pointwise), squared.
+                ri = (1.0 if z[r] >= 0.0 else e) * d - np.float64(yb[r])
+                hi = sb[r] * (ri * ri)
+            else:
+                hi = sb[r] * (e * d * d)
             hb += hi
             h[r] = hi
             qb[r] = np.sqrt(hi)
@@ -644,16 +650,28 @@ def _binary_hessian_weights_chunk(X, s, w, b, start, stop, q, out):
 
 
 @njit(**_PARALLEL)
-def binary_hessian_weights(X, s, w, b):
-    """Curvature weights of the binary Hessian and its intercept row, in one pass.
+def binary_gram_weights(X, y, s, w, b, meat):
+    """Row weights of the binary Hessian or meat and the matrix's intercept row, in one pass.
 
-    ``h_i = s_i p_i (1 - p_i)``; the Hessian is ``A^T diag(h) A`` with
-    ``A = [X, 1]``, whose last row is ``[X^T h, sum h]``.
+    ``h_i = s_i p_i (1 - p_i)`` (the Hessian) or, with ``meat``,
+    ``h_i = s_i (p_i - y_i)^2`` (the meat ``sum_i s_i g_i g_i^T`` of the
+    sandwich covariance, ``g_i = (p_i - y_i) a_i``); the matrix is
+    ``A^T diag(h) A`` with ``A = [X, 1]``, whose last row is ``[X^T h, sum h]``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, n), float32 or float64, C-contiguous
+    y : ndarray of shape (m,), int32, values in {0, 1} (read only with ``meat``)
+    s : ndarray of shape (m,), float64
+    w : ndarray of shape (n,), float64
+    b : float
+    meat : bool
 
     Returns
     -------
     q : ndarray of shape (m,), float64
-        ``sqrt(h_i)``, so that ``X^T diag(h) X = (q X)^T (q X)`` (a SYRK).
+        ``sqrt(h_i)`` (``sqrt(s_i) |p_i - y_i|`` for the meat), so that
+        ``X^T diag(h) X = (q X)^T (q X)`` (a SYRK).
     last : ndarray of shape (n + 1,), float64
         ``[X^T h, sum_i h_i]``.
     """
@@ -662,8 +680,8 @@ def binary_hessian_weights(X, s, w, b):
     part = np.zeros((nc, n + 1))
     q = np.empty(m)
     for k in prange(nc):
-        _binary_hessian_weights_chunk(
-            X, s, w, b, k * CHUNK_ROWS, min((k + 1) * CHUNK_ROWS, m), q, part[k]
+        _binary_gram_weights_chunk(
+            X, y, s, w, b, meat, k * CHUNK_ROWS, min((k + 1) * CHUNK_ROWS, m), q, part[k]
         )
     return q, _sum_rows(part)
 

@@ -216,6 +216,26 @@ class ChunkedBackend(SumOfParts):
         for inner in self.chunk_backends():
             yield getattr(inner, method)(*vectors)
 
+    def map_parts_with_rows(
+        self, method: str, params: Array, rows: Array, *options: Any
+    ) -> Iterable[Any]:
+        """Each chunk's ``method(params, its slice of rows, *options)``, in the dataset's order.
+
+        Every pass reads the chunks in the same order, so a chunk's first row
+        is the number of rows before it. ``rows`` is in :attr:`xp` (on the GPU
+        when the chunks are computed there).
+        """
+        start = 0
+        for inner in self.chunk_backends():
+            stop = start + inner.n_samples
+            yield getattr(inner, method)(params, rows[start:stop], *options)
+            start = stop
+        if start != rows.shape[0]:
+            raise ValueError(
+                f"the dataset's chunks hold {start} rows, but {rows.shape[0]} row entries "
+                "were given: the data changed since they were counted"
+            )
+
 
 def _show_chunk(progress: ProgressLine, i: int, n_chunks: int) -> None:
     """``chunk i/N`` of the current pass, on a terminal only."""

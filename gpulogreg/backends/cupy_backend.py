@@ -150,9 +150,11 @@ class CupyBackend(NumpyBackend):
     (the data are already on the device: :func:`gpulogreg.backends.make_backend`
     moves them once). It subclasses the array-generic baseline and replaces
     the elementwise middle of ``loss_grad`` and ``loss``, and the binary
-    ``hessian`` and ``hvp``, by our kernels; ``decision``, ``gram_matvec`` and
-    the multinomial Hessian and Hessian-vector product are the baseline's,
-    running on CuPy arrays. Every method runs with the device holding ``X``
+    ``hessian`` and ``hvp``, by our kernels; the binary ``meat`` is the
+    Hessian's chunked construction with the baseline's row weights;
+    ``decision``, ``gram_matvec``, ``cluster_scores`` and the multinomial
+    Hessian, meat and Hessian-vector product are the baseline's, running on
+    CuPy arrays. Every method runs with the device holding ``X``
     current (CuPy and cuBLAS work on the current device).
 
     Parameters
@@ -363,8 +365,35 @@ class CupyBackend(NumpyBackend):
         """
         if not self._binary:
             return super().hessian(params)
+        return self._binary_gram(self._check_params(params), self._newton_weights)
+
+    @_on_data_device
+    def meat(self, params: Array) -> Array:
+        """The Hessian's construction with the weights ``s (p - y)^2`` (binary).
+
+        The weights of a chunk are the baseline's rule (:meth:`_meat_weights`),
+        CuPy elementwise operations on the device. Multinomial: the baseline's
+        chunked blocks ``A^T diag(s R_k R_j) A`` on the device.
+        """
+        if not self._binary:
+            return super().meat(params)
+        return self._binary_gram(self._check_params(params), self._squared_residual_weights)
+
+    @_on_data_device
+    def cluster_scores(self, params: Array, groups: Array, n_groups: int) -> Array:
+        """The baseline's chunked per-group sums, on the device (``groups`` on X's device)."""
+        return super().cluster_scores(self._check_params(params), groups, n_groups)
+
+    def _binary_gram(
+        self, params: Array, weights: Callable[[Array, Array, int, int, Array], None]
+    ) -> Array:
+        """``A^T diag(h) A`` over float64 row chunks, ``A = [X, 1]``.
+
+        ``weights(params, X_chunk, start, stop, out)`` writes a chunk's ``h``
+        (the Newton weights or the meat's); the chunk buffer holds at most
+        :attr:`hessian_chunk_bytes`.
+        """
         xp = self.xp
-        params = self._check_params(params)
         m, n, d = self.n_samples, self.n_features, self.layout.n_cols
         rows = max(1, min(m, int(self.hessian_chunk_bytes) // (8 * d)))
         H = xp.zeros((d, d), dtype=xp.float64)
@@ -377,11 +406,17 @@ class CupyBackend(NumpyBackend):
             count = stop - start
             Xc = self.X[start:stop]
             hc = h[:count]
-            self._newton_weights(params, Xc, start, stop, hc)
+            weights(params, Xc, start, stop, hc)
             Ac = A[:count]
             Ac[:, :n] = Xc
             H += (Ac * hc[:, None]).T @ Ac
         return H
+
+    def _squared_residual_weights(
+        self, params: Array, X: Array, start: int, stop: int, out: Array
+    ) -> None:
+        """``out = s (p - y)^2`` for rows ``start:stop`` (X is that row block)."""
+        out[...] = self._meat_weights(self._linear(params, X), slice(start, stop))(0, 0)
 
     @_on_data_device
     def hvp(self, params: Array, v: Array) -> Array:
@@ -478,22 +513,22 @@ def device_memory_terms(
         ``v`` and their sum with the intercept (8 + 8), then ``r = h z`` (8)
         while the decision values go, and ``r`` in X's dtype (``b``) with the
         chunk partials: ``max(24, 16 + b + 4 n / 1024)``. Multinomial (the
-        baseline's): ``Z``, ``Z_v``, ``exp(Z - max)`` and ``P`` (``4 x 8 k``)
-        are held while ``R = P (Z_v - sum P Z_v) s`` is built through two
-        ``8 k`` temporaries, plus the row maxima: ``48 k + 8``.
+        baseline's): ``Z``, ``Z_v`` and ``P`` (``3 x 8 k``) are held while
+        ``R = P (Z_v - sum P Z_v) s`` is built through two ``8 k``
+        temporaries: ``40 k``.
     ``gram_matvec``
         the float64 decision values, their sum with the intercept, ``s z`` and
         that in X's dtype: ``16 + b``.
-    ``hessian`` (not per row: bounded chunks)
+    ``hessian`` (not per row: bounded chunks; ``meat`` takes the same)
         binary: per chunk of ``min(n_samples, HESSIAN_CHUNK_BYTES / 8 d)``
         rows, ``A = [X, 1]`` in float64 and ``A * h`` (``8 d`` each) and
         ``h`` (8); plus ``H`` and the chunk's product (``16 d^2``).
         Multinomial (the baseline's, chunks of
         :data:`~gpulogreg.backends.numpy_backend.HESSIAN_CHUNK_ROWS` rows):
-        ``[X, 1]`` (``d b``), ``Z``, ``exp(Z - max)``, ``P`` (``24 k``), the
-        row maxima and one weight vector (16), ``A * h`` and, float32,
-        ``A`` in float64 (``8 d`` each); plus ``H`` (``8 p^2``) and a block
-        and its product (``16 d^2``). Counted only when ``p`` is at most
+        ``[X, 1]`` (``d b``), ``P`` (``8 k``; the meat: the residuals), one
+        block's weights (8), ``A * h`` and, float32, ``A`` in float64
+        (``8 d`` each); plus ``H`` (``8 p^2``) and a block and its product
+        (``16 d^2``). Counted only when ``p`` is at most
         :data:`DENSE_HESSIAN_MAX_PARAMS` (above it Newton uses
         Hessian-vector products and never builds ``H``).
     ``headroom``
@@ -502,6 +537,10 @@ def device_memory_terms(
 
     Methods run one at a time, so the fit needs ``data + held + max(loss_grad,
     hvp, gram_matvec, hessian) + headroom`` (:func:`device_bytes_needed`).
+    The sums of inference after a fit are not counted: ``meat`` takes what
+    ``hessian`` takes, and ``cluster_scores`` a few copies (float64 at most)
+    of a chunk of ``[X, 1]`` (chunks of ``HESSIAN_CHUNK_ROWS`` rows) and the
+    ``n_groups x p`` result.
 
     Returns
     -------
@@ -523,7 +562,7 @@ def device_memory_terms(
     if k == 1:
         terms["hvp"] = max(24 * m, (16 + b) * m + partials)
     else:
-        terms["hvp"] = (48 * k + 8) * m
+        terms["hvp"] = 40 * k * m
     terms["gram_matvec"] = (16 + b) * m
     if n_params > DENSE_HESSIAN_MAX_PARAMS:
         terms["hessian"] = 0
@@ -532,7 +571,7 @@ def device_memory_terms(
         terms["hessian"] = rows * (16 * d + 8) + 16 * d * d
     else:
         rows = min(m, HESSIAN_CHUNK_ROWS)
-        per_row = d * b + 24 * k + 16 + 8 * d * (2 if float32 else 1)
+        per_row = d * b + 8 * k + 8 + 8 * d * (2 if float32 else 1)
         terms["hessian"] = rows * per_row + 8 * n_params**2 + 16 * d * d
     terms["headroom"] = DEVICE_HEADROOM_BYTES
     return terms
@@ -545,7 +584,7 @@ def device_bytes_needed(n_samples: int, n_features: int, dtype: Any, n_outputs: 
     :func:`device_memory_terms`, which derives each term from the backend's
     allocations. For example 1,000,000 x 100 float32: binary 400 + 12 + 4
     + 24 (Hessian-vector product) bytes per row; 3 classes 400 + 12 + 12 +
-    152 (its Hessian-vector product).
+    120 (its Hessian-vector product).
     """
     terms = device_memory_terms(n_samples, n_features, dtype, n_outputs)
     working = max(terms[name] for name in ("loss_grad", "hvp", "gram_matvec", "hessian"))

@@ -14,7 +14,9 @@ the work. With the weights normalised over the whole data
 (:class:`~gpulogreg.backends.sum_of_parts.SumOfParts`, shared with the chunked
 backend for data on disk). Per evaluation only the parameter vector travels to the workers (one
 graph key, shared by all blocks) and each block sends back a float and a
-vector (``hessian``: a ``p x p`` matrix). The client adds the block results in
+vector (``hessian`` and ``meat``: a ``p x p`` matrix; ``cluster_scores``: an
+``n_groups x p`` matrix, for which each block's task also carries its slice
+of the group indices). The client adds the block results in
 block order whatever order they finish in, so a fit is reproducible run to
 run and independent of the scheduler. Parameters and gradients stay NumPy on
 the client (``xp`` is NumPy): the solvers run unchanged.
@@ -124,15 +126,20 @@ class DaskBackend(SumOfParts):
         self.layout = ParamLayout.for_classes(self.n_features, self.n_classes, fit_intercept)
         self.device = "gpu" if chunk_module(self.X) == "cupy" else "cpu"
         self.name = f"dask({'cupy' if self.device == 'gpu' else 'numba'})"
+        offsets = np.cumsum((0, *rows)).tolist()
         blocks = zip(
             self.X.to_delayed().ravel(),
             self.y.to_delayed(),
             self.sample_weight.to_delayed(),
-            rows,
+            offsets[:-1],
+            offsets[1:],
             strict=True,
         )
         # Empty blocks add nothing (and some kernels want at least one row).
-        self._blocks = [(Xb, yb, sb) for Xb, yb, sb, m in blocks if m > 0]
+        kept = [(Xb, yb, sb, slice(a, b)) for Xb, yb, sb, a, b in blocks if b > a]
+        self._blocks = [block[:3] for block in kept]
+        #: Each kept block's rows in the whole data (its slice of per-row arrays).
+        self._block_rows = [block[3] for block in kept]
         self.n_blocks = len(self._blocks)
 
     def map_parts(self, method: str, *vectors: Array) -> Sequence[Any]:
@@ -141,10 +148,36 @@ class DaskBackend(SumOfParts):
 
         # One graph key per vector: sent to the workers once, shared by all blocks.
         shared = [dask.delayed(np.asarray(v, dtype=np.float64)) for v in vectors]
+        return self._compute(method, [shared] * self.n_blocks)
+
+    def map_parts_with_rows(
+        self, method: str, params: Array, rows: Array, *options: Any
+    ) -> Sequence[Any]:
+        """Each block's ``method(params, its slice of rows, *options)``, in block order.
+
+        ``rows`` is a NumPy array on the client (the parameters' namespace);
+        each block's slice travels with its task, and CuPy blocks move it to
+        their device.
+        """
+        import dask
+
+        shared = dask.delayed(np.asarray(params, dtype=np.float64))
+        rows = np.asarray(rows)
+        return self._compute(method, [[shared, rows[r]] for r in self._block_rows], options)
+
+    def _compute(
+        self, method: str, arguments: Sequence[Sequence[Any]], options: tuple[Any, ...] = ()
+    ) -> Sequence[Any]:
+        """``method(*arguments[b], *options)`` of block ``b``'s inner backend, for every block.
+
+        The results come back in block order, whatever order they finish in.
+        """
+        import dask
+
         call = dask.delayed(_block_call)
         tasks = [
-            call(method, Xb, yb, sb, self.n_classes, self.fit_intercept, *shared)
-            for Xb, yb, sb in self._blocks
+            call(method, Xb, yb, sb, self.n_classes, self.fit_intercept, *args, options=options)
+            for (Xb, yb, sb), args in zip(self._blocks, arguments, strict=True)
         ]
         results: Sequence[Any] = dask.compute(*tasks)
         return results
@@ -165,12 +198,14 @@ def _block_call(
     n_classes: int,
     fit_intercept: bool,
     *vectors: np.ndarray,
+    options: tuple[Any, ...] = (),
 ) -> Any:
-    """Run ``method`` of an inner backend built on one block (runs on a worker).
+    """Run ``method(*vectors, *options)`` of an inner backend built on one block (on a worker).
 
     The inner backend is chosen from the block, which is already where it is
     computed on: Numba kernels for NumPy blocks, the CUDA kernels for CuPy
-    blocks. Results come back as NumPy.
+    blocks; the vectors move to the block's namespace, the options are passed
+    as they are. Results come back as NumPy.
     """
     inner: Any
     if array_module_name(X) == "cupy":
@@ -181,7 +216,7 @@ def _block_call(
         from gpulogreg.backends.numba_backend import NumbaBackend
 
         inner = NumbaBackend(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
-    out = getattr(inner, method)(*(inner.xp.asarray(v) for v in vectors))
+    out = getattr(inner, method)(*(inner.xp.asarray(v) for v in vectors), *options)
     if isinstance(out, tuple):
         return tuple(to_host(o) for o in out)
     return to_host(out)

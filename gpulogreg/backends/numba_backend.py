@@ -11,12 +11,15 @@ The binary Hessian ``A^T diag(h) A`` (``A = [X, 1]``) is compute-bound
 weights ``h``, ``q = sqrt(h)`` and the intercept row ``[X^T h, sum h]``; then
 ``X^T diag(h) X = (q X)^T (q X)`` is accumulated over fixed row chunks with
 one SYRK each (no ``m x n`` temporary). See :func:`_weighted_syrk` for how
-the BLAS threads are kept from fighting the Numba threads.
+the BLAS threads are kept from fighting the Numba threads. The meat of the
+sandwich covariance, ``A^T diag(s (p - y)^2) A``, is the same construction
+with other weights (one flag of the same Numba pass).
 
-The multinomial Hessian reuses the chunked BLAS baseline of
+The multinomial Hessian and meat reuse the chunked BLAS baseline of
 :class:`~gpulogreg.backends.numpy_backend.NumpyBackend` (its ``K (K + 1) / 2``
-blocks are BLAS products as well); its loss, gradient and Hessian-vector
-product are fused Numba kernels like the binary ones.
+blocks are BLAS products as well), and so do the per-group scores of both
+models (``cluster_scores``); the multinomial loss, gradient and
+Hessian-vector product are fused Numba kernels like the binary ones.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 
 from gpulogreg._typing import Array
 from gpulogreg.backends import _numba_kernels as nk
-from gpulogreg.backends.numpy_backend import NumpyBackend
+from gpulogreg.backends.numpy_backend import NumpyBackend, RowWeightRule
 
 __all__ = ["NumbaBackend"]
 
@@ -185,20 +188,35 @@ class NumbaBackend(NumpyBackend):
     def hessian(self, params: Array) -> Array:
         """Hessian ``A^T diag(h) A`` of the weighted mean loss, ``A = [X, 1]``.
 
-        Binary: one Numba pass for ``h``, ``q = sqrt(h)`` and the last row,
-        then a SYRK per fixed chunk of :data:`HESSIAN_CHUNK_ROWS` rows, summed
-        in chunk order. Multinomial: the chunked BLAS baseline of
-        :class:`NumpyBackend` (not fused), run with single-threaded BLAS.
+        Binary: :meth:`_binary_gram` of the curvature ``s p (1 - p)``.
+        Multinomial: the chunked BLAS baseline of :class:`NumpyBackend` (not
+        fused), run with single-threaded BLAS (:meth:`_gram`).
         """
         if self.n_outputs != 1:
-            # Baseline BLAS products with BLAS held to one thread: see
-            # _weighted_syrk for the measured cost of OpenBLAS's own threads.
-            with _blas_controller().limit(limits=1, user_api="blas"):
-                H: np.ndarray = super().hessian(params)
-            return H
+            return super().hessian(params)
+        return self._binary_gram(params, meat=False)
+
+    def meat(self, params: Array) -> Array:
+        """``sum_i s_i g_i g_i^T``: the Hessian's construction with the weights ``s (p - y)^2``.
+
+        Binary: :meth:`_binary_gram`; multinomial: the baseline's blocks
+        ``A^T diag(s R_k R_j) A`` with single-threaded BLAS.
+        """
+        if self.n_outputs != 1:
+            return super().meat(params)
+        return self._binary_gram(params, meat=True)
+
+    def _binary_gram(self, params: Array, *, meat: bool) -> np.ndarray:
+        """``A^T diag(h) A`` with the Hessian's (or, ``meat``, the meat's) binary weights ``h``.
+
+        One Numba pass for ``h``, ``q = sqrt(h)`` and the last row
+        (:func:`~gpulogreg.backends._numba_kernels.binary_gram_weights`), then
+        a SYRK per fixed chunk of :data:`HESSIAN_CHUNK_ROWS` rows, summed in
+        chunk order (:func:`_weighted_syrk`).
+        """
         w, b = self._binary_params(params)
         with _serial_when_small(self.n_samples):
-            q, last = nk.binary_hessian_weights(self.X, self.sample_weight, w, b)
+            q, last = nk.binary_gram_weights(self.X, self.y, self.sample_weight, w, b, meat)
         n = self.n_features
         p = n + int(self.fit_intercept)
         H = np.empty((p, p))
@@ -207,6 +225,15 @@ class NumbaBackend(NumpyBackend):
             H[n, :] = last
             H[:n, n] = last[:n]
         return H
+
+    def _gram(self, params: Array, weights: RowWeightRule) -> Array:
+        """The baseline's chunked blocks with BLAS held to one thread.
+
+        See :func:`_weighted_syrk` for the measured cost of OpenBLAS's own
+        threads next to the Numba threads.
+        """
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return super()._gram(params, weights)
 
 
 def _chunk_syrk(X: np.ndarray, q: np.ndarray, start: int, stop: int) -> Any:

@@ -13,16 +13,24 @@ Formulas (binary, ``y`` in {0, 1}, normalised weights ``s`` summing to one)::
     p_i    = sigmoid(z_i) = where(z_i >= 0, 1, e_i) / (1 + e_i),  e_i = exp(-|z_i|)
     grad_w = X^T r,  grad_b = sum_i r_i,   r_i = s_i (p_i - y_i)
     H      = A^T diag(s_i p_i (1 - p_i)) A,   A = [X, 1]
+    meat   = A^T diag(s_i (p_i - y_i)^2) A = sum_i s_i g_i g_i^T,   g_i = (p_i - y_i) a_i
+    S_c    = sum_{i in group c} s_i g_i                  (cluster scores)
 
 Multinomial (``K`` classes, ``Y`` one-hot)::
 
     Z      = X W^T + b                       (m, K)
     loss   = sum_i s_i [logsumexp(Z_i) - Z_{i, y_i}]
     R      = diag(s) (softmax(Z) - Y);  grad_W = R^T X,  grad_b = sum_i R_i
+    H_kj   = A^T diag(s P_k (delta_kj - P_j)) A,   P = softmax(Z)
+    meat_kj = A^T diag(s E_k E_j) A,   E = softmax(Z) - Y
+
+The Hessian and the meat are one chunked construction (:meth:`NumpyBackend._gram`)
+with two row-weight rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -174,15 +182,12 @@ class NumpyBackend(HasLayout):
         return s @ loss, self.join(grad_coef, grad_intercept)
 
     def hvp(self, params: Array, v: Array) -> Array:
-        xp = self.xp
         z = self._linear(params, self.X)
         zv = self._linear(v, self.X)
         if self.n_outputs == 1:
             R = self._curvature(z, self.sample_weight) * zv
         else:
-            zmax = z.max(axis=1, keepdims=True)
-            ez = xp.exp(z - zmax)
-            P = ez / ez.sum(axis=1, keepdims=True)
+            P = self._probabilities(z)
             R = P * (zv - (P * zv).sum(axis=1, keepdims=True)) * self.sample_weight[:, None]
         grad_coef, grad_intercept = self._transpose_product(R)
         return self.join(grad_coef, grad_intercept)
@@ -202,38 +207,186 @@ class NumpyBackend(HasLayout):
 
     def hessian(self, params: Array) -> Array:
         """Hessian built in row chunks: the temporary is ``chunk x n_features``."""
+        return self._gram(params, self._hessian_weights)
+
+    def meat(self, params: Array) -> Array:
+        """``sum_i s_i g_i g_i^T`` in row chunks, the Hessian's blocks with other row weights."""
+        return self._gram(params, self._meat_weights)
+
+    def cluster_scores(self, params: Array, groups: Array, n_groups: int) -> Array:
+        """``S[c] = sum_{i: groups[i] == c} s_i g_i`` over row chunks (no ``m x p`` temporary).
+
+        Per chunk the rows are sorted by group (:class:`_Segments`) and each
+        output's score rows ``s_i R_ik a_i`` (``chunk x n_cols``) are summed
+        group by group in a fixed pairwise order, then added to their groups'
+        rows of ``S``: deterministic, on the backend's device, with no atomics.
+        """
         xp = self.xp
-        p = self.n_params
-        H = xp.zeros((p, p), dtype=xp.float64)
+        groups = self._check_groups(groups, n_groups)
+        K, d = self.n_outputs, self.layout.n_cols
+        S = xp.zeros((int(n_groups), K, d), dtype=xp.float64)
+        for rows in self._row_chunks():
+            Xc = self.X[rows]
+            R = self._raw_residual(self._linear(params, Xc), rows)
+            R = xp.reshape(R, (Xc.shape[0], K)) * self.sample_weight[rows][:, None]
+            segments = _Segments(xp, groups[rows])
+            A = self._design(Xc)[segments.order]
+            R = R[segments.order]
+            for k in range(K):
+                S[segments.labels, k] += segments.sums(A * R[:, k, None])
+        return xp.reshape(S, (int(n_groups), K * d))
+
+    # -- chunked Gram matrices ------------------------------------------------
+    def _row_chunks(self) -> Iterator[slice]:
+        """Fixed row chunks of :data:`HESSIAN_CHUNK_ROWS` rows, in order."""
         for start in range(0, self.n_samples, HESSIAN_CHUNK_ROWS):
-            rows = slice(start, min(start + HESSIAN_CHUNK_ROWS, self.n_samples))
-            self._add_hessian_chunk(H, params, rows)
+            yield slice(start, min(start + HESSIAN_CHUNK_ROWS, self.n_samples))
+
+    def _design(self, Xc: Array) -> Array:
+        """``A = [X, 1]`` of a chunk, in X's dtype (``X`` itself without an intercept)."""
+        xp = self.xp
+        if not self.fit_intercept:
+            return Xc
+        return xp.concatenate([Xc, xp.ones((Xc.shape[0], 1), dtype=Xc.dtype)], axis=1)
+
+    def _gram(self, params: Array, weights: RowWeightRule) -> Array:
+        """``sum_i h_kj(i) a_i a_i^T`` for every block ``(k, j)``, over row chunks.
+
+        ``weights(z, rows)`` gives a chunk's ``(k, j) -> h_kj`` (symmetric in
+        ``k, j``); the blocks with ``j < k`` are the transposes of those above.
+        """
+        xp = self.xp
+        p, d = self.n_params, self.layout.n_cols
+        H = xp.zeros((p, p), dtype=xp.float64)
+        for rows in self._row_chunks():
+            Xc = self.X[rows]
+            Ac = self._design(Xc)
+            h = weights(self._linear(params, Xc), rows)
+            for k in range(self.n_outputs):
+                for j in range(k, self.n_outputs):
+                    block = _weighted_gram(Ac, h(k, j))
+                    H[k * d : (k + 1) * d, j * d : (j + 1) * d] += block
+                    if j != k:
+                        H[j * d : (j + 1) * d, k * d : (k + 1) * d] += block.T
         return H
 
-    def _add_hessian_chunk(self, H: Array, params: Array, rows: slice) -> None:
-        xp = self.xp
-        Xc = self.X[rows]
-        if self.fit_intercept:
-            Ac = xp.concatenate([Xc, xp.ones((Xc.shape[0], 1), dtype=Xc.dtype)], axis=1)
-        else:
-            Ac = Xc
-        z = self._linear(params, Xc)
+    def _hessian_weights(self, z: Array, rows: slice) -> PairWeights:
+        """Curvature: ``s p (1 - p)`` (binary), ``s P_k (delta_kj - P_j)`` (multinomial)."""
         s = self.sample_weight[rows]
         if self.n_outputs == 1:
             h = self._curvature(z, s)
-            H += _weighted_gram(Ac, h)
-            return
-        zmax = z.max(axis=1, keepdims=True)
-        ez = xp.exp(z - zmax)
-        P = ez / ez.sum(axis=1, keepdims=True)
-        d = Ac.shape[1]
-        for k in range(self.n_outputs):
-            for j in range(k, self.n_outputs):
-                h = s * P[:, k] * ((1.0 if j == k else 0.0) - P[:, j])
-                block = _weighted_gram(Ac, h)
-                H[k * d : (k + 1) * d, j * d : (j + 1) * d] += block
-                if j != k:
-                    H[j * d : (j + 1) * d, k * d : (k + 1) * d] += block.T
+            return lambda k, j: h
+        P = self._probabilities(z)
+        return lambda k, j: s * P[:, k] * ((1.0 if j == k else 0.0) - P[:, j])
+
+    def _meat_weights(self, z: Array, rows: slice) -> PairWeights:
+        """Outer products of the residuals: ``s r^2`` (binary), ``s R_k R_j`` (multinomial)."""
+        s = self.sample_weight[rows]
+        R = self._raw_residual(z, rows)
+        if self.n_outputs == 1:
+            h = s * R * R
+            return lambda k, j: h
+        return lambda k, j: s * R[:, k] * R[:, j]
+
+    # -- per-row quantities of a chunk ------------------------------------------
+    def _probabilities(self, z: Array) -> Array:
+        """``sigmoid(z)`` (m,) or the row-wise ``softmax(z)`` (m, K), stable for any finite z."""
+        xp = self.xp
+        if self.n_outputs == 1:
+            e = xp.exp(-xp.abs(z))
+            return xp.where(z >= 0, 1.0, e) / (1.0 + e)
+        ez = xp.exp(z - z.max(axis=1, keepdims=True))
+        return ez / ez.sum(axis=1, keepdims=True)
+
+    def _raw_residual(self, z: Array, rows: slice) -> Array:
+        """Unweighted ``p - y`` (m,) or ``softmax(z) - onehot(y)`` (m, K) of the rows ``rows``.
+
+        From the int32 labels (every subclass has them; the baseline's float
+        and one-hot copies exist only in the baseline).
+        """
+        xp = self.xp
+        y = self.y[rows]
+        P = self._probabilities(z)
+        if self.n_outputs == 1:
+            return P - y
+        P[xp.arange(P.shape[0]), y] -= 1.0
+        return P
+
+    def _check_groups(self, groups: Array, n_groups: int) -> Array:
+        """``groups`` as int64 in ``xp``, checked: one index in ``[0, n_groups)`` per row."""
+        xp = self.xp
+        if int(n_groups) < 1:
+            raise ValueError(f"n_groups must be at least 1, got {n_groups}")
+        if groups.shape != (self.n_samples,):
+            raise ValueError(
+                f"groups must have one entry per row, shape ({self.n_samples},), got {groups.shape}"
+            )
+        if groups.dtype.kind not in "iu":
+            raise TypeError(f"groups must hold integer group indices, got {groups.dtype}")
+        groups = xp.asarray(groups, dtype=xp.int64)
+        if self.n_samples and (int(groups.min()) < 0 or int(groups.max()) >= int(n_groups)):
+            raise ValueError(f"groups must be indices in [0, {int(n_groups)})")
+        return groups
+
+
+#: A chunk's row weights of a Gram matrix: ``(k, j) -> h_kj`` of shape (chunk,).
+PairWeights = Callable[[int, int], Array]
+#: How a Gram matrix weights a chunk's rows: ``(z of the chunk, rows) -> PairWeights``.
+RowWeightRule = Callable[[Array, slice], PairWeights]
+
+
+class _Segments:
+    """A chunk's rows sorted by group, and a fixed pairwise summation within each group.
+
+    Parameters
+    ----------
+    xp : module
+    labels : array of shape (m,), int64
+        The group of each row.
+
+    Attributes
+    ----------
+    order : array of shape (m,)
+        Stable sort of the rows by group.
+    labels : array of shape (n_present,)
+        The distinct groups of the chunk, ascending.
+
+    Notes
+    -----
+    :meth:`sums` adds rows ``r`` and ``r + step`` of each group (ranks within
+    the group) for ``step = 1, 2, 4, ...``: a pairwise tree whose pairs depend
+    on the labels alone. The result is therefore the same on every run, with
+    any number of threads and on either array library (no atomics, no
+    scatter-add), and as accurate as pairwise summation.
+    """
+
+    def __init__(self, xp: ModuleType, labels: Array) -> None:
+        self.order = xp.argsort(labels, kind="stable")
+        ordered = labels[self.order]
+        m = ordered.shape[0]
+        first = xp.ones(m, dtype=bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        self._starts = xp.flatnonzero(first)
+        self.labels = ordered[self._starts]
+        sizes = xp.diff(xp.concatenate([self._starts, xp.asarray([m], dtype=self._starts.dtype)]))
+        group = xp.cumsum(first) - 1
+        rank = xp.arange(m) - self._starts[group]
+        size = sizes[group]
+        self._pairs: list[tuple[Array, Array]] = []
+        step, longest = 1, int(sizes.max())
+        while step < longest:
+            left = xp.flatnonzero((rank % (2 * step) == 0) & (rank + step < size))
+            self._pairs.append((left, left + step))
+            step *= 2
+
+    def sums(self, V: Array) -> Array:
+        """Per-group sums of the rows of ``V`` (in :attr:`order`), shape (n_present, ...).
+
+        ``V`` is overwritten.
+        """
+        for left, right in self._pairs:
+            V[left] += V[right]
+        return V[self._starts]
 
 
 def _weighted_gram(A: Array, h: Array) -> Any:

@@ -4,7 +4,8 @@ With the sample weights normalised over the whole data (``s_i = w_i c_{y_i} / W`
 the weighted mean loss is additive over any split of the rows into parts::
 
     loss = sum_p loss_p,   grad = sum_p grad_p,   H = sum_p H_p,
-    Hv = sum_p H_p v,      A^T S A v = sum_p A_p^T S_p A_p v
+    Hv = sum_p H_p v,      A^T S A v = sum_p A_p^T S_p A_p v,
+    meat = sum_p meat_p,   S_c = sum_p S_{p,c}   (cluster scores)
 
 so a backend over parts only has to evaluate an *inner* backend per part and
 add the results. The parts are the chunks of a
@@ -12,7 +13,9 @@ add the results. The parts are the chunks of a
 (:class:`~gpulogreg.backends.chunked.ChunkedBackend`) or the row blocks of
 Dask arrays on a cluster (:class:`~gpulogreg.backends.dask_backend.DaskBackend`);
 each subclass says only how to run one method on every part
-(:meth:`SumOfParts.map_parts`). The results are added in part order, whatever
+(:meth:`SumOfParts.map_parts`), and how to give each part its own slice of an
+array aligned with the rows (:meth:`SumOfParts.map_parts_with_rows`, for the
+cluster scores' group indices). The results are added in part order, whatever
 order they are computed in, so a pass is reproducible bit for bit.
 """
 
@@ -73,6 +76,17 @@ class SumOfParts(HasLayout):
         """``method(*vectors)`` of every part's inner backend, in part order."""
         raise NotImplementedError
 
+    def map_parts_with_rows(
+        self, method: str, params: Array, rows: Array, *options: Any
+    ) -> Iterable[Any]:
+        """``method(params, rows[part], *options)`` of every part's inner backend, in part order.
+
+        ``rows`` is an array aligned with the backend's rows (``n_samples``
+        entries in the data's row order); each part receives the slice of its
+        own rows. ``options`` are plain Python values, passed as they are.
+        """
+        raise NotImplementedError
+
     # -- protocol ---------------------------------------------------------------
     def loss(self, params: Array) -> float:
         return math.fsum(self.map_parts("loss", params))
@@ -98,6 +112,27 @@ class SumOfParts(HasLayout):
 
     def hvp(self, params: Array, v: Array) -> Array:
         return ordered_sum(self.map_parts("hvp", params, v))
+
+    def meat(self, params: Array) -> Array:
+        return ordered_sum(self.map_parts("meat", params))
+
+    def cluster_scores(self, params: Array, groups: Array, n_groups: int) -> Array:
+        """Per-group score sums of every part (its slice of ``groups``), added in part order.
+
+        ``groups`` must be an array in memory with one entry per row of the
+        whole data, in the data's row order (a Dataset's chunk order, Dask's
+        block order); each part checks its slice.
+        """
+        shape = getattr(groups, "shape", None)
+        if shape != (self.n_samples,):
+            raise ValueError(
+                f"cluster scores need the groups in memory: an array of one group index per "
+                f"row ({self.n_samples} rows, in the data's row order), got "
+                f"{type(groups).__name__} of shape {shape}"
+            )
+        return ordered_sum(
+            self.map_parts_with_rows("cluster_scores", params, groups, int(n_groups))
+        )
 
     def gram_matvec(self, v: Array) -> Array:
         return ordered_sum(self.map_parts("gram_matvec", v))

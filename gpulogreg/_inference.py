@@ -107,7 +107,7 @@ def run_inference(
     _check_settings(spec, cov_type)
     if groups is not None and cov_type != "cluster":
         raise ValueError(f"groups are for cov_type='cluster', not {cov_type!r}")
-    source = _source(X, y, sample_weight, spec, fitted, cluster=cov_type == "cluster")
+    source = _source(X, y, sample_weight, spec, fitted)
     request = _encode_groups(cov_type, groups, source.n_samples)
     positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
@@ -159,9 +159,7 @@ def _check_settings(spec: FitSpec, cov_type: str) -> None:
         )
 
 
-def _source(
-    X: Any, y: Any, sample_weight: Any, spec: FitSpec, fitted: PreviousFit, *, cluster: bool
-) -> Source:
+def _source(X: Any, y: Any, sample_weight: Any, spec: FitSpec, fitted: PreviousFit) -> Source:
     """The data validated against the fitted model (its classes, features and names)."""
     owner = "LogisticRegression"
     if isinstance(X, Dataset):
@@ -169,11 +167,6 @@ def _source(
             raise ValueError(
                 "inference(dataset) takes the labels and weights from the Dataset; do not "
                 "pass y or sample_weight"
-            )
-        if cluster:
-            raise ValueError(
-                "cov_type='cluster' needs the groups of the rows in memory, which a Dataset "
-                "does not carry: pass arrays, or use cov_type='HC0'"
             )
         names = None if X.feature_names is None else np.asarray(X.feature_names, dtype=object)
         known = fitted.feature_names
@@ -227,7 +220,12 @@ def _is_cupy(a: Any) -> bool:
 
 
 def _on_data_device(groups: np.ndarray | None, source: Source) -> Any:
-    """The group indices where the source's rows are (a host copy for Dask and NumPy)."""
+    """The group indices where the source's rows are.
+
+    CuPy arrays get a device copy; NumPy, Dask (each block's slice travels
+    with its task) and Dataset sources (each chunk's slice is staged with it)
+    take the host array.
+    """
     if groups is None or not isinstance(source, ArraySource):
         return groups
     if array_module_name(source.X) != "cupy":

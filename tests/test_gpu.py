@@ -338,3 +338,31 @@ def test_estimator_reports_a_memory_error(cp: Any, monkeypatch: pytest.MonkeyPat
     X, y, _ = _data(np.float32, n_samples=20_000)
     with pytest.raises(GPUMemoryError, match=r"gpulogreg\.Dataset"):
         estimator(device="gpu").fit(X, y)
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "cluster"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_inference_on_cupy_input_equals_the_cpu(cp: Any, cov_type: str, n_classes: int) -> None:
+    # The information, meat and cluster scores are summed on the device; the
+    # result is host NumPy and equals the CPU's.
+    X, y, sw = _data(np.float64, n_classes=n_classes)
+    groups = np.arange(len(y)) % 37
+    model = _estimator()(penalty=None, solver="newton", tol=1e-10).fit(X, y, sample_weight=sw)
+    kwargs: dict[str, Any] = {"cov_type": cov_type}
+    if cov_type == "cluster":
+        kwargs["groups"] = groups
+    expected = model.inference(X, y, sample_weight=sw, **kwargs)
+    result = model.inference(cp.asarray(X), cp.asarray(y), sample_weight=cp.asarray(sw), **kwargs)
+    assert isinstance(result.bse, np.ndarray)
+    _assert_close(result.bse, expected.bse, 1e-8, f"bse ({cov_type})")
+    assert result.llf == pytest.approx(expected.llf, rel=1e-10)
+
+
+def test_prediction_intervals_on_cupy_input(cp: Any) -> None:
+    X, y, _ = _data(np.float32)
+    model = _estimator()(penalty=None, solver="newton", tol=1e-8).fit(X, y)
+    result = model.inference(X, y)
+    expected = result.predict_interval(X[:1000])
+    on_device = result.predict_interval(cp.asarray(X[:1000]))
+    for ours, theirs in zip(on_device, expected, strict=True):
+        _assert_close(cp.asnumpy(ours), theirs, 1e-5, "predict_interval")

@@ -226,8 +226,6 @@ def test_dataset_equals_arrays(clustered):
     np.testing.assert_allclose(result.bse, expected.bse, rtol=1e-10)
     assert result.llf == pytest.approx(expected.llf, rel=1e-12)
     assert result.llnull == pytest.approx(expected.llnull, rel=1e-12)
-    with pytest.raises(ValueError, match="a Dataset does not carry"):
-        model.inference(dataset, cov_type="cluster")
 
 
 def test_dask_equals_numpy(clustered):
@@ -352,3 +350,42 @@ def test_robust_inference_on_a_dataset_and_dask_equals_arrays(clustered):
     expected = model.inference(X, y, cov_type="cluster", groups=groups)
     dask = model.inference(Xd, yd, cov_type="cluster", groups=groups)
     np.testing.assert_allclose(dask.bse, expected.bse, rtol=1e-10)
+    chunks = Dataset.from_arrays(X, y, chunk_rows=512)
+    dataset = model.inference(chunks, cov_type="cluster", groups=groups)
+    np.testing.assert_allclose(dataset.bse, expected.bse, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- prediction
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0"])
+def test_prediction_intervals_equal_glm_get_prediction(clustered, cov_type):
+    X, y, _ = clustered
+    result = _unpenalised().fit(X, y).inference(X, y, cov_type=cov_type)
+    reference = sm.GLM(y, sm.add_constant(X), family=sm.families.Binomial()).fit(
+        tol=1e-13, cov_type=cov_type
+    )
+    new = np.random.default_rng(9).normal(size=(500, X.shape[1]))
+    frame = reference.get_prediction(sm.add_constant(new)).summary_frame(alpha=0.1)
+    proba, lower, upper = result.predict_interval(new, alpha=0.1)
+    assert _rel(proba, frame["mean"]) < 1e-9
+    assert _rel(lower, frame["mean_ci_lower"]) < 1e-6
+    assert _rel(upper, frame["mean_ci_upper"]) < 1e-6
+    linear = reference.get_prediction(sm.add_constant(new), which="linear")
+    assert _rel(result.predict_se(new), linear.se) < 1e-6
+
+
+def test_prediction_intervals_of_a_dataframe_model_check_the_names(spector):
+    pd = pytest.importorskip("pandas")
+    X, y = spector
+    frame = pd.DataFrame(X, columns=["gpa", "tuce", "psi"])
+    result = _unpenalised().fit(frame, y).inference(frame, y)
+    proba, lower, upper = result.predict_interval(frame)
+    assert np.all((lower <= proba) & (proba <= upper))
+    with pytest.raises(ValueError, match="feature names"):
+        result.predict_interval(frame[["psi", "gpa", "tuce"]])
+
+
+def test_multinomial_results_have_no_prediction_intervals(anes96):
+    X, y = anes96
+    result = _unpenalised().fit(X, y).inference(X, y)
+    with pytest.raises(ValueError, match="binary models"):
+        result.predict_interval(X)

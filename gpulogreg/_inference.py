@@ -47,7 +47,12 @@ from gpulogreg.data.dataset import Dataset
 from gpulogreg.data.validation import shown
 from gpulogreg.inference import COV_TYPES, InferenceResult, InferenceWarning, covariance
 
-__all__ = ["run_inference"]
+__all__ = ["MAX_PARAMS", "run_inference"]
+
+#: Most parameters per model that inference takes on: the information matrix
+#: and its eigendecomposition hold a few ``n_params^2`` float64 (10,000: about
+#: 3 GB in all).
+MAX_PARAMS = 10_000
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,11 @@ def run_inference(
     request = _encode_groups(cov_type, groups, source.n_samples)
     positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
+    if layout.n_params > MAX_PARAMS:
+        raise ValueError(
+            f"inference on {layout.n_params:,} parameters would hold {layout.n_params:,}^2 "
+            f"matrices; it is limited to {MAX_PARAMS:,} parameters per model"
+        )
     starts = warm_start_params(fitted, source.classes, source.n_features, layout, len(positives))
     assert starts is not None  # classes and features were checked against the model
     totals = source.class_totals()

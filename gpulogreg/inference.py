@@ -244,9 +244,9 @@ class InferenceResult:
         One quadratic form ``a^T Sigma a`` per row (``a = [x, 1]``), in a fused
         pass on the device of ``X``; binary models only.
         """
+        X = self._checked_X(X)
         from gpulogreg.backends.quadratic import row_quadratic_forms
 
-        X = self._checked_X(X)
         assert self._layout_cov is not None
         xp = _namespace(X)
         forms = row_quadratic_forms(X, self._layout_cov, fit_intercept=self._has_intercept)

@@ -389,3 +389,13 @@ def test_multinomial_results_have_no_prediction_intervals(anes96):
     result = _unpenalised().fit(X, y).inference(X, y)
     with pytest.raises(ValueError, match="binary models"):
         result.predict_interval(X)
+
+
+def test_too_many_parameters_are_refused_before_the_pass(spector, monkeypatch):
+    import gpulogreg._inference
+
+    X, y = spector
+    model = _unpenalised().fit(X, y)
+    monkeypatch.setattr(gpulogreg._inference, "MAX_PARAMS", 3)
+    with pytest.raises(ValueError, match="limited to 3 parameters per model"):
+        model.inference(X, y)

@@ -264,8 +264,9 @@ def _task_sums(
     xp = backend.xp
     on_device = xp.asarray(params, dtype=xp.float64)
     weight = source.weight_sum
-    information = host_float64(backend.hessian(on_device)) * weight
-    loglike = -float(backend.loss(on_device)) * weight
+    hessian, loss = backend.hessian_loss(on_device)
+    information = host_float64(hessian) * weight
+    loglike = -float(loss) * weight
     scores = meat = None
     if request.cov_type in ("HC0", "HC1"):
         meat = host_float64(backend.meat(on_device)) * weight

@@ -104,6 +104,14 @@ class Backend(Protocol):
         """Hessian-vector product of the weighted mean cross-entropy, shape (n_params,)."""
         ...
 
+    def hessian_loss(self, params: Array) -> tuple[Array, float]:
+        """:meth:`hessian` and :meth:`loss` together, from one pass where the backend fuses them.
+
+        What inference needs at the fitted parameters (the Numba backend and the
+        sums of parts read the data once for both).
+        """
+        ...
+
     def meat(self, params: Array) -> Array:
         """``sum_i s_i g_i g_i^T``, the meat of the sandwich covariance, shape (n_params, n_params).
 

@@ -213,6 +213,24 @@ def test_meat_and_cluster_scores_equal_the_reference(
     np.testing.assert_array_equal(b.cluster_scores(pb.params, pb.groups, N_GROUPS), S)
 
 
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize(("dtype", "n_classes", "fit_intercept"), CASES)
+def test_hessian_loss_is_the_hessian_and_the_loss(
+    request: pytest.FixtureRequest, backend: str, dtype: Any, n_classes: int, fit_intercept: bool
+) -> None:
+    # One pass where a backend fuses them (Numba binary, sums of parts), the
+    # same numbers as the two methods apart.
+    pb = Problem(dtype, n_classes, fit_intercept)
+    b = BACKENDS[backend](pb, request)
+    hessian, loss = b.hessian_loss(pb.params)
+    np.testing.assert_allclose(_host(hessian), _host(b.hessian(pb.params)), rtol=1e-12, atol=0)
+    assert loss == pytest.approx(float(b.loss(pb.params)), rel=1e-12)
+
+
+def _host(a: Any) -> np.ndarray:
+    return np.asarray(a.get() if hasattr(a, "get") else a)
+
+
 def test_cluster_scores_of_one_group_per_row_give_the_meat() -> None:
     """One group per row: ``sum_c S_c S_c^T / s_c`` is the meat (``s_c`` the row's weight)."""
     pb = Problem(np.float64, 3, True, seed=3)

@@ -624,6 +624,7 @@ def _binary_gram_weights_chunk(X, y, s, w, b, meat, start, stop, q, out):
     z = np.empty(BLOCK_ROWS)
     h = np.empty(BLOCK_ROWS)
     hb = 0.0
+    loss = 0.0
     for i0 in range(start, stop, BLOCK_ROWS):
         nb = min(BLOCK_ROWS, stop - i0)
         Xb = X[i0 : i0 + nb]
@@ -632,8 +633,10 @@ def _binary_gram_weights_chunk(X, y, s, w, b, meat, start, stop, q, out):
         qb = q[i0 : i0 + nb]
         pf = _dot_block(Xb, w, b, z, X, i0 + PREFETCH_ROWS, _PF_TWO_PASSES)
         for r in range(nb):
-            e = exp_nonpos(-abs(z[r]))
+            zi = z[r]
+            e = exp_nonpos(-abs(zi))
             d = 1.0 / (1.0 + e)
+            loss += sb[r] * (max(zi, 0.0) - np.float64(yb[r]) * zi + log1p_unit(e))
             if meat:
                 # p - y as in the gradient (_binary_pointwise), squared.
                 ri = (1.0 if z[r] >= 0.0 else e) * d - np.float64(yb[r])
@@ -647,6 +650,7 @@ def _binary_gram_weights_chunk(X, y, s, w, b, meat, start, stop, q, out):
     for j in range(n):
         out[j] = g[j]
     out[n] = hb
+    out[n + 1] = loss
 
 
 @njit(**_PARALLEL)
@@ -661,7 +665,7 @@ def binary_gram_weights(X, y, s, w, b, meat):
     Parameters
     ----------
     X : ndarray of shape (m, n), float32 or float64, C-contiguous
-    y : ndarray of shape (m,), int32, values in {0, 1} (read only with ``meat``)
+    y : ndarray of shape (m,), int32, values in {0, 1}
     s : ndarray of shape (m,), float64
     w : ndarray of shape (n,), float64
     b : float
@@ -674,16 +678,20 @@ def binary_gram_weights(X, y, s, w, b, meat):
         ``X^T diag(h) X = (q X)^T (q X)`` (a SYRK).
     last : ndarray of shape (n + 1,), float64
         ``[X^T h, sum_i h_i]``.
+    loss : float
+        The weighted mean log-loss at ``(w, b)``, from the same pass (what
+        inference needs besides the Hessian; it costs a log per row).
     """
     m, n = X.shape
     nc = _n_chunks_jit(m)
-    part = np.zeros((nc, n + 1))
+    part = np.zeros((nc, n + 2))
     q = np.empty(m)
     for k in prange(nc):
         _binary_gram_weights_chunk(
             X, y, s, w, b, meat, k * CHUNK_ROWS, min((k + 1) * CHUNK_ROWS, m), q, part[k]
         )
-    return q, _sum_rows(part)
+    total = _sum_rows(part)
+    return q, total[: n + 1].copy(), total[n + 1]
 
 
 @njit(**_SERIAL)

@@ -194,6 +194,12 @@ class NumbaBackend(NumpyBackend):
         """
         if self.n_outputs != 1:
             return super().hessian(params)
+        return self._binary_gram(params, meat=False)[0]
+
+    def hessian_loss(self, params: Array) -> tuple[Array, float]:
+        """:meth:`hessian` and :meth:`loss`; binary: from one pass (the loss is a by-product)."""
+        if self.n_outputs != 1:
+            return super().hessian_loss(params)
         return self._binary_gram(params, meat=False)
 
     def meat(self, params: Array) -> Array:
@@ -204,10 +210,11 @@ class NumbaBackend(NumpyBackend):
         """
         if self.n_outputs != 1:
             return super().meat(params)
-        return self._binary_gram(params, meat=True)
+        return self._binary_gram(params, meat=True)[0]
 
-    def _binary_gram(self, params: Array, *, meat: bool) -> np.ndarray:
-        """``A^T diag(h) A`` with the Hessian's (or, ``meat``, the meat's) binary weights ``h``.
+    def _binary_gram(self, params: Array, *, meat: bool) -> tuple[np.ndarray, float]:
+        """``A^T diag(h) A`` with the Hessian's (or, ``meat``, the meat's) binary weights ``h``,
+        and the loss the same pass computed.
 
         One Numba pass for ``h``, ``q = sqrt(h)`` and the last row
         (:func:`~gpulogreg.backends._numba_kernels.binary_gram_weights`), then
@@ -216,7 +223,7 @@ class NumbaBackend(NumpyBackend):
         """
         w, b = self._binary_params(params)
         with _serial_when_small(self.n_samples):
-            q, last = nk.binary_gram_weights(self.X, self.y, self.sample_weight, w, b, meat)
+            q, last, loss = nk.binary_gram_weights(self.X, self.y, self.sample_weight, w, b, meat)
         n = self.n_features
         p = n + int(self.fit_intercept)
         H = np.empty((p, p))
@@ -224,7 +231,7 @@ class NumbaBackend(NumpyBackend):
         if self.fit_intercept:
             H[n, :] = last
             H[:n, n] = last[:n]
-        return H
+        return H, float(loss)
 
     def _gram(self, params: Array, weights: RowWeightRule) -> Array:
         """The baseline's chunked blocks with BLAS held to one thread.

@@ -209,6 +209,10 @@ class NumpyBackend(HasLayout):
         """Hessian built in row chunks: the temporary is ``chunk x n_features``."""
         return self._gram(params, self._hessian_weights)
 
+    def hessian_loss(self, params: Array) -> tuple[Array, float]:
+        """:meth:`hessian` and :meth:`loss` at ``params`` (two passes here; fused where it pays)."""
+        return self.hessian(params), self.loss(params)
+
     def meat(self, params: Array) -> Array:
         """``sum_i s_i g_i g_i^T`` in row chunks, the Hessian's blocks with other row weights."""
         return self._gram(params, self._meat_weights)

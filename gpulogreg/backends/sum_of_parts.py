@@ -113,6 +113,18 @@ class SumOfParts(HasLayout):
     def hvp(self, params: Array, v: Array) -> Array:
         return ordered_sum(self.map_parts("hvp", params, v))
 
+    def hessian_loss(self, params: Array) -> tuple[Array, float]:
+        """The parts' Hessians and losses, each summed in part order, from one pass."""
+        losses: list[float] = []
+
+        def hessians() -> Iterable[Array]:
+            for hessian, loss in self.map_parts("hessian_loss", params):
+                losses.append(loss)
+                yield hessian
+
+        hessian = ordered_sum(hessians())
+        return hessian, math.fsum(losses)
+
     def meat(self, params: Array) -> Array:
         return ordered_sum(self.map_parts("meat", params))
 

@@ -265,14 +265,13 @@ def _task_sums(
     on_device = xp.asarray(params, dtype=xp.float64)
     weight = source.weight_sum
     hessian, loss = backend.hessian_loss(on_device)
-    information = host_float64(hessian) * weight
+    information = hessian * weight
     loglike = -float(loss) * weight
     scores = meat = None
     if request.cov_type in ("HC0", "HC1"):
-        meat = host_float64(backend.meat(on_device)) * weight
+        meat = backend.meat(on_device) * weight
     elif request.cov_type == "cluster":
-        scores = host_float64(backend.cluster_scores(on_device, groups, request.n_groups))
-        scores = scores * weight
+        scores = backend.cluster_scores(on_device, groups, request.n_groups) * weight
     source.done_with(backend)
     return _Sums(information=information, scores=scores, meat=meat, loglike=loglike)
 
@@ -292,16 +291,18 @@ def _result(
     positive: Any,
     feature_names: np.ndarray | None,
 ) -> InferenceResult:
-    """Host statistics of one task from its sums."""
+    """Statistics of one task from its sums (matrix algebra where the sums are, then host)."""
+    xp = array_namespace(sums.information)
     order = _statsmodels_order(layout)
     theta = params[order]
-    information = sums.information[np.ix_(order, order)]
-    meat = None if sums.meat is None else sums.meat[np.ix_(order, order)]
-    scores = None if sums.scores is None else sums.scores[:, order]
+    on_device = xp.asarray(order)
+    information = _submatrix(sums.information, on_device)
+    meat = None if sums.meat is None else _submatrix(sums.meat, on_device)
+    scores = None if sums.scores is None else sums.scores[:, on_device]
     penalized = math.isfinite(spec.C)
     if penalized:
         strength = (1.0 - spec.l1_ratio) / spec.C
-        information = information + np.diag(strength * _coef_mask(layout)[order])
+        information = information + xp.asarray(np.diag(strength * _coef_mask(layout)[order]))
     names = _param_names(feature_names, layout)
     k_class = layout.n_cols
     if layout.n_outputs > 1:
@@ -324,9 +325,10 @@ def _result(
         g = request.n_groups
         factor = g / (g - 1) * (n_rows - 1) / (n_rows - n_reported)
     coordinate_names = _coordinate_names(names, classes, layout)
+    kept_on_device = xp.asarray(kept)
     cov = covariance(
-        information[np.ix_(kept, kept)],
-        None if meat is None else meat[np.ix_(kept, kept)],
+        _submatrix(information, kept_on_device),
+        None if meat is None else _submatrix(meat, kept_on_device),
         names=[coordinate_names[i] for i in kept],
         factor=factor,
     )
@@ -376,6 +378,11 @@ def _prediction_state(
         "_intercept": intercept,
         "_layout_cov": np.ascontiguousarray(cov[np.ix_(back, back)]),
     }
+
+
+def _submatrix(M: Any, index: Any) -> Any:
+    """``M[index][:, index]`` (in the namespace of ``M``)."""
+    return M[index][:, index]
 
 
 def _statsmodels_order(layout: ParamLayout) -> np.ndarray:

@@ -330,8 +330,8 @@ class Covariance:
 
 
 def covariance(
-    information: np.ndarray,
-    meat: np.ndarray | None = None,
+    information: Any,
+    meat: Any = None,
     *,
     names: list[str],
     factor: float = 1.0,
@@ -342,28 +342,35 @@ def covariance(
     directions with an eigenvalue below :data:`SINGULAR_RTOL` of the largest
     are left out (a pseudo-inverse), and the parameters loading on them get
     NaN. A warning names them, and names the parameters of a merely
-    ill-conditioned information (:data:`ILL_CONDITIONED`).
+    ill-conditioned information (:data:`ILL_CONDITIONED`). The algebra runs
+    where the matrices are (NumPy, or CuPy on the data's device); the result
+    is a host array.
     """
-    k = information.shape[0]
-    diagonal = np.diag(information).copy()
+    from gpulogreg._array import array_namespace, host_float64
+
+    xp = array_namespace(information)
+    k = int(information.shape[0])
+    diagonal = xp.diag(information)
     zero = ~(diagonal > 0)
-    scale = np.where(zero, 1.0, np.sqrt(np.where(zero, 1.0, diagonal)))
-    scaled = information / np.outer(scale, scale)
+    scale = xp.where(zero, 1.0, xp.sqrt(xp.where(zero, 1.0, diagonal)))
+    outer = xp.outer(scale, scale)
+    scaled = information / outer
     scaled[zero, :] = 0.0
     scaled[:, zero] = 0.0
-    eigenvalues, vectors = np.linalg.eigh(scaled)
+    eigenvalues, vectors = xp.linalg.eigh(scaled)
     top = float(eigenvalues[-1]) if k else 0.0
-    keep = eigenvalues > SINGULAR_RTOL * top if top > 0 else np.zeros(k, dtype=bool)
-    inverse = (vectors[:, keep] / eigenvalues[keep]) @ vectors[:, keep].T
-    inverse /= np.outer(scale, scale)
-    loading = np.abs(vectors[:, ~keep]).max(axis=1) if (~keep).any() else np.zeros(k)
-    undefined = zero | (loading > _LOADING_TOL)
-    condition = float("inf") if not keep.all() else top / float(eigenvalues[0])
+    keep = eigenvalues > SINGULAR_RTOL * top if top > 0 else xp.zeros(k, dtype=bool)
+    inverse = (vectors[:, keep] / eigenvalues[keep]) @ vectors[:, keep].T / outer
     matrix = inverse if meat is None else inverse @ meat @ inverse
-    matrix = matrix * factor
+    matrix = host_float64(matrix) * factor
+    keep_host = np.asarray(host_float64(keep) > 0)
+    vectors_host = host_float64(vectors)
+    loading = np.abs(vectors_host[:, ~keep_host]).max(axis=1) if (~keep_host).any() else np.zeros(k)
+    undefined = np.asarray(host_float64(zero) > 0) | (loading > _LOADING_TOL)
+    condition = float("inf") if not keep_host.all() else top / float(eigenvalues[0])
     matrix[undefined, :] = np.nan
     matrix[:, undefined] = np.nan
-    _warn_conditioning(condition, undefined, vectors[:, 0], names)
+    _warn_conditioning(condition, undefined, vectors_host[:, 0], names)
     return Covariance(matrix=matrix, condition=condition, undefined=undefined)
 
 

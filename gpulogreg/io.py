@@ -42,9 +42,16 @@ Every refusal is a :class:`DataError` (a ``ValueError``) or
 the row (0-based, header excluded): a non-numeric feature column, a missing
 column, a missing value, NaN or infinity.
 
+Standard input (``path="-"``) is read as CSV (or svmlight with
+``format="svmlight"``), by :func:`read_data` whole and by :func:`iter_batches`
+as it comes; Parquet, ``.npy`` and ``.npz`` need a file.
+
 Writers
 -------
-:func:`write_predictions` writes CSV or Parquet (chosen by the extension);
+:func:`open_predictions` gives a :class:`PredictionWriter` that writes
+prediction columns batch by batch as CSV, TSV, JSON lines or Parquet (chosen
+by the extension or ``format``), to a file, atomically, or to standard output
+(``"-"``); :func:`write_predictions` writes one batch of them.
 :func:`atomic_write` (from :mod:`gpulogreg._files`, re-exported here) is the
 one way every output file of the package is written: a temporary file in the
 destination's directory, flushed and fsynced, then renamed over the
@@ -54,32 +61,50 @@ untouched.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from io import BufferedReader, BytesIO, RawIOBase
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from gpulogreg._files import atomic_write
 
 __all__ = [
+    "OUTPUT_FORMATS",
+    "STDIO",
     "DataError",
     "MissingDependencyError",
+    "PredictionWriter",
+    "SizeEstimate",
     "Table",
     "atomic_write",
     "column_names",
     "detect_format",
+    "estimate_size",
     "iter_batches",
+    "open_predictions",
+    "output_format",
     "read_data",
     "read_svmlight",
     "write_predictions",
 ]
 
 PathLike = str | os.PathLike[str]
+
+#: The path that means standard input to the readers (CSV, the default, and
+#: svmlight) and standard output to :func:`open_predictions`.
+STDIO = "-"
+#: Formats read from standard input: those read front to back (Parquet needs
+#: its footer first, ``.npy`` and ``.npz`` a file to map or unzip).
+_STDIN_FORMATS = ("csv", "svmlight")
 
 #: Extensions (lower case) -> format name. ``.txt`` is svmlight by convention
 #: of the LIBSVM data sets; pass ``format=`` for anything else.
@@ -172,6 +197,8 @@ def _pyarrow(what: str) -> Any:
 def detect_format(path: PathLike, format: str | None = None) -> str:
     """Format name of ``path`` from its extension, or the explicit ``format``.
 
+    Standard input (``"-"``) is CSV unless ``format`` says otherwise.
+
     Raises
     ------
     DataError
@@ -181,6 +208,8 @@ def detect_format(path: PathLike, format: str | None = None) -> str:
         if format not in FORMATS:
             raise DataError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
         return format
+    if os.fspath(path) == STDIO:
+        return "csv"
     name = Path(path).name.lower()
     for ext in sorted(_EXTENSIONS, key=len, reverse=True):
         if name.endswith(ext):
@@ -189,7 +218,12 @@ def detect_format(path: PathLike, format: str | None = None) -> str:
     raise DataError(f"{path}: cannot tell the format from the extension (known: {known})")
 
 
-def _check_file(path: PathLike) -> Path:
+def _check_file(path: PathLike, fmt: str | None = None) -> Path:
+    """``path`` as a Path, once it is known to be a file (or standard input, for ``fmt``)."""
+    if os.fspath(path) == STDIO:
+        if fmt is not None and fmt not in _STDIN_FORMATS:
+            raise DataError(f"{fmt} data cannot be read from standard input; give a file")
+        return Path(STDIO)
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {path}")
@@ -368,6 +402,83 @@ def _arrow_table_to_table(
     return Table(X=X, y=y, feature_names=list(features), ids=ids, weights=weights)
 
 
+# --------------------------------------------------------------------------- standard input
+class _Prefixed(RawIOBase):
+    """A stream that yields ``head`` and then what is left of ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Stdin:
+    """Standard input, read once, its first block kept for the CSV schema.
+
+    pyarrow infers a CSV file's column types from its first block, and the
+    readers open a file twice for that (:func:`_csv_schema`, then the
+    reader); a pipe can be read only once. So the first block is read ahead
+    and kept: the schema is inferred from it (its complete lines, as pyarrow
+    cuts a block of a file), and the one reader gets it back, then the rest.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        from pyarrow import csv
+
+        self.stream = stream
+        self.block_size = csv.ReadOptions().block_size
+        self.head = stream.read(self.block_size)  # less only when that is all there is
+        self.taken = False
+
+    def first_block(self) -> IO[bytes]:
+        """The complete lines of the first block (all of it when that is the whole input)."""
+        end = len(self.head)
+        if end == self.block_size:
+            end = self.head.rfind(b"\n") + 1 or end
+        return BytesIO(self.head[:end])
+
+    def take(self) -> IO[bytes]:
+        """The whole input, once."""
+        if self.taken:
+            raise DataError(f"{STDIO}: standard input was read already")
+        self.taken = True
+        return BufferedReader(_Prefixed(self.head, self.stream))
+
+
+_stdin_state: list[_Stdin] = []
+
+
+def _stdin() -> _Stdin:
+    """The :class:`_Stdin` of the current ``sys.stdin`` (made on first use)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise DataError(f"{STDIO}: there is no standard input to read")
+    if not _stdin_state or _stdin_state[0].stream is not stream:
+        _stdin_state[:] = [_Stdin(stream)]
+    return _stdin_state[0]
+
+
+def _source(path: PathLike, *, schema_only: bool = False) -> Any:
+    """What pyarrow's CSV readers open for ``path``: the path, or standard input."""
+    if os.fspath(path) != STDIO:
+        return path
+    stdin = _stdin()
+    return stdin.first_block() if schema_only else stdin.take()
+
+
 # --------------------------------------------------------------------------- CSV
 def _csv_parse_options(path: PathLike) -> Any:
     from pyarrow import csv
@@ -389,7 +500,8 @@ def _csv_schema(path: PathLike) -> Any:
     from pyarrow import csv
 
     try:
-        with csv.open_csv(path, parse_options=_csv_parse_options(path)) as reader:
+        source = _source(path, schema_only=True)
+        with csv.open_csv(source, parse_options=_csv_parse_options(path)) as reader:
             return reader.schema
     except Exception as exc:
         raise _translate_arrow_error(exc, path, None) from None
@@ -449,7 +561,8 @@ def _translate_arrow_error(
         if conversion is None:
             return DataError(f"{path}: column {name!r}: {detail}")
         type_name, value = conversion.group(1), conversion.group(2).strip()
-        row = _failing_row(path, name, convert) if convert is not None else None
+        rereadable = convert is not None and os.fspath(path) != STDIO
+        row = _failing_row(path, name, convert) if rereadable else None
         at = "" if row is None else f" at row {row}"
         if type_name == "double":
             return DataError(f"{path}: column {name!r} is not numeric (value {value}{at})")
@@ -507,7 +620,7 @@ def _read_csv(
     )
     parse, convert = _csv_options(path, schema, feats, needed, weight_column)
     try:
-        table = csv.read_csv(path, parse_options=parse, convert_options=convert)
+        table = csv.read_csv(_source(path), parse_options=parse, convert_options=convert)
     except Exception as exc:
         raise _translate_arrow_error(exc, path, names, convert) from None
     if table.num_rows == 0:
@@ -687,7 +800,7 @@ def _read_npy(
     used: set[int] = set()
     if target is not None:
         if str(target).lower().endswith(".npy"):
-            labels = _load_npy(_check_file(target))
+            labels = _load_npy(_check_file(target, "npy"))
             if labels.ndim != 1 or labels.shape[0] != n_rows:
                 raise DataError(
                     f"{target}: expected {n_rows} labels (1-D), got shape {labels.shape}"
@@ -814,11 +927,11 @@ def read_svmlight(
     import pyarrow.compute as pc
     from pyarrow import csv
 
-    _check_file(path)
+    _check_file(path, "svmlight")
     dt = _target_dtype(dtype) or np.dtype(np.float64)
     try:
         lines = csv.read_csv(
-            path,
+            _source(path),
             read_options=csv.ReadOptions(column_names=["line"]),
             parse_options=csv.ParseOptions(
                 delimiter=_LINE_DELIMITER, quote_char=False, escape_char=False
@@ -933,12 +1046,116 @@ def column_names(path: PathLike, format: str | None = None) -> list[str]:
     """Column names of a CSV or Parquet file (reads only the header or the schema)."""
     path = os.fspath(path)
     fmt = detect_format(path, format)
-    _check_file(path)
+    _check_file(path, fmt)
     if fmt == "csv":
         return _csv_header(path)
     if fmt == "parquet":
         return list(_parquet_file(path).schema_arrow.names)
     raise DataError(f"{path}: {fmt} files have no column names")
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """How big a file's features are, from its metadata, before it is read.
+
+    Attributes
+    ----------
+    rows : int
+        Exact for Parquet and ``.npy`` (their metadata say), estimated for
+        CSV: the file's size over the bytes per line of its first MiB
+        (decompressed for ``.gz`` and ``.bz2``), exact when that is the file.
+    features : int
+        Feature columns: the ``features`` given, else every column not excluded.
+    itemsize : int
+        Bytes per value of ``X`` as read: 4 when every feature column is
+        float32 (Parquet, ``.npy``), else 8 (CSV features are read as float64).
+    exact : bool
+        Whether ``rows`` is exact.
+    """
+
+    rows: int
+    features: int
+    itemsize: int
+    exact: bool
+
+
+#: Bytes at the start of a CSV file whose lines estimate its number of rows.
+_CSV_SAMPLE_BYTES = 1 << 20
+
+
+def estimate_size(
+    path: PathLike,
+    *,
+    format: str | None = None,
+    features: str | Sequence[Any] | None = None,
+    exclude: Sequence[Any] = (),
+) -> SizeEstimate | None:
+    """The size of a CSV, Parquet or ``.npy`` file's features (see :class:`SizeEstimate`).
+
+    Parameters
+    ----------
+    path : path
+    format : str, optional
+        Default: from the extension.
+    features : "a,b,c" or sequence, optional
+        The feature columns (``.npy``: indices); default every column except ``exclude``.
+    exclude : sequence
+        Columns that are not features (target, id, weight); names, ``.npy``
+        column indices, or anything else (ignored).
+
+    Returns
+    -------
+    SizeEstimate or None
+        None for svmlight and ``.npz`` files and for standard input, whose
+        size only reading them tells.
+    """
+    path = os.fspath(path)
+    fmt = detect_format(path, format)
+    if path == STDIO or fmt not in ("csv", "parquet", "npy"):
+        return None
+    _check_file(path, fmt)
+    feats = _parse_features(features)
+    if fmt == "npy":
+        arr = _load_npy(path)
+        n_cols = int(arr.shape[1]) if arr.ndim == 2 else 1
+        dropped = {str(e) for e in exclude} & {str(j) for j in range(-n_cols, n_cols)}
+        n_features = len(feats) if feats is not None else n_cols - len(dropped)
+        itemsize = 4 if arr.dtype == np.float32 else 8
+        return SizeEstimate(int(arr.shape[0]), max(n_features, 1), itemsize, exact=True)
+    if fmt == "parquet":
+        pf = _parquet_file(path)
+        schema = pf.schema_arrow
+        rows, exact = int(pf.metadata.num_rows), True
+    else:
+        schema = _csv_schema(path)
+        rows, exact = _csv_rows(path)
+    names = [str(f) for f in feats] if feats is not None else None
+    if names is None:
+        names = [n for n in schema.names if n not in {str(e) for e in exclude}]
+    pa = _pyarrow("reading tables")
+    types = [schema.field(n).type for n in names if n in schema.names]
+    all_f32 = fmt == "parquet" and bool(types) and all(pa.types.is_float32(t) for t in types)
+    return SizeEstimate(rows, max(len(names), 1), 4 if all_f32 else 8, exact)
+
+
+def _csv_rows(path: str) -> tuple[int, bool]:
+    """``(rows, exact)``: counted when the file's first MiB is the whole file, else scaled."""
+    import bz2
+    import zlib
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        raw = f.read(_CSV_SAMPLE_BYTES)
+    name = path.lower()
+    text = raw
+    if name.endswith(".gz"):
+        text = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(raw)
+    elif name.endswith(".bz2"):
+        text = bz2.BZ2Decompressor().decompress(raw)
+    lines = text.count(b"\n") + (not text.endswith(b"\n"))
+    if len(raw) == size:
+        return max(lines - 1, 0), True  # the header is not a row
+    return max(1, lines * size // max(len(raw), 1)), False
 
 
 def read_data(
@@ -985,7 +1202,7 @@ def read_data(
     """
     path = os.fspath(path)
     fmt = detect_format(path, format)
-    _check_file(path)
+    _check_file(path, fmt)
     dt = _target_dtype(dtype)
     feats = _parse_features(features)
     if fmt == "npz" and target is None:
@@ -1047,7 +1264,7 @@ def iter_batches(
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     path = os.fspath(path)
     fmt = detect_format(path, format)
-    _check_file(path)
+    _check_file(path, fmt)
     dt = _target_dtype(dtype)
     feats = _parse_features(features)
     if fmt in ("csv", "parquet"):
@@ -1112,7 +1329,7 @@ def _iter_arrow(
         )
         parse, convert = _csv_options(path, schema, feats, needed, weight_column)
         try:
-            reader = csv.open_csv(path, parse_options=parse, convert_options=convert)
+            reader = csv.open_csv(_source(path), parse_options=parse, convert_options=convert)
         except Exception as exc:
             raise _translate_arrow_error(exc, path, names, convert) from None
         batches: Iterator[Any] = _guard_arrow(iter(reader), path, names, convert)
@@ -1180,26 +1397,99 @@ def _rechunk(pa: Any, batches: Iterator[Any], chunk_rows: int) -> Iterator[Any]:
 
 
 # --------------------------------------------------------------------------- writers
-def _output_format(path: PathLike) -> str:
-    name = Path(path).name.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith((".csv", ".tsv")):
+#: Prediction file formats, by extension (lower case).
+_OUTPUT_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+
+
+def output_format(path: PathLike, format: str | None = None) -> str:
+    """Format of a predictions file: ``format``, else from the extension (``"-"``: CSV).
+
+    Raises
+    ------
+    DataError
+        An unknown ``format``, or an extension that names none.
+    """
+    if format is not None:
+        if format not in OUTPUT_FORMATS:
+            raise DataError(
+                f"unknown output format {format!r}; choose one of {', '.join(OUTPUT_FORMATS)}"
+            )
+        return format
+    if os.fspath(path) == STDIO:
         return "csv"
-    raise DataError(f"{path}: output must end in .csv, .tsv, .parquet or .pq")
+    name = Path(path).name.lower()
+    ext = next((e for e in _OUTPUT_EXTENSIONS if name.endswith(e)), None)
+    if ext is None:
+        *most, last = _OUTPUT_EXTENSIONS
+        raise DataError(f"{path}: output must end in {', '.join(most)} or {last}")
+    return _OUTPUT_EXTENSIONS[ext]
 
 
-def write_predictions(path: PathLike, columns: Mapping[str, Any]) -> None:
-    """Write named 1-D columns to CSV or Parquet (by extension), atomically.
+class PredictionWriter:
+    """Named 1-D columns written batch by batch to an open binary file.
+
+    CSV and TSV get a header before the first batch, JSON lines one object per
+    row (``{"name": value, ...}``, in column order), Parquet one row group per
+    batch (the first batch's types are the file's schema). Call :meth:`close`
+    after the last batch (Parquet writes its footer then).
 
     Parameters
     ----------
-    path : path ending in .csv, .tsv, .parquet or .pq
-    columns : mapping of column name -> array of shape (n_rows,)
-        Written in this order (e.g. ``id``, ``prediction``, ``proba_<class>``).
+    handle : binary file open for writing
+    format : {"csv", "tsv", "jsonl", "parquet"}
     """
-    fmt = _output_format(path)
-    pa = _pyarrow(f"writing {fmt}")
+
+    def __init__(self, handle: IO[bytes], format: str) -> None:
+        if format not in OUTPUT_FORMATS:
+            raise DataError(f"unknown output format {format!r}")
+        self._pa = _pyarrow(f"writing {format}")
+        self.handle = handle
+        self.format = format
+        #: Rows written so far.
+        self.rows = 0
+        self._parquet: Any = None
+
+    def write(self, columns: Mapping[str, Any]) -> None:
+        """Append the rows of ``columns`` (name -> array of shape (n_rows,))."""
+        if self.format == "jsonl":
+            self.handle.write(_json_lines(columns))
+            self.rows += len(next(iter(columns.values()), ()))
+            return
+        table = _arrow_table(self._pa, columns)
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.handle, table.schema)
+            self._parquet.write_table(table)
+        else:
+            from pyarrow import csv
+
+            options = csv.WriteOptions(
+                include_header=self.rows == 0, delimiter="\t" if self.format == "tsv" else ","
+            )
+            sink = self._pa.BufferOutputStream()
+            csv.write_csv(table, sink, write_options=options)
+            self.handle.write(memoryview(sink.getvalue()))
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        """Finish the file (the Parquet footer); the handle stays open."""
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+
+
+def _arrow_table(pa: Any, columns: Mapping[str, Any]) -> Any:
+    """A pyarrow table of named 1-D columns ('U' strings become Arrow strings)."""
     arrays = {}
     for name, values in columns.items():
         arr = np.asarray(values)
@@ -1207,14 +1497,62 @@ def write_predictions(path: PathLike, columns: Mapping[str, Any]) -> None:
             arrays[name] = pa.array(arr.tolist(), type=pa.string())
         else:
             arrays[name] = pa.array(arr)
-    table = pa.table(arrays)
+    return pa.table(arrays)
+
+
+def _json_lines(columns: Mapping[str, Any]) -> bytes:
+    """One JSON object per row, keys in column order (non-finite floats are refused)."""
+    keys = [json.dumps(str(name)) + ": " for name in columns]
+    values = [
+        [json.dumps(v, allow_nan=False) for v in np.asarray(col).tolist()]
+        for col in columns.values()
+    ]
+    rows = zip(*values, strict=True)
+    lines = ["{" + ", ".join(k + v for k, v in zip(keys, row, strict=True)) + "}\n" for row in rows]
+    return "".join(lines).encode()
+
+
+@contextlib.contextmanager
+def open_predictions(path: PathLike, format: str | None = None) -> Iterator[PredictionWriter]:
+    """A :class:`PredictionWriter` on ``path``, written atomically, or on standard output.
+
+    A file is written through :func:`atomic_write`: when the block raises, the
+    destination keeps its old contents (or stays absent) and no partial file
+    is left. ``"-"`` writes to standard output as the rows come (what a pipe
+    has read cannot be taken back, so a failure there leaves the rows so far).
+
+    Parameters
+    ----------
+    path : path, or "-" for standard output
+    format : {None, "csv", "tsv", "jsonl", "parquet"}
+        None: from the extension (:func:`output_format`).
+    """
+    fmt = output_format(path, format)
+    if os.fspath(path) == STDIO:
+        sys.stdout.flush()
+        writer = PredictionWriter(sys.stdout.buffer, fmt)
+        yield writer
+        writer.close()
+        sys.stdout.buffer.flush()
+        return
     with atomic_write(path) as handle:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
+        writer = PredictionWriter(handle, fmt)
+        yield writer
+        writer.close()
 
-            pq.write_table(table, handle)
-        else:
-            from pyarrow import csv
 
-            delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
-            csv.write_csv(table, handle, write_options=csv.WriteOptions(delimiter=delimiter))
+def write_predictions(
+    path: PathLike, columns: Mapping[str, Any], format: str | None = None
+) -> None:
+    """Write named 1-D columns to CSV, TSV, JSON lines or Parquet, atomically.
+
+    Parameters
+    ----------
+    path : path ending in .csv, .tsv, .jsonl, .ndjson, .parquet or .pq, or "-"
+    columns : mapping of column name -> array of shape (n_rows,)
+        Written in this order (e.g. ``id``, ``prediction``, ``proba_<class>``).
+    format : {None, "csv", "tsv", "jsonl", "parquet"}
+        None: from the extension.
+    """
+    with open_predictions(path, format) as writer:
+        writer.write(columns)

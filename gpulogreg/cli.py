@@ -9,6 +9,18 @@ Examples
     gpulogreg evaluate --model model.glr test.csv --target label --json
     gpulogreg bench --rows 2000 --cols 10 --repeat 3
     gpulogreg demo
+    cat test.csv | gpulogreg predict --model model.glr - --output - --proba | head
+
+Memory: ``fit`` reads its data whole when they fit the memory budget
+(``--memory-budget SIZE``, default half the available memory) and otherwise
+trains on a :class:`gpulogreg.Dataset` that streams the file chunk by chunk
+(``--chunk-rows N`` forces it); ``predict`` and ``evaluate`` always read chunk
+by chunk. See :mod:`gpulogreg._cli_stream`. Pipes: a data argument ``-`` is
+standard input (CSV, or svmlight with ``--format svmlight``; ``fit`` reads it
+whole), ``predict --output -`` writes to standard output (CSV, or
+``--output-format tsv|jsonl|parquet``). Data go to stdout, every message and
+summary of a command writing data there to stderr; a reader that stops early
+(``| head``) ends the command quietly.
 
 Errors are one line on stderr, ``gpulogreg: error: ...``, with exit status 2
 for usage and input errors (bad options, missing files or columns,
@@ -33,12 +45,13 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
 
 from gpulogreg._version import __version__
+from gpulogreg.io import STDIO
 
 __all__ = ["main"]
 
@@ -85,7 +98,13 @@ def _show_warning(
 
 # --------------------------------------------------------------------------- helpers
 def _write_json_stdout(payload: dict[str, Any]) -> None:
-    print(json.dumps(_jsonable(payload), indent=None, sort_keys=False, allow_nan=False))
+    _write_json(payload, sys.stdout)
+
+
+def _write_json(payload: dict[str, Any], stream: Any) -> None:
+    print(
+        json.dumps(_jsonable(payload), indent=None, sort_keys=False, allow_nan=False), file=stream
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -156,10 +175,12 @@ def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any data is read or a model trained, an output the command cannot write.
 
     ``args.outputs`` maps the command's output options to a check of the
-    file's format (or None): every path given must be writable
-    (:func:`gpulogreg._files.check_destination`), pass its check, and not be
-    one of the command's input files (``args.inputs``, the attributes naming
-    them), which the output would replace.
+    file's format (or None), called with the path and ``args``: every path
+    given must be writable (:func:`gpulogreg._files.check_destination`), pass
+    its check, and not be one of the command's input files (``args.inputs``,
+    the attributes naming them), which the output would replace. ``-`` is
+    standard output for the options in ``args.stdout_outputs`` (only its
+    format is checked) and refused for the others.
     """
     from gpulogreg._files import check_destination
 
@@ -168,13 +189,17 @@ def _check_outputs(args: argparse.Namespace) -> None:
         path = getattr(args, option.lstrip("-").replace("-", "_"))
         if path is None:
             continue
+        to_stdout = path == STDIO
+        if to_stdout and option not in getattr(args, "stdout_outputs", ()):
+            raise UsageError(f"{option}: '-' (standard output) is not accepted here; name a file")
         try:
-            check_destination(path)
+            if not to_stdout:
+                check_destination(path)
             if check_format is not None:
-                check_format(path)
+                check_format(path, args)
         except (OSError, ValueError) as exc:
             raise UsageError(f"{option}: {_one_line(exc)}") from None
-        source = next((i for i in inputs if i is not None and _same_file(i, path)), None)
+        source = next((i for i in inputs if i not in (None, STDIO) and _same_file(i, path)), None)
         if source is not None:
             raise UsageError(f"{option}: {path} is an input of this command ({source})")
 
@@ -186,11 +211,29 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _prediction_format(path: str) -> None:
-    """Refuse a predictions file whose extension names no format we write."""
-    from gpulogreg.io import _output_format
+def _prediction_format(path: str, args: argparse.Namespace) -> None:
+    """Refuse predictions whose extension (or ``--output-format``) names no format we write."""
+    from gpulogreg.io import output_format
 
-    _output_format(path)
+    output_format(path, args.output_format)
+
+
+def _budget(args: argparse.Namespace) -> int:
+    """Bytes the command's data may take: ``--memory-budget``, else the default fraction of RAM."""
+    from gpulogreg._cli_stream import default_budget
+
+    return args.memory_budget or default_budget()
+
+
+def _chunk_rows(args: argparse.Namespace, n_features: int) -> int:
+    """Rows per chunk of a streamed read: ``--chunk-rows``, else sized to the budget."""
+    from gpulogreg._cli_stream import stream_chunk_rows
+
+    if args.chunk_rows is not None:
+        return int(args.chunk_rows)
+    # The data's dtype is known only once read: take --dtype's, else float64, the widest.
+    itemsize = np.dtype(args.dtype or np.float64).itemsize
+    return stream_chunk_rows(n_features, itemsize, _budget(args))
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -238,47 +281,58 @@ def _model_summary(model: Any) -> dict[str, Any]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from gpulogreg._cli_stream import load_training_data
     from gpulogreg.estimator import LogisticRegression
-    from gpulogreg.io import read_data
     from gpulogreg.persistence import save_model
 
     fmt = _format_of(args)
     if args.target is None and fmt in ("csv", "parquet"):
         raise UsageError(f"fit needs --target COL: the label column of the {fmt} file")
+    if args.target is None and fmt == "npy":
+        raise UsageError(f"{args.data}: no labels; name the target column with --target")
     progress = _progress_wanted(args)
     params = _estimator_params(args, progress)
     model = LogisticRegression(**params)  # validates nothing yet: fit does
     start = time.perf_counter()
-    table = read_data(
+    data = load_training_data(
         args.data,
-        format=args.format,
-        dtype=args.dtype,
-        target=args.target,
-        features=args.features,
-        id_column=args.id,
-        zero_based=_ZERO_BASED[args.index_base],
+        fmt,
+        budget=_budget(args),
+        chunk_rows=args.chunk_rows,
+        read={
+            "format": fmt,
+            "dtype": args.dtype,
+            "target": args.target,
+            "features": args.features,
+            "id_column": args.id,
+            "zero_based": _ZERO_BASED[args.index_base],
+        },
     )
-    read_s = time.perf_counter() - start
-    if table.y is None:
+    read_s = time.perf_counter() - start  # streamed: the validating pass
+    if data.note:
+        print(f"{PROG}: {data.note}", file=sys.stderr)
+    if data.table is not None and data.table.y is None:
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
     start = time.perf_counter()
-    model.fit(table.X, table.y)
+    model.fit(*data.fit_args())
     fit_s = time.perf_counter() - start
     extra = {
-        "features": list(table.feature_names),
+        "features": data.feature_names,
         "target": args.target,
         "data_format": fmt,
-        "reading_options": table.reading_options,
-        "trained_rows": table.n_rows,
+        "reading_options": data.reading_options,
+        "trained_rows": data.n_rows,
     }
     save_model(model, args.model, metadata=extra)
-    inference = _inference_table(model, table, args.cov_type) if args.summary else None
+    inference = _inference_table(model, data, args.cov_type) if args.summary else None
     summary = {
         "command": "fit",
         "model": args.model,
-        "rows": table.n_rows,
-        "features": int(table.X.shape[1]),
-        "dtype": str(table.X.dtype),
+        "rows": data.n_rows,
+        "features": int(data.n_features),
+        "dtype": str(data.dtype),
+        "streamed": data.streamed,
+        "chunk_rows": data.chunk_rows,
         **_model_summary(model),
         "read_seconds": read_s,
         "seconds": fit_s,
@@ -291,9 +345,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if inference is not None:
             print(inference[0])
         state = "converged" if summary["converged"] else "NOT converged"
+        read = f"read {read_s:.3f} s"
+        if data.streamed:
+            read = f"streamed in chunks of {data.chunk_rows:,} rows, validated in {read_s:.3f} s"
         print(
             f"fitted {summary['rows']:,} rows x {summary['features']} features in "
-            f"{fit_s:.3f} s (read {read_s:.3f} s): {summary['solver']} on "
+            f"{fit_s:.3f} s ({read}): {summary['solver']} on "
             f"{summary['device']}/{summary['backend']}, {summary['iterations']} iterations, "
             f"objective {summary['objective']:.10g}, {state}"
         )
@@ -301,13 +358,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inference_table(model: Any, table: Any, cov_type: str) -> tuple[str, list[dict[str, Any]]]:
-    """The fitted model's summary text and its coefficient table (one record per parameter)."""
-    results = model.inference(table.X, table.y, cov_type=cov_type)
+def _inference_table(model: Any, data: Any, cov_type: str) -> tuple[str, list[dict[str, Any]]]:
+    """The fitted model's summary text and its coefficient table (one record per parameter).
+
+    ``data`` is what the model was fitted on (:class:`gpulogreg._cli_stream.TrainingData`):
+    the arrays, or the Dataset (one more pass over the file).
+    """
+    results = model.inference(*data.fit_args(), cov_type=cov_type)
     results = results if isinstance(results, list) else [results]
     # The model was fitted on the file's array: name the parameters by its columns.
     named = ["intercept"] if model.fit_intercept else []
-    named += [str(name) for name in table.feature_names]
+    named += [str(name) for name in data.feature_names]
     results = [dataclasses.replace(r, param_names=named) for r in results]
     text = "\n\n".join(r.summary() for r in results)
     records = []
@@ -380,28 +441,38 @@ def _feature_columns(
     return names, options
 
 
-def _scored_table(
+def _scored_batches(
     args: argparse.Namespace, model: Any, meta: dict[str, Any], *, target: Any, id_column: Any
-) -> Any:
-    from gpulogreg.io import detect_format, read_data
+) -> Iterator[Any]:
+    """The data scored by a loaded model, chunk by chunk (:func:`gpulogreg.io.iter_batches`).
+
+    Chunks hold ``--chunk-rows`` rows, or as many as the memory budget allows
+    (:func:`_chunk_rows`); svmlight and ``.npz`` files are read whole and sliced.
+    """
+    from gpulogreg.io import DataError, detect_format, iter_batches
 
     fmt = detect_format(args.data, args.format)
     features, options = _feature_columns(args, model, meta, fmt)
-    table = read_data(
+    n_rows = 0
+    for table in iter_batches(
         args.data,
         format=args.format,
         dtype=args.dtype,
         target=target,
         features=features,
         id_column=id_column,
+        chunk_rows=_chunk_rows(args, int(model.n_features_in_)),
         **options,
-    )
-    if table.X.shape[1] != model.n_features_in_:
-        raise ValueError(
-            f"{args.data}: {table.X.shape[1]} feature columns, but the model was fitted with "
-            f"{model.n_features_in_} (select them with --features)"
-        )
-    return table
+    ):
+        if table.X.shape[1] != model.n_features_in_:
+            raise ValueError(
+                f"{args.data}: {table.X.shape[1]} feature columns, but the model was fitted "
+                f"with {model.n_features_in_} (select them with --features)"
+            )
+        n_rows += table.n_rows
+        yield table
+    if n_rows == 0:
+        raise DataError(f"{args.data}: the file has no rows")
 
 
 def _predictions(
@@ -424,12 +495,8 @@ def _proba_column_names(classes: np.ndarray) -> list[str]:
     return [f"proba_{c}" for c in np.asarray(classes).tolist()]
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from gpulogreg.io import write_predictions
-
-    model, meta = _load_model(args.model)
-    start = time.perf_counter()
-    table = _scored_table(args, model, meta, target=None, id_column=args.id)
+def _prediction_columns(args: argparse.Namespace, model: Any, table: Any) -> dict[str, Any]:
+    """The output columns of one chunk: the id, ``prediction``, ``proba_<class>`` (--proba)."""
     columns: dict[str, Any] = {}
     if args.id is not None:
         columns[str(args.id)] = table.ids
@@ -440,20 +507,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if proba is not None:
         for j, name in enumerate(_proba_column_names(model.classes_)):
             columns[name] = proba[:, j]
-    write_predictions(args.output, columns)
+    return columns
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score the data chunk by chunk, writing each chunk's predictions as it comes.
+
+    A file is written atomically (a temporary file renamed at the end: a
+    failure in any chunk leaves the old output); ``--output -`` writes to
+    standard output, and the command's own summary goes to stderr.
+    """
+    from gpulogreg.io import open_predictions
+
+    model, meta = _load_model(args.model)
+    start = time.perf_counter()
+    columns: list[str] = []
+    with open_predictions(args.output, args.output_format) as writer:
+        for table in _scored_batches(args, model, meta, target=None, id_column=args.id):
+            chunk = _prediction_columns(args, model, table)
+            writer.write(chunk)
+            columns = list(chunk)
     seconds = time.perf_counter() - start
     summary = {
         "command": "predict",
         "model": args.model,
         "output": args.output,
-        "rows": table.n_rows,
-        "columns": list(columns),
+        "rows": writer.rows,
+        "columns": columns,
         "seconds": seconds,
     }
+    report = sys.stderr if args.output == STDIO else sys.stdout
     if args.json:
-        _write_json_stdout(summary)
+        _write_json(summary, report)
     else:
-        print(f"wrote {table.n_rows:,} predictions to {args.output} in {seconds:.3f} s")
+        where = "standard output" if args.output == STDIO else args.output
+        print(f"wrote {writer.rows:,} predictions to {where} in {seconds:.3f} s", file=report)
     return 0
 
 
@@ -481,53 +569,17 @@ def evaluate_predictions(
         None when a class is absent), ``confusion`` (rows: true, columns:
         predicted, in ``classes`` order).
     """
-    from gpulogreg.data import encode_labels
+    from gpulogreg._cli_stream import MetricsAccumulator
 
-    classes = np.asarray(classes)
-    _, y_index = encode_labels(y, classes=classes)
-    _, pred_index = encode_labels(predicted, classes=classes)
-    n, k = proba.shape
-    eps = np.finfo(proba.dtype).eps
-    p_true = np.clip(proba[np.arange(n), y_index], eps, 1 - eps)
-    log_loss = float(-np.mean(np.log(p_true)))
-    accuracy = float(np.mean(y_index == pred_index))
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y_index, pred_index), 1)
-    if k == 2:
-        auc = _roc_auc(y_index == 1, proba[:, 1])
-    else:
-        per_class = [_roc_auc(y_index == j, proba[:, j]) for j in range(k)]
-        known = [a for a in per_class if a is not None]
-        auc = float(np.mean(known)) if len(known) == k else None
-    return {
-        "rows": int(n),
-        "log_loss": log_loss,
-        "accuracy": accuracy,
-        "roc_auc": auc,
-        "confusion": {"labels": classes.tolist(), "matrix": confusion.tolist()},
-    }
-
-
-def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve by the rank-sum statistic (ties count one half)."""
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(score, kind="mergesort")
-    sorted_score = score[order]
-    ranks = np.empty(score.size, dtype=np.float64)
-    # Average rank within runs of tied scores.
-    boundaries = np.flatnonzero(np.diff(sorted_score)) + 1
-    starts = np.concatenate([[0], boundaries])
-    stops = np.concatenate([boundaries, [score.size]])
-    average = (starts + stops + 1) / 2.0  # 1-based ranks: mean of start+1 .. stop
-    ranks[order] = np.repeat(average, stops - starts)
-    rank_sum = float(ranks[positive].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    metrics = MetricsAccumulator(classes)
+    metrics.add(y, proba, predicted)
+    return metrics.result()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Metrics of the model on labelled data, read chunk by chunk (one pass, bounded memory)."""
+    from gpulogreg._cli_stream import MetricsAccumulator
+
     model, meta = _load_model(args.model)
     target = args.target
     if target is None:
@@ -535,12 +587,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     fmt = _format_of(args)
     if target is None and fmt in ("csv", "parquet"):
         raise UsageError("evaluate needs --target COL (the model file does not record it)")
-    table = _scored_table(args, model, meta, target=target, id_column=args.id)
-    if table.y is None:
-        raise UsageError(f"{args.data}: no target found; give --target")
-    proba, predicted = _predictions(model, table.X)
-    assert proba is not None
-    metrics = evaluate_predictions(table.y, proba, model.classes_, predicted)
+    accumulator = MetricsAccumulator(model.classes_)
+    for table in _scored_batches(args, model, meta, target=target, id_column=args.id):
+        if table.y is None:
+            raise UsageError(f"{args.data}: no target found; give --target")
+        proba, predicted = _predictions(model, table.X)
+        assert proba is not None
+        accumulator.add(table.y, proba, predicted)
+    metrics = accumulator.result()
     result = {"command": "evaluate", "model": args.model, "data": args.data, **metrics}
     if args.json:
         _write_json_stdout(result)
@@ -706,6 +760,37 @@ def _add_data_options(p: argparse.ArgumentParser, *, target_required: bool) -> N
     )
 
 
+def _memory_size(text: str) -> int:
+    from gpulogreg._cli_stream import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_memory_options(p: argparse.ArgumentParser, *, fit: bool) -> None:
+    when = (
+        "read the data whole when they fit in SIZE, else stream them in chunks"
+        if fit
+        else "size the chunks the data are read in (this command always streams)"
+    )
+    p.add_argument(
+        "--memory-budget",
+        type=_memory_size,
+        metavar="SIZE",
+        help=f"memory the data may take, e.g. 500M or 2G (powers of 1024): {when}; "
+        "default: half of the memory available",
+    )
+    p.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        metavar="N",
+        help="read the data in chunks of N rows"
+        + (" (forces streaming; svmlight, .npz and stdin are read whole)" if fit else ""),
+    )
+
+
 def _add_progress(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(
@@ -720,6 +805,8 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpulogreg`` command."""
+    from gpulogreg.io import OUTPUT_FORMATS
+
     parser = _Parser(
         prog=PROG,
         description="Fast logistic regression on the CPU (Numba) and the GPU (CUDA).",
@@ -733,8 +820,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # fit
     p = sub.add_parser("fit", help="train a model on a data file and save it")
-    p.add_argument("data", help="training data: .csv, .parquet, .npy, .npz or svmlight")
+    p.add_argument(
+        "data",
+        help="training data: .csv, .parquet, .npy, .npz or svmlight; '-' reads CSV (or "
+        "--format svmlight) from stdin, whole",
+    )
     _add_data_options(p, target_required=False)
+    _add_memory_options(p, fit=True)
     p.add_argument("--model", required=True, help="model file to write (written exactly there)")
     p.add_argument(
         "--index-base",
@@ -776,9 +868,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     # predict
     p = sub.add_parser("predict", help="write predictions for a data file")
-    p.add_argument("data", help="data to score")
+    p.add_argument("data", help="data to score; '-' reads CSV (or --format svmlight) from stdin")
     p.add_argument("--model", required=True, help="model file")
-    p.add_argument("--output", "-o", required=True, help="output file: .csv, .tsv, .parquet or .pq")
+    p.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        help="output file: .csv, .tsv, .jsonl, .ndjson, .parquet or .pq; '-' writes to stdout "
+        "(then the summary goes to stderr)",
+    )
+    p.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        help="format of the output (default: from the extension; csv for '-')",
+    )
     p.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
     p.add_argument("--id", help="column copied to the output (e.g. a row id)")
     p.add_argument(
@@ -786,17 +889,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("csv", "parquet", "npy", "npz", "svmlight"))
     p.add_argument("--dtype", choices=("float32", "float64"))
+    _add_memory_options(p, fit=False)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_common(p)
     p.set_defaults(
-        func=cmd_predict, outputs={"--output": _prediction_format}, inputs=("data", "model")
+        func=cmd_predict,
+        outputs={"--output": _prediction_format},
+        stdout_outputs=("--output",),
+        inputs=("data", "model"),
     )
 
     # evaluate
     p = sub.add_parser("evaluate", help="log loss, accuracy, ROC AUC, confusion counts")
-    p.add_argument("data", help="labelled data")
+    p.add_argument("data", help="labelled data; '-' reads CSV (or --format svmlight) from stdin")
     p.add_argument("--model", required=True, help="model file")
     _add_data_options(p, target_required=False)
+    _add_memory_options(p, fit=False)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)

@@ -226,7 +226,13 @@ LAYERS = (
     ("gpulogreg.solvers",),
     ("gpulogreg._fit", "gpulogreg._predict", "gpulogreg.inference", "gpulogreg._inference"),
     ("gpulogreg.estimator",),
-    ("gpulogreg.persistence", "gpulogreg.cli", "gpulogreg.benchmark", "gpulogreg.info"),
+    (
+        "gpulogreg.persistence",
+        "gpulogreg.cli",
+        "gpulogreg._cli_stream",
+        "gpulogreg.benchmark",
+        "gpulogreg.info",
+    ),
 )
 
 

@@ -625,7 +625,7 @@ def nothing_runs(monkeypatch):  # type: ignore[no-untyped-def]
         ("fit", "fifo", "a FIFO, not a regular file"),
         ("fit", "character_device", f"refusing to replace {os.devnull}: a character device"),
         ("fit", "unwritable_directory", "output directory is not writable"),
-        ("predict", "bad_extension", "must end in .csv, .tsv, .parquet or .pq"),
+        ("predict", "bad_extension", "must end in .csv, .tsv, .jsonl, .ndjson, .parquet or .pq"),
         ("predict", "missing_directory", "output directory does not exist"),
         ("predict", "directory", "is a directory"),
         ("predict", "fifo", "a FIFO, not a regular file"),

@@ -1487,6 +1487,12 @@ class PredictionWriter:
             self._parquet.close()
             self._parquet = None
 
+    def abandon(self) -> None:
+        """Drop an unfinished file: its Parquet writer stops, its errors are beside the point."""
+        with contextlib.suppress(Exception):
+            self.close()
+        self._parquet = None
+
 
 def _arrow_table(pa: Any, columns: Mapping[str, Any]) -> Any:
     """A pyarrow table of named 1-D columns ('U' strings become Arrow strings)."""
@@ -1528,17 +1534,20 @@ def open_predictions(path: PathLike, format: str | None = None) -> Iterator[Pred
         None: from the extension (:func:`output_format`).
     """
     fmt = output_format(path, format)
-    if os.fspath(path) == STDIO:
-        sys.stdout.flush()
-        writer = PredictionWriter(sys.stdout.buffer, fmt)
-        yield writer
-        writer.close()
-        sys.stdout.buffer.flush()
-        return
-    with atomic_write(path) as handle:
+    with contextlib.ExitStack() as stack:
+        if os.fspath(path) == STDIO:
+            sys.stdout.flush()
+            handle: IO[bytes] = sys.stdout.buffer
+        else:
+            handle = stack.enter_context(atomic_write(path))
         writer = PredictionWriter(handle, fmt)
-        yield writer
+        try:
+            yield writer
+        except BaseException:
+            writer.abandon()
+            raise
         writer.close()
+        handle.flush()
 
 
 def write_predictions(

@@ -222,15 +222,13 @@ class TrainingData:
         """The positional arguments of ``fit`` and ``inference``: ``(X, y)`` or ``(dataset,)``."""
         if self.dataset is not None:
             return (self.dataset,)
-        assert self.table is not None
-        return (self.table.X, self.table.y)
+        return (self._table().X, self._table().y)
 
     @property
     def feature_names(self) -> list[str]:
         if self.source is not None:
             return list(self.source.feature_names)
-        assert self.table is not None
-        return list(self.table.feature_names)
+        return list(self._table().feature_names)
 
     @property
     def reading_options(self) -> dict[str, Any]:
@@ -251,7 +249,7 @@ class TrainingData:
         return self._table().X.dtype
 
     def _table(self) -> io.Table:
-        assert self.table is not None
+        assert self.table is not None, "streamed data have no table"
         return self.table
 
 

@@ -322,6 +322,18 @@ def test_streamed_fit_equals_the_in_memory_fit(capsys, tmp_path, train_file, str
     assert not hasattr(a, "feature_names_in_")
 
 
+def test_streamed_fit_takes_the_features_by_name(capsys, tmp_path, problem) -> None:  # type: ignore[no-untyped-def]
+    data = _write(tmp_path / "train.csv", _columns(problem))
+    args = ["fit", data, "--target", "label", "--features", "f3,f1", "--solver", "newton"]
+    for name, extra in (("whole", []), ("streamed", ["--chunk-rows", "1000"])):
+        code, _, err = _run(capsys, [*args, "--tol", "1e-10", "--model", tmp_path / name, *extra])
+        assert code == 0, err
+    a, meta_a = load_with_metadata(tmp_path / "whole")
+    b, meta_b = load_with_metadata(tmp_path / "streamed")
+    assert meta_b["extra"]["features"] == meta_a["extra"]["features"] == ["f3", "f1"]
+    assert _rel(_params(b), _params(a)) < RTOL
+
+
 def test_streamed_fit_summary_equals_the_in_memory_table(capsys, tmp_path, problem) -> None:  # type: ignore[no-untyped-def]
     data = _write(tmp_path / "train.parquet", _columns(problem))
     args = ["fit", data, "--target", "label", "--id", "row", "--penalty", "none", "--summary"]

@@ -26,10 +26,12 @@ import numpy as np
 from gpulogreg._layout import ParamLayout
 
 __all__ = [
+    "CERTAIN_LOSS",
     "Array",
     "Backend",
     "BatchBackend",
     "History",
+    "Information",
     "MinibatchHistory",
     "Objective",
     "SolverFn",
@@ -38,6 +40,34 @@ __all__ = [
 
 #: Any array the package computes with: ``numpy.ndarray`` or ``cupy.ndarray``.
 Array = Any
+
+
+#: A row is "fitted with certainty" when its loss is below this: the
+#: probability of its own label is within 1e-10 of one (``|z| > 23`` binary).
+CERTAIN_LOSS = 1e-10
+
+
+@dataclass
+class Information:
+    """One pass of sums at fixed parameters: what coefficient inference needs.
+
+    Attributes
+    ----------
+    hessian : array of shape (n_params, n_params), float64
+        Hessian of the weighted mean loss (normalised weights).
+    loss : float
+        The weighted mean loss.
+    gradient : array of shape (n_params,), float64
+        Its gradient (zero at the unpenalised optimum).
+    certain : float
+        Normalised weight of the rows whose loss is below :data:`CERTAIN_LOSS`
+        (fitted probabilities numerically 0 or 1: a sign of separation).
+    """
+
+    hessian: Array
+    loss: float
+    gradient: Array
+    certain: float
 
 
 @runtime_checkable
@@ -104,11 +134,13 @@ class Backend(Protocol):
         """Hessian-vector product of the weighted mean cross-entropy, shape (n_params,)."""
         ...
 
-    def hessian_loss(self, params: Array) -> tuple[Array, float]:
-        """:meth:`hessian` and :meth:`loss` together, from one pass where the backend fuses them.
+    def information(self, params: Array) -> Information:
+        """What inference needs at the fitted parameters, from one pass where the backend fuses it.
 
-        What inference needs at the fitted parameters (the Numba backend and the
-        sums of parts read the data once for both).
+        The Hessian (with the float64 linear predictor), the loss, the
+        gradient and the weight of the rows fitted with certainty (see
+        :class:`Information`); the Numba backend and the sums of parts read
+        the data once for all of it.
         """
         ...
 

@@ -25,7 +25,6 @@ Warnings (e.g. a solver that hit ``--max-iter``) are one line each,
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -245,6 +244,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     fmt = _format_of(args)
     if args.target is None and fmt in ("csv", "parquet"):
         raise UsageError(f"fit needs --target COL: the label column of the {fmt} file")
+    _check_summary_options(args)
     progress = _progress_wanted(args)
     params = _estimator_params(args, progress)
     model = LogisticRegression(**params)  # validates nothing yet: fit does
@@ -272,7 +272,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "trained_rows": table.n_rows,
     }
     save_model(model, args.model, metadata=extra)
-    inference = _inference_table(model, table, args.cov_type) if args.summary else None
+    cov_type = args.cov_type or "nonrobust"
+    inference = _inference_table(model, table, cov_type) if args.summary else None
     summary = {
         "command": "fit",
         "model": args.model,
@@ -301,20 +302,51 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_summary_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a --summary that inference would refuse after the training."""
+    if args.cov_type is not None and not args.summary:
+        raise UsageError("--cov-type is the covariance of the --summary table: add --summary")
+    if not args.summary:
+        return
+    if args.penalty in ("l1", "elasticnet"):
+        raise UsageError(
+            f"--summary needs an L2 penalty or none: an {args.penalty} fit has no "
+            "Hessian-based covariance"
+        )
+    if args.class_weight not in (None, "none"):
+        raise UsageError(
+            "--summary is not available with --class-weight: class weights are importance "
+            "weights, under which the coefficient table is not valid"
+        )
+
+
 def _inference_table(model: Any, table: Any, cov_type: str) -> tuple[str, list[dict[str, Any]]]:
-    """The fitted model's summary text and its coefficient table (one record per parameter)."""
-    results = model.inference(table.X, table.y, cov_type=cov_type)
+    """The fitted model's summary text and its coefficient table (one record per parameter).
+
+    The model was fitted on the file's array: its parameters (and the
+    warnings about them) are named by the file's columns.
+    """
+    from gpulogreg._inference import run_inference
+
+    fitted = model._previous()
+    fitted.feature_names = np.asarray(table.feature_names, dtype=object)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        results = run_inference(
+            table.X,
+            table.y,
+            None,
+            spec=model._spec(),
+            fitted=fitted,
+            cov_type=cov_type,
+            groups=None,
+        )
     results = results if isinstance(results, list) else [results]
-    # The model was fitted on the file's array: name the parameters by its columns.
-    named = ["intercept"] if model.fit_intercept else []
-    named += [str(name) for name in table.feature_names]
-    results = [dataclasses.replace(r, param_names=named) for r in results]
     text = "\n\n".join(r.summary() for r in results)
+    names = ("coef", "std_err", "z", "p_value", "ci_lower", "ci_upper")
     records = []
     for result in results:
-        ci = result.conf_int()
-        columns = [result.params, result.bse, result.tvalues, result.pvalues]
-        columns += [ci[..., 0], ci[..., 1]]
+        columns = list(result.coefficient_table().values())
         contrasts = [None] if result.params.ndim == 1 else result.classes[1:].tolist()
         for j, contrast in enumerate(contrasts):
             for i, name in enumerate(result.param_names):
@@ -325,7 +357,6 @@ def _inference_table(model: Any, table: Any, cov_type: str) -> tuple[str, list[d
                 if contrast is not None:
                     record["class"] = _jsonable(contrast)
                     record["reference"] = _jsonable(result.classes[0])
-                names = ("coef", "std_err", "z", "p_value", "ci_lower", "ci_upper")
                 record.update(zip(names, values, strict=True))
                 records.append(record)
     return text, records
@@ -767,7 +798,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cov-type",
         choices=("nonrobust", "HC0", "HC1"),
-        default="nonrobust",
         help="covariance of the --summary table (default nonrobust)",
     )
     _add_progress(p)

@@ -186,8 +186,12 @@ class InferenceResult:
         return -2.0 * self.llf + self.k_params * float(np.log(self.weight_sum))
 
     # -- output -------------------------------------------------------------------
-    def _table(self, alpha: float = 0.05) -> dict[str, np.ndarray]:
-        """The coefficient table's columns, each shaped like ``params``."""
+    def coefficient_table(self, alpha: float = 0.05) -> dict[str, np.ndarray]:
+        """The columns of :meth:`summary`'s table, each shaped like ``params``.
+
+        ``coef``, ``std err``, ``z``, ``P>|z|`` and the interval's bounds
+        ``[0.025`` and ``0.975]`` (named for the default ``alpha``).
+        """
         q = _normal_quantile(alpha)
         return {
             "coef": self.params,
@@ -202,7 +206,7 @@ class InferenceResult:
         """A pandas DataFrame: coef, std err, z, P>|z| and the 95% interval per parameter."""
         import pandas as pd
 
-        columns = self._table()
+        columns = self.coefficient_table()
         if self.params.ndim == 1:
             return pd.DataFrame(columns, index=pd.Index(self.param_names, name="parameter"))
         index = pd.MultiIndex.from_product(
@@ -228,7 +232,7 @@ class InferenceResult:
             f"pseudo R-squ. {self.prsquared:.4f}",
             f"  LLR p-value {self.llr_pvalue:.4g}   AIC {self.aic:.6g}   BIC {self.bic:.6g}",
         ]
-        columns = list(self._table().values())
+        columns = list(self.coefficient_table().values())
         blocks = (
             [(None, slice(None))]
             if self.params.ndim == 1

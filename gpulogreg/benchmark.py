@@ -816,22 +816,11 @@ def write_json_lines(path: str, result: BenchResult) -> None:
     import json
 
     from gpulogreg._files import atomic_write
+    from gpulogreg._jsonlines import jsonable
 
     with atomic_write(path, "w") as handle:
         for record in result.records:
-            handle.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+            handle.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
 
 
 def plot(path: str, result: BenchResult) -> None:

@@ -215,6 +215,7 @@ LAYERS = (
         "gpulogreg._array",
         "gpulogreg._compat",
         "gpulogreg._progress",
+        "gpulogreg._jsonlines",
         "gpulogreg._numba_read",
         "gpulogreg._layout",
         "gpulogreg._typing",
@@ -226,7 +227,12 @@ LAYERS = (
     ("gpulogreg.solvers",),
     ("gpulogreg._fit", "gpulogreg._predict", "gpulogreg.inference", "gpulogreg._inference"),
     ("gpulogreg.estimator",),
-    ("gpulogreg.persistence", "gpulogreg.cli", "gpulogreg.benchmark", "gpulogreg.info"),
+    (
+        "gpulogreg.persistence",
+        "gpulogreg.cli",
+        "gpulogreg.benchmark",
+        "gpulogreg.info",
+    ),
 )
 
 

@@ -272,6 +272,34 @@ class History:
             out["passes"] = list(self.passes)
         return out
 
+    def plot(self, ax: Any = None, *, x: str = "seconds", reference: float | None = None) -> Any:
+        """Draw the convergence: the objective gap and the optimality against ``x``.
+
+        Builds a matplotlib ``Figure`` directly when ``ax`` is None (pyplot is
+        never imported and the user's backend never changed); in a notebook,
+        display ``ax.figure``.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; default a new Figure's one Axes.
+        x : {"seconds", "passes", "iteration"}
+            The horizontal axis: time since the solver started, full passes
+            over the data (recorded for fits on a Dataset only) or the
+            iteration (the epoch for mini-batch fits).
+        reference : float, optional
+            The objective's optimum; default the smallest objective recorded
+            (whose gap of zero is then not drawn on the log scale).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            With two lines, labelled "objective gap" and "optimality".
+        """
+        from gpulogreg._plot import plot_history
+
+        return plot_history(self, ax, x=x, reference=reference)
+
 
 @dataclass
 class MinibatchHistory(History):

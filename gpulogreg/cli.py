@@ -591,6 +591,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     assert proba is not None
     metrics = evaluate_predictions(table.y, proba, model.classes_, predicted)
     result = {"command": "evaluate", "model": args.model, "data": args.data, **metrics}
+    if args.plot is not None:
+        _write_evaluation_plot(args, table.y, proba, model.classes_)
+        result["plot"] = args.plot
     if args.json:
         _write_json_stdout(result)
         return 0
@@ -605,7 +608,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(" " * width + "".join(s.rjust(width) for s in labels))
     for label, row in zip(labels, metrics["confusion"]["matrix"], strict=True):
         print(label.rjust(width) + "".join(str(v).rjust(width) for v in row))
+    if args.plot is not None:
+        print(f"ROC and calibration curves written to {args.plot}")
     return 0
+
+
+def _write_evaluation_plot(
+    args: argparse.Namespace, y: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> None:
+    """``evaluate --plot``: the ROC and calibration curves, as a PNG."""
+    from gpulogreg.data import encode_labels
+    from gpulogreg.plots import EvaluationCurves, save_png
+
+    curves = EvaluationCurves(classes)
+    curves.add(encode_labels(y, classes=classes)[1], proba)
+    save_png(curves.figure(f"{args.model} on {args.data}"), args.plot)
+
+
+def _plot_destination(path: str) -> None:
+    """Refuse ``--plot`` before any data is read when matplotlib is missing."""
+    from gpulogreg._plot import require_matplotlib
+
+    require_matplotlib("--plot")
 
 
 # --------------------------------------------------------------------------- info / bench / demo
@@ -780,6 +804,15 @@ def _add_log_json(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw the ROC and calibration curves to a PNG (needs matplotlib; multiclass: "
+        "each class against the rest)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpulogreg`` command."""
     parser = _Parser(
@@ -861,8 +894,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model file")
     _add_data_options(p, target_required=False)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_plot(p)
     _add_common(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(
+        func=cmd_evaluate, outputs={"--plot": _plot_destination}, inputs=("data", "model")
+    )
 
     # bench
     from gpulogreg.benchmark import add_arguments as add_bench_arguments

@@ -126,7 +126,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     checkpoint_every : int, default=1
     callback : callable or None, default=None
         ``callback(record)`` after every iteration (newton, lbfgs, gd) or
-        epoch (minibatch) of a fit, while it runs; ``record`` is a dict of
+        epoch (minibatch) of ``fit`` (not ``partial_fit``), while it runs;
+        ``record`` is a dict of
         ``solver``, ``task`` (the class of a one-vs-rest model, else 0) and the
         history's entry (``iteration``, ``objective``, ``optimality``,
         ``step``, ``seconds``, ``passes`` for a Dataset, ``validation_loss``

@@ -19,11 +19,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from gpulogreg._layout import ParamLayout
+from gpulogreg._progress import Reporter
 
 __all__ = [
     "CERTAIN_LOSS",
@@ -235,32 +236,101 @@ class History:
         Step length accepted at that iteration.
     elapsed : list of float
         Seconds since the solver started.
+    passes : list of float
+        Full passes over the data since the solver started, where the backend
+        counts them (a fit on a :class:`~gpulogreg.Dataset`); empty otherwise.
+    unit : str
+        What one entry is: ``"iteration"`` (``"epoch"`` for mini-batch fits).
     """
+
+    unit: ClassVar[str] = "iteration"
 
     objective: list[float] = field(default_factory=list)
     optimality: list[float] = field(default_factory=list)
     step: list[float] = field(default_factory=list)
     elapsed: list[float] = field(default_factory=list)
+    passes: list[float] = field(default_factory=list)
     _start: float = field(default_factory=time.perf_counter, repr=False)
 
-    def record(self, objective: float, optimality: float, step: float) -> None:
-        """Append one iteration."""
+    def record(
+        self, objective: float, optimality: float, step: float, passes: int | None = None
+    ) -> None:
+        """Append one iteration (``passes``: the data passes so far, where counted)."""
         self.objective.append(float(objective))
         self.optimality.append(float(optimality))
         self.step.append(float(step))
         self.elapsed.append(time.perf_counter() - self._start)
+        if passes is not None:
+            self.passes.append(float(passes))
 
     def __len__(self) -> int:
         return len(self.objective)
 
+    def entry(self, index: int = -1) -> dict[str, Any]:
+        """One iteration as a record: what progress listeners and ``--log-json`` receive.
+
+        Parameters
+        ----------
+        index : int
+            Position in the history (the newest by default).
+
+        Returns
+        -------
+        dict
+            ``iteration`` (counted from 1), ``objective``, ``optimality``,
+            ``step``, ``seconds`` (:attr:`elapsed`) and ``passes`` where recorded.
+        """
+        i = range(len(self))[index]
+        out: dict[str, Any] = {
+            "iteration": i + 1,
+            "objective": self.objective[i],
+            "optimality": self.optimality[i],
+            "step": self.step[i],
+            "seconds": self.elapsed[i],
+        }
+        if self.passes:
+            out["passes"] = int(self.passes[i])
+        return out
+
     def as_dict(self) -> dict[str, list[float]]:
-        """Plain-data copy (for JSON and persistence)."""
-        return {
+        """Plain-data copy (for JSON and persistence); ``passes`` only where recorded."""
+        out = {
             "objective": list(self.objective),
             "optimality": list(self.optimality),
             "step": list(self.step),
             "elapsed": list(self.elapsed),
         }
+        if self.passes:
+            out["passes"] = list(self.passes)
+        return out
+
+    def plot(self, ax: Any = None, *, x: str = "seconds", reference: float | None = None) -> Any:
+        """Draw the convergence: the objective gap and the optimality against ``x``.
+
+        Builds a matplotlib ``Figure`` directly when ``ax`` is None (pyplot is
+        never imported and the user's backend never changed); in a notebook,
+        display ``ax.figure``.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; default a new Figure's one Axes.
+        x : {"seconds", "passes", "iteration"}
+            The horizontal axis: time since the solver started, full passes
+            over the data (recorded for fits on a Dataset only) or the
+            iteration (the epoch for mini-batch fits).
+        reference : float, optional
+            The objective's optimum; default the smallest objective recorded
+            (whose gap of zero is then not drawn on the log scale).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            With two lines, labelled "objective gap" and "optimality".
+        """
+        from gpulogreg._plot import plot_history
+
+        return plot_history(self, ax, x=x, reference=reference)
 
 
 @dataclass
@@ -273,6 +343,8 @@ class MinibatchHistory(History):
     ``validation_loss`` NaN when there is no validation set.
     """
 
+    unit: ClassVar[str] = "epoch"
+
     validation_loss: list[float] = field(default_factory=list)
 
     def record_epoch(
@@ -280,6 +352,14 @@ class MinibatchHistory(History):
     ) -> None:
         self.record(objective, optimality, step)
         self.validation_loss.append(float(validation_loss))
+
+    def entry(self, index: int = -1) -> dict[str, Any]:
+        """:meth:`History.entry` plus ``validation_loss`` where there is a validation set."""
+        out = super().entry(index)
+        loss = self.validation_loss[range(len(self))[index]]
+        if not math.isnan(loss):
+            out["validation_loss"] = loss
+        return out
 
     def as_dict(self) -> dict[str, list[float]]:
         out = super().as_dict()
@@ -337,7 +417,9 @@ class SolverFn(Protocol):
     """Signature every registered solver implements.
 
     ``problem`` is the :class:`Objective` for the full-batch solvers and a
-    ``MinibatchProblem`` for the stochastic one (see :mod:`gpulogreg.solvers`).
+    ``MinibatchProblem`` for the stochastic one (see :mod:`gpulogreg.solvers`);
+    ``progress`` is where the solver reports every iteration (its listener and
+    its bar; None: nobody watches).
     """
 
     def __call__(
@@ -348,5 +430,5 @@ class SolverFn(Protocol):
         tol: float,
         max_iter: int,
         callback: Callback | None = None,
-        verbose: bool = False,
+        progress: Reporter | None = None,
     ) -> SolverResult: ...

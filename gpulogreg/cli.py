@@ -20,23 +20,28 @@ extension) and written atomically: a failed command leaves no partial file and
 an existing file untouched; a symbolic link is written through to its target.
 Warnings (e.g. a solver that hit ``--max-iter``) are one line each,
 ``gpulogreg: warning: ...``.
+
+``fit --log-json FILE`` (and ``demo``'s) writes the fit's progress as JSON lines
+while it runs (see :mod:`gpulogreg._jsonlines`); ``-`` is standard error.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import math
 import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
 
+from gpulogreg._jsonlines import JsonLinesLog
+from gpulogreg._jsonlines import jsonable as _jsonable
 from gpulogreg._version import __version__
 
 __all__ = ["main"]
@@ -85,21 +90,6 @@ def _show_warning(
 # --------------------------------------------------------------------------- helpers
 def _write_json_stdout(payload: dict[str, Any]) -> None:
     print(json.dumps(_jsonable(payload), indent=None, sort_keys=False, allow_nan=False))
-
-
-def _jsonable(value: Any) -> Any:
-    """Python scalars for JSON; non-finite floats become null."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _parse_class_weight(text: str | None) -> Any:
@@ -195,7 +185,62 @@ def _prediction_format(path: str) -> None:
 def _progress_wanted(args: argparse.Namespace) -> bool:
     if args.progress is not None:
         return bool(args.progress)
-    return sys.stderr.isatty()
+    # A JSON log on stderr and the bar would share its lines.
+    return sys.stderr.isatty() and getattr(args, "log_json", None) != "-"
+
+
+# --------------------------------------------------------------------------- progress log
+Command = Callable[[argparse.Namespace], int]
+
+
+def _with_progress_log(command: Command) -> Command:
+    """``command`` with its ``--log-json`` open as ``args.log`` (None without the option).
+
+    The log is opened before any data is read and closed when the command
+    ends; a command that fails ends it with an ``error`` record.
+    """
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        destination = getattr(args, "log_json", None)
+        if destination is None:
+            args.log = None
+            return command(args)
+        _check_log_destination(args, destination)
+        with JsonLinesLog.open(destination) as log:
+            args.log = log
+            return command(args)
+
+    return run
+
+
+def _check_log_destination(args: argparse.Namespace, destination: str) -> None:
+    """Refuse a ``--log-json`` file that is one of the command's inputs (it would be replaced)."""
+    for name in getattr(args, "inputs", ()):
+        source = getattr(args, name, None)
+        if destination != "-" and source is not None and _same_file(source, destination):
+            raise UsageError(f"--log-json: {destination} is an input of this command ({source})")
+
+
+def _log_start(args: argparse.Namespace, model: Any, *, rows: int, features: int) -> None:
+    """The log's start record: the command, its data and the estimator's parameters."""
+    if args.log is not None:
+        parameters = model.get_params(deep=False)
+        del parameters["callback"]  # the log itself
+        args.log.start(
+            command=args.command,
+            data=getattr(args, "data", None),
+            rows=rows,
+            features=features,
+            solver=model.solver,
+            parameters=parameters,
+        )
+
+
+def _log_end(args: argparse.Namespace, model: Any, seconds: float) -> None:
+    """The log's final record: how the fit ended, its time, the model file written."""
+    if args.log is not None:
+        args.log.end(**_model_summary(model), seconds=seconds, model=getattr(args, "model", None))
 
 
 # --------------------------------------------------------------------------- fit
@@ -211,6 +256,7 @@ def _estimator_params(args: argparse.Namespace, progress: bool) -> dict[str, Any
         "backend": args.backend,
         "dtype": args.dtype,
         "verbose": 1 if progress else 0,
+        "callback": args.log,
     }
     if args.penalty is not None:
         params["penalty"] = None if args.penalty == "none" else args.penalty
@@ -236,6 +282,7 @@ def _model_summary(model: Any) -> dict[str, Any]:
     }
 
 
+@_with_progress_log
 def cmd_fit(args: argparse.Namespace) -> int:
     from gpulogreg.estimator import LogisticRegression
     from gpulogreg.io import read_data
@@ -261,6 +308,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     read_s = time.perf_counter() - start
     if table.y is None:
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
+    _log_start(args, model, rows=table.n_rows, features=int(table.X.shape[1]))
     start = time.perf_counter()
     model.fit(table.X, table.y)
     fit_s = time.perf_counter() - start
@@ -272,6 +320,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "trained_rows": table.n_rows,
     }
     save_model(model, args.model, metadata=extra)
+    _log_end(args, model, fit_s)
     cov_type = args.cov_type or "nonrobust"
     inference = _inference_table(model, table, cov_type) if args.summary else None
     summary = {
@@ -573,6 +622,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     assert proba is not None
     metrics = evaluate_predictions(table.y, proba, model.classes_, predicted)
     result = {"command": "evaluate", "model": args.model, "data": args.data, **metrics}
+    if args.plot is not None:
+        _write_evaluation_plot(args, table.y, proba, model.classes_)
+        result["plot"] = args.plot
     if args.json:
         _write_json_stdout(result)
         return 0
@@ -587,7 +639,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(" " * width + "".join(s.rjust(width) for s in labels))
     for label, row in zip(labels, metrics["confusion"]["matrix"], strict=True):
         print(label.rjust(width) + "".join(str(v).rjust(width) for v in row))
+    if args.plot is not None:
+        print(f"ROC and calibration curves written to {args.plot}")
     return 0
+
+
+def _write_evaluation_plot(
+    args: argparse.Namespace, y: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> None:
+    """``evaluate --plot``: the ROC and calibration curves, as a PNG."""
+    from gpulogreg.data import encode_labels
+    from gpulogreg.plots import EvaluationCurves, save_png
+
+    curves = EvaluationCurves(classes)
+    curves.add(encode_labels(y, classes=classes)[1], proba)
+    save_png(curves.figure(f"{args.model} on {args.data}"), args.plot)
+
+
+def _plot_destination(path: str) -> None:
+    """Refuse ``--plot`` before any data is read when matplotlib is missing."""
+    from gpulogreg._plot import require_matplotlib
+
+    require_matplotlib("--plot")
 
 
 # --------------------------------------------------------------------------- info / bench / demo
@@ -643,6 +716,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+@_with_progress_log
 def cmd_demo(args: argparse.Namespace) -> int:
     from gpulogreg.benchmark import make_problem
     from gpulogreg.estimator import LogisticRegression
@@ -671,10 +745,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tol=args.tol,
         device=args.device,
         verbose=1 if progress else 0,
+        callback=args.log,
     )
+    _log_start(args, model, rows=args.rows, features=args.cols)
     start = time.perf_counter()
     model.fit(X_train, y_train)
     fit_s = time.perf_counter() - start
+    _log_end(args, model, fit_s)
     result: dict[str, Any] = {"command": "demo", "rows": args.rows, "cols": args.cols}
     result.update(_model_summary(model))
     result["seconds"] = fit_s
@@ -749,6 +826,24 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _add_log_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-json",
+        metavar="FILE",
+        help="write the fit's progress to FILE as JSON lines while it runs ('-': stderr): "
+        "a start record, one per iteration or epoch, a final record",
+    )
+
+
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw the ROC and calibration curves to a PNG (needs matplotlib; multiclass: "
+        "each class against the rest)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpulogreg`` command."""
     parser = _Parser(
@@ -801,6 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="covariance of the --summary table (default nonrobust)",
     )
     _add_progress(p)
+    _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit, outputs={"--model": None}, inputs=("data", "target"))
 
@@ -828,8 +924,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model file")
     _add_data_options(p, target_required=False)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_plot(p)
     _add_common(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(
+        func=cmd_evaluate, outputs={"--plot": _plot_destination}, inputs=("data", "model")
+    )
 
     # bench
     from gpulogreg.benchmark import add_arguments as add_bench_arguments
@@ -859,6 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     _add_progress(p)
+    _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_demo)
     return parser

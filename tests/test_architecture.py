@@ -214,7 +214,10 @@ LAYERS = (
         "gpulogreg._version",
         "gpulogreg._array",
         "gpulogreg._compat",
+        "gpulogreg._errors",
         "gpulogreg._progress",
+        "gpulogreg._jsonlines",
+        "gpulogreg._plot",
         "gpulogreg._numba_read",
         "gpulogreg._layout",
         "gpulogreg._typing",
@@ -226,7 +229,13 @@ LAYERS = (
     ("gpulogreg.solvers",),
     ("gpulogreg._fit", "gpulogreg._predict", "gpulogreg.inference", "gpulogreg._inference"),
     ("gpulogreg.estimator",),
-    ("gpulogreg.persistence", "gpulogreg.cli", "gpulogreg.benchmark", "gpulogreg.info"),
+    (
+        "gpulogreg.persistence",
+        "gpulogreg.cli",
+        "gpulogreg.benchmark",
+        "gpulogreg.info",
+        "gpulogreg.plots",
+    ),
 )
 
 

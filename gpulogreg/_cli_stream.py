@@ -218,11 +218,11 @@ class TrainingData:
     def streamed(self) -> bool:
         return self.dataset is not None
 
-    def fit_args(self) -> tuple[Any, ...]:
-        """The positional arguments of ``fit`` and ``inference``: ``(X, y)`` or ``(dataset,)``."""
+    def fit_args(self) -> tuple[Any, Any]:
+        """The data arguments of ``fit`` and ``inference``: ``(X, y)`` or ``(dataset, None)``."""
         if self.dataset is not None:
-            return (self.dataset,)
-        return (self._table().X, self._table().y)
+            return self.dataset, None
+        return self._table().X, self._table().y
 
     @property
     def feature_names(self) -> list[str]:
@@ -370,8 +370,14 @@ class MetricsAccumulator:
         self._labels: list[np.ndarray] = []
         self._index_dtype = np.min_scalar_type(max(k - 1, 0))
 
-    def add(self, y: Any, proba: np.ndarray, predicted: Any) -> None:
-        """Count one chunk: labels, ``predict_proba`` (columns in class order), ``predict``."""
+    def add(self, y: Any, proba: np.ndarray, predicted: Any) -> np.ndarray:
+        """Count one chunk: labels, ``predict_proba`` (columns in class order), ``predict``.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,)
+            The labels' indices in ``classes`` (e.g. for the ROC curves of ``evaluate --plot``).
+        """
         _, y_index = encode_labels(y, classes=self.classes)
         _, pred_index = encode_labels(predicted, classes=self.classes)
         n, k = proba.shape
@@ -384,6 +390,7 @@ class MetricsAccumulator:
         scores = proba[:, 1] if k == 2 else proba
         self._scores.append(np.array(scores, dtype=np.float64))
         self._labels.append(y_index.astype(self._index_dtype))
+        return y_index
 
     def result(self) -> dict[str, Any]:
         """The metrics of every row added (see :func:`gpulogreg.cli.evaluate_predictions`)."""

@@ -45,6 +45,7 @@ from gpulogreg import backends
 from gpulogreg._array import array_module_name, array_namespace, device_of, host_float64, to_host
 from gpulogreg._layout import ParamLayout
 from gpulogreg._model_file import TrainingState
+from gpulogreg._progress import Listener, Reporter
 from gpulogreg._typing import Array, Backend, BatchBackend, History, MinibatchHistory, SolverResult
 from gpulogreg.backends import chunked
 from gpulogreg.checkpoint import CheckpointState
@@ -79,7 +80,9 @@ class FitSpec:
     """The validated settings of one fit (the estimator's parameters, resolved).
 
     ``solver`` is a registry name (``"auto"`` already resolved); ``minibatch``
-    holds the mini-batch settings (used by stochastic solvers and partial_fit).
+    holds the mini-batch settings (used by stochastic solvers and partial_fit);
+    ``verbose`` draws the progress bar and ``callback`` receives every
+    iteration's record (see :class:`gpulogreg._progress.Reporter`).
     """
 
     C: float
@@ -97,6 +100,7 @@ class FitSpec:
     random_state: Any
     minibatch: MinibatchConfig
     checkpoint_path: str | None = None
+    callback: Listener | None = None
 
 
 @dataclass
@@ -255,7 +259,10 @@ class ArraySource:
         """Class indices of a task: all classes, or 0/1 for one class."""
         return self.y if positive is None else (self.y == positive).astype("int32")
 
-    def backend(self, positive: int | None, n_classes: int) -> Backend:
+    def backend(
+        self, positive: int | None, n_classes: int, progress: Reporter | None = None
+    ) -> Backend:
+        """The task's backend (in memory: no passes counted, no chunks to show to ``progress``)."""
         backend = backends.make_backend(
             self.X,
             self.target(positive),
@@ -326,14 +333,17 @@ class DatasetSource:
         """Chunks are staged on the current device: nothing to switch."""
         return contextlib.nullcontext()
 
-    def backend(self, positive: int | None, n_classes: int) -> chunked.ChunkedBackend:
+    def backend(
+        self, positive: int | None, n_classes: int, progress: Reporter | None = None
+    ) -> chunked.ChunkedBackend:
+        """The task's chunked backend (it shows ``progress`` its chunks and passes)."""
         return chunked.ChunkedBackend(
             self.chunks.for_class(positive),
             n_classes=n_classes,
             fit_intercept=self.fit_intercept,
             backend=self.inner,
             device=self.device,
-            verbose=self.spec.verbose,
+            progress=progress,
         )
 
     def digest(self) -> str:
@@ -476,6 +486,7 @@ def _solve_task(
     """Fit one model (the whole multinomial model, or one one-vs-rest class)."""
     solver = get_solver(spec.solver)
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
+    progress = Reporter(bar=spec.verbose, listener=spec.callback, task=task[0])
     if entry.stochastic:
         checkpoint = _checkpoint_for(spec.checkpoint_path, *task)
         seed = _minibatch_seed(checkpoint, spec.random_state)
@@ -497,18 +508,16 @@ def _solve_task(
             checkpoint_path=checkpoint,
         )
         params0 = _start(start, layout, xp)
-        result = solver(
-            problem, params0, tol=spec.tol, max_iter=spec.max_iter, verbose=spec.verbose
-        )
+        result = solver(problem, params0, tol=spec.tol, max_iter=spec.max_iter, progress=progress)
         # The history holds per-epoch estimates; objective_ is exact (one pass).
         objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
         result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
     else:
-        objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
-        params0 = _start(start, layout, objective.xp)
-        result = solver(
-            objective, params0, tol=spec.tol, max_iter=spec.max_iter, verbose=spec.verbose
+        objective = _objective(
+            source.backend(positive, n_classes, progress), spec, source.weight_sum
         )
+        params0 = _start(start, layout, objective.xp)
+        result = solver(objective, params0, tol=spec.tol, max_iter=spec.max_iter, progress=progress)
     source.done_with(objective.backend)
     result.params = host_float64(result.params)
     return result

@@ -91,10 +91,10 @@ FORMAT = "gpulogreg-model"
 #: (datetime64 and timedelta64 arrays), so a model that needs nothing new stays
 #: readable by the gpulogreg versions that read only version 1.
 FORMAT_VERSION = 2
-#: Parameters that only seed training (predictions never depend on them): one
-#: that JSON cannot hold (a ``numpy.random.Generator``) is stored as None and
-#: listed under ``params_not_saved``.
-_SEED_PARAMETERS = ("random_state",)
+#: Parameters that only steer training (predictions never depend on them): one
+#: that JSON cannot hold (a ``numpy.random.Generator``, a progress callback) is
+#: stored as None and listed under ``params_not_saved``.
+_TRAINING_ONLY_PARAMETERS = ("random_state", "callback")
 #: Private attributes that files written before the declared list hold (the
 #: whole ``vars(model)`` was saved) and that no loaded model needs: skipped.
 _RETIRED_ATTRIBUTES = frozenset({"_n_model_classes"})
@@ -453,7 +453,7 @@ def write_model_file(
         try:
             enc_params[key] = _encode(value, f"parameter {key}")
         except TypeError:
-            if key not in _SEED_PARAMETERS:
+            if key not in _TRAINING_ONLY_PARAMETERS:
                 raise
             enc_params[key] = None
             skipped.append(key)

@@ -19,17 +19,20 @@ import math
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from gpulogreg._layout import ParamLayout
+from gpulogreg._progress import Reporter
 
 __all__ = [
+    "CERTAIN_LOSS",
     "Array",
     "Backend",
     "BatchBackend",
     "History",
+    "Information",
     "MinibatchHistory",
     "Objective",
     "SolverFn",
@@ -38,6 +41,34 @@ __all__ = [
 
 #: Any array the package computes with: ``numpy.ndarray`` or ``cupy.ndarray``.
 Array = Any
+
+
+#: A row is "fitted with certainty" when its loss is below this: the
+#: probability of its own label is within 1e-10 of one (``|z| > 23`` binary).
+CERTAIN_LOSS = 1e-10
+
+
+@dataclass
+class Information:
+    """One pass of sums at fixed parameters: what coefficient inference needs.
+
+    Attributes
+    ----------
+    hessian : array of shape (n_params, n_params), float64
+        Hessian of the weighted mean loss (normalised weights).
+    loss : float
+        The weighted mean loss.
+    gradient : array of shape (n_params,), float64
+        Its gradient (zero at the unpenalised optimum).
+    certain : float
+        Normalised weight of the rows whose loss is below :data:`CERTAIN_LOSS`
+        (fitted probabilities numerically 0 or 1: a sign of separation).
+    """
+
+    hessian: Array
+    loss: float
+    gradient: Array
+    certain: float
 
 
 @runtime_checkable
@@ -104,11 +135,13 @@ class Backend(Protocol):
         """Hessian-vector product of the weighted mean cross-entropy, shape (n_params,)."""
         ...
 
-    def hessian_loss(self, params: Array) -> tuple[Array, float]:
-        """:meth:`hessian` and :meth:`loss` together, from one pass where the backend fuses them.
+    def information(self, params: Array) -> Information:
+        """What inference needs at the fitted parameters, from one pass where the backend fuses it.
 
-        What inference needs at the fitted parameters (the Numba backend and the
-        sums of parts read the data once for both).
+        The Hessian (with the float64 linear predictor), the loss, the
+        gradient and the weight of the rows fitted with certainty (see
+        :class:`Information`); the Numba backend and the sums of parts read
+        the data once for all of it.
         """
         ...
 
@@ -203,32 +236,101 @@ class History:
         Step length accepted at that iteration.
     elapsed : list of float
         Seconds since the solver started.
+    passes : list of float
+        Full passes over the data since the solver started, where the backend
+        counts them (a fit on a :class:`~gpulogreg.Dataset`); empty otherwise.
+    unit : str
+        What one entry is: ``"iteration"`` (``"epoch"`` for mini-batch fits).
     """
+
+    unit: ClassVar[str] = "iteration"
 
     objective: list[float] = field(default_factory=list)
     optimality: list[float] = field(default_factory=list)
     step: list[float] = field(default_factory=list)
     elapsed: list[float] = field(default_factory=list)
+    passes: list[float] = field(default_factory=list)
     _start: float = field(default_factory=time.perf_counter, repr=False)
 
-    def record(self, objective: float, optimality: float, step: float) -> None:
-        """Append one iteration."""
+    def record(
+        self, objective: float, optimality: float, step: float, passes: int | None = None
+    ) -> None:
+        """Append one iteration (``passes``: the data passes so far, where counted)."""
         self.objective.append(float(objective))
         self.optimality.append(float(optimality))
         self.step.append(float(step))
         self.elapsed.append(time.perf_counter() - self._start)
+        if passes is not None:
+            self.passes.append(float(passes))
 
     def __len__(self) -> int:
         return len(self.objective)
 
+    def entry(self, index: int = -1) -> dict[str, Any]:
+        """One iteration as a record: what progress listeners and ``--log-json`` receive.
+
+        Parameters
+        ----------
+        index : int
+            Position in the history (the newest by default).
+
+        Returns
+        -------
+        dict
+            ``iteration`` (counted from 1), ``objective``, ``optimality``,
+            ``step``, ``seconds`` (:attr:`elapsed`) and ``passes`` where recorded.
+        """
+        i = range(len(self))[index]
+        out: dict[str, Any] = {
+            "iteration": i + 1,
+            "objective": self.objective[i],
+            "optimality": self.optimality[i],
+            "step": self.step[i],
+            "seconds": self.elapsed[i],
+        }
+        if self.passes:
+            out["passes"] = int(self.passes[i])
+        return out
+
     def as_dict(self) -> dict[str, list[float]]:
-        """Plain-data copy (for JSON and persistence)."""
-        return {
+        """Plain-data copy (for JSON and persistence); ``passes`` only where recorded."""
+        out = {
             "objective": list(self.objective),
             "optimality": list(self.optimality),
             "step": list(self.step),
             "elapsed": list(self.elapsed),
         }
+        if self.passes:
+            out["passes"] = list(self.passes)
+        return out
+
+    def plot(self, ax: Any = None, *, x: str = "seconds", reference: float | None = None) -> Any:
+        """Draw the convergence: the objective gap and the optimality against ``x``.
+
+        Builds a matplotlib ``Figure`` directly when ``ax`` is None (pyplot is
+        never imported and the user's backend never changed); in a notebook,
+        display ``ax.figure``.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; default a new Figure's one Axes.
+        x : {"seconds", "passes", "iteration"}
+            The horizontal axis: time since the solver started, full passes
+            over the data (recorded for fits on a Dataset only) or the
+            iteration (the epoch for mini-batch fits).
+        reference : float, optional
+            The objective's optimum; default the smallest objective recorded
+            (whose gap of zero is then not drawn on the log scale).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            With two lines, labelled "objective gap" and "optimality".
+        """
+        from gpulogreg._plot import plot_history
+
+        return plot_history(self, ax, x=x, reference=reference)
 
 
 @dataclass
@@ -241,6 +343,8 @@ class MinibatchHistory(History):
     ``validation_loss`` NaN when there is no validation set.
     """
 
+    unit: ClassVar[str] = "epoch"
+
     validation_loss: list[float] = field(default_factory=list)
 
     def record_epoch(
@@ -248,6 +352,14 @@ class MinibatchHistory(History):
     ) -> None:
         self.record(objective, optimality, step)
         self.validation_loss.append(float(validation_loss))
+
+    def entry(self, index: int = -1) -> dict[str, Any]:
+        """:meth:`History.entry` plus ``validation_loss`` where there is a validation set."""
+        out = super().entry(index)
+        loss = self.validation_loss[range(len(self))[index]]
+        if not math.isnan(loss):
+            out["validation_loss"] = loss
+        return out
 
     def as_dict(self) -> dict[str, list[float]]:
         out = super().as_dict()
@@ -305,7 +417,9 @@ class SolverFn(Protocol):
     """Signature every registered solver implements.
 
     ``problem`` is the :class:`Objective` for the full-batch solvers and a
-    ``MinibatchProblem`` for the stochastic one (see :mod:`gpulogreg.solvers`).
+    ``MinibatchProblem`` for the stochastic one (see :mod:`gpulogreg.solvers`);
+    ``progress`` is where the solver reports every iteration (its listener and
+    its bar; None: nobody watches).
     """
 
     def __call__(
@@ -316,5 +430,5 @@ class SolverFn(Protocol):
         tol: float,
         max_iter: int,
         callback: Callback | None = None,
-        verbose: bool = False,
+        progress: Reporter | None = None,
     ) -> SolverResult: ...

@@ -816,33 +816,27 @@ def write_json_lines(path: str, result: BenchResult) -> None:
     import json
 
     from gpulogreg._files import atomic_write
+    from gpulogreg._jsonlines import jsonable
 
     with atomic_write(path, "w") as handle:
         for record in result.records:
-            handle.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+            handle.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
 
 
 def plot(path: str, result: BenchResult) -> None:
-    """Objective gap against time, one line per backend and solver, one panel per problem."""
-    from gpulogreg._files import atomic_write
+    """Objective gap against time, one line per backend and solver, one panel per problem.
 
-    plt = _pyplot()
+    The figure is built without pyplot (the user's matplotlib backend is left
+    as it is) and written atomically as a PNG.
+    """
+    from gpulogreg._plot import new_figure
+    from gpulogreg.plots import save_png
+
     problems = list(dict.fromkeys(t["problem"] for t in result.traces))
     if not problems:
         raise ValueError("nothing to plot: the run made no fits")
-    fig, axes = plt.subplots(1, len(problems), figsize=(6.5 * len(problems), 4.8), squeeze=False)
+    fig = new_figure("--plot", figsize=(6.5 * len(problems), 4.8))
+    axes = fig.subplots(1, len(problems), squeeze=False)
     floor = 1e-16  # plotted in place of a gap of zero (log scale)
     for ax, problem in zip(axes[0], problems, strict=True):
         for trace in (t for t in result.traces if t["problem"] == problem):
@@ -862,9 +856,7 @@ def plot(path: str, result: BenchResult) -> None:
     cfg = result.of_kind("config")[0]
     fig.suptitle(f"gpulogreg bench: {cfg['rows']:,} x {cfg['cols']} {cfg['dtype']}")
     fig.tight_layout()
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- CLI glue
@@ -930,9 +922,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """``gpulogreg bench``: run, print the table, write the JSON lines and the plot."""
+    from gpulogreg._plot import require_matplotlib
+
     cfg = config_from_args(args)
     if args.plot:
-        _pyplot()  # fail before the benchmark runs, not after
+        require_matplotlib("--plot")  # fail before the benchmark runs, not after
     if args.plot and not cfg.fit:
         raise ValueError("--plot needs the fits (drop --no-fit)")
 
@@ -947,19 +941,3 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.plot:
         plot(args.plot, result)
     return 0
-
-
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or a clear MissingDependencyError."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from gpulogreg.io import MissingDependencyError
-
-        raise MissingDependencyError(
-            "--plot needs matplotlib: pip install 'gpulogreg[plot]' (or pip install matplotlib)"
-        ) from None
-    return plt

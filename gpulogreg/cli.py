@@ -32,24 +32,28 @@ extension) and written atomically: a failed command leaves no partial file and
 an existing file untouched; a symbolic link is written through to its target.
 Warnings (e.g. a solver that hit ``--max-iter``) are one line each,
 ``gpulogreg: warning: ...``.
+
+``fit --log-json FILE`` (and ``demo``'s) writes the fit's progress as JSON lines
+while it runs (see :mod:`gpulogreg._jsonlines`); ``-`` is standard error.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import functools
 import json
-import math
 import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
 
+from gpulogreg._jsonlines import JsonLinesLog
+from gpulogreg._jsonlines import jsonable as _jsonable
 from gpulogreg._version import __version__
 from gpulogreg.io import STDIO
 
@@ -105,21 +109,6 @@ def _write_json(payload: dict[str, Any], stream: Any) -> None:
     print(
         json.dumps(_jsonable(payload), indent=None, sort_keys=False, allow_nan=False), file=stream
     )
-
-
-def _jsonable(value: Any) -> Any:
-    """Python scalars for JSON; non-finite floats become null."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _parse_class_weight(text: str | None) -> Any:
@@ -239,7 +228,62 @@ def _chunk_rows(args: argparse.Namespace, n_features: int) -> int:
 def _progress_wanted(args: argparse.Namespace) -> bool:
     if args.progress is not None:
         return bool(args.progress)
-    return sys.stderr.isatty()
+    # A JSON log on stderr and the bar would share its lines.
+    return sys.stderr.isatty() and getattr(args, "log_json", None) != "-"
+
+
+# --------------------------------------------------------------------------- progress log
+Command = Callable[[argparse.Namespace], int]
+
+
+def _with_progress_log(command: Command) -> Command:
+    """``command`` with its ``--log-json`` open as ``args.log`` (None without the option).
+
+    The log is opened before any data is read and closed when the command
+    ends; a command that fails ends it with an ``error`` record.
+    """
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        destination = getattr(args, "log_json", None)
+        if destination is None:
+            args.log = None
+            return command(args)
+        _check_log_destination(args, destination)
+        with JsonLinesLog.open(destination) as log:
+            args.log = log
+            return command(args)
+
+    return run
+
+
+def _check_log_destination(args: argparse.Namespace, destination: str) -> None:
+    """Refuse a ``--log-json`` file that is one of the command's inputs (it would be replaced)."""
+    for name in getattr(args, "inputs", ()):
+        source = getattr(args, name, None)
+        if destination != "-" and source is not None and _same_file(source, destination):
+            raise UsageError(f"--log-json: {destination} is an input of this command ({source})")
+
+
+def _log_start(args: argparse.Namespace, model: Any, *, rows: int, features: int) -> None:
+    """The log's start record: the command, its data and the estimator's parameters."""
+    if args.log is not None:
+        parameters = model.get_params(deep=False)
+        del parameters["callback"]  # the log itself
+        args.log.start(
+            command=args.command,
+            data=getattr(args, "data", None),
+            rows=rows,
+            features=features,
+            solver=model.solver,
+            parameters=parameters,
+        )
+
+
+def _log_end(args: argparse.Namespace, model: Any, seconds: float) -> None:
+    """The log's final record: how the fit ended, its time, the model file written."""
+    if args.log is not None:
+        args.log.end(**_model_summary(model), seconds=seconds, model=getattr(args, "model", None))
 
 
 # --------------------------------------------------------------------------- fit
@@ -255,6 +299,7 @@ def _estimator_params(args: argparse.Namespace, progress: bool) -> dict[str, Any
         "backend": args.backend,
         "dtype": args.dtype,
         "verbose": 1 if progress else 0,
+        "callback": args.log,
     }
     if args.penalty is not None:
         params["penalty"] = None if args.penalty == "none" else args.penalty
@@ -280,6 +325,7 @@ def _model_summary(model: Any) -> dict[str, Any]:
     }
 
 
+@_with_progress_log
 def cmd_fit(args: argparse.Namespace) -> int:
     from gpulogreg._cli_stream import load_training_data
     from gpulogreg.estimator import LogisticRegression
@@ -290,6 +336,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError(f"fit needs --target COL: the label column of the {fmt} file")
     if args.target is None and fmt == "npy":
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
+    _check_summary_options(args)
     progress = _progress_wanted(args)
     params = _estimator_params(args, progress)
     model = LogisticRegression(**params)  # validates nothing yet: fit does
@@ -313,6 +360,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"{PROG}: {data.note}", file=sys.stderr)
     if data.table is not None and data.table.y is None:
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
+    _log_start(args, model, rows=data.n_rows, features=int(data.n_features))
     start = time.perf_counter()
     model.fit(*data.fit_args())
     fit_s = time.perf_counter() - start
@@ -324,7 +372,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "trained_rows": data.n_rows,
     }
     save_model(model, args.model, metadata=extra)
-    inference = _inference_table(model, data, args.cov_type) if args.summary else None
+    _log_end(args, model, fit_s)
+    cov_type = args.cov_type or "nonrobust"
+    inference = _inference_table(model, data, cov_type) if args.summary else None
     summary = {
         "command": "fit",
         "model": args.model,
@@ -358,24 +408,54 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_summary_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a --summary that inference would refuse after the training."""
+    if args.cov_type is not None and not args.summary:
+        raise UsageError("--cov-type is the covariance of the --summary table: add --summary")
+    if not args.summary:
+        return
+    if args.penalty in ("l1", "elasticnet"):
+        raise UsageError(
+            f"--summary needs an L2 penalty or none: an {args.penalty} fit has no "
+            "Hessian-based covariance"
+        )
+    if args.class_weight not in (None, "none"):
+        raise UsageError(
+            "--summary is not available with --class-weight: class weights are importance "
+            "weights, under which the coefficient table is not valid"
+        )
+
+
 def _inference_table(model: Any, data: Any, cov_type: str) -> tuple[str, list[dict[str, Any]]]:
     """The fitted model's summary text and its coefficient table (one record per parameter).
 
-    ``data`` is what the model was fitted on (:class:`gpulogreg._cli_stream.TrainingData`):
-    the arrays, or the Dataset (one more pass over the file).
+    The model was fitted on the file's data (``data``, a
+    :class:`gpulogreg._cli_stream.TrainingData`: its arrays, or its Dataset, read
+    once more): its parameters (and the warnings about them) are named by the
+    file's columns.
     """
-    results = model.inference(*data.fit_args(), cov_type=cov_type)
+    from gpulogreg._inference import run_inference
+
+    fitted = model._previous()
+    fitted.feature_names = np.asarray(data.feature_names, dtype=object)
+    X, y = data.fit_args()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        results = run_inference(
+            X,
+            y,
+            None,
+            spec=model._spec(),
+            fitted=fitted,
+            cov_type=cov_type,
+            groups=None,
+        )
     results = results if isinstance(results, list) else [results]
-    # The model was fitted on the file's array: name the parameters by its columns.
-    named = ["intercept"] if model.fit_intercept else []
-    named += [str(name) for name in data.feature_names]
-    results = [dataclasses.replace(r, param_names=named) for r in results]
     text = "\n\n".join(r.summary() for r in results)
+    names = ("coef", "std_err", "z", "p_value", "ci_lower", "ci_upper")
     records = []
     for result in results:
-        ci = result.conf_int()
-        columns = [result.params, result.bse, result.tvalues, result.pvalues]
-        columns += [ci[..., 0], ci[..., 1]]
+        columns = list(result.coefficient_table().values())
         contrasts = [None] if result.params.ndim == 1 else result.classes[1:].tolist()
         for j, contrast in enumerate(contrasts):
             for i, name in enumerate(result.param_names):
@@ -386,7 +466,6 @@ def _inference_table(model: Any, data: Any, cov_type: str) -> tuple[str, list[di
                 if contrast is not None:
                     record["class"] = _jsonable(contrast)
                     record["reference"] = _jsonable(result.classes[0])
-                names = ("coef", "std_err", "z", "p_value", "ci_lower", "ci_upper")
                 record.update(zip(names, values, strict=True))
                 records.append(record)
     return text, records
@@ -588,14 +667,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if target is None and fmt in ("csv", "parquet"):
         raise UsageError("evaluate needs --target COL (the model file does not record it)")
     accumulator = MetricsAccumulator(model.classes_)
+    curves = _evaluation_curves(model.classes_) if args.plot is not None else None
     for table in _scored_batches(args, model, meta, target=target, id_column=args.id):
         if table.y is None:
             raise UsageError(f"{args.data}: no target found; give --target")
         proba, predicted = _predictions(model, table.X)
         assert proba is not None
-        accumulator.add(table.y, proba, predicted)
+        y_index = accumulator.add(table.y, proba, predicted)
+        if curves is not None:
+            curves.add(y_index, proba)
     metrics = accumulator.result()
     result = {"command": "evaluate", "model": args.model, "data": args.data, **metrics}
+    if curves is not None:
+        _save_evaluation_plot(args, curves)
+        result["plot"] = args.plot
     if args.json:
         _write_json_stdout(result)
         return 0
@@ -610,7 +695,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(" " * width + "".join(s.rjust(width) for s in labels))
     for label, row in zip(labels, metrics["confusion"]["matrix"], strict=True):
         print(label.rjust(width) + "".join(str(v).rjust(width) for v in row))
+    if args.plot is not None:
+        print(f"ROC and calibration curves written to {args.plot}")
     return 0
+
+
+def _evaluation_curves(classes: np.ndarray) -> Any:
+    """``evaluate --plot``: the ROC and calibration curves, counted chunk by chunk."""
+    from gpulogreg.plots import EvaluationCurves
+
+    return EvaluationCurves(classes)
+
+
+def _save_evaluation_plot(args: argparse.Namespace, curves: Any) -> None:
+    """Draw the curves of ``evaluate --plot`` into its PNG file."""
+    from gpulogreg.plots import save_png
+
+    save_png(curves.figure(f"{args.model} on {args.data}"), args.plot)
+
+
+def _plot_destination(path: str, args: argparse.Namespace) -> None:
+    """Refuse ``--plot`` before any data is read when matplotlib is missing."""
+    from gpulogreg._plot import require_matplotlib
+
+    require_matplotlib("--plot")
 
 
 # --------------------------------------------------------------------------- info / bench / demo
@@ -666,6 +774,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+@_with_progress_log
 def cmd_demo(args: argparse.Namespace) -> int:
     from gpulogreg.benchmark import make_problem
     from gpulogreg.estimator import LogisticRegression
@@ -694,10 +803,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tol=args.tol,
         device=args.device,
         verbose=1 if progress else 0,
+        callback=args.log,
     )
+    _log_start(args, model, rows=args.rows, features=args.cols)
     start = time.perf_counter()
     model.fit(X_train, y_train)
     fit_s = time.perf_counter() - start
+    _log_end(args, model, fit_s)
     result: dict[str, Any] = {"command": "demo", "rows": args.rows, "cols": args.cols}
     result.update(_model_summary(model))
     result["seconds"] = fit_s
@@ -803,6 +915,24 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _add_log_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-json",
+        metavar="FILE",
+        help="write the fit's progress to FILE as JSON lines while it runs ('-': stderr): "
+        "a start record, one per iteration or epoch, a final record",
+    )
+
+
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw the ROC and calibration curves to a PNG (needs matplotlib; multiclass: "
+        "each class against the rest)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpulogreg`` command."""
     from gpulogreg.io import OUTPUT_FORMATS
@@ -859,10 +989,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cov-type",
         choices=("nonrobust", "HC0", "HC1"),
-        default="nonrobust",
         help="covariance of the --summary table (default nonrobust)",
     )
     _add_progress(p)
+    _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit, outputs={"--model": None}, inputs=("data", "target"))
 
@@ -906,8 +1036,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p, target_required=False)
     _add_memory_options(p, fit=False)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_plot(p)
     _add_common(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(
+        func=cmd_evaluate, outputs={"--plot": _plot_destination}, inputs=("data", "model")
+    )
 
     # bench
     from gpulogreg.benchmark import add_arguments as add_bench_arguments
@@ -937,6 +1070,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     _add_progress(p)
+    _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -78,7 +78,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         Start from the previous solution when refitting the same classes.
     verbose : int, default=0
-        > 0 shows a progress bar on stderr.
+        > 0 shows a progress bar on stderr: tqdm's where tqdm is installed
+        (the ``progress`` extra; a widget in notebooks), else a plain status
+        line. The bar of newton, lbfgs and gd measures the optimality's way
+        from its starting value down to ``tol`` on a log scale, minibatch's the
+        epochs out of ``max_iter``; its label turns to "converged" (and the bar
+        full) or "stopped" at the end.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds the stochastic solvers; the full-batch solvers are deterministic.
     device : {"auto", "cpu", "gpu"}, default="auto"
@@ -119,6 +124,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         written for other data (a digest of sampled rows, labels and weights)
         or other settings is refused with a ``CheckpointError``.
     checkpoint_every : int, default=1
+    callback : callable or None, default=None
+        ``callback(record)`` after every iteration (newton, lbfgs, gd) or
+        epoch (minibatch) of ``fit`` (not ``partial_fit``), while it runs;
+        ``record`` is a dict of
+        ``solver``, ``task`` (the class of a one-vs-rest model, else 0) and the
+        history's entry (``iteration``, ``objective``, ``optimality``,
+        ``step``, ``seconds``, ``passes`` for a Dataset, ``validation_loss``
+        with early stopping; see ``History.entry``): the records of the
+        command line's ``--log-json``. Returning ``True`` stops the solver
+        after that iteration (the fit is then not converged). A model file
+        does not keep it.
 
     Notes
     -----
@@ -141,7 +157,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of str, only when fitted on a DataFrame
     history_ : History or list of History ("ovr")
         Per iteration: objective, optimality (the quantity compared with
-        ``tol``), step, elapsed seconds.
+        ``tol``), step, elapsed seconds, and full passes over the data for a
+        Dataset. ``history_.plot()`` draws the convergence (needs matplotlib,
+        the ``plot`` extra).
     objective_ : float
         Final value of the weight-normalised objective (sum over "ovr" models).
     converged_ : bool
@@ -200,6 +218,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         n_iter_no_change: int = 5,
         checkpoint_path: str | None = None,
         checkpoint_every: int = 1,
+        callback: Any = None,
     ) -> None:
         self.penalty = penalty
         self.C = C
@@ -226,6 +245,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
+        self.callback = callback
 
     # -- configuration --------------------------------------------------------
     def _validate_params(self) -> tuple[float, float]:
@@ -262,6 +282,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"multi_class must be one of {_MULTI_CLASS}, got {self.multi_class!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable or None, got {self.callback!r}")
         return float(C), float(l1_ratio)
 
     def _solver_name(self, l1_ratio: float) -> str:
@@ -294,6 +316,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             random_state=self.random_state,
             minibatch=config,
             checkpoint_path=self.checkpoint_path,
+            callback=self.callback,
         )
 
     def _previous(self) -> PreviousFit | None:

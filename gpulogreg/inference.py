@@ -13,28 +13,27 @@ statsmodels' (see the README's "Uncertainty" section):
 * multinomial models equal ``sm.MNLogit``: the first class is the reference
   and ``params`` has shape ``(n_params, n_classes - 1)``;
 * parameters are ordered intercept first (``param_names[0] == "intercept"``),
-  then the features.
+  then the features; the degrees of freedom count the identified parameters
+  (the rank of the design, as statsmodels).
 
 Covariance types: ``"nonrobust"`` (the inverse information), ``"HC0"`` (the
 sandwich ``H^-1 M H^-1`` with ``M`` the sum of the rows' score outer products),
 ``"HC1"`` (HC0 times ``n / (n - k)``, the textbook and Stata convention; note
 that statsmodels' discrete models return HC0 for HC1) and ``"cluster"``
 (scores summed per group, times statsmodels' default small-sample factor
-``G / (G - 1) * (n - 1) / (n - k)``). Tests and intervals use the normal
-distribution, as statsmodels does by default.
+``G / (G - 1) * (n - 1) / (n - k)``, ``n`` the rows, zero-weight rows
+included). Tests and intervals use the normal distribution, as statsmodels
+does by default.
 
-A penalised fit (finite ``C``) gets the inverse of the *penalised* Hessian:
-the Laplace approximation of the posterior under the Gaussian prior that the
-L2 penalty is. The result says so (``penalized``) and warns that classical
-p-values do not apply.
+A penalised fit (finite ``C``) gets the inverse of the *penalised* Hessian
+(the bread of the sandwich for the robust types): the Laplace approximation
+of the posterior under the Gaussian prior that the L2 penalty is. The result
+says so (``penalized``) and warns that classical p-values do not apply.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -43,20 +42,33 @@ __all__ = ["COV_TYPES", "InferenceResult", "InferenceWarning"]
 
 #: The covariance types :meth:`LogisticRegression.inference` computes.
 COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
-#: Directions of the scaled information matrix whose eigenvalue is below this
-#: fraction of the largest are treated as singular: their parameters get NaN
-#: standard errors (double precision leaves about 1e-16; the margin covers the
-#: float32 data a Hessian is accumulated from).
-SINGULAR_RTOL = 1e-10
-#: Above this condition number (of the scaled information) the standard errors
-#: are computed but flagged as unreliable.
-ILL_CONDITIONED = 1e8
-#: A parameter whose loading on a singular direction exceeds this is undefined.
-_LOADING_TOL = 1e-6
 
 
 class InferenceWarning(UserWarning):
-    """Inference that holds with a caveat: a penalised fit, or singular information."""
+    """Inference that holds with a caveat: penalised, separated, unconverged or singular."""
+
+
+@dataclass(frozen=True)
+class PredictionState:
+    """What a binary result predicts with: the model's own parameter layout (intercept last).
+
+    Attributes
+    ----------
+    coef : ndarray of shape (1, n_features)
+    intercept : ndarray of shape (1,)
+    cov : ndarray of shape (n_features + fit_intercept,) * 2
+        The covariance in that layout.
+    undefined : list of str
+        Parameters whose variance is undefined (the prediction errors then are).
+    feature_names : ndarray or None
+        The fitted feature names, checked against ``X`` as by ``predict``.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    cov: np.ndarray
+    undefined: list[str]
+    feature_names: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -68,9 +80,8 @@ class InferenceResult:
     params : ndarray of shape (n_params,), or (n_params, n_classes - 1) multinomial
         Intercept first, then the features; multinomial: ``coef_k - coef_0``
         for every class ``k`` after the reference class ``classes[0]``.
-    bse, tvalues, pvalues : ndarray, shaped like ``params``
-        Standard errors, z statistics (statsmodels calls them tvalues) and
-        two-sided normal p-values. NaN where the information is singular.
+    bse : ndarray, shaped like ``params``
+        Standard errors; NaN where the information is singular.
     param_names : list of str
         ``"intercept"`` (when fitted) and the feature names.
     classes : ndarray
@@ -81,10 +92,14 @@ class InferenceResult:
     nobs : float
         Rows (statsmodels' ``nobs``, also with frequency weights).
     weight_sum : float
-        The sum of the frequency weights (``nobs`` without weights).
+        The sum of the frequency weights (GLM's ``wnobs``; ``nobs`` without
+        weights).
+    k_params : int
+        Identified parameters: all of them, less those of a rank-deficient
+        design (statsmodels' ``df_model + 1`` per class).
     df_model, df_resid : float
-        ``df_model`` = (parameters per class - 1) x (classes - 1);
-        ``df_resid`` = ``weight_sum`` - all parameters.
+        ``k_params`` less one per class contrast, and ``weight_sum`` less
+        ``k_params`` (a float with fractional weights, as GLM's).
     llf, llnull : float
         Log-likelihood at the fit and of the intercept-only model.
     penalized : bool
@@ -102,6 +117,7 @@ class InferenceResult:
     cov_type: str
     nobs: float
     weight_sum: float
+    k_params: int
     df_model: float
     df_resid: float
     llf: float
@@ -109,14 +125,14 @@ class InferenceResult:
     penalized: bool
     C: float
     positive_class: Any = None
-    #: Prediction: coefficients, intercept and covariance in the model's own
-    #: parameter layout (intercept last), for binary models.
-    _coef: np.ndarray | None = field(default=None, repr=False)
-    _intercept: np.ndarray | None = field(default=None, repr=False)
-    _layout_cov: np.ndarray | None = field(default=None, repr=False)
-    _feature_names_in: np.ndarray | None = field(default=None, repr=False)
+    prediction: PredictionState | None = field(default=None, repr=False)
 
     # -- tests and intervals ------------------------------------------------------
+    @property
+    def wnobs(self) -> float:
+        """statsmodels GLM's name of :attr:`weight_sum`."""
+        return self.weight_sum
+
     @property
     def tvalues(self) -> np.ndarray:
         """z statistics ``params / bse`` (statsmodels' name)."""
@@ -126,14 +142,16 @@ class InferenceResult:
     @property
     def pvalues(self) -> np.ndarray:
         """Two-sided p-values of the z statistics (normal distribution)."""
-        z = np.abs(self.tvalues)
-        erfc = np.vectorize(math.erfc, otypes=[np.float64])
-        return np.where(np.isnan(z), np.nan, erfc(np.nan_to_num(z) / math.sqrt(2.0)))
+        from scipy import special
+
+        return 2.0 * special.ndtr(-np.abs(self.tvalues))
 
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
-        """Normal confidence intervals, shape ``params.shape + (2,)`` (lower, upper)."""
+        """Normal confidence intervals: ``(n_params, 2)``; multinomial as statsmodels'
+        ``MNLogit``, ``(n_classes - 1, n_params, 2)``."""
         q = _normal_quantile(alpha)
-        return np.stack([self.params - q * self.bse, self.params + q * self.bse], axis=-1)
+        ci = np.stack([self.params - q * self.bse, self.params + q * self.bse], axis=-1)
+        return ci if ci.ndim == 2 else np.moveaxis(ci, 1, 0)
 
     def cov_params(self) -> np.ndarray:
         """Covariance of the flattened parameters (multinomial: class by class)."""
@@ -159,32 +177,40 @@ class InferenceResult:
 
     @property
     def aic(self) -> float:
-        """``-2 llf + 2 k``, ``k`` all parameters."""
-        return -2.0 * self.llf + 2.0 * self.params.size
+        """``-2 llf + 2 k``, ``k`` the identified parameters."""
+        return -2.0 * self.llf + 2.0 * self.k_params
 
     @property
     def bic(self) -> float:
         """``-2 llf + k log(weight_sum)`` (statsmodels' ``bic_llf``; ``log n`` unweighted)."""
-        return -2.0 * self.llf + self.params.size * math.log(self.weight_sum)
+        return -2.0 * self.llf + self.k_params * float(np.log(self.weight_sum))
 
     # -- output -------------------------------------------------------------------
-    def to_frame(self) -> Any:
-        """A pandas DataFrame: coef, std err, z, P>|z| and the 95% interval per parameter."""
-        import pandas as pd
+    def coefficient_table(self, alpha: float = 0.05) -> dict[str, np.ndarray]:
+        """The columns of :meth:`summary`'s table, each shaped like ``params``.
 
-        ci = self.conf_int()
-        columns = {
+        ``coef``, ``std err``, ``z``, ``P>|z|`` and the interval's bounds
+        ``[0.025`` and ``0.975]`` (named for the default ``alpha``).
+        """
+        q = _normal_quantile(alpha)
+        return {
             "coef": self.params,
             "std err": self.bse,
             "z": self.tvalues,
             "P>|z|": self.pvalues,
-            "[0.025": ci[..., 0],
-            "0.975]": ci[..., 1],
+            "[0.025": self.params - q * self.bse,
+            "0.975]": self.params + q * self.bse,
         }
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame: coef, std err, z, P>|z| and the 95% interval per parameter."""
+        import pandas as pd
+
+        columns = self.coefficient_table()
         if self.params.ndim == 1:
             return pd.DataFrame(columns, index=pd.Index(self.param_names, name="parameter"))
         index = pd.MultiIndex.from_product(
-            [[str(c) for c in self.classes[1:].tolist()], self.param_names],
+            [[_plain(c) for c in self.classes[1:].tolist()], self.param_names],
             names=["class", "parameter"],
         )
         flat = {name: np.asarray(values).T.ravel() for name, values in columns.items()}
@@ -193,17 +219,20 @@ class InferenceResult:
     def summary(self) -> str:
         """A text table like statsmodels' ``summary()``."""
         kind = "penalised (Laplace)" if self.penalized else "maximum likelihood"
-        target = f" ({self.positive_class!r} vs rest)" if self.positive_class is not None else ""
+        target = (
+            f" ({_plain(self.positive_class)} vs rest)" if self.positive_class is not None else ""
+        )
+        cov = "HC1 (HC0 x n/(n-k))" if self.cov_type == "HC1" else self.cov_type
         lines = [
             f"Logistic regression results{target}",
-            f"  estimation: {kind}, C = {self.C:g}; covariance: {self.cov_type}",
+            f"  estimation: {kind}, C = {self.C:g}; covariance: {cov}",
             f"  observations {self.nobs:g}   df model {self.df_model:g}   "
             f"df resid {self.df_resid:g}",
             f"  log-likelihood {self.llf:.6g}   LL-null {self.llnull:.6g}   "
             f"pseudo R-squ. {self.prsquared:.4f}",
             f"  LLR p-value {self.llr_pvalue:.4g}   AIC {self.aic:.6g}   BIC {self.bic:.6g}",
         ]
-        ci = self.conf_int()
+        columns = list(self.coefficient_table().values())
         blocks = (
             [(None, slice(None))]
             if self.params.ndim == 1
@@ -215,13 +244,12 @@ class InferenceResult:
         for label, column in blocks:
             lines.append("=" * len(header))
             if label is not None:
-                lines.append(f"class {label!r} vs {self.classes[0]!r}")
+                lines.append(f"class {_plain(label)} vs {_plain(self.classes[0])}")
             lines.append(header)
             lines.append("-" * len(header))
-            values = [self.params, self.bse, self.tvalues, self.pvalues, ci[..., 0], ci[..., 1]]
-            columns = [np.asarray(v)[:, column] if v.ndim == 2 else v for v in values]
+            picked = [c[:, column] if c.ndim == 2 else c for c in columns]
             for i, name in enumerate(self.param_names):
-                coef, se, z, p, lo, hi = (float(c[i]) for c in columns)
+                coef, se, z, p, lo, hi = (float(c[i]) for c in picked)
                 lines.append(
                     f"{name:<{width}} {coef:>11.4g} {se:>11.4g} {z:>9.3f} {p:>8.3f} "
                     f"{lo:>11.4g} {hi:>11.4g}"
@@ -229,7 +257,7 @@ class InferenceResult:
         lines.append("=" * len(header))
         if self.penalized:
             lines.append(
-                "The covariance is the inverse penalised Hessian (the Laplace approximation "
+                "The covariance is built on the penalised Hessian (the Laplace approximation "
                 "of the posterior); classical p-values do not apply."
             )
         return "\n".join(lines)
@@ -244,12 +272,11 @@ class InferenceResult:
         One quadratic form ``a^T Sigma a`` per row (``a = [x, 1]``), in a fused
         pass on the device of ``X``; binary models only.
         """
-        X = self._checked_X(X)
+        state, X = self._checked(X)
         from gpulogreg.backends.quadratic import row_quadratic_forms
 
-        assert self._layout_cov is not None
         xp = _namespace(X)
-        forms = row_quadratic_forms(X, self._layout_cov, fit_intercept=self._has_intercept)
+        forms = row_quadratic_forms(X, state.cov, fit_intercept=self._has_intercept)
         return xp.sqrt(xp.maximum(forms, 0.0))
 
     def predict_interval(self, X: Any, alpha: float = 0.05) -> tuple[Any, Any, Any]:
@@ -261,10 +288,8 @@ class InferenceResult:
         from gpulogreg._predict import decision_values
 
         se = self.predict_se(X)
-        X = self._checked_X(X)
-        assert self._coef is not None
-        assert self._intercept is not None
-        z = decision_values(X, self._coef, self._intercept)
+        state, X = self._checked(X)
+        z = decision_values(X, state.coef, state.intercept)
         q = _normal_quantile(alpha)
         return _sigmoid(z), _sigmoid(z - q * se), _sigmoid(z + q * se)
 
@@ -272,18 +297,30 @@ class InferenceResult:
     def _has_intercept(self) -> bool:
         return bool(self.param_names) and self.param_names[0] == "intercept"
 
-    def _checked_X(self, X: Any) -> Any:
+    def _checked(self, X: Any) -> tuple[PredictionState, Any]:
+        """The prediction state and ``X`` validated against the fitted features."""
         from gpulogreg.data.validation import check_feature_names, check_X
 
-        if self._coef is None:
+        state = self.prediction
+        if state is None:
             raise ValueError(
                 "prediction intervals are for binary models (and each class of a "
                 "one-vs-rest model); this result is multinomial"
             )
+        if state.undefined:
+            raise ValueError(
+                "the covariance has undefined parameters "
+                f"({', '.join(state.undefined)}): prediction standard errors are not available"
+            )
         owner = "InferenceResult"
-        check_feature_names(X, self._feature_names_in, owner=owner)
-        X, _ = check_X(X, n_features=self._coef.shape[1], owner=owner, lazy=True)
-        return X
+        check_feature_names(X, state.feature_names, owner=owner)
+        X, _ = check_X(X, n_features=state.coef.shape[1], owner=owner, lazy=True)
+        return state, X
+
+
+def _plain(value: Any) -> str:
+    """A label as users write it (``'a'``, ``3``), not NumPy's repr (``np.str_('a')``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _namespace(X: Any) -> Any:
@@ -303,96 +340,8 @@ def _sigmoid(z: Any) -> Any:
 
 
 def _normal_quantile(alpha: float) -> float:
+    from scipy import special
+
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return NormalDist().inv_cdf(1.0 - alpha / 2.0)
-
-
-# --------------------------------------------------------------------------- covariance
-@dataclass(frozen=True)
-class Covariance:
-    """A covariance matrix and what inverting the information found.
-
-    Attributes
-    ----------
-    matrix : ndarray of shape (k, k)
-        NaN in the rows and columns of undefined parameters.
-    condition : float
-        Condition number of the scaled information (inf when singular).
-    undefined : ndarray of bool, shape (k,)
-        Parameters in a singular direction (collinear columns, separation,
-        a constant column besides the intercept).
-    """
-
-    matrix: np.ndarray
-    condition: float
-    undefined: np.ndarray
-
-
-def covariance(
-    information: Any,
-    meat: Any = None,
-    *,
-    names: list[str],
-    factor: float = 1.0,
-) -> Covariance:
-    """``inv(H)`` or the sandwich ``inv(H) meat inv(H)`` (times ``factor``), singularity-aware.
-
-    ``H`` is scaled to unit diagonal and inverted through its eigenvectors:
-    directions with an eigenvalue below :data:`SINGULAR_RTOL` of the largest
-    are left out (a pseudo-inverse), and the parameters loading on them get
-    NaN. A warning names them, and names the parameters of a merely
-    ill-conditioned information (:data:`ILL_CONDITIONED`). The algebra runs
-    where the matrices are (NumPy, or CuPy on the data's device); the result
-    is a host array.
-    """
-    from gpulogreg._array import array_namespace, host_float64
-
-    xp = array_namespace(information)
-    k = int(information.shape[0])
-    diagonal = xp.diag(information)
-    zero = ~(diagonal > 0)
-    scale = xp.where(zero, 1.0, xp.sqrt(xp.where(zero, 1.0, diagonal)))
-    outer = xp.outer(scale, scale)
-    scaled = information / outer
-    scaled[zero, :] = 0.0
-    scaled[:, zero] = 0.0
-    eigenvalues, vectors = xp.linalg.eigh(scaled)
-    top = float(eigenvalues[-1]) if k else 0.0
-    keep = eigenvalues > SINGULAR_RTOL * top if top > 0 else xp.zeros(k, dtype=bool)
-    inverse = (vectors[:, keep] / eigenvalues[keep]) @ vectors[:, keep].T / outer
-    matrix = inverse if meat is None else inverse @ meat @ inverse
-    matrix = host_float64(matrix) * factor
-    keep_host = np.asarray(host_float64(keep) > 0)
-    vectors_host = host_float64(vectors)
-    loading = np.abs(vectors_host[:, ~keep_host]).max(axis=1) if (~keep_host).any() else np.zeros(k)
-    undefined = np.asarray(host_float64(zero) > 0) | (loading > _LOADING_TOL)
-    condition = float("inf") if not keep_host.all() else top / float(eigenvalues[0])
-    matrix[undefined, :] = np.nan
-    matrix[:, undefined] = np.nan
-    _warn_conditioning(condition, undefined, vectors_host[:, 0], names)
-    return Covariance(matrix=matrix, condition=condition, undefined=undefined)
-
-
-def _warn_conditioning(
-    condition: float, undefined: np.ndarray, weakest: np.ndarray, names: list[str]
-) -> None:
-    if undefined.any():
-        shown = ", ".join(n for n, u in zip(names, undefined, strict=True) if u)
-        warnings.warn(
-            "the information matrix is singular (collinear columns, a column without "
-            "variation, or classes that the columns separate): the standard errors of "
-            f"{shown} are undefined (NaN)",
-            InferenceWarning,
-            stacklevel=4,
-        )
-    elif condition > ILL_CONDITIONED:
-        order = np.argsort(-np.abs(weakest))
-        suspects = [names[i] for i in order[:3] if abs(weakest[i]) > 0.1]
-        warnings.warn(
-            f"the information matrix is ill-conditioned (condition number {condition:.3g}): "
-            f"the standard errors of {', '.join(suspects)} are unreliable (nearly collinear "
-            "columns or near-separation)",
-            InferenceWarning,
-            stacklevel=4,
-        )
+    return float(special.ndtri(1.0 - alpha / 2.0))

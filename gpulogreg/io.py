@@ -75,6 +75,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from gpulogreg._errors import MissingDependencyError
 from gpulogreg._files import atomic_write
 
 __all__ = [
@@ -140,10 +141,6 @@ _LINE_DELIMITER = "\x1f"
 
 class DataError(ValueError):
     """A data file the readers refuse; the message names the file, column and row."""
-
-
-class MissingDependencyError(ImportError):
-    """An optional dependency is needed (the message says which extra installs it)."""
 
 
 @dataclass

@@ -214,7 +214,10 @@ LAYERS = (
         "gpulogreg._version",
         "gpulogreg._array",
         "gpulogreg._compat",
+        "gpulogreg._errors",
         "gpulogreg._progress",
+        "gpulogreg._jsonlines",
+        "gpulogreg._plot",
         "gpulogreg._numba_read",
         "gpulogreg._layout",
         "gpulogreg._typing",
@@ -232,6 +235,7 @@ LAYERS = (
         "gpulogreg._cli_stream",
         "gpulogreg.benchmark",
         "gpulogreg.info",
+        "gpulogreg.plots",
     ),
 )
 

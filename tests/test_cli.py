@@ -716,3 +716,32 @@ def test_fit_summary_prints_the_coefficient_table_and_json_holds_it(capsys, tmp_
     y = problem["y"]
     expected = gpulogreg.load(model).inference(X, y, cov_type="HC0")
     np.testing.assert_allclose([r["std_err"] for r in rows], expected.bse, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--summary", "--penalty", "l1"], "--summary needs an L2 penalty"),
+        (["--summary", "--class-weight", "balanced"], "not available with --class-weight"),
+        (["--cov-type", "HC0"], "--cov-type is the covariance of the --summary table"),
+    ],
+)
+def test_summary_options_are_refused_before_the_work(
+    capsys, tmp_path, problem, nothing_runs, options, message
+):
+    data = _write_table(tmp_path / "train.csv", _columns(problem))
+    model = tmp_path / "m.glr"
+    code, _, err = _run(capsys, ["fit", data, "--target", "label", "--model", model, *options])
+    assert code == 2
+    assert message in err
+    assert not model.exists()
+
+
+def test_summary_warnings_name_the_files_columns(capsys, tmp_path, problem):
+    columns = _columns(problem)
+    columns["f3"] = 2.0 * columns["f0"]  # collinear with f0
+    data = _write_table(tmp_path / "train.csv", columns)
+    argv = ["fit", data, "--target", "label", "--id", "customer", "--model", tmp_path / "m.glr"]
+    code, _, err = _run(capsys, [*argv, "--penalty", "none", "--summary"])
+    assert code == 0, err
+    assert "standard errors of f0, f3 are undefined" in err

@@ -419,24 +419,200 @@ def test_the_statistics_run_where_the_sums_are(monkeypatch, anes96, n_classes):
     params = layout.from_estimator(model.coef_, model.intercept_)
     rng = np.random.default_rng(0)
     A = rng.normal(size=(layout.n_params, layout.n_params))
-    sums = _inference._Sums(information=A @ A.T, scores=None, meat=None, loglike=-1.0)
-    request = _inference._Request("nonrobust", None, 0)
-    kwargs = {
-        "layout": layout,
-        "spec": model._spec(),
-        "request": request,
-        "totals": np.bincount(y).astype(float),
-        "weight_sum": float(len(y)),
-        "n_rows": len(y),
-        "classes": np.arange(n_classes),
-        "positive": None,
-        "feature_names": None,
-    }
-    expected = _inference._result(sums, params, **kwargs)
-    _fake_cupy.install(monkeypatch)
-    on_device = _inference._Sums(
-        information=_fake_cupy.on_device(sums.information, 0), scores=None, meat=None, loglike=-1.0
+    H, g = A @ A.T, np.zeros(layout.n_params)
+    context = _inference._Context(
+        layout=layout,
+        spec=model._spec(),
+        request=_inference._Request("nonrobust", None, 0),
+        totals=np.bincount(y).astype(float),
+        weight_sum=float(len(y)),
+        n_rows=len(y),
+        classes=np.arange(n_classes),
+        positive=None,
+        feature_names=None,
     )
-    result = _inference._result(on_device, params, **kwargs)
+    host = _inference._Sums(information=H, gradient=g, loglike=-1.0, certain=0.0)
+    expected, _ = _inference._result(host, params, context=context)
+    _fake_cupy.install(monkeypatch)
+    device = _inference._Sums(
+        information=_fake_cupy.on_device(H, 0),
+        gradient=_fake_cupy.on_device(g, 0),
+        loglike=-1.0,
+        certain=0.0,
+    )
+    result, _ = _inference._result(device, params, context=context)
     assert type(result.bse) is np.ndarray
     np.testing.assert_allclose(result.cov_params(), expected.cov_params(), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- honesty (review cases)
+def _caught(call):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [str(w.message) for w in record if w.category is InferenceWarning]
+
+
+@pytest.mark.parametrize("kind", ["complete", "quasi"])
+def test_separated_classes_are_named_as_such(kind):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] > 0).astype(int)
+    if kind == "quasi":  # an indicator of ten rows, all of class 1; the rest overlap
+        X[:, 1] = np.arange(200) < 10
+        y = np.where(X[:, 1] > 0, 1, rng.integers(0, 2, size=200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _unpenalised().fit(X, y)
+    _, messages = _caught(lambda: model.inference(X, y))
+    assert any("(quasi-)separated" in m for m in messages), messages
+
+
+def test_a_penalised_fit_of_separated_classes_is_not_flagged_as_separated():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegression(C=1.0).fit(X, y)
+    _, messages = _caught(lambda: model.inference(X, y))
+    assert not any("separated" in m for m in messages)
+
+
+def test_parameters_off_the_optimum_are_named(spector, clustered):
+    X, y = spector
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LogisticRegression(penalty=None, max_iter=3).fit(X, y)
+    _, messages = _caught(lambda: model.inference(X, y))
+    assert any("not at the optimum" in m for m in messages), messages
+    # Other data than the fit's: the same warning.
+    fitted = _unpenalised().fit(X, y)
+    rng = np.random.default_rng(1)
+    other = rng.permutation(len(y))
+    _, messages = _caught(lambda: fitted.inference(X, y[other]))
+    assert any("not at the optimum" in m for m in messages), messages
+
+
+def test_class_weights_are_refused(spector):
+    X, y = spector
+    model = _unpenalised(class_weight={0: 1.0, 1: 3.0}).fit(X, y)
+    with pytest.raises(ValueError, match="class_weight"):
+        model.inference(X, y)
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        (np.array([1.0, np.nan] * 16, dtype=object), r"missing value \(nan\) at row 1"),
+        (np.array(["a", "b", None, "a"] * 8, dtype=object), r"missing value \(None\) at row 2"),
+        (np.array([1.0, np.nan] * 16), "missing value"),
+    ],
+)
+def test_missing_group_labels_are_refused_naming_the_row(spector, groups, message):
+    X, y = spector
+    model = _unpenalised().fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        model.inference(X, y, cov_type="cluster", groups=groups)
+
+
+def test_group_labels_keep_their_type(spector):
+    X, y = spector
+    model = _unpenalised().fit(X, y)
+    mixed = np.array([1, "b"] * 16, dtype=object)  # two groups of mixed types
+    ids = np.array([2**60, 2**60 + 1] * 16, dtype=np.int64)  # distinct only as integers
+    by_mixed = model.inference(X, y, cov_type="cluster", groups=mixed)
+    by_ids = model.inference(X, y, cov_type="cluster", groups=ids)
+    by_index = model.inference(X, y, cov_type="cluster", groups=np.arange(32) % 2)
+    np.testing.assert_allclose(by_mixed.bse, by_index.bse, rtol=1e-12)
+    np.testing.assert_allclose(by_ids.bse, by_index.bse, rtol=1e-12)
+
+
+def test_rank_deficient_design_counts_identified_parameters_as_statsmodels(spector):
+    X, y = spector
+    X = np.column_stack([X, 2 * X[:, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = LogisticRegression(penalty=None, solver="lbfgs", tol=1e-10).fit(X, y)
+        result = result.inference(X, y)
+        reference = sm.Logit(y, sm.add_constant(X)).fit(
+            disp=0, method="bfgs", maxiter=2000, gtol=1e-10
+        )
+    assert (result.df_model, result.df_resid) == (reference.df_model, reference.df_resid)
+    assert result.aic == pytest.approx(reference.aic, rel=1e-6)
+    assert result.bic == pytest.approx(reference.bic, rel=1e-6)
+    with pytest.raises(ValueError, match=r"undefined parameters \(x0, x3\)"):
+        result.predict_interval(X[:3])
+
+
+def test_near_collinear_columns_stay_identified_and_are_flagged(spector):
+    rng = np.random.default_rng(0)
+    n = 2000
+    X = rng.normal(size=(n, 3))
+    X = np.column_stack([X, X[:, 0] + 1e-5 * rng.normal(size=n)])
+    y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 1]))).astype(int)
+    model = _unpenalised().fit(X, y)
+    result, messages = _caught(lambda: model.inference(X, y))
+    reference = sm.Logit(y, sm.add_constant(X)).fit(disp=0, maxiter=200)
+    assert np.isfinite(result.bse).all()
+    assert _rel(result.bse, reference.bse) < 1e-3  # the ill-conditioned parameters: 3 digits
+    assert any("ill-conditioned" in m for m in messages)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float32_multinomial_and_cluster_p_values_equal_statsmodels(dtype):
+    rng = np.random.default_rng(1)
+    n = 30_000
+    X = (rng.normal(size=(n, 4)) * 3 + 5).astype(dtype)
+    Xd = X.astype(np.float64)
+    Z = np.column_stack(
+        [np.zeros(n), (Xd - 5) @ [0.5, -0.5, 0.2, 0], (Xd - 5) @ [-0.3, 0.1, 0.4, 0.6]]
+    )
+    P = np.exp(Z)
+    P /= P.sum(1, keepdims=True)
+    y = (rng.random(n)[:, None] > np.cumsum(P, 1)).sum(1)
+    result = _unpenalised().fit(X, y).inference(X, y)
+    reference = sm.MNLogit(y, sm.add_constant(Xd)).fit(disp=0, maxiter=200)
+    assert _rel(result.pvalues, reference.pvalues) < 1e-6
+    assert result.conf_int().shape == reference.conf_int().shape == (2, 5, 2)
+    np.testing.assert_allclose(result.conf_int(), reference.conf_int(), rtol=1e-6)
+    groups = rng.integers(0, 50, n)
+    yb = (y > 0).astype(int)
+    result = _unpenalised().fit(X, yb).inference(X, yb, cov_type="cluster", groups=groups)
+    reference = sm.Logit(yb, sm.add_constant(Xd)).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": groups}
+    )
+    assert _rel(result.pvalues, reference.pvalues) < 1e-6
+
+
+def test_a_nearly_unpenalised_multinomial_warns_only_of_the_penalty(anes96):
+    X, y = anes96
+    model = LogisticRegression(C=1e12, solver="newton", tol=1e-12, max_iter=200).fit(X, y)
+    _, messages = _caught(lambda: model.inference(X, y))
+    assert len(messages) == 1
+    assert "penalised" in messages[0]
+
+
+def test_hopeless_inputs_get_clear_errors(spector):
+    X, y = spector
+    Xt, yt = X[:4], np.array([0, 1, 0, 1])  # 4 rows, 4 parameters
+    model = LogisticRegression(C=1.0).fit(Xt, yt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InferenceWarning)
+        with pytest.raises(ValueError, match="HC1' needs more observations"):
+            model.inference(Xt, yt, cov_type="HC1")
+        with pytest.raises(ValueError, match="cluster' needs more rows"):
+            model.inference(Xt, yt, cov_type="cluster", groups=[0, 0, 1, 1])
+        Xb = X.copy()
+        Xb[:, 1] *= 1e160
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow, before our error
+        warnings.simplefilter("ignore", UserWarning)
+        big = LogisticRegression(C=1.0, max_iter=5).fit(Xb, y)
+        with pytest.raises(ValueError, match="not finite"):
+            big.inference(Xb, y)
+
+
+def test_the_summary_shows_plain_labels(anes96):
+    X, y = anes96
+    labels = np.asarray(["a", "b", "c"])[y % 3]
+    text = _unpenalised().fit(X, labels).inference(X, labels).summary()
+    assert "class 'b' vs 'a'" in text
+    assert "np.str_" not in text

@@ -215,16 +215,33 @@ def test_meat_and_cluster_scores_equal_the_reference(
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 @pytest.mark.parametrize(("dtype", "n_classes", "fit_intercept"), CASES)
-def test_hessian_loss_is_the_hessian_and_the_loss(
+def test_information_is_the_hessian_loss_gradient_and_certain_weight(
     request: pytest.FixtureRequest, backend: str, dtype: Any, n_classes: int, fit_intercept: bool
 ) -> None:
     # One pass where a backend fuses them (Numba binary, sums of parts), the
-    # same numbers as the two methods apart.
+    # same numbers as the methods apart (the Hessian from a float64 linear
+    # predictor: float32 data agree to their precision).
     pb = Problem(dtype, n_classes, fit_intercept)
     b = BACKENDS[backend](pb, request)
-    hessian, loss = b.hessian_loss(pb.params)
-    np.testing.assert_allclose(_host(hessian), _host(b.hessian(pb.params)), rtol=1e-12, atol=0)
-    assert loss == pytest.approx(float(b.loss(pb.params)), rel=1e-12)
+    info = b.information(pb.params)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(_host(info.hessian), _host(b.hessian(pb.params)), rtol=tol)
+    loss, grad = b.loss_grad(pb.params)
+    assert info.loss == pytest.approx(float(loss), rel=tol)
+    np.testing.assert_allclose(_host(info.gradient), _host(grad), rtol=tol, atol=1e-12)
+    assert info.certain == 0.0  # the problem's parameters fit no row with certainty
+
+
+def test_rows_fitted_with_certainty_are_weighed() -> None:
+    from gpulogreg.backends.numba_backend import NumbaBackend
+    from gpulogreg.backends.numpy_backend import NumpyBackend
+
+    X = np.asarray([[30.0], [-30.0], [0.1], [-0.2]])
+    y = np.asarray([1, 0, 1, 1], dtype=np.int32)
+    s = np.asarray([0.1, 0.2, 0.3, 0.4])
+    for cls in (NumpyBackend, NumbaBackend):
+        info = cls(X, y, s).information(np.asarray([1.0, 0.0]))
+        assert info.certain == pytest.approx(0.3), cls  # the first two rows: |z| = 30
 
 
 def _host(a: Any) -> np.ndarray:

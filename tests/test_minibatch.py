@@ -557,7 +557,7 @@ def test_verbose_prints_epoch_progress(capsys) -> None:  # type: ignore[no-untyp
     X, y = make_classification(1000, 3)
     LR(solver="minibatch", max_iter=2, learning_rate="cosine", verbose=1).fit(X, y)
     err = capsys.readouterr().err
-    assert "minibatch epoch 1/2" in err
+    assert "epoch 1/2" in err
     assert "objective~" in err
     assert "cosine schedule" in err
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gpulogreg._progress import Reporter
 from gpulogreg.backends import make_backend
 from gpulogreg.data import prepare_fit_data
 from gpulogreg.loss import LogisticObjective
@@ -344,9 +345,11 @@ def test_gd_backtracking_repairs_a_too_small_lipschitz_estimate() -> None:
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_verbose_draws_a_progress_line(solver: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_draws_a_progress_line(
+    solver: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     X, y = _breast_cancer()
-    _solve(solver, _objective(X, y), tol=1e-6, verbose=True)
+    _solve(solver, _objective(X, y), tol=1e-6, progress=Reporter(bar=True))
     err = capsys.readouterr().err
     assert "optimality" in err
     assert "objective" in err

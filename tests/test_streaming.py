@@ -456,6 +456,23 @@ def test_streamed_evaluate_equals_the_whole_arrays(capsys, tmp_path, n_classes: 
         assert streamed[key] == pytest.approx(whole[key], rel=1e-12), key
 
 
+def test_evaluate_plot_counts_every_chunk(capsys, monkeypatch, tmp_path, fitted) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("matplotlib")
+    import gpulogreg.cli
+
+    _, parquet_path, model = fitted
+    drawn = []
+    monkeypatch.setattr(gpulogreg.cli, "_save_evaluation_plot", lambda a, c: drawn.append(c))
+    for extra in ([], ["--chunk-rows", "700"]):
+        argv = ["evaluate", "--model", model, parquet_path, "--plot", tmp_path / "c.png"]
+        code, _, err = _run(capsys, [*argv, *extra])
+        assert code == 0, err
+    whole, streamed = drawn
+    assert whole.roc_counts.sum() == N_ROWS
+    np.testing.assert_array_equal(streamed.roc_counts, whole.roc_counts)
+    np.testing.assert_array_equal(streamed.calibration_rows, whole.calibration_rows)
+
+
 def test_metrics_add_up_chunk_by_chunk() -> None:
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 500)

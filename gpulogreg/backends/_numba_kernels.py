@@ -103,6 +103,7 @@ from gpulogreg._numba_read import (
     _prefetch_rows,
     _sum_rows,
 )
+from gpulogreg._typing import CERTAIN_LOSS
 
 __all__ = [
     "BLOCK_ROWS",
@@ -618,13 +619,17 @@ def gram_matvec(X, s, v, c):
 
 
 @njit(**_SERIAL)
-def _binary_gram_weights_chunk(X, y, s, w, b, meat, start, stop, q, out):
+def _binary_gram_weights_chunk(X, y, s, w, b, meat, start, stop, q, out, stats):
     n = X.shape[1]
     g = np.zeros(n)
+    grad = np.zeros(n)
     z = np.empty(BLOCK_ROWS)
     h = np.empty(BLOCK_ROWS)
+    res = np.empty(BLOCK_ROWS)
     hb = 0.0
     loss = 0.0
+    certain = 0.0
+    gb = 0.0
     for i0 in range(start, stop, BLOCK_ROWS):
         nb = min(BLOCK_ROWS, stop - i0)
         Xb = X[i0 : i0 + nb]
@@ -636,21 +641,27 @@ def _binary_gram_weights_chunk(X, y, s, w, b, meat, start, stop, q, out):
             zi = z[r]
             e = exp_nonpos(-abs(zi))
             d = 1.0 / (1.0 + e)
-            loss += sb[r] * (max(zi, 0.0) - np.float64(yb[r]) * zi + log1p_unit(e))
-            if meat:
-                # p - y as in the gradient (_binary_pointwise), squared.
-                ri = (1.0 if z[r] >= 0.0 else e) * d - np.float64(yb[r])
-                hi = sb[r] * (ri * ri)
-            else:
-                hi = sb[r] * (e * d * d)
+            li = max(zi, 0.0) - np.float64(yb[r]) * zi + log1p_unit(e)
+            loss += sb[r] * li
+            if li < CERTAIN_LOSS:
+                certain += sb[r]
+            # p - y as in the gradient (_binary_pointwise).
+            ri = (1.0 if zi >= 0.0 else e) * d - np.float64(yb[r])
+            res[r] = sb[r] * ri
+            gb += sb[r] * ri
+            hi = sb[r] * (ri * ri) if meat else sb[r] * (e * d * d)
             hb += hi
             h[r] = hi
             qb[r] = np.sqrt(hi)
         _axpy_block(Xb, h, g, X, pf, _PF_TWO_PASSES)
+        _axpy_block(Xb, res[:nb], grad, X, pf, 0)
     for j in range(n):
         out[j] = g[j]
+        stats[2 + j] = grad[j]
     out[n] = hb
-    out[n + 1] = loss
+    stats[0] = loss
+    stats[1] = certain
+    stats[2 + n] = gb
 
 
 @njit(**_PARALLEL)
@@ -678,20 +689,31 @@ def binary_gram_weights(X, y, s, w, b, meat):
         ``X^T diag(h) X = (q X)^T (q X)`` (a SYRK).
     last : ndarray of shape (n + 1,), float64
         ``[X^T h, sum_i h_i]``.
-    loss : float
-        The weighted mean log-loss at ``(w, b)``, from the same pass (what
-        inference needs besides the Hessian; it costs a log per row).
+    stats : ndarray of shape (n + 3,), float64
+        What inference needs besides, from the same pass: ``[loss, certain,
+        grad_w (n), grad_b]``: the weighted mean log-loss, the weight of the
+        rows whose loss is below :data:`CERTAIN_LOSS` and the gradient.
     """
     m, n = X.shape
     nc = _n_chunks_jit(m)
-    part = np.zeros((nc, n + 2))
+    part = np.zeros((nc, n + 1))
+    stats = np.zeros((nc, n + 3))
     q = np.empty(m)
     for k in prange(nc):
         _binary_gram_weights_chunk(
-            X, y, s, w, b, meat, k * CHUNK_ROWS, min((k + 1) * CHUNK_ROWS, m), q, part[k]
+            X,
+            y,
+            s,
+            w,
+            b,
+            meat,
+            k * CHUNK_ROWS,
+            min((k + 1) * CHUNK_ROWS, m),
+            q,
+            part[k],
+            stats[k],
         )
-    total = _sum_rows(part)
-    return q, total[: n + 1].copy(), total[n + 1]
+    return q, _sum_rows(part), _sum_rows(stats)
 
 
 @njit(**_SERIAL)

@@ -25,7 +25,7 @@ import numpy as np
 
 from gpulogreg._array import array_module_name
 from gpulogreg._layout import ParamLayout
-from gpulogreg._progress import ProgressLine
+from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Backend
 from gpulogreg.backends.staging import PinnedStager
 from gpulogreg.backends.sum_of_parts import SumOfParts
@@ -34,9 +34,6 @@ from gpulogreg.data.dataset import Dataset
 from gpulogreg.data.pipeline import HostStager, SlotPipeline, Stager
 
 __all__ = ["ChunkedBackend"]
-
-#: Seconds between two redraws of the chunk progress line (terminal only).
-PROGRESS_INTERVAL = 0.2
 
 
 def resolve_chunk_backend(
@@ -91,8 +88,9 @@ class ChunkedBackend(SumOfParts):
         Working dtype of X; None keeps the dataset's.
     prefetch : bool
         Read the next chunk on a background thread while computing on this one.
-    verbose : bool
-        Show chunk progress within long passes on a terminal.
+    progress : Reporter, optional
+        The fit's progress: it shows the chunk of each pass next to the bar
+        and counts the passes.
 
     Attributes
     ----------
@@ -119,7 +117,7 @@ class ChunkedBackend(SumOfParts):
         device: str = "auto",
         dtype: Any = None,
         prefetch: bool = True,
-        verbose: bool = False,
+        progress: Reporter | None = None,
     ) -> None:
         if isinstance(dataset, PreparedChunks):
             self.chunks = dataset
@@ -145,7 +143,7 @@ class ChunkedBackend(SumOfParts):
         self.name = f"chunked({self.inner_name})"
         self.xp: ModuleType = device_namespace(self.device)
         self.prefetch = bool(prefetch)
-        self.verbose = bool(verbose)
+        self.progress = progress
         self.n_passes = 0
         self._stager: Stager | None = None
         #: Inner backends kept between passes: only for in-memory chunks used
@@ -180,16 +178,9 @@ class ChunkedBackend(SumOfParts):
 
     def chunk_backends(self) -> Iterator[Backend]:
         """One inner backend per chunk, in the dataset's order (one full pass)."""
-        n_chunks = self.chunks.info.n_chunks
-        progress = (
-            ProgressLine(interval=PROGRESS_INTERVAL, delay=PROGRESS_INTERVAL)
-            if self.verbose
-            else None
-        )
         if self._cache is not None:
             for i, b in enumerate(self._cache):
-                if progress is not None:
-                    _show_chunk(progress, i + 1, n_chunks)
+                self._show_chunk(i + 1)
                 yield b
         else:
             pipeline = SlotPipeline(
@@ -203,14 +194,19 @@ class ChunkedBackend(SumOfParts):
                 inner = self._inner(staged)
                 if cache is not None:
                     cache.append(inner)
-                if progress is not None:
-                    _show_chunk(progress, i + 1, n_chunks)
+                self._show_chunk(i + 1)
                 yield inner
             if cache is not None:
                 self._cache = cache
-        if progress is not None:
-            progress.close(erase=True)
         self.n_passes += 1
+        if self.progress is not None:
+            self.progress.pass_done()
+
+    def _show_chunk(self, i: int) -> None:
+        """``pass p: chunk i/N`` next to the progress bar (on a terminal or in a notebook)."""
+        if self.progress is not None and self.progress.detail_due():
+            n_chunks = self.chunks.info.n_chunks
+            self.progress.detail(f"pass {self.n_passes + 1}: chunk {i}/{n_chunks}")
 
     def map_parts(self, method: str, *vectors: Array) -> Iterable[Any]:
         for inner in self.chunk_backends():
@@ -235,9 +231,3 @@ class ChunkedBackend(SumOfParts):
                 f"the dataset's chunks hold {start} rows, but {rows.shape[0]} row entries "
                 "were given: the data changed since they were counted"
             )
-
-
-def _show_chunk(progress: ProgressLine, i: int, n_chunks: int) -> None:
-    """``chunk i/N`` of the current pass, on a terminal only."""
-    bar = progress.bar(i / max(n_chunks, 1))
-    progress.update(f"  pass {bar} chunk {i}/{n_chunks}", transient=True)

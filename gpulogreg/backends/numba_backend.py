@@ -33,7 +33,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from gpulogreg._typing import Array
+from gpulogreg._typing import Array, Information
 from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends.numpy_backend import NumpyBackend, RowWeightRule
 
@@ -196,11 +196,18 @@ class NumbaBackend(NumpyBackend):
             return super().hessian(params)
         return self._binary_gram(params, meat=False)[0]
 
-    def hessian_loss(self, params: Array) -> tuple[Array, float]:
-        """:meth:`hessian` and :meth:`loss`; binary: from one pass (the loss is a by-product)."""
+    def information(self, params: Array) -> Information:
+        """Binary: the Hessian, loss, gradient and certain rows' weight from one pass over X."""
         if self.n_outputs != 1:
-            return super().hessian_loss(params)
-        return self._binary_gram(params, meat=False)
+            return super().information(params)
+        H, stats = self._binary_gram(params, meat=False)
+        gradient = stats[2:] if self.fit_intercept else stats[2 : 2 + self.n_features]
+        return Information(
+            hessian=H,
+            loss=float(stats[0]),
+            gradient=np.ascontiguousarray(gradient),
+            certain=float(stats[1]),
+        )
 
     def meat(self, params: Array) -> Array:
         """``sum_i s_i g_i g_i^T``: the Hessian's construction with the weights ``s (p - y)^2``.
@@ -212,9 +219,9 @@ class NumbaBackend(NumpyBackend):
             return super().meat(params)
         return self._binary_gram(params, meat=True)[0]
 
-    def _binary_gram(self, params: Array, *, meat: bool) -> tuple[np.ndarray, float]:
+    def _binary_gram(self, params: Array, *, meat: bool) -> tuple[np.ndarray, np.ndarray]:
         """``A^T diag(h) A`` with the Hessian's (or, ``meat``, the meat's) binary weights ``h``,
-        and the loss the same pass computed.
+        and what the same pass summed besides: ``[loss, certain weight, gradient (n + 1)]``.
 
         One Numba pass for ``h``, ``q = sqrt(h)`` and the last row
         (:func:`~gpulogreg.backends._numba_kernels.binary_gram_weights`), then
@@ -223,7 +230,7 @@ class NumbaBackend(NumpyBackend):
         """
         w, b = self._binary_params(params)
         with _serial_when_small(self.n_samples):
-            q, last, loss = nk.binary_gram_weights(self.X, self.y, self.sample_weight, w, b, meat)
+            q, last, stats = nk.binary_gram_weights(self.X, self.y, self.sample_weight, w, b, meat)
         n = self.n_features
         p = n + int(self.fit_intercept)
         H = np.empty((p, p))
@@ -231,16 +238,16 @@ class NumbaBackend(NumpyBackend):
         if self.fit_intercept:
             H[n, :] = last
             H[:n, n] = last[:n]
-        return H, float(loss)
+        return H, stats
 
-    def _gram(self, params: Array, weights: RowWeightRule) -> Array:
+    def _gram(self, params: Array, weights: RowWeightRule, *, exact: bool = False) -> Array:
         """The baseline's chunked blocks with BLAS held to one thread.
 
         See :func:`_weighted_syrk` for the measured cost of OpenBLAS's own
         threads next to the Numba threads.
         """
         with _blas_controller().limit(limits=1, user_api="blas"):
-            return super()._gram(params, weights)
+            return super()._gram(params, weights, exact=exact)
 
 
 def _chunk_syrk(X: np.ndarray, q: np.ndarray, start: int, stop: int) -> Any:

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._array import array_namespace
+from gpulogreg._array import array_namespace, host_scalars
 from gpulogreg._layout import HasLayout, ParamLayout
-from gpulogreg._typing import Array
+from gpulogreg._typing import CERTAIN_LOSS, Array, Information
 
 __all__ = ["NumpyBackend"]
 
@@ -128,6 +128,10 @@ class NumpyBackend(HasLayout):
         z = z + intercept
         return z[:, 0] if self.n_outputs == 1 else z
 
+    def _chunk_linear(self, params: Array, Xc: Array, *, exact: bool) -> Array:
+        """:meth:`_linear` of a row chunk; ``exact``: from the chunk widened to float64."""
+        return self._linear(params, Xc.astype(self.xp.float64) if exact else Xc)
+
     def _transpose_product(self, R: Array) -> tuple[Array, Array]:
         """``(R^T X, sum_i R_i)`` for residuals ``R`` of shape (m,) or (m, K)."""
         X = self.X
@@ -209,13 +213,34 @@ class NumpyBackend(HasLayout):
         """Hessian built in row chunks: the temporary is ``chunk x n_features``."""
         return self._gram(params, self._hessian_weights)
 
-    def hessian_loss(self, params: Array) -> tuple[Array, float]:
-        """:meth:`hessian` and :meth:`loss` at ``params`` (two passes here; fused where it pays)."""
-        return self.hessian(params), self.loss(params)
+    def information(self, params: Array) -> Information:
+        """The Hessian, loss, gradient and certain rows' weight, linear predictor in float64.
+
+        Two chunked passes here (the Hessian's, then the rest together); the
+        Numba backend fuses them for binary models.
+        """
+        xp = self.xp
+        hessian = self._gram(params, self._hessian_weights, exact=True)
+        K, d = self.n_outputs, self.layout.n_cols
+        gradient = xp.zeros((K, d), dtype=xp.float64)
+        loss = certain = xp.zeros((), dtype=xp.float64)
+        for rows in self._row_chunks():
+            Xc = self.X[rows]
+            z = self._chunk_linear(params, Xc, exact=True)
+            s = self.sample_weight[rows]
+            losses = self._row_losses(z, rows)
+            loss = loss + s @ losses
+            certain = certain + s[losses < CERTAIN_LOSS].sum()
+            R = xp.reshape(self._raw_residual(z, rows), (Xc.shape[0], K)) * s[:, None]
+            gradient += R.T @ self._design(Xc).astype(xp.float64)
+        loss_value, certain_value = host_scalars(loss, certain)
+        return Information(
+            hessian=hessian, loss=loss_value, gradient=gradient.ravel(), certain=certain_value
+        )
 
     def meat(self, params: Array) -> Array:
         """``sum_i s_i g_i g_i^T`` in row chunks, the Hessian's blocks with other row weights."""
-        return self._gram(params, self._meat_weights)
+        return self._gram(params, self._meat_weights, exact=True)
 
     def cluster_scores(self, params: Array, groups: Array, n_groups: int) -> Array:
         """``S[c] = sum_{i: groups[i] == c} s_i g_i`` over row chunks (no ``m x p`` temporary).
@@ -231,7 +256,7 @@ class NumpyBackend(HasLayout):
         S = xp.zeros((int(n_groups), K, d), dtype=xp.float64)
         for rows in self._row_chunks():
             Xc = self.X[rows]
-            R = self._raw_residual(self._linear(params, Xc), rows)
+            R = self._raw_residual(self._chunk_linear(params, Xc, exact=True), rows)
             R = xp.reshape(R, (Xc.shape[0], K)) * self.sample_weight[rows][:, None]
             segments = _Segments(xp, groups[rows])
             A = self._design(Xc)[segments.order]
@@ -253,11 +278,14 @@ class NumpyBackend(HasLayout):
             return Xc
         return xp.concatenate([Xc, xp.ones((Xc.shape[0], 1), dtype=Xc.dtype)], axis=1)
 
-    def _gram(self, params: Array, weights: RowWeightRule) -> Array:
+    def _gram(self, params: Array, weights: RowWeightRule, *, exact: bool = False) -> Array:
         """``sum_i h_kj(i) a_i a_i^T`` for every block ``(k, j)``, over row chunks.
 
         ``weights(z, rows)`` gives a chunk's ``(k, j) -> h_kj`` (symmetric in
         ``k, j``); the blocks with ``j < k`` are the transposes of those above.
+        ``exact`` computes the linear predictor from the chunk widened to
+        float64 (inference: float32 products would cost p-values digits);
+        the solvers' Hessians keep X's dtype.
         """
         xp = self.xp
         p, d = self.n_params, self.layout.n_cols
@@ -265,7 +293,7 @@ class NumpyBackend(HasLayout):
         for rows in self._row_chunks():
             Xc = self.X[rows]
             Ac = self._design(Xc)
-            h = weights(self._linear(params, Xc), rows)
+            h = weights(self._chunk_linear(params, Xc, exact=exact), rows)
             for k in range(self.n_outputs):
                 for j in range(k, self.n_outputs):
                     block = _weighted_gram(Ac, h(k, j))
@@ -301,6 +329,16 @@ class NumpyBackend(HasLayout):
             return xp.where(z >= 0, 1.0, e) / (1.0 + e)
         ez = xp.exp(z - z.max(axis=1, keepdims=True))
         return ez / ez.sum(axis=1, keepdims=True)
+
+    def _row_losses(self, z: Array, rows: slice) -> Array:
+        """Unweighted cross-entropy of each row of ``rows`` (stable for any finite z)."""
+        xp = self.xp
+        y = self.y[rows]
+        if self.n_outputs == 1:
+            return xp.maximum(z, 0.0) - y * z + xp.log1p(xp.exp(-xp.abs(z)))
+        zmax = z.max(axis=1, keepdims=True)
+        logsumexp = zmax[:, 0] + xp.log(xp.exp(z - zmax).sum(axis=1))
+        return logsumexp - z[xp.arange(z.shape[0]), y]
 
     def _raw_residual(self, z: Array, rows: slice) -> Array:
         """Unweighted ``p - y`` (m,) or ``softmax(z) - onehot(y)`` (m, K) of the rows ``rows``.

@@ -30,7 +30,7 @@ import numpy as np
 
 from gpulogreg._array import array_module_name
 from gpulogreg._layout import HasLayout, ParamLayout
-from gpulogreg._typing import Array
+from gpulogreg._typing import Array, Information
 
 __all__ = ["SumOfParts", "ordered_sum"]
 
@@ -113,17 +113,26 @@ class SumOfParts(HasLayout):
     def hvp(self, params: Array, v: Array) -> Array:
         return ordered_sum(self.map_parts("hvp", params, v))
 
-    def hessian_loss(self, params: Array) -> tuple[Array, float]:
-        """The parts' Hessians and losses, each summed in part order, from one pass."""
-        losses: list[float] = []
+    def information(self, params: Array) -> Information:
+        """The parts' information summed in part order (each field), from one pass.
+
+        The parts' Hessians are added as they come (one held at a time).
+        """
+        rest: list[Information] = []
 
         def hessians() -> Iterable[Array]:
-            for hessian, loss in self.map_parts("hessian_loss", params):
-                losses.append(loss)
-                yield hessian
+            for part in self.map_parts("information", params):
+                rest.append(part)
+                yield part.hessian
+                part.hessian = None
 
         hessian = ordered_sum(hessians())
-        return hessian, math.fsum(losses)
+        return Information(
+            hessian=hessian,
+            loss=math.fsum(p.loss for p in rest),
+            gradient=ordered_sum(p.gradient for p in rest),
+            certain=math.fsum(p.certain for p in rest),
+        )
 
     def meat(self, params: Array) -> Array:
         return ordered_sum(self.map_parts("meat", params))

@@ -1,6 +1,6 @@
 """Solver registry: name -> entry with the :class:`gpulogreg._typing.SolverFn` signature.
 
-Every solver takes ``(problem, params0, *, tol, max_iter, callback, verbose)``
+Every solver takes ``(problem, params0, *, tol, max_iter, callback, progress)``
 and returns a :class:`~gpulogreg._typing.SolverResult`. The *problem* of a
 full-batch solver (newton, lbfgs, gd) is the penalised objective
 (:class:`gpulogreg.loss.LogisticObjective`), written once against its backend

@@ -1,4 +1,4 @@
-"""Pieces every full-batch solver shares: the iteration monitor and its progress line.
+"""Pieces every full-batch solver shares: the iteration monitor and its progress report.
 
 A solver owns its mathematics; :class:`Monitor` owns the bookkeeping that must
 be identical across solvers so that their results can be compared:
@@ -9,7 +9,9 @@ be identical across solvers so that their results can be compared:
   the *full* objective (smooth part plus the L1 term);
 * ``max_iter`` (``converged=False`` and a message; the estimator turns it
   into a ``ConvergenceWarning``), the user ``callback`` (``True`` stops) and
-  the ``verbose`` progress line on stderr.
+  the report of every iteration to the run's
+  :class:`~gpulogreg._progress.Reporter` (its listener may stop the run too; its
+  bar fills with the optimality's way to ``tol`` on a log scale).
 
 Only Python floats reach this module: the solvers convert the objective and
 the optimality to floats once per iteration (the scalars they need on the host
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import math
 
-from gpulogreg._progress import ProgressLine
+from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, History, Objective, SolverResult
 
 __all__ = ["Monitor", "RoundingGuard", "gradient_noise", "require_smooth"]
 
+#: What the progress bar of a full-batch solver measures (see :func:`_log_fraction`).
+MEASURE = "optimality -> tol (log)"
 #: An accepted step that *raises* the objective by more than this fraction of
 #: its value shows that the values are dominated by the data's rounding (a
 #: float64 sum of an objective of order one is exact to ~1e-15; float32 data
@@ -153,8 +157,9 @@ class Monitor:
         Iteration budget.
     callback : callable, optional
         ``callback(n_iter, params, objective) -> bool | None``; ``True`` stops.
-    verbose : bool
-        Draw a progress line on stderr.
+    progress : Reporter, optional
+        Where every iteration is reported (its listener returning ``True``
+        stops as the callback does); None: nobody watches.
 
     Notes
     -----
@@ -171,7 +176,7 @@ class Monitor:
         tol: float,
         max_iter: int,
         callback: Callback | None = None,
-        verbose: bool = False,
+        progress: Reporter | None = None,
     ) -> None:
         if not tol >= 0:  # also rejects NaN
             raise ValueError(f"tol must be >= 0, got {tol!r}")
@@ -185,7 +190,8 @@ class Monitor:
         self.n_iter = 0
         self.last_optimality = math.inf
         self.last_objective = math.nan
-        self.progress = ProgressLine() if verbose else None
+        self.progress = progress if progress is not None else Reporter()
+        self.progress.begin(name, MEASURE)
         self._first_optimality = math.nan  # the empty end of the bar; NaN: an empty bar
 
     def converged_at_start(
@@ -212,13 +218,14 @@ class Monitor:
         self.n_iter += 1
         self.last_optimality = optimality
         self.last_objective = objective
-        self.history.record(objective, optimality, step)
-        elapsed = self.history.elapsed[-1]
-        if self.progress is not None:
-            self.progress.update(self._progress_text(objective, optimality, elapsed))
-        stop_requested = False
+        self.history.record(objective, optimality, step, passes=self.progress.passes)
+        stop_requested = self.progress.watched and self.progress.iteration(
+            self.history.entry(),
+            fraction=_log_fraction(self._first_optimality, optimality, self.tol),
+            text=self._progress_text(objective, optimality, self.history.elapsed[-1]),
+        )
         if self.callback is not None:
-            stop_requested = bool(self.callback(self.n_iter, params, objective))
+            stop_requested = bool(self.callback(self.n_iter, params, objective)) or stop_requested
         if not math.isfinite(objective) or not math.isfinite(optimality):
             return self.stop(
                 params,
@@ -238,15 +245,7 @@ class Monitor:
     def stop(self, params: Array, message: str, *, converged: bool = False) -> SolverResult:
         """Build the result; ``message`` says why the solver stopped."""
         message = f"{message} after {self.n_iter} iteration{'s' if self.n_iter != 1 else ''}"
-        if self.progress is not None:
-            if self.history.objective:
-                text = self._progress_text(
-                    self.history.objective[-1],
-                    self.history.optimality[-1],
-                    self.history.elapsed[-1],
-                )
-                self.progress.update(text, force=True)
-            self.progress.close(f"{self.name}: {message}")
+        self.progress.end(f"{self.name}: {message}", converged=converged)
         return SolverResult(
             params=params,
             converged=converged,
@@ -257,11 +256,9 @@ class Monitor:
         )
 
     def _progress_text(self, objective: float, optimality: float, elapsed: float) -> str:
-        """The progress line; its bar fills from the starting optimality down to ``tol``."""
-        fraction = _log_fraction(self._first_optimality, optimality, self.tol)
+        """The bar's text (the bar itself fills from the starting optimality down to ``tol``)."""
         return (
-            f"{self.name} {ProgressLine.bar(fraction)}"
-            f" iter {self.n_iter:>{len(str(self.max_iter))}d}/{self.max_iter}"
+            f"iter {self.n_iter:>{len(str(self.max_iter))}d}/{self.max_iter}"
             f"  objective {objective:.10g}  optimality {optimality:.3e} (tol {self.tol:.1e})"
             f"  {elapsed:.2f}s"
         )

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 
 from gpulogreg._array import host_scalars
+from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard
 
@@ -62,7 +63,7 @@ def solve_gd(
     tol: float,
     max_iter: int,
     callback: Callback | None = None,
-    verbose: bool = False,
+    progress: Reporter | None = None,
 ) -> SolverResult:
     """Minimise ``f + l1 ||coef||_1`` by FISTA with step ``1 / L`` and adaptive restart.
 
@@ -79,15 +80,15 @@ def solve_gd(
         Iteration budget.
     callback : callable, optional
         ``callback(n_iter, params, objective) -> bool | None``; ``True`` stops.
-    verbose : bool
-        Progress line on stderr.
+    progress : Reporter, optional
+        Where every iteration is reported (the listener, the progress bar).
 
     Returns
     -------
     SolverResult
     """
     xp = objective.xp
-    monitor = Monitor("gd", tol=tol, max_iter=max_iter, callback=callback, verbose=verbose)
+    monitor = Monitor("gd", tol=tol, max_iter=max_iter, callback=callback, progress=progress)
     x = xp.asarray(params0, dtype=xp.float64).copy()
     f, g = objective.value_grad(x)
     F = f + objective.penalty_l1(x)

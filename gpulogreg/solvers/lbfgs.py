@@ -59,6 +59,7 @@ import math
 from typing import Any
 
 from gpulogreg._array import host_scalars
+from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard, require_smooth
 from gpulogreg.solvers._linesearch import noise_allowance, restrict, strong_wolfe
@@ -143,7 +144,7 @@ def solve_lbfgs(
     tol: float,
     max_iter: int,
     callback: Callback | None = None,
-    verbose: bool = False,
+    progress: Reporter | None = None,
     memory: int = MEMORY,
     precondition_after: int | None = PRECONDITION_AFTER,
 ) -> SolverResult:
@@ -161,8 +162,8 @@ def solve_lbfgs(
         Iteration budget.
     callback : callable, optional
         ``callback(n_iter, params, objective) -> bool | None``; ``True`` stops.
-    verbose : bool
-        Progress line on stderr.
+    progress : Reporter, optional
+        Where every iteration is reported (the listener, the progress bar).
     memory : int
         Number of curvature pairs kept.
     precondition_after : int or None
@@ -183,7 +184,7 @@ def solve_lbfgs(
     if memory < 1:
         raise ValueError(f"memory must be >= 1, got {memory}")
     xp = objective.xp
-    monitor = Monitor("lbfgs", tol=tol, max_iter=max_iter, callback=callback, verbose=verbose)
+    monitor = Monitor("lbfgs", tol=tol, max_iter=max_iter, callback=callback, progress=progress)
     x = xp.asarray(params0, dtype=xp.float64).copy()
     f, g = objective.value_grad(x)
     done = monitor.converged_at_start(x, f, objective.optimality(x, g))

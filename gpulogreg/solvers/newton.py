@@ -56,6 +56,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard, require_smooth
 from gpulogreg.solvers._linesearch import backtracking, noise_allowance, restrict
@@ -99,7 +100,7 @@ def solve_newton(
     tol: float,
     max_iter: int,
     callback: Callback | None = None,
-    verbose: bool = False,
+    progress: Reporter | None = None,
     cg_threshold: int = CG_THRESHOLD,
 ) -> SolverResult:
     """Minimise a smooth objective by Newton-Raphson (Cholesky, or CG above ``cg_threshold``).
@@ -116,8 +117,8 @@ def solve_newton(
         Iteration budget (Newton iterations).
     callback : callable, optional
         ``callback(n_iter, params, objective) -> bool | None``; ``True`` stops.
-    verbose : bool
-        Progress line on stderr.
+    progress : Reporter, optional
+        Where every iteration is reported (the listener, the progress bar).
     cg_threshold : int
         Use Newton-CG (Hessian-vector products) when ``n_params`` exceeds it.
 
@@ -134,7 +135,7 @@ def solve_newton(
     xp = objective.xp
     use_cg = objective.n_params > cg_threshold
     name = "newton-cg" if use_cg else "newton"
-    monitor = Monitor(name, tol=tol, max_iter=max_iter, callback=callback, verbose=verbose)
+    monitor = Monitor(name, tol=tol, max_iter=max_iter, callback=callback, progress=progress)
     x = xp.asarray(params0, dtype=xp.float64).copy()
     f, g = objective.value_grad(x)
     done = monitor.converged_at_start(x, f, objective.optimality(x, g))

@@ -47,7 +47,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg._array import array_namespace, host_float64, host_scalars
-from gpulogreg._progress import ProgressLine
+from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, MinibatchHistory, SolverResult
 from gpulogreg._typing import BatchBackend as BatchBackendProtocol
 from gpulogreg.data.batches import Batch, BatchSource
@@ -65,6 +64,9 @@ from gpulogreg.solvers.stochastic.optimizers import make_optimizer, restore_opti
 from gpulogreg.solvers.stochastic.schedules import learning_rate
 
 __all__ = ["BoundBackend", "MinibatchProblem", "MinibatchTrainer", "solve_minibatch"]
+
+#: What the progress bar of a mini-batch fit measures.
+MEASURE = "epochs"
 
 #: Builds the fit's backend on the rows of a batch: ``(X, y, sample_weight) -> Backend``.
 BackendFactory = Callable[[Array, Array, Array], BatchBackendProtocol]
@@ -159,7 +161,7 @@ class MinibatchTrainer:
         self,
         source: BatchSource,
         backend: BoundBackend,
-        progress: ProgressLine | None = None,
+        progress: Reporter | None = None,
     ) -> float:
         """One pass over the training batches; returns the objective estimate."""
         config = self.config
@@ -188,12 +190,12 @@ class MinibatchTrainer:
         backend: BoundBackend,
         n_batches: int,
         grad_sum: Array,
-        progress: ProgressLine | None,
+        progress: Reporter | None,
     ) -> tuple[Any, float, float]:
         """The updates of one epoch; returns (weighted objective sum, weight sum, last lr).
 
         Nothing crosses to the host per batch: the objective sum stays on the
-        device (the progress line fetches it only when it redraws).
+        device (the progress bar fetches it only when it redraws).
         """
         config = self.config
         total_obj: Any = 0.0
@@ -211,15 +213,11 @@ class MinibatchTrainer:
             total_obj = total_obj + weight * loss
             total_weight += weight
             grad_sum += weight * grad
-            last = k + 1 == n_batches
-            if progress is not None and (last or progress.due(transient=True)):
+            if progress is not None and progress.detail_due():
                 (running,) = host_scalars(total_obj)
-                progress.update(
-                    f"minibatch epoch {self.epoch + 1}/{config.max_iter} "
-                    f"{progress.bar((k + 1) / n_batches)} batch {k + 1}/{n_batches}"
-                    f"  objective~{running / total_weight:.6g}",
-                    force=last,
-                    transient=True,
+                progress.detail(
+                    f"epoch {self.epoch + 1}: batch {k + 1}/{n_batches}"
+                    f"  objective~{running / total_weight:.6g}"
                 )
         return total_obj, total_weight, lr
 
@@ -235,13 +233,18 @@ class MinibatchTrainer:
         source: BatchSource,
         backend: BoundBackend,
         *,
-        verbose: bool = False,
+        progress: Reporter | None = None,
         callback: Callback | None = None,
         save: Callable[[MinibatchTrainer], None] | None = None,
     ) -> SolverResult:
-        """Epochs until a stopping rule (see the module docstring); ``save`` checkpoints."""
+        """Epochs until a stopping rule (see the module docstring); ``save`` checkpoints.
+
+        Every epoch is reported to ``progress``, whose listener may stop the
+        fit as ``callback`` does; its bar counts the epochs out of ``max_iter``.
+        """
         config = self.config
-        progress = ProgressLine() if verbose else None
+        progress = progress if progress is not None else Reporter()
+        progress.begin("minibatch", MEASURE)
         validation = source.validation() if config.early_stopping else None
         val_backend = None if validation is None else BoundBackend(backend.make).bind(validation)
         while not self.finished:
@@ -251,24 +254,28 @@ class MinibatchTrainer:
             estimate = self.run_epoch(source, backend, progress)
             val = math.nan if val_backend is None else float(val_backend.loss(self.params))
             self.history.record_epoch(estimate, self._last_grad_norm, self._last_lr, val)
-            if progress is not None:
-                val_text = "" if math.isnan(val) else f"  val_loss {val:.6g}"
-                progress.update(
-                    f"minibatch epoch {self.epoch}/{config.max_iter}  objective~{estimate:.8g}"
-                    f"{val_text}  lr {self._last_lr:.3g}  {self.history.elapsed[-1]:.2f}s",
-                    force=True,
-                )
-            self._check_stop(val if config.early_stopping else estimate)
-            stop_requested = (
-                bool(callback(self.epoch, self.params, estimate)) if callback else False
+            stop_requested = progress.watched and progress.iteration(
+                self.history.entry(),
+                fraction=self.epoch / config.max_iter,
+                text=self._progress_text(estimate, val),
             )
+            self._check_stop(val if config.early_stopping else estimate)
+            if callback is not None:
+                stop_requested = bool(callback(self.epoch, self.params, estimate)) or stop_requested
             if stop_requested and not self.finished:
                 self._finish(False, "stopped by the callback")
             if save is not None and (self.finished or self.epoch % config.checkpoint_every == 0):
                 save(self)
-        if progress is not None:
-            progress.close(f"minibatch: {self.message}")
+        progress.end(f"minibatch: {self.message}", converged=self.converged)
         return self.result()
+
+    def _progress_text(self, estimate: float, validation_loss: float) -> str:
+        """The bar's text after an epoch."""
+        val = "" if math.isnan(validation_loss) else f"  val_loss {validation_loss:.6g}"
+        return (
+            f"epoch {self.epoch}/{self.config.max_iter}  objective~{estimate:.8g}{val}"
+            f"  lr {self._last_lr:.3g}  {self.history.elapsed[-1]:.2f}s"
+        )
 
     def _check_stop(self, monitored: float) -> None:
         config = self.config
@@ -386,7 +393,7 @@ def solve_minibatch(
     tol: float,
     max_iter: int,
     callback: Callback | None = None,
-    verbose: bool = False,
+    progress: Reporter | None = None,
 ) -> SolverResult:
     """Run a mini-batch fit, resuming from the problem's checkpoint when that file exists.
 
@@ -401,8 +408,8 @@ def solve_minibatch(
         Epochs at most.
     callback : callable(epoch, params, objective_estimate) -> bool, optional
         ``True`` stops after that epoch.
-    verbose : bool
-        Progress line on stderr.
+    progress : Reporter, optional
+        Where every epoch is reported (the listener, the progress bar).
 
     Returns
     -------
@@ -425,8 +432,8 @@ def solve_minibatch(
     path = problem.checkpoint_path
     if path is not None and os.path.exists(path):
         trainer.restore(load_checkpoint(path), path)
-        if verbose:
-            sys.stderr.write(f"minibatch: resuming from {path} after epoch {trainer.epoch}\n")
+        if progress is not None:
+            progress.note(f"minibatch: resuming from {path} after epoch {trainer.epoch}")
     save = None
     if path is not None:
         checkpoint = path
@@ -437,4 +444,4 @@ def solve_minibatch(
     if trainer.finished:
         return trainer.result()
     backend = BoundBackend(problem.make_backend)
-    return trainer.fit(problem.source, backend, verbose=verbose, callback=callback, save=save)
+    return trainer.fit(problem.source, backend, progress=progress, callback=callback, save=save)

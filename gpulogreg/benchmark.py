@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
 from gpulogreg._version import __version__
 
 __all__ = [
@@ -110,12 +111,12 @@ def make_problem(
         Drawn from the logistic model with logits of standard deviation about 2.
     """
     if conditioning not in ("well", "ill"):
-        raise ValueError(f"conditioning must be 'well' or 'ill', got {conditioning!r}")
+        raise InputValueError(f"conditioning must be 'well' or 'ill', got {conditioning!r}")
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        raise InputValueError(f"dtype must be float32 or float64, got {dt}")
     if n_rows < 2 or n_cols < 1:
-        raise ValueError(f"need at least 2 rows and 1 column, got {n_rows} x {n_cols}")
+        raise InputValueError(f"need at least 2 rows and 1 column, got {n_rows} x {n_cols}")
     rng = np.random.default_rng(seed)
     if conditioning == "ill":
         mixing = np.eye(n_cols) + 0.9 * rng.normal(size=(n_cols, n_cols)) / np.sqrt(n_cols)
@@ -287,7 +288,7 @@ def available_backends(requested: Sequence[str] | None = None) -> tuple[list[str
     wanted = list(requested) if requested else ["numpy", "numba", "cupy", "sklearn"]
     unknown = [b for b in wanted if b not in (*BACKENDS, "sklearn")]
     if unknown:
-        raise ValueError(
+        raise InputValueError(
             f"unknown backend {unknown[0]!r}; choose among numpy, numba, cupy, sklearn"
         )
     names: list[str] = []
@@ -717,7 +718,7 @@ def _gap_trace(run: dict[str, Any], f_star: float) -> list[tuple[float, float]]:
 def run(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchResult:
     """Run the benchmark described by ``cfg`` and return every record."""
     if cfg.rows < 2 or cfg.cols < 1 or cfg.repeat < 1:
-        raise ValueError("need --rows >= 2, --cols >= 1 and --repeat >= 1")
+        raise InputValueError("need --rows >= 2, --cols >= 1 and --repeat >= 1")
     backends, skipped = available_backends(cfg.backends)
     if not cfg.sklearn and "sklearn" in backends:
         backends.remove("sklearn")
@@ -928,7 +929,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.plot:
         require_matplotlib("--plot")  # fail before the benchmark runs, not after
     if args.plot and not cfg.fit:
-        raise ValueError("--plot needs the fits (drop --no-fit)")
+        raise InputValueError("--plot needs the fits (drop --no-fit)")
 
     def log(message: str) -> None:
         if not args.quiet:

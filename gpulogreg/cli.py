@@ -11,15 +11,18 @@ Examples
     gpulogreg demo
 
 Errors are one line on stderr, ``gpulogreg: error: ...``, with exit status 2
-for usage and input errors (bad options, missing files or columns,
-non-numeric or missing values, refused model files) and 1 for other failures;
-``--debug`` adds the traceback. Every output file (model, predictions, JSON,
-plot) is checked before any data is read (its directory exists and is
-writable, it is not a directory, a FIFO or a device, predictions have a known
-extension) and written atomically: a failed command leaves no partial file and
-an existing file untouched; a symbolic link is written through to its target.
-Warnings (e.g. a solver that hit ``--max-iter``) are one line each,
-``gpulogreg: warning: ...``.
+for usage and input errors (bad options, invalid estimator parameters,
+missing files or columns, non-numeric or missing values, refused model
+files: a :class:`gpulogreg.InputError`, or a missing file) and 1 for every
+other failure (a ``ValueError`` from inside the library, NumPy's
+``LinAlgError``, no usable GPU for ``--device gpu``: retrying elsewhere may
+help, changing the command does not); ``--debug`` adds the traceback.
+Every output file (model, predictions, JSON, plot) is checked before any
+data is read (its directory exists and is writable, it is not a directory, a
+FIFO or a device, predictions have a known extension) and written
+atomically: a failed command leaves no partial file and an existing file
+untouched; a symbolic link is written through to its target. Warnings (e.g.
+a solver that hit ``--max-iter``) are one line each, ``gpulogreg: warning: ...``.
 
 ``fit --log-json FILE`` (and ``demo``'s) writes the fit's progress as JSON lines
 while it runs (see :mod:`gpulogreg._jsonlines`); ``-`` is standard error.
@@ -40,6 +43,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from gpulogreg._errors import InputError
 from gpulogreg._jsonlines import JsonLinesLog
 from gpulogreg._jsonlines import jsonable as _jsonable
 from gpulogreg._version import __version__
@@ -52,13 +56,19 @@ _ZERO_BASED: dict[str, bool | str] = {"auto": "auto", "0": True, "1": False}
 
 
 # --------------------------------------------------------------------------- errors
-class UsageError(Exception):
+class UsageError(InputError):
     """Bad command-line usage (exit status 2)."""
 
 
-def _input_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "your input is wrong": exit status 2."""
-    return (UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError)
+#: Exceptions that mean "your input is wrong": exit status 2. Everything else,
+#: ValueError and TypeError included (NumPy's LinAlgError is a ValueError),
+#: is a failure: exit status 1.
+_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -453,7 +463,7 @@ def _feature_columns(
     if sorted(requested) != sorted(names):
         unseen = sorted(set(requested) - set(names))
         missing = sorted(set(names) - set(requested))
-        raise ValueError(
+        raise UsageError(
             f"--features {','.join(requested)} are not the model's features "
             f"({','.join(names)}): unseen {unseen or 'none'}, missing {missing or 'none'}"
         )
@@ -463,7 +473,7 @@ def _feature_columns(
 def _scored_table(
     args: argparse.Namespace, model: Any, meta: dict[str, Any], *, target: Any, id_column: Any
 ) -> Any:
-    from gpulogreg.io import detect_format, read_data
+    from gpulogreg.io import DataError, detect_format, read_data
 
     fmt = detect_format(args.data, args.format)
     features, options = _feature_columns(args, model, meta, fmt)
@@ -477,7 +487,7 @@ def _scored_table(
         **options,
     )
     if table.X.shape[1] != model.n_features_in_:
-        raise ValueError(
+        raise DataError(
             f"{args.data}: {table.X.shape[1]} feature columns, but the model was fitted with "
             f"{model.n_features_in_} (select them with --features)"
         )
@@ -992,7 +1002,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2 if isinstance(exc, _input_error_types()) else 1
+            return 2 if isinstance(exc, _INPUT_ERRORS) else 1
 
 
 def _silence_stdout() -> None:

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._errors import MissingDependencyError
+from gpulogreg._errors import InputValueError, MissingDependencyError
 from gpulogreg._files import atomic_write
 
 __all__ = [
@@ -112,7 +112,7 @@ DEFAULT_CHUNK_ROWS = 65536
 _LINE_DELIMITER = "\x1f"
 
 
-class DataError(ValueError):
+class DataError(InputValueError):
     """A data file the readers refuse; the message names the file, column and row."""
 
 
@@ -844,7 +844,7 @@ def read_svmlight(
     if index.size and index.min() < 0:
         raise DataError(f"{path}: negative feature index {int(index.min())}")
     if zero_based not in ("auto", True, False):
-        raise ValueError(f"zero_based must be 'auto', True or False, got {zero_based!r}")
+        raise InputValueError(f"zero_based must be 'auto', True or False, got {zero_based!r}")
     if zero_based == "auto":
         zero_based = bool(index.size == 0 or index.min() == 0)
     if not zero_based:
@@ -1002,7 +1002,7 @@ def iter_batches(
     validated like :func:`read_data` (errors give the row in the whole file).
     """
     if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        raise InputValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     path = os.fspath(path)
     fmt = detect_format(path, format)
     _check_file(path)

@@ -376,6 +376,67 @@ def test_evaluate_unknown_label(capsys, tmp_path, problem, fitted):
     assert "'maybe'" in err
 
 
+@pytest.mark.parametrize("error", [np.linalg.LinAlgError, ValueError, TypeError])
+def test_an_internal_error_exits_1_in_one_line(capsys, monkeypatch, tmp_path, fitted, error):
+    """Only errors of the input exit 2: a ValueError from inside a solver is a failure."""
+    from gpulogreg.solvers import newton
+
+    def failing_solver(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # A fresh instance: a raised one keeps the fit's frames (and objects) alive.
+        raise error(f"internal {error.__name__}")
+
+    monkeypatch.setattr(newton, "solve_newton", failing_solver)
+    data, _ = fitted
+    model = tmp_path / "m.glr"
+    args = ["fit", data, "--target", "label", "--id", "customer", "--model", model]
+    code, _, err = _run(capsys, [*args, "--solver", "newton"])
+    assert code == 1, err
+    _assert_one_line_error(err)
+    assert f"internal {error.__name__}" in err
+    assert not model.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--penalty", "elasticnet", "--l1-ratio", "2"], "l1_ratio must be in [0, 1]"),
+        (["--penalty", "l1", "--solver", "lbfgs"], "supports only L2"),
+        (["--penalty", "l2", "--l1-ratio", "0.5"], "l1_ratio > 0 needs penalty='elasticnet'"),
+        (["--class-weight", "churn:1,gone:2"], "class_weight names class 'gone'"),
+        (["--summary", "--penalty", "l1", "--solver", "gd"], "--summary needs an L2 penalty"),
+        (["--solver", "minibatch", "--batch-size", "64", "--class-weight", "churn:x"], "number"),
+    ],
+)
+def test_invalid_estimator_parameters_exit_2(capsys, tmp_path, fitted, options, message):
+    data, _ = fitted
+    model = tmp_path / "m.glr"
+    args = ["fit", data, "--target", "label", "--id", "customer", "--model", model]
+    code, _, err = _run(capsys, [*args, *options])
+    assert code == 2, err
+    _assert_one_line_error(err)
+    assert message in err
+    assert not model.exists()
+
+
+def test_input_errors_are_one_family():
+    """Every refusal of the input is a gpulogreg.InputError, still a ValueError or TypeError."""
+    from gpulogreg._files import ContainerError
+    from gpulogreg._model_file import ModelFormatError
+    from gpulogreg.checkpoint import CheckpointError
+    from gpulogreg.cli import UsageError
+    from gpulogreg.io import DataError
+
+    for error in (DataError, ModelFormatError, ContainerError, CheckpointError):
+        assert issubclass(error, gpulogreg.InputError)
+        assert issubclass(error, ValueError)
+    assert issubclass(UsageError, gpulogreg.InputError)
+    with pytest.raises(gpulogreg.InputError):
+        LogisticRegression(C=-1.0).fit(np.ones((4, 1)), [0, 1, 0, 1])
+    with pytest.raises(gpulogreg.InputError):
+        LogisticRegression().fit(np.array([["a"], ["b"]]), [0, 1])
+    assert not issubclass(np.linalg.LinAlgError, gpulogreg.InputError)
+
+
 def test_debug_shows_the_traceback(capsys, tmp_path):
     code, _, err = _run(
         capsys,

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg.data import sources
 from gpulogreg.data.sources import DEFAULT_CHUNK_BYTES, ChunkFactory, _float_dtype
 from gpulogreg.data.validation import _host_values, check_sample_weight, check_X, encode_labels
@@ -133,7 +134,7 @@ class Dataset:
         stamp: Callable[[], tuple[Any, ...]] | None = None,
     ) -> None:
         if not callable(source):
-            raise TypeError("source must be a function returning an iterable of chunks")
+            raise InputTypeError("source must be a function returning an iterable of chunks")
         self._source = source
         self._n_features = n_features
         self._dtype = None if dtype is None else _float_dtype(dtype)
@@ -350,7 +351,7 @@ class Dataset:
         if self._n_features is None:
             first = next(iter(self.iter_chunks()), None)
             if first is None:
-                raise ValueError(f"{self.description}: the dataset has no rows")
+                raise InputValueError(f"{self.description}: the dataset has no rows")
         assert self._n_features is not None
         return self._n_features
 
@@ -375,7 +376,7 @@ class Dataset:
             return
         reader = self._reader
         if reader is None:
-            raise ValueError(f"{self.description}: chunks can be read only in order")
+            raise InputValueError(f"{self.description}: chunks can be read only in order")
         for index in order:
             yield int(index), int(index) * self._reader_rows, reader(int(index))
 
@@ -401,7 +402,7 @@ class Dataset:
             if first_row is not None:
                 start = first_row
             if not isinstance(item, tuple) or len(item) not in (2, 3):
-                raise TypeError(
+                raise InputTypeError(
                     f"{self.description}: chunk {index} must be a tuple (X, y) or "
                     f"(X, y, sample_weight), got {type(item).__name__}"
                 )
@@ -416,11 +417,11 @@ class Dataset:
             elif not X.flags.c_contiguous:
                 X = np.ascontiguousarray(X)
             if X.ndim != 2:
-                raise ValueError(f"{self.description}: chunk {index}: X must be 2-D")
+                raise InputValueError(f"{self.description}: chunk {index}: X must be 2-D")
             if self._n_features is None:
                 self._n_features = int(X.shape[1])
             elif X.shape[1] != self._n_features:
-                raise ValueError(
+                raise InputValueError(
                     f"{self.description}: chunk {index} has {X.shape[1]} features, "
                     f"expected {self._n_features}"
                 )
@@ -428,7 +429,7 @@ class Dataset:
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y.ravel()
             if y.ndim != 1 or y.shape[0] != X.shape[0]:
-                raise ValueError(
+                raise InputValueError(
                     f"{self.description}: chunk {index} has {X.shape[0]} rows of X but y of "
                     f"shape {y.shape}"
                 )
@@ -468,10 +469,10 @@ class Dataset:
             tally.add(chunk.y, chunk.sample_weight)
         n_samples = sum(rows)
         if n_samples == 0 or seen_dtype is None:
-            raise ValueError(f"{self.description}: the dataset has no rows")
+            raise InputValueError(f"{self.description}: the dataset has no rows")
         classes, counts, wsums = tally.totals()
         if wsums.sum() <= 0:
-            raise ValueError(f"{self.description}: the sample weights sum to zero")
+            raise InputValueError(f"{self.description}: the sample weights sum to zero")
         info = DatasetInfo(
             n_samples=n_samples,
             n_features=self.n_features,

@@ -53,6 +53,14 @@ __all__ = ["main"]
 PROG = "gpulogreg"
 #: ``fit --index-base`` -> the ``zero_based`` argument of the svmlight reader.
 _ZERO_BASED: dict[str, bool | str] = {"auto": "auto", "0": True, "1": False}
+#: What a data argument may name.
+_DATA_HELP = (
+    "a .csv or .tsv file (also .gz, .bz2), a .parquet file, a directory of Parquet files "
+    "(hive partitions key=value/ are columns) or a quoted glob such as 'data/*.parquet', "
+    ".npy, .npz or svmlight (.svm, .libsvm, .txt)"
+)
+#: Names ``--delimiter`` accepts for characters that are awkward to type.
+_DELIMITER_NAMES = {"\\t": "\t", "tab": "\t"}
 
 
 # --------------------------------------------------------------------------- errors
@@ -148,6 +156,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _delimiter(text: str) -> str:
+    """``--delimiter``: one character, or ``\\t`` or ``tab`` for a tab."""
+    value = _DELIMITER_NAMES.get(text, text)
+    if len(value) != 1 or value in '"\r\n':
+        raise argparse.ArgumentTypeError(
+            f"expected one character other than a quote or a newline (or 'tab'), got {text!r}"
+        )
     return value
 
 
@@ -313,18 +331,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
         target=args.target,
         features=args.features,
         id_column=args.id,
+        weight_column=args.weight,
         zero_based=_ZERO_BASED[args.index_base],
+        delimiter=args.delimiter,
     )
     read_s = time.perf_counter() - start
     if table.y is None:
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
     _log_start(args, model, rows=table.n_rows, features=int(table.X.shape[1]))
     start = time.perf_counter()
-    model.fit(table.X, table.y)
+    model.fit(table.X, table.y, sample_weight=table.weights)
     fit_s = time.perf_counter() - start
     extra = {
         "features": list(table.feature_names),
         "target": args.target,
+        "weight": args.weight,
         "data_format": fmt,
         "reading_options": table.reading_options,
         "trained_rows": table.n_rows,
@@ -471,7 +492,13 @@ def _feature_columns(
 
 
 def _scored_table(
-    args: argparse.Namespace, model: Any, meta: dict[str, Any], *, target: Any, id_column: Any
+    args: argparse.Namespace,
+    model: Any,
+    meta: dict[str, Any],
+    *,
+    target: Any,
+    id_column: Any,
+    weight_column: Any = None,
 ) -> Any:
     from gpulogreg.io import DataError, detect_format, read_data
 
@@ -484,6 +511,8 @@ def _scored_table(
         target=target,
         features=features,
         id_column=id_column,
+        weight_column=weight_column,
+        delimiter=args.delimiter,
         **options,
     )
     if table.X.shape[1] != model.n_features_in_:
@@ -548,7 +577,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def evaluate_predictions(
-    y: np.ndarray, proba: np.ndarray, classes: np.ndarray, predicted: np.ndarray
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    predicted: np.ndarray,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Log loss, accuracy, ROC AUC and confusion counts of a fitted model's outputs.
 
@@ -561,36 +594,44 @@ def evaluate_predictions(
     classes : ndarray of shape (n_classes,)
     predicted : ndarray of shape (n_samples,)
         ``predict`` output.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Weights of the rows: every metric is then weighted as scikit-learn's
+        ``sample_weight`` weights it (a row of weight 2 counts as two rows).
 
     Returns
     -------
     dict
-        ``log_loss`` (natural log, probabilities clipped to [eps, 1 - eps] as in
+        ``rows``, ``weight_sum`` (the rows when unweighted), ``log_loss``
+        (natural log, probabilities clipped to [eps, 1 - eps] as in
         ``sklearn.metrics.log_loss``), ``accuracy``, ``roc_auc`` (binary: of
-        the second class's probability; multiclass: one-vs-rest macro average;
-        None when a class is absent), ``confusion`` (rows: true, columns:
-        predicted, in ``classes`` order).
+        the second class's probability; multiclass: one-vs-rest macro
+        average; None when a class is absent), ``confusion`` (rows: true,
+        columns: predicted, in ``classes`` order; sums of weights when
+        weighted).
     """
-    from gpulogreg.data import encode_labels
+    from gpulogreg.data import check_sample_weight, encode_labels
 
     classes = np.asarray(classes)
     _, y_index = encode_labels(y, classes=classes)
     _, pred_index = encode_labels(predicted, classes=classes)
     n, k = proba.shape
+    weight = check_sample_weight(sample_weight, n)
+    total = float(weight.sum())
     eps = np.finfo(proba.dtype).eps
     p_true = np.clip(proba[np.arange(n), y_index], eps, 1 - eps)
-    log_loss = float(-np.mean(np.log(p_true)))
-    accuracy = float(np.mean(y_index == pred_index))
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y_index, pred_index), 1)
+    log_loss = float(-np.sum(weight * np.log(p_true)) / total)
+    accuracy = float(np.sum(weight * (y_index == pred_index)) / total)
+    confusion = np.zeros((k, k), dtype=np.int64 if sample_weight is None else np.float64)
+    np.add.at(confusion, (y_index, pred_index), 1 if sample_weight is None else weight)
     if k == 2:
-        auc = _roc_auc(y_index == 1, proba[:, 1])
+        auc = _roc_auc(y_index == 1, proba[:, 1], weight)
     else:
-        per_class = [_roc_auc(y_index == j, proba[:, j]) for j in range(k)]
+        per_class = [_roc_auc(y_index == j, proba[:, j], weight) for j in range(k)]
         known = [a for a in per_class if a is not None]
         auc = float(np.mean(known)) if len(known) == k else None
     return {
         "rows": int(n),
+        "weight_sum": total,
         "log_loss": log_loss,
         "accuracy": accuracy,
         "roc_auc": auc,
@@ -598,23 +639,24 @@ def evaluate_predictions(
     }
 
 
-def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve by the rank-sum statistic (ties count one half)."""
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+def _roc_auc(positive: np.ndarray, score: np.ndarray, weight: np.ndarray) -> float | None:
+    """Area under the ROC curve: the weighted share of (positive, negative) pairs ranked right.
+
+    A pair with tied scores counts one half (the rank-sum statistic when
+    every weight is 1). None when a class has no weight.
+    """
+    w_pos = np.where(positive, weight, 0.0)
+    w_neg = weight - w_pos
+    total_pos, total_neg = float(w_pos.sum()), float(w_neg.sum())
+    if total_pos == 0 or total_neg == 0:
         return None
     order = np.argsort(score, kind="mergesort")
     sorted_score = score[order]
-    ranks = np.empty(score.size, dtype=np.float64)
-    # Average rank within runs of tied scores.
-    boundaries = np.flatnonzero(np.diff(sorted_score)) + 1
-    starts = np.concatenate([[0], boundaries])
-    stops = np.concatenate([boundaries, [score.size]])
-    average = (starts + stops + 1) / 2.0  # 1-based ranks: mean of start+1 .. stop
-    ranks[order] = np.repeat(average, stops - starts)
-    rank_sum = float(ranks[positive].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_score)) + 1])  # runs of ties
+    pos_run = np.add.reduceat(w_pos[order], starts)
+    neg_run = np.add.reduceat(w_neg[order], starts)
+    neg_below = np.cumsum(neg_run) - neg_run
+    return float(np.sum(pos_run * (neg_below + 0.5 * neg_run)) / (total_pos * total_neg))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -625,12 +667,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     fmt = _format_of(args)
     if target is None and fmt in ("csv", "parquet"):
         raise UsageError("evaluate needs --target COL (the model file does not record it)")
-    table = _scored_table(args, model, meta, target=target, id_column=args.id)
+    table = _scored_table(
+        args, model, meta, target=target, id_column=args.id, weight_column=args.weight
+    )
     if table.y is None:
         raise UsageError(f"{args.data}: no target found; give --target")
     proba, predicted = _predictions(model, table.X)
     assert proba is not None
-    metrics = evaluate_predictions(table.y, proba, model.classes_, predicted)
+    metrics = evaluate_predictions(
+        table.y, proba, model.classes_, predicted, sample_weight=table.weights
+    )
     result = {"command": "evaluate", "model": args.model, "data": args.data, **metrics}
     if args.plot is not None:
         _write_evaluation_plot(args, table.y, proba, model.classes_)
@@ -643,6 +689,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"accuracy  {metrics['accuracy']:.6f}")
     auc = metrics["roc_auc"]
     print(f"ROC AUC   {'n/a' if auc is None else format(auc, '.6f')}")
+    if args.weight is not None:
+        print(f"weighted  by {args.weight} (sum {metrics['weight_sum']:.6g})")
     labels = [str(c) for c in metrics["confusion"]["labels"]]
     width = max(8, *(len(s) + 2 for s in labels))
     print("confusion (rows: true, columns: predicted)")
@@ -813,9 +861,27 @@ def _add_data_options(p: argparse.ArgumentParser, *, target_required: bool) -> N
     )
     p.add_argument("--id", help="an id column: never used as a feature")
     p.add_argument(
+        "--weight",
+        metavar="COLUMN",
+        help="column of sample weights (CSV/Parquet: name; .npy: index; .npz: array name); "
+        "never used as a feature",
+    )
+    _add_reading_options(p)
+
+
+def _add_reading_options(p: argparse.ArgumentParser) -> None:
+    from gpulogreg.io import FORMATS
+
+    p.add_argument(
         "--format",
-        choices=("csv", "parquet", "npy", "npz", "svmlight"),
-        help="data format (default: from the extension)",
+        choices=FORMATS,
+        help="data format (default: from the extension; needed for names without one)",
+    )
+    p.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        help="CSV field separator, one character ('\\t' or 'tab' for a tab; default: a tab "
+        "for .tsv names, else a comma)",
     )
     p.add_argument(
         "--dtype",
@@ -869,7 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # fit
     p = sub.add_parser("fit", help="train a model on a data file and save it")
-    p.add_argument("data", help="training data: .csv, .parquet, .npy, .npz or svmlight")
+    p.add_argument("data", help=f"training data: {_DATA_HELP}")
     _add_data_options(p, target_required=False)
     p.add_argument("--model", required=True, help="model file to write (written exactly there)")
     p.add_argument(
@@ -912,7 +978,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # predict
     p = sub.add_parser("predict", help="write predictions for a data file")
-    p.add_argument("data", help="data to score")
+    p.add_argument("data", help=f"data to score: {_DATA_HELP}")
     p.add_argument("--model", required=True, help="model file")
     p.add_argument("--output", "-o", required=True, help="output file: .csv, .tsv, .parquet or .pq")
     p.add_argument("--proba", action="store_true", help="add a proba_<class> column per class")
@@ -920,8 +986,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--features", help="comma-separated feature columns (default: those of training)"
     )
-    p.add_argument("--format", choices=("csv", "parquet", "npy", "npz", "svmlight"))
-    p.add_argument("--dtype", choices=("float32", "float64"))
+    _add_reading_options(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     _add_common(p)
     p.set_defaults(
@@ -930,7 +995,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # evaluate
     p = sub.add_parser("evaluate", help="log loss, accuracy, ROC AUC, confusion counts")
-    p.add_argument("data", help="labelled data")
+    p.add_argument("data", help=f"labelled data: {_DATA_HELP}")
     p.add_argument("--model", required=True, help="model file")
     _add_data_options(p, target_required=False)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")

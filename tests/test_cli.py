@@ -512,6 +512,152 @@ def test_console_entry_point_in_a_subprocess(tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
+# --------------------------------------------------------------------------- data as stored
+def _fit_json(capsys, data, *options) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    code, out, err = _run(capsys, ["fit", data, "--json", *options])
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_fit_reads_a_hive_partitioned_directory_and_a_glob_as_the_single_file(
+    capsys, tmp_path, problem
+):
+    columns = _columns(problem)
+    order = np.argsort(problem["y"], kind="stable")  # partitions by label keep this order
+    columns = {k: np.asarray(v)[order] for k, v in columns.items()}
+    single = _write_table(tmp_path / "single.parquet", columns)
+    for label in ("churn", "stay"):
+        keep = columns["label"] == label
+        part = tmp_path / "hive" / f"label={label}"
+        part.mkdir(parents=True)
+        rows = {k: v[keep] for k, v in columns.items() if k != "label"}
+        for i, half in enumerate(np.array_split(np.arange(keep.sum()), 2)):
+            pq.write_table(pa.table({k: v[half] for k, v in rows.items()}), part / f"{i}.parquet")
+    models = {}
+    for name, data in (
+        ("single", single),
+        ("hive", tmp_path / "hive"),
+        ("glob", tmp_path / "hive" / "label=*" / "*.parquet"),
+    ):
+        models[name] = tmp_path / f"{name}.glr"
+        summary = _fit_json(
+            capsys, data, "--target", "label", "--id", "customer", "--model", models[name]
+        )
+        assert summary["rows"] == 600
+        assert summary["features"] == 4
+    reference = gpulogreg.load(models["single"])
+    for name in ("hive", "glob"):
+        model = gpulogreg.load(models[name])
+        np.testing.assert_array_equal(model.coef_, reference.coef_)
+        np.testing.assert_array_equal(model.classes_, reference.classes_)
+    code, out, err = _run(
+        capsys,
+        ["evaluate", "--model", models["hive"], tmp_path / "hive", "--target", "label", "--json"],
+    )
+    assert code == 0, err
+    assert json.loads(out)["rows"] == 600
+
+
+def test_fit_with_a_delimiter_a_tsv_gz_and_an_explicit_format(capsys, tmp_path, problem):
+    table = pa.table(_columns(problem))
+    reference_path = _write_table(tmp_path / "d.csv", _columns(problem))
+    semicolon = tmp_path / "d.txt"  # .txt would read as svmlight: --format says otherwise
+    pcsv.write_csv(table, semicolon, write_options=pcsv.WriteOptions(delimiter=";"))
+    tsv_gz = tmp_path / "d.tsv.gz"
+    with pa.CompressedOutputStream(str(tsv_gz), "gzip") as stream:
+        pcsv.write_csv(table, stream, write_options=pcsv.WriteOptions(delimiter="\t"))
+    common = ["--target", "label", "--id", "customer"]
+    _fit_json(capsys, reference_path, *common, "--model", tmp_path / "ref.glr")
+    _fit_json(
+        capsys, semicolon, *common, "--format", "csv", "--delimiter", ";",
+        "--model", tmp_path / "semi.glr",
+    )  # fmt: skip
+    _fit_json(capsys, tsv_gz, *common, "--model", tmp_path / "tsv.glr")
+    reference = gpulogreg.load(tmp_path / "ref.glr")
+    for name in ("semi", "tsv"):
+        model = gpulogreg.load(tmp_path / f"{name}.glr")
+        np.testing.assert_array_equal(model.coef_, reference.coef_)
+    code, _, err = _run(
+        capsys,
+        ["predict", "--model", tmp_path / "ref.glr", semicolon, "--format", "csv",
+         "--delimiter", ";", "--id", "customer", "--output", tmp_path / "p.csv"],
+    )  # fmt: skip
+    assert code == 0, err
+    assert pcsv.read_csv(tmp_path / "p.csv").num_rows == 600
+    code, _, err = _run(
+        capsys, ["fit", semicolon, *common, "--delimiter", "ab", "--model", tmp_path / "x.glr"]
+    )
+    assert code == 2
+    assert "argument --delimiter" in err
+
+
+def test_weight_changes_the_fit_as_sample_weight_does(capsys, tmp_path, problem):
+    weights = np.random.default_rng(5).uniform(0.1, 3.0, size=600)
+    data = _write_table(tmp_path / "w.parquet", {**_columns(problem), "w": weights})
+    common = ["--target", "label", "--id", "customer", "--tol", "1e-10"]
+    _fit_json(capsys, data, *common, "--weight", "w", "--model", tmp_path / "w.glr")
+    weighted = gpulogreg.load(tmp_path / "w.glr")
+    expected = LogisticRegression(tol=1e-10).fit(problem["X"], problem["y"], sample_weight=weights)
+    np.testing.assert_allclose(weighted.coef_, expected.coef_, rtol=1e-10, atol=1e-12)
+    unweighted = LogisticRegression(tol=1e-10).fit(problem["X"], problem["y"])
+    assert np.abs(weighted.coef_ - unweighted.coef_).max() > 1e-3
+    code, out, err = _run(
+        capsys,
+        ["evaluate", "--model", tmp_path / "w.glr", data, "--target", "label", "--weight", "w",
+         "--json"],
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["weight_sum"] == pytest.approx(weights.sum())
+    proba = weighted.predict_proba(problem["X"])
+    reference = evaluate_predictions(
+        problem["y"], proba, weighted.classes_, weighted.predict(problem["X"]), weights
+    )
+    assert metrics["log_loss"] == pytest.approx(reference["log_loss"], rel=1e-12)
+
+
+def test_weighted_metrics_agree_with_scikit_learn():
+    metrics_mod = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    classes = np.array([0, 1, 2])
+    y = rng.choice(classes, size=300)
+    proba = rng.dirichlet(np.ones(3), size=300)
+    proba[:40] = proba[0]  # ties
+    predicted = classes[proba.argmax(axis=1)]
+    w = rng.uniform(0.0, 2.0, size=300)
+    ours = evaluate_predictions(y, proba, classes, predicted, w)
+    assert ours["log_loss"] == pytest.approx(
+        metrics_mod.log_loss(y, proba, labels=classes, sample_weight=w)
+    )
+    assert ours["accuracy"] == pytest.approx(
+        metrics_mod.accuracy_score(y, predicted, sample_weight=w)
+    )
+    assert ours["roc_auc"] == pytest.approx(
+        metrics_mod.roc_auc_score(y, proba, multi_class="ovr", labels=classes, sample_weight=w)
+    )
+    np.testing.assert_allclose(
+        ours["confusion"]["matrix"],
+        metrics_mod.confusion_matrix(y, predicted, labels=classes, sample_weight=w),
+    )
+    yb = (y == 1).astype(int)
+    pb = np.column_stack([1 - proba[:, 1], proba[:, 1]])
+    binary = evaluate_predictions(yb, pb, np.array([0, 1]), (pb[:, 1] > 0.5).astype(int), w)
+    assert binary["roc_auc"] == pytest.approx(
+        metrics_mod.roc_auc_score(yb, pb[:, 1], sample_weight=w)
+    )
+    # Integer weights are repeated rows.
+    counts = rng.integers(0, 3, size=300)
+    repeated = evaluate_predictions(
+        np.repeat(yb, counts), np.repeat(pb, counts, axis=0), np.array([0, 1]),
+        np.repeat((pb[:, 1] > 0.5).astype(int), counts),
+    )  # fmt: skip
+    weighted = evaluate_predictions(
+        yb, pb, np.array([0, 1]), (pb[:, 1] > 0.5).astype(int), counts.astype(float)
+    )
+    for key in ("log_loss", "accuracy", "roc_auc"):
+        assert weighted[key] == pytest.approx(repeated[key], rel=1e-12)
+
+
 # --------------------------------------------------------------------------- columns by name
 def _shuffled_columns(problem: dict[str, np.ndarray]) -> dict[str, object]:
     """The same data with the feature columns in another order."""

@@ -230,16 +230,18 @@ class Dataset:
         dtype: Any = None,
         classes: Any = None,
     ) -> Dataset:
-        """A Parquet file read by record batches (pyarrow), only the needed columns.
+        """Parquet data read by record batches (pyarrow), only the needed columns.
 
         Parameters
         ----------
-        path : path to a Parquet file
+        path : path
+            A Parquet file, a directory of them (hive-partitioned or not) or a
+            glob pattern (see :func:`gpulogreg.io.data_files`).
         target : str
-            Label column.
+            Label column (a hive partition key too).
         features : "a,b,c" or sequence of str, optional
             Feature columns in this order; default every column except the
-            target and the weight.
+            target, the weight and the partition keys.
         weight : str, optional
             Column of sample weights.
         chunk_rows : int, optional
@@ -268,10 +270,13 @@ class Dataset:
         chunk_rows: int | None = None,
         dtype: Any = None,
         classes: Any = None,
+        delimiter: str | None = None,
     ) -> Dataset:
         """A CSV file read in chunks by pyarrow's streaming reader.
 
-        Parameters as :meth:`from_parquet`; feature columns are parsed as floats.
+        Parameters as :meth:`from_parquet` (``path``: one file, also ``.gz`` or
+        ``.bz2``); feature columns are parsed as floats. ``delimiter`` is the
+        field separator, default a tab for ``.tsv`` names and a comma otherwise.
         """
         return cls._from_table_file(
             path,
@@ -282,6 +287,7 @@ class Dataset:
             chunk_rows=chunk_rows,
             dtype=dtype,
             classes=classes,
+            delimiter=delimiter,
         )
 
     @classmethod
@@ -296,6 +302,7 @@ class Dataset:
         chunk_rows: int | None,
         dtype: Any,
         classes: Any,
+        delimiter: str | None = None,
     ) -> Dataset:
         source = sources.table_file(
             path,
@@ -305,6 +312,7 @@ class Dataset:
             weight=weight,
             chunk_rows=chunk_rows,
             dtype=dtype,
+            delimiter=delimiter,
         )
         return cls._from_source(source, classes)
 

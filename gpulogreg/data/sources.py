@@ -245,23 +245,26 @@ def table_file(
     weight: str | None,
     chunk_rows: int | None,
     dtype: Any,
+    delimiter: str | None = None,
 ) -> ChunkSource:
-    """A CSV (pyarrow's streaming reader) or Parquet file (record batches), needed columns only."""
+    """CSV (pyarrow's streaming reader) or Parquet (record batches), needed columns only.
+
+    Whatever :func:`gpulogreg.io.iter_batches` reads: a file, or for Parquet a
+    directory (hive-partitioned or not) or a glob, with the same column
+    selection and the same refusals; the stamp covers every file.
+    """
     from gpulogreg import io
 
     _check_chunk_rows(chunk_rows)
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    names = io.column_names(path, fmt)
-    feats = io._parse_features(features)
-    if feats is None:
-        feats = [c for c in names if c not in (target, weight)]
-    feats = io._resolve_columns(
-        path, names, target=target, features=feats, id_column=None, weight_column=weight
+    feats = io.feature_columns(
+        path,
+        target=target,
+        features=features,
+        weight_column=weight,
+        format=fmt,
+        delimiter=delimiter,
     )
-    if weight is not None and weight in feats:
-        raise InputValueError(f"{path}: column {weight!r} is both the weight and a feature")
     target_dt = None if dtype is None else _float_dtype(dtype)
     read_dt = target_dt or np.dtype(np.float64)
     rows = chunk_rows or default_chunk_rows(len(feats), read_dt.itemsize)
@@ -275,6 +278,7 @@ def table_file(
             dtype=target_dt,
             chunk_rows=rows,
             format=fmt,
+            delimiter=delimiter,
         ):
             sw = None
             if weight is not None:
@@ -288,7 +292,7 @@ def table_file(
         feature_names=feats,
         description=f"{path} ({fmt}, target {target!r}, {len(feats)} features), "
         f"{rows} rows per chunk",
-        stamp=lambda: _file_stamp(path),
+        stamp=lambda: _file_stamp(*io.data_files(path)),
     )
 
 

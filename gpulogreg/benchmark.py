@@ -872,7 +872,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="both",
         help="problem(s) for the time-to-optimum runs (default both)",
     )
-    parser.add_argument("--C", dest="C", type=float, default=1.0, help="inverse L2 strength")
+    parser.add_argument("-C", "--C", dest="C", type=float, default=1.0, help="inverse L2 strength")
     parser.add_argument(
         "--repeat", type=int, default=BenchConfig.repeat, help="timed calls per measurement"
     )
@@ -897,7 +897,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", metavar="FILE", help="write JSON lines to FILE")
     parser.add_argument("--plot", metavar="FILE.png", help="plot objective gap vs time")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -922,7 +921,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """``gpulogreg bench``: run, print the table, write the JSON lines and the plot."""
+    """``gpulogreg bench``: run, print the table, write the JSON lines and the plot.
+
+    ``args`` also holds the command line's common options: ``quiet`` or
+    ``progress`` False silence the progress messages on stderr, ``json``
+    prints the records as one JSON object on stdout instead of the table.
+    """
     from gpulogreg._plot import require_matplotlib
 
     cfg = config_from_args(args)
@@ -932,11 +936,19 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise InputValueError("--plot needs the fits (drop --no-fit)")
 
     def log(message: str) -> None:
-        if not args.quiet:
+        if not args.quiet and args.progress is not False:
             print(f"gpulogreg bench: {message} ...", file=sys.stderr, flush=True)
 
     result = run(cfg, log=log)
-    print(format_table(result))
+    if args.json:
+        import json
+
+        from gpulogreg._jsonlines import jsonable
+
+        records = {"command": "bench", "records": jsonable(result.records)}
+        print(json.dumps(records, allow_nan=False))
+    else:
+        print(format_table(result))
     if args.json_out:
         write_json_lines(args.json_out, result)
     if args.plot:

@@ -211,6 +211,10 @@ def _prediction_format(path: str) -> None:
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
+    """Progress on stderr: never with --quiet, else as --progress / --no-progress say, else
+    when stderr is a terminal."""
+    if args.quiet:
+        return False
     if args.progress is not None:
         return bool(args.progress)
     # A JSON log on stderr and the bar would share its lines.
@@ -890,16 +894,45 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_progress(p: argparse.ArgumentParser) -> None:
+def _add_solver_options(p: argparse.ArgumentParser) -> None:
+    from gpulogreg.solvers import SOLVERS
+
+    p.add_argument(
+        "--solver",
+        choices=("auto", *SOLVERS),
+        default="auto",
+        help="auto: gd with an L1 term, else lbfgs (default auto)",
+    )
+    p.add_argument(
+        "-C",
+        "--C",
+        dest="C",
+        type=_positive_float,
+        default=1.0,
+        help="inverse L2 strength (default 1)",
+    )
+
+
+def _add_output_options(p: argparse.ArgumentParser, json_help: str) -> None:
+    """``--json``, ``--quiet`` and ``--progress`` / ``--no-progress``: the same on every command."""
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no messages on stderr except errors: no progress, no warnings",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--progress",
         dest="progress",
         action="store_true",
         default=None,
-        help="show a progress bar (default: when stderr is a terminal)",
+        help="show progress on stderr (default: when stderr is a terminal)",
     )
-    group.add_argument("--no-progress", dest="progress", action="store_false")
+    group.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="show no progress"
+    )
 
 
 def _add_log_json(p: argparse.ArgumentParser) -> None:
@@ -945,8 +978,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="svmlight: feature indices start at 0 or 1 (default auto: 1 unless an index 0 "
         "occurs); the choice is stored in the model and used to read the files it scores",
     )
-    p.add_argument("--solver", default="auto", help="auto, newton, lbfgs, gd, minibatch")
-    p.add_argument("--C", dest="C", type=_positive_float, default=1.0, help="inverse L2 strength")
+    _add_solver_options(p)
     p.add_argument("--penalty", choices=("l2", "l1", "elasticnet", "none"), default=None)
     p.add_argument("--l1-ratio", type=float, default=None, help="elastic-net mixing in [0, 1]")
     p.add_argument(
@@ -959,7 +991,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "numba", "numpy", "cupy"), default="auto")
     p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (solver minibatch)")
     p.add_argument("--random-state", type=int, help="seed of the stochastic solvers")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_output_options(p, "print a JSON summary on stdout")
     p.add_argument(
         "--summary",
         action="store_true",
@@ -971,7 +1003,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("nonrobust", "HC0", "HC1"),
         help="covariance of the --summary table (default nonrobust)",
     )
-    _add_progress(p)
     _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit, outputs={"--model": None}, inputs=("data", "target"))
@@ -987,7 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--features", help="comma-separated feature columns (default: those of training)"
     )
     _add_reading_options(p)
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_output_options(p, "print a JSON summary on stdout")
     _add_common(p)
     p.set_defaults(
         func=cmd_predict, outputs={"--output": _prediction_format}, inputs=("data", "model")
@@ -998,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help=f"labelled data: {_DATA_HELP}")
     p.add_argument("--model", required=True, help="model file")
     _add_data_options(p, target_required=False)
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_output_options(p, "print the metrics as JSON on stdout")
     _add_plot(p)
     _add_common(p)
     p.set_defaults(
@@ -1010,12 +1041,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark the backends and solvers on generated data")
     add_bench_arguments(p)
+    _add_output_options(p, "print the records as JSON on stdout instead of the table")
     _add_common(p)
     p.set_defaults(func=cmd_bench, outputs={"--json-out": None, "--plot": None})
 
     # info
     p = sub.add_parser("info", help="versions, threads, BLAS, Numba, CuPy/CUDA and GPUs")
-    p.add_argument("--json", action="store_true")
+    _add_output_options(p, "print the facts as JSON on stdout")
     _add_common(p)
     p.set_defaults(func=cmd_info)
 
@@ -1026,13 +1058,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-rows", type=int, default=200_000, help="held-out rows")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--conditioning", choices=("well", "ill"), default="well")
-    p.add_argument("--solver", default="auto")
-    p.add_argument("--C", dest="C", type=_positive_float, default=1.0)
+    _add_solver_options(p)
     p.add_argument("--tol", type=_positive_float, default=1e-6)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
-    _add_progress(p)
+    _add_output_options(p, "print the results as JSON on stdout")
     _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_demo)
@@ -1053,6 +1083,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
+        if args.quiet:
+            warnings.simplefilter("ignore")
         try:
             _check_outputs(args)
             return int(args.func(args) or 0)

@@ -256,6 +256,88 @@ def test_help_and_version(capsys):
     assert gpulogreg.__version__ in out
 
 
+# ----------------------------------------------------------------- the same options everywhere
+#: Every subcommand with the arguments it needs to parse.
+_SUBCOMMANDS = {
+    "fit": ["fit", "d.csv", "--model", "m.glr"],
+    "predict": ["predict", "d.csv", "--model", "m.glr", "--output", "p.csv"],
+    "evaluate": ["evaluate", "d.csv", "--model", "m.glr"],
+    "demo": ["demo"],
+    "info": ["info"],
+    "bench": ["bench"],
+}
+
+
+@pytest.mark.parametrize("command", list(_SUBCOMMANDS))
+def test_every_command_takes_json_quiet_and_no_progress(command):
+    from gpulogreg.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(_SUBCOMMANDS[command])
+    assert (args.json, args.quiet, args.progress) == (False, False, None)
+    args = parser.parse_args([*_SUBCOMMANDS[command], "--json", "--quiet", "--no-progress"])
+    assert (args.json, args.quiet, args.progress) == (True, True, False)
+    args = parser.parse_args([*_SUBCOMMANDS[command], "-q", "--progress"])
+    assert (args.quiet, args.progress) == (True, True)
+
+
+def test_quiet_commands_write_nothing_on_stderr(capsys, tmp_path, fitted):
+    data, model = fitted
+    runs = {
+        "info": ["info"],
+        "demo": ["demo", "--rows", "2000", "--cols", "3", "--test-rows", "100", "--progress"],
+        "bench": ["bench", "--rows", "200", "--cols", "2", "--repeat", "1", "--no-fit"],
+        # A warning (the iteration cap) is silenced too.
+        "fit": ["fit", data, "--target", "label", "--id", "customer", "--model",
+                tmp_path / "q.glr", "--solver", "gd", "--max-iter", "1", "--progress"],
+        "predict": ["predict", "--model", model, data, "--output", tmp_path / "q.csv"],
+        "evaluate": ["evaluate", "--model", model, data, "--target", "label"],
+    }  # fmt: skip
+    for command, args in runs.items():
+        code, out, err = _run(capsys, [*args, "--quiet", "--json"])
+        assert code == 0, (command, err)
+        assert err == "", command
+        assert isinstance(json.loads(out), dict), command
+    code, out, _ = _run(capsys, runs["bench"])
+    assert "loss and gradient" in out  # without --json: the table
+    code, _, err = _run(capsys, [*runs["bench"], "--no-progress"])
+    assert err == ""
+
+
+def test_quiet_keeps_the_error(capsys, tmp_path):
+    code, _, err = _run(
+        capsys, ["fit", tmp_path / "absent.csv", "--target", "y", "--model", "m.glr", "-q"]
+    )
+    assert code == 2
+    _assert_one_line_error(err)
+
+
+def test_solver_choices_come_from_the_registry(capsys, tmp_path):
+    from gpulogreg.solvers import SOLVERS
+
+    for command in (["fit", tmp_path / "d.csv", "--model", tmp_path / "m.glr"], ["demo"]):
+        code, _, err = _run(capsys, [*command, "--solver", "sgd"])
+        assert code == 2
+        _assert_one_line_error(err)
+        assert "argument --solver: invalid choice: 'sgd'" in err
+        for name in ("auto", *SOLVERS):
+            assert name in err
+
+
+def test_C_is_an_alias_of_double_dash_C(capsys, tmp_path, fitted):
+    data, _ = fitted
+    for option in ("-C", "--C"):
+        model = tmp_path / f"c{option}.glr"
+        args = ["fit", data, "--target", "label", "--id", "customer", "--model", model]
+        code, _, err = _run(capsys, [*args, option, "0.25"])
+        assert code == 0, err
+        assert gpulogreg.load(model).C == 0.25
+    from gpulogreg.cli import build_parser
+
+    assert build_parser().parse_args(["demo", "-C", "3"]).C == 3.0
+    assert build_parser().parse_args(["bench", "-C", "3"]).C == 3.0
+
+
 # --------------------------------------------------------------------------- bad input
 def _assert_one_line_error(err: str) -> None:
     lines = err.strip().splitlines()
@@ -272,7 +354,7 @@ def _assert_one_line_error(err: str) -> None:
         ("non_numeric", "column 'city' is not numeric"),
         ("nan", "column 'f2'"),
         ("unknown_option", "unrecognized arguments: --frobnicate"),
-        ("bad_value", "argument --C"),
+        ("bad_value", "argument -C/--C"),
         ("one_class", "only 1 class"),
         ("no_target", "--target"),
     ],

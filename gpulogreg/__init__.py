@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gpulogreg._version import __version__
 
 if TYPE_CHECKING:
+    from gpulogreg._errors import InputError
     from gpulogreg.data.dataset import Dataset
     from gpulogreg.estimator import LogisticRegression
     from gpulogreg.inference import InferenceResult, InferenceWarning
@@ -23,6 +24,7 @@ __all__ = [
     "Dataset",
     "InferenceResult",
     "InferenceWarning",
+    "InputError",
     "LogisticRegression",
     "__version__",
     "load",
@@ -34,6 +36,7 @@ _LAZY = {
     "Dataset": "gpulogreg.data.dataset",
     "InferenceResult": "gpulogreg.inference",
     "InferenceWarning": "gpulogreg.inference",
+    "InputError": "gpulogreg._errors",
     "LogisticRegression": "gpulogreg.estimator",
     "loss_and_gradient": "gpulogreg.loss",
     "load": "gpulogreg.persistence",

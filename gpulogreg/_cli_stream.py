@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg import io
-from gpulogreg.data import encode_labels
+from gpulogreg.data import check_sample_weight, encode_labels
 from gpulogreg.data.dataset import Dataset
 
 __all__ = [
@@ -218,11 +218,16 @@ class TrainingData:
     def streamed(self) -> bool:
         return self.dataset is not None
 
-    def fit_args(self) -> tuple[Any, Any]:
-        """The data arguments of ``fit`` and ``inference``: ``(X, y)`` or ``(dataset, None)``."""
+    def fit_args(self) -> tuple[Any, Any, Any]:
+        """The data arguments of ``fit`` and ``inference``.
+
+        ``(X, y, sample_weight)`` of the table, or ``(dataset, None, None)``:
+        a Dataset's chunks carry their labels and weights.
+        """
         if self.dataset is not None:
-            return self.dataset, None
-        return self._table().X, self._table().y
+            return self.dataset, None, None
+        table = self._table()
+        return table.X, table.y, table.weights
 
     @property
     def feature_names(self) -> list[str]:
@@ -269,7 +274,7 @@ class _FileChunks:
             if table.y is None:
                 raise io.DataError(f"{self.path}: no labels; name the target column with --target")
             self.feature_names = table.feature_names
-            yield table.X, table.y
+            yield table.X, table.y, table.weights
 
 
 def load_training_data(
@@ -294,7 +299,8 @@ def load_training_data(
         Stream in chunks of this many rows, whatever the size.
     read : dict
         Keyword arguments of :func:`gpulogreg.io.read_data` (target,
-        features, id_column, dtype, format, zero_based).
+        features, id_column, weight_column, dtype, format, zero_based,
+        delimiter).
 
     Warns
     -----
@@ -302,8 +308,14 @@ def load_training_data(
         The file is over the budget (or ``chunk_rows`` was given) but its
         format cannot be streamed: it is read whole.
     """
-    exclude = [c for c in (read.get("target"), read.get("id_column")) if c is not None]
-    estimate = io.estimate_size(path, format=fmt, features=read.get("features"), exclude=exclude)
+    roles = (read.get("target"), read.get("id_column"), read.get("weight_column"))
+    estimate = io.estimate_size(
+        path,
+        format=fmt,
+        features=read.get("features"),
+        exclude=[c for c in roles if c is not None],
+        delimiter=read.get("delimiter"),
+    )
     if estimate is None:
         _warn_if_over(path, fmt, budget, forced=chunk_rows is not None)
         return TrainingData(table=io.read_data(path, **read))
@@ -350,8 +362,11 @@ class MetricsAccumulator:
     Log loss, accuracy and the confusion counts are running sums. ROC AUC
     ranks every row's score, so the scores are kept: the positive class's
     probability (binary, 8 bytes per row) or every class's (``n_classes x 8``
-    bytes per row), and the label's index (1-4 bytes): 45 MB for 5,000,000
-    binary rows, where the features were 1 GB.
+    bytes per row), the label's index (1-4 bytes) and, when the rows are
+    weighted, the weight (8 bytes): 45 MB for 5,000,000 binary rows, where
+    the features were 1 GB. With sample weights every metric is weighted as
+    scikit-learn's ``sample_weight`` weights it (a row of weight 2 counts as
+    two rows); every chunk has them, or none.
 
     Parameters
     ----------
@@ -363,14 +378,19 @@ class MetricsAccumulator:
         self.classes = np.asarray(classes)
         k = len(self.classes)
         self.rows = 0
+        self.weight_sum = 0.0
         self.neg_log_sum = 0.0
-        self.correct = 0
-        self.confusion = np.zeros((k, k), dtype=np.int64)
+        self.correct = 0.0
+        self.confusion = np.zeros((k, k))
+        self.weighted: bool | None = None
         self._scores: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+        self._weights: list[np.ndarray] = []
         self._index_dtype = np.min_scalar_type(max(k - 1, 0))
 
-    def add(self, y: Any, proba: np.ndarray, predicted: Any) -> np.ndarray:
+    def add(
+        self, y: Any, proba: np.ndarray, predicted: Any, sample_weight: Any = None
+    ) -> np.ndarray:
         """Count one chunk: labels, ``predict_proba`` (columns in class order), ``predict``.
 
         Returns
@@ -378,14 +398,28 @@ class MetricsAccumulator:
         ndarray of shape (n_rows,)
             The labels' indices in ``classes`` (e.g. for the ROC curves of ``evaluate --plot``).
         """
+        if self.weighted is None:
+            self.weighted = sample_weight is not None
+        elif self.weighted != (sample_weight is not None):
+            raise ValueError("sample weights must be given with every chunk or with none")
         _, y_index = encode_labels(y, classes=self.classes)
         _, pred_index = encode_labels(predicted, classes=self.classes)
         n, k = proba.shape
+        weight = None if sample_weight is None else check_sample_weight(sample_weight, n)
         eps = np.finfo(proba.dtype).eps
-        p_true = np.clip(proba[np.arange(n), y_index], eps, 1 - eps)
-        self.neg_log_sum -= float(np.sum(np.log(p_true)))
-        self.correct += int(np.sum(y_index == pred_index))
-        np.add.at(self.confusion, (y_index, pred_index), 1)
+        log_p = np.log(np.clip(proba[np.arange(n), y_index], eps, 1 - eps))
+        right = y_index == pred_index
+        if weight is None:
+            self.weight_sum += n
+            self.neg_log_sum -= float(np.sum(log_p))
+            self.correct += int(np.sum(right))
+            np.add.at(self.confusion, (y_index, pred_index), 1)
+        else:
+            self.weight_sum += float(weight.sum())
+            self.neg_log_sum -= float(np.sum(weight * log_p))
+            self.correct += float(np.sum(weight * right))
+            np.add.at(self.confusion, (y_index, pred_index), weight)
+            self._weights.append(weight)
         self.rows += n
         scores = proba[:, 1] if k == 2 else proba
         self._scores.append(np.array(scores, dtype=np.float64))
@@ -398,39 +432,65 @@ class MetricsAccumulator:
             raise io.DataError("no rows to evaluate")
         labels = np.concatenate(self._labels)
         scores = np.concatenate(self._scores)
-        self._labels, self._scores = [labels], [scores]  # the chunks' copies can go
+        weight = np.concatenate(self._weights) if self.weighted else None
+        # The chunks' copies can go.
+        self._labels, self._scores = [labels], [scores]
+        self._weights = [] if weight is None else [weight]
         k = len(self.classes)
         if k == 2:
-            auc = _roc_auc(labels == 1, scores)
+            auc = _roc_auc(labels == 1, scores, weight)
         else:
-            per_class = [_roc_auc(labels == j, scores[:, j]) for j in range(k)]
+            per_class = [_roc_auc(labels == j, scores[:, j], weight) for j in range(k)]
             known = [a for a in per_class if a is not None]
             auc = float(np.mean(known)) if len(known) == k else None
+        confusion = self.confusion if self.weighted else self.confusion.astype(np.int64)
         return {
             "rows": self.rows,
-            "log_loss": self.neg_log_sum / self.rows,
-            "accuracy": self.correct / self.rows,
+            "weight_sum": float(self.weight_sum),
+            "log_loss": self.neg_log_sum / self.weight_sum,
+            "accuracy": self.correct / self.weight_sum,
             "roc_auc": auc,
-            "confusion": {"labels": self.classes.tolist(), "matrix": self.confusion.tolist()},
+            "confusion": {"labels": self.classes.tolist(), "matrix": confusion.tolist()},
         }
 
 
-def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve: Mann-Whitney's U (ties count one half) over n_pos x n_neg.
+def _roc_auc(
+    positive: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None
+) -> float | None:
+    """Area under the ROC curve: the (weighted) share of (positive, negative) pairs ranked right.
 
-    The positives' and the negatives' scores are sorted apart, and every
-    positive counts the negatives below it and those not above it (binary
-    searches in blocks), so that the temporaries are the two sorted copies,
-    not the rank, order and tie-group arrays a rank sum needs: 2 instead of 7
-    arrays of n floats or indices. The counts are exact integers.
+    A pair with tied scores counts one half (Mann-Whitney's U over n_pos x
+    n_neg when unweighted). The negatives' scores are sorted (with their
+    cumulative weights), and every positive finds the negatives below it and
+    those not above it by binary search, in blocks: the temporaries are the
+    sorted copies, not the order, rank and tie-run arrays of a rank sum.
+    Unweighted, the counts are exact integers. None when a class has no
+    weight (or no row).
     """
-    neg = np.sort(score[~positive])
-    pos = np.sort(score[positive])
-    if pos.size == 0 or neg.size == 0:
+    negative = ~positive
+    pos = score[positive]
+    if weight is None:
+        neg = np.sort(score[negative])
+        cumulative = None
+        pos_weight = None
+        total_pos, total_neg = float(pos.size), float(neg.size)
+    else:
+        order = np.argsort(score[negative], kind="stable")
+        neg = score[negative][order]
+        # cumulative[i]: the weight of the i lowest-scored negatives.
+        cumulative = np.concatenate([[0.0], np.cumsum(weight[negative][order])])
+        pos_weight = weight[positive]
+        total_pos, total_neg = float(pos_weight.sum()), float(cumulative[-1])
+    if total_pos == 0 or total_neg == 0:
         return None
-    below = not_above = 0
+    pairs = 0.0  # twice the weight of the pairs ranked right, ties once
     for start in range(0, pos.size, _AUC_BLOCK):
-        block = pos[start : start + _AUC_BLOCK]
-        below += int(np.searchsorted(neg, block, side="left").sum())
-        not_above += int(np.searchsorted(neg, block, side="right").sum())
-    return (below + not_above) / (2.0 * pos.size * neg.size)
+        block = slice(start, start + _AUC_BLOCK)
+        below = np.searchsorted(neg, pos[block], side="left")
+        not_above = np.searchsorted(neg, pos[block], side="right")
+        if cumulative is None:
+            pairs += int(below.sum()) + int(not_above.sum())
+        else:
+            assert pos_weight is not None
+            pairs += float(pos_weight[block] @ (cumulative[below] + cumulative[not_above]))
+    return pairs / (2.0 * total_pos * total_neg)

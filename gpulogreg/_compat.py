@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
+
 __all__ = [
     "BaseEstimator",
     "ClassifierMixin",
@@ -44,7 +46,7 @@ class _FallbackBaseEstimator:
         valid = self._get_param_names()
         for name, value in params.items():
             if name not in valid:
-                raise ValueError(f"invalid parameter {name!r}; valid parameters: {valid}")
+                raise InputValueError(f"invalid parameter {name!r}; valid parameters: {valid}")
             setattr(self, name, value)
         return self
 

@@ -54,6 +54,8 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
+
 __all__ = [
     "ARRAY_PREFIX",
     "MAX_METADATA_BYTES",
@@ -107,7 +109,7 @@ _NON_REGULAR = (
 _NPY_VERSIONS = (1, 2)
 
 
-class ContainerError(ValueError):
+class ContainerError(InputValueError):
     """A file that is not a readable container; ``reason`` says why (the message adds the path)."""
 
     def __init__(self, path: str, reason: str) -> None:

@@ -43,6 +43,7 @@ import numpy as np
 
 from gpulogreg import backends
 from gpulogreg._array import array_module_name, array_namespace, device_of, host_float64, to_host
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._model_file import TrainingState
 from gpulogreg._progress import Listener, Reporter
@@ -306,7 +307,7 @@ class DatasetSource:
         info = self.chunks.info
         present = int((info.class_counts > 0).sum())
         if present < 2:
-            raise ValueError(
+            raise InputValueError(
                 f"y has only {present} class ({shown(info.classes[info.class_counts > 0][0])}); "
                 "need at least 2 to fit a classifier"
             )
@@ -416,7 +417,7 @@ def run_fit(
     """
     if isinstance(X, Dataset):
         if y is not None or sample_weight is not None:
-            raise ValueError(
+            raise InputValueError(
                 "fit(dataset) takes the labels and weights from the Dataset; do not pass "
                 "y or sample_weight"
             )
@@ -424,7 +425,9 @@ def run_fit(
     else:
         _check_y_present(y)
         if solver_entry(spec.solver).stochastic and array_module_name(X) == "dask":
-            raise ValueError("solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd")
+            raise InputValueError(
+                "solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd"
+            )
         data = prepare_fit_data(
             X, y, sample_weight, class_weight=spec.class_weight, dtype=spec.dtype
         )
@@ -533,7 +536,7 @@ def _start(start: np.ndarray | None, layout: ParamLayout, xp: Any) -> Array:
 
 def _check_y_present(y: Any) -> None:
     if y is None:
-        raise ValueError(
+        raise InputValueError(
             "requires y to be passed, but the target y is None; fit(X, y) needs the class labels"
         )
 
@@ -679,9 +682,9 @@ def run_partial_fit(
     classes = _partial_fit_classes(classes, previous)
     _check_y_present(y)
     if array_module_name(X) == "dask":
-        raise TypeError("partial_fit does not take Dask arrays: fit(X, y) trains on them")
+        raise InputTypeError("partial_fit does not take Dask arrays: fit(X, y) trains on them")
     if isinstance(spec.class_weight, str):
-        raise ValueError(
+        raise InputValueError(
             "class_weight='balanced' needs the class counts of the whole data, which "
             "partial_fit does not see; pass a dict of class weights"
         )
@@ -744,23 +747,23 @@ def _partial_fit_classes(classes: Any, previous: PreviousFit | None) -> np.ndarr
     """The classes of a partial_fit call: given on the first call, the fitted ones later."""
     if classes is None:
         if previous is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
+            raise InputValueError("classes must be passed on the first call to partial_fit")
         return previous.classes
     classes = check_labels(classes)
     if previous is not None and not np.array_equal(classes, previous.classes):
-        raise ValueError(
+        raise InputValueError(
             f"classes={shown(classes)} is not the same as on the first call to partial_fit "
             f"(or in fit): {shown(previous.classes)}"
         )
     if len(classes) < 2:
-        raise ValueError(f"classes must hold at least 2 labels, got {shown(classes)}")
+        raise InputValueError(f"classes must hold at least 2 labels, got {shown(classes)}")
     return classes
 
 
 def _check_features(X: Any, previous: PreviousFit) -> None:
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) == 2 and shape[1] != previous.n_features:
-        raise ValueError(
+        raise InputValueError(
             f"X has {shape[1]} features, but LogisticRegression is expecting "
             f"{previous.n_features} features as input"
         )

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg._array import array_module_name, array_namespace, host_float64, to_host
+from gpulogreg._errors import InputValueError
 from gpulogreg._fit import (
     ArraySource,
     DatasetSource,
@@ -165,16 +166,16 @@ def run_inference(
     InferenceResult, or a list of them (one per class) for one-vs-rest
     """
     if fitted.coef is None or fitted.intercept is None:
-        raise ValueError("inference needs a fitted model")
+        raise InputValueError("inference needs a fitted model")
     _check_settings(spec, cov_type)
     if groups is not None and cov_type != "cluster":
-        raise ValueError(f"groups are for cov_type='cluster', not {cov_type!r}")
+        raise InputValueError(f"groups are for cov_type='cluster', not {cov_type!r}")
     source = _source(X, y, sample_weight, spec, fitted)
     request = _encode_groups(cov_type, groups, source.n_samples)
     positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
     if layout.n_params > MAX_PARAMS:
-        raise ValueError(
+        raise InputValueError(
             f"inference on {layout.n_params:,} parameters would hold {layout.n_params:,}^2 "
             f"matrices; it is limited to {MAX_PARAMS:,} parameters per model"
         )
@@ -214,15 +215,15 @@ def run_inference(
 # --------------------------------------------------------------------------- checks and data
 def _check_settings(spec: FitSpec, cov_type: str) -> None:
     if cov_type not in COV_TYPES:
-        raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}")
+        raise InputValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}")
     if spec.l1_ratio > 0 and math.isfinite(spec.C):
-        raise ValueError(
+        raise InputValueError(
             "inference is not defined for an L1 or elastic-net penalty: the L1 term has "
             "no curvature, so the fit has no Hessian-based covariance (refit with "
             "penalty='l2' or penalty=None)"
         )
     if spec.class_weight is not None:
-        raise ValueError(
+        raise InputValueError(
             "inference is not available for a model fitted with class_weight: class weights "
             "are importance weights, under which neither the inverse information nor the "
             "frequency-weight counts are valid; refit without class_weight (rows that stand "
@@ -235,18 +236,20 @@ def _source(X: Any, y: Any, sample_weight: Any, spec: FitSpec, fitted: PreviousF
     owner = "LogisticRegression"
     if isinstance(X, Dataset):
         if y is not None or sample_weight is not None:
-            raise ValueError(
+            raise InputValueError(
                 "inference(dataset) takes the labels and weights from the Dataset; do not "
                 "pass y or sample_weight"
             )
         names = None if X.feature_names is None else np.asarray(X.feature_names, dtype=object)
         known = fitted.feature_names
         if names is not None and known is not None and not np.array_equal(names, known):
-            raise ValueError("The feature names should match those that were passed during fit.")
+            raise InputValueError(
+                "The feature names should match those that were passed during fit."
+            )
         source: Source = DatasetSource(X, spec, classes=fitted.classes)
     else:
         if y is None:
-            raise ValueError("inference needs the labels y of the rows of X")
+            raise InputValueError("inference needs the labels y of the rows of X")
         check_feature_names(X, fitted.feature_names, owner=owner)
         data = prepare_fit_data(
             X,
@@ -258,7 +261,7 @@ def _source(X: Any, y: Any, sample_weight: Any, spec: FitSpec, fitted: PreviousF
         )
         source = ArraySource(data, spec)
     if source.n_features != fitted.n_features:
-        raise ValueError(
+        raise InputValueError(
             f"X has {source.n_features} features, but {owner} is expecting "
             f"{fitted.n_features} features as input"
         )
@@ -274,22 +277,24 @@ def _encode_groups(cov_type: str, groups: Any, n_rows: int) -> _Request:
     if cov_type != "cluster":
         return _Request(cov_type, None, 0)
     if groups is None:
-        raise ValueError("cov_type='cluster' needs groups: one cluster label per row")
+        raise InputValueError("cov_type='cluster' needs groups: one cluster label per row")
     if array_module_name(groups) == "dask":
         groups = groups.compute()
     labels = np.asarray(to_host(groups))
     if labels.ndim != 1 or labels.shape[0] != n_rows:
-        raise ValueError(f"groups must have shape ({n_rows},), got {labels.shape}")
+        raise InputValueError(f"groups must have shape ({n_rows},), got {labels.shape}")
     if labels.dtype.kind == "O":
         index = _factorize_objects(labels)
     else:
         if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
             row = int(np.flatnonzero(~np.isfinite(labels))[0])
-            raise ValueError(f"groups holds a missing value ({shown(labels[row])}) at row {row}")
+            raise InputValueError(
+                f"groups holds a missing value ({shown(labels[row])}) at row {row}"
+            )
         index = np.unique(labels, return_inverse=True)[1].ravel()
     n_groups = int(index.max()) + 1
     if n_groups < 2:
-        raise ValueError("cov_type='cluster' needs at least 2 groups")
+        raise InputValueError("cov_type='cluster' needs at least 2 groups")
     return _Request(cov_type, index.astype(np.int64), n_groups)
 
 
@@ -299,7 +304,7 @@ def _factorize_objects(labels: np.ndarray) -> np.ndarray:
     index = np.empty(labels.shape[0], dtype=np.int64)
     for row, label in enumerate(labels.tolist()):
         if _missing(label):
-            raise ValueError(f"groups holds a missing value ({label!r}) at row {row}")
+            raise InputValueError(f"groups holds a missing value ({label!r}) at row {row}")
         index[row] = seen.setdefault(label, len(seen))
     return index
 
@@ -520,14 +525,14 @@ def _small_sample_factor(context: _Context, k_params: int) -> float:
     request = context.request
     if request.cov_type == "HC1":
         if context.weight_sum <= k_params:
-            raise ValueError(
+            raise InputValueError(
                 f"cov_type='HC1' needs more observations ({context.weight_sum:g}) than "
                 f"parameters ({k_params})"
             )
         return context.weight_sum / (context.weight_sum - k_params)
     if request.cov_type == "cluster":
         if context.n_rows <= k_params:
-            raise ValueError(
+            raise InputValueError(
                 f"cov_type='cluster' needs more rows ({context.n_rows}) than parameters "
                 f"({k_params})"
             )
@@ -622,7 +627,7 @@ def covariance(information: Any, meat: Any, gradient: Any) -> Covariance:
     if meat is not None:
         finite = finite and bool(xp.isfinite(meat).all())
     if not finite:
-        raise ValueError(
+        raise InputValueError(
             "the information matrix is not finite: the features are too large for float64 "
             "products (scale them, e.g. to unit variance)"
         )

@@ -67,6 +67,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gpulogreg import _files
+from gpulogreg._errors import InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import History, MinibatchHistory
 from gpulogreg._version import __version__
@@ -100,7 +101,7 @@ _TRAINING_ONLY_PARAMETERS = ("random_state", "callback")
 _RETIRED_ATTRIBUTES = frozenset({"_n_model_classes"})
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(InputValueError):
     """The file is not a gpulogreg model this version can load (the message says why)."""
 
 

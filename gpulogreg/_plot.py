@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from gpulogreg._errors import MissingDependencyError
+from gpulogreg._errors import InputValueError, MissingDependencyError
 
 __all__ = ["new_figure", "plot_history", "require_matplotlib"]
 
@@ -96,13 +96,13 @@ def plot_history(
 
 def _x_values(history: _Series, x: str) -> np.ndarray:
     if x not in X_AXES:
-        raise ValueError(f"x must be one of {tuple(X_AXES)}, got {x!r}")
+        raise InputValueError(f"x must be one of {tuple(X_AXES)}, got {x!r}")
     if x == "seconds":
         return np.asarray(history.elapsed, dtype=np.float64)
     if x == "iteration":
         return np.arange(1, len(history.objective) + 1, dtype=np.float64)
     if not history.passes:
-        raise ValueError(
+        raise InputValueError(
             "this history records no passes (only fits on a Dataset count them); "
             "use x='seconds' or x='iteration'"
         )

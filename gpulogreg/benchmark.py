@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
 from gpulogreg._version import __version__
 
 __all__ = [
@@ -67,7 +68,9 @@ TARGET_GAP = 1e-8
 #: Stopping tolerance of the float64 Newton reference: far below what the
 #: 1e-8 relative gap needs, so the reference is the optimum to rounding.
 REFERENCE_TOL = 1e-12
-#: Rows generated per block (bounds the float64 temporaries of the generator).
+#: Rows generated per block: each block has its own random stream and one
+#: thread, so the data do not depend on the thread count; the block bounds
+#: the generator's temporaries (two float32 halves of a block).
 _GENERATE_BLOCK_ROWS = 65536
 #: Smallest and largest feature scale of the ill-conditioned problem.
 ILL_SCALES = (0.03, 30.0)
@@ -102,21 +105,33 @@ def make_problem(
         features (a random mixing) on scales log-spaced from 0.03 to 30, the
         hard case of the issue's acceptance test.
     seed : int
+        The data are a function of ``seed``, the shape, ``dtype`` and
+        ``conditioning`` only: the same on every machine and for any thread count.
 
     Returns
     -------
     X : ndarray of shape (n_rows, n_cols), C-contiguous, ``dtype``
     y : ndarray of shape (n_rows,), int64 in {0, 1}
         Drawn from the logistic model with logits of standard deviation about 2.
+
+    Notes
+    -----
+    Rows are made in blocks of :data:`_GENERATE_BLOCK_ROWS`, on all cores,
+    each block from its own stream (``SeedSequence(seed).spawn``). Features
+    are standard normal in float32 by the Box-Muller transform (NumPy's
+    vectorised float32 ``log``, ``sin`` and ``cos``; its tails end at 5.8
+    standard deviations), about four times faster per value than NumPy's
+    ziggurat and without float64 temporaries.
     """
     if conditioning not in ("well", "ill"):
-        raise ValueError(f"conditioning must be 'well' or 'ill', got {conditioning!r}")
+        raise InputValueError(f"conditioning must be 'well' or 'ill', got {conditioning!r}")
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        raise InputValueError(f"dtype must be float32 or float64, got {dt}")
     if n_rows < 2 or n_cols < 1:
-        raise ValueError(f"need at least 2 rows and 1 column, got {n_rows} x {n_cols}")
-    rng = np.random.default_rng(seed)
+        raise InputValueError(f"need at least 2 rows and 1 column, got {n_rows} x {n_cols}")
+    root = np.random.SeedSequence(seed)
+    rng = np.random.default_rng(root)
     if conditioning == "ill":
         mixing = np.eye(n_cols) + 0.9 * rng.normal(size=(n_cols, n_cols)) / np.sqrt(n_cols)
         scales = np.logspace(np.log10(ILL_SCALES[0]), np.log10(ILL_SCALES[1]), n_cols)
@@ -127,20 +142,85 @@ def make_problem(
         col_std = scales
     # Logit standard deviation about 2 (each feature contributes equally).
     w = 2.0 * rng.normal(size=n_cols) / (np.sqrt(n_cols) * col_std)
-    intercept = 0.3  # a slightly unbalanced problem: the intercept matters
+    model = _BlockModel(
+        coef=w.astype(dt),
+        intercept=0.3,  # a slightly unbalanced problem: the intercept matters
+        mixing=None if mixing is None else (mixing * scales).astype(dt),
+    )
     X = np.empty((n_rows, n_cols), dtype=dt)
     y = np.empty(n_rows, dtype=np.int64)
-    for start in range(0, n_rows, _GENERATE_BLOCK_ROWS):
-        stop = min(start + _GENERATE_BLOCK_ROWS, n_rows)
-        Z = rng.standard_normal((stop - start, n_cols))
-        if mixing is not None:
-            Z = (Z @ mixing) * scales
-        X[start:stop] = Z
-        logits = X[start:stop].astype(np.float64) @ w + intercept
-        y[start:stop] = rng.random(stop - start) < 1.0 / (1.0 + np.exp(-logits))
+    starts = range(0, n_rows, _GENERATE_BLOCK_ROWS)
+    streams = root.spawn(len(starts))
+
+    def fill(block: int) -> None:
+        rows = slice(starts[block], starts[block] + _GENERATE_BLOCK_ROWS)
+        model.fill(np.random.default_rng(streams[block]), X[rows], y[rows])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    workers = min(len(starts), _usable_cpus())
+    # One BLAS thread per block (X @ coef, the mixing): the blocks run in parallel.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fill, range(len(starts))))
     if y.min() == y.max():  # a degenerate tiny draw: make both classes present
         y[0], y[-1] = 0, 1
     return X, y
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class _BlockModel:
+    """The logistic model :func:`make_problem` draws blocks of rows from."""
+
+    coef: np.ndarray
+    intercept: float
+    #: Feature mixing with the scales folded in (ill-conditioned problems), or None.
+    mixing: np.ndarray | None
+
+    def fill(self, rng: np.random.Generator, X: np.ndarray, y: np.ndarray) -> None:
+        """Draw the rows of ``X`` (C-contiguous) and their labels ``y`` from ``rng``."""
+        if self.mixing is None and X.dtype == np.float32:
+            _standard_normal_f32(rng, X)
+        else:
+            Z = np.empty(X.shape, dtype=np.float32)
+            _standard_normal_f32(rng, Z)
+            if self.mixing is None:
+                X[...] = Z
+            else:
+                np.matmul(Z.astype(X.dtype, copy=False), self.mixing, out=X)
+        logits = (X @ self.coef).astype(np.float64) + self.intercept
+        y[...] = rng.random(len(y)) < 1.0 / (1.0 + np.exp(-logits))
+
+
+def _standard_normal_f32(rng: np.random.Generator, out: np.ndarray) -> None:
+    """Fill ``out`` (float32, C-contiguous) with standard normal values (Box-Muller).
+
+    Two uniform draws ``u``, ``v`` give the independent pair ``r cos(2 pi v)``,
+    ``r sin(2 pi v)`` with ``r = sqrt(-2 log(1 - u))``; the cosines fill the
+    first half of ``out``, the sines the second.
+    """
+    flat = out.reshape(-1)
+    half = (flat.size + 1) // 2
+    radius = rng.random(half, dtype=np.float32)
+    np.subtract(np.float32(1), radius, out=radius)  # (0, 1]: log is finite
+    np.log(radius, out=radius)
+    np.multiply(radius, np.float32(-2), out=radius)
+    np.sqrt(radius, out=radius)
+    angle = rng.random(half, dtype=np.float32)
+    np.multiply(angle, np.float32(2 * np.pi), out=angle)
+    first, second = flat[:half], flat[half:]
+    np.cos(angle, out=first)
+    np.multiply(first, radius, out=first)
+    rest = second.size
+    np.sin(angle[:rest], out=second)
+    np.multiply(second, radius[:rest], out=second)
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -287,7 +367,7 @@ def available_backends(requested: Sequence[str] | None = None) -> tuple[list[str
     wanted = list(requested) if requested else ["numpy", "numba", "cupy", "sklearn"]
     unknown = [b for b in wanted if b not in (*BACKENDS, "sklearn")]
     if unknown:
-        raise ValueError(
+        raise InputValueError(
             f"unknown backend {unknown[0]!r}; choose among numpy, numba, cupy, sklearn"
         )
     names: list[str] = []
@@ -717,7 +797,7 @@ def _gap_trace(run: dict[str, Any], f_star: float) -> list[tuple[float, float]]:
 def run(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchResult:
     """Run the benchmark described by ``cfg`` and return every record."""
     if cfg.rows < 2 or cfg.cols < 1 or cfg.repeat < 1:
-        raise ValueError("need --rows >= 2, --cols >= 1 and --repeat >= 1")
+        raise InputValueError("need --rows >= 2, --cols >= 1 and --repeat >= 1")
     backends, skipped = available_backends(cfg.backends)
     if not cfg.sklearn and "sklearn" in backends:
         backends.remove("sklearn")
@@ -871,7 +951,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="both",
         help="problem(s) for the time-to-optimum runs (default both)",
     )
-    parser.add_argument("--C", dest="C", type=float, default=1.0, help="inverse L2 strength")
+    parser.add_argument("-C", "--C", dest="C", type=float, default=1.0, help="inverse L2 strength")
     parser.add_argument(
         "--repeat", type=int, default=BenchConfig.repeat, help="timed calls per measurement"
     )
@@ -896,7 +976,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", metavar="FILE", help="write JSON lines to FILE")
     parser.add_argument("--plot", metavar="FILE.png", help="plot objective gap vs time")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -921,21 +1000,34 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """``gpulogreg bench``: run, print the table, write the JSON lines and the plot."""
+    """``gpulogreg bench``: run, print the table, write the JSON lines and the plot.
+
+    ``args`` also holds the command line's common options: ``quiet`` or
+    ``progress`` False silence the progress messages on stderr, ``json``
+    prints the records as one JSON object on stdout instead of the table.
+    """
     from gpulogreg._plot import require_matplotlib
 
     cfg = config_from_args(args)
     if args.plot:
         require_matplotlib("--plot")  # fail before the benchmark runs, not after
     if args.plot and not cfg.fit:
-        raise ValueError("--plot needs the fits (drop --no-fit)")
+        raise InputValueError("--plot needs the fits (drop --no-fit)")
 
     def log(message: str) -> None:
-        if not args.quiet:
+        if not args.quiet and args.progress is not False:
             print(f"gpulogreg bench: {message} ...", file=sys.stderr, flush=True)
 
     result = run(cfg, log=log)
-    print(format_table(result))
+    if args.json:
+        import json
+
+        from gpulogreg._jsonlines import jsonable
+
+        records = {"command": "bench", "records": jsonable(result.records)}
+        print(json.dumps(records, allow_nan=False))
+    else:
+        print(format_table(result))
     if args.json_out:
         write_json_lines(args.json_out, result)
     if args.plot:

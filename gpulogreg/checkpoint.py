@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg import _files
+from gpulogreg._errors import InputValueError
 from gpulogreg._version import __version__
 
 __all__ = ["CheckpointError", "CheckpointState", "load_checkpoint", "save_checkpoint"]
@@ -41,7 +42,7 @@ FORMAT_VERSION = 2
 _V1_METADATA_MEMBER = "__metadata__.npy"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputValueError):
     """A checkpoint file that cannot be used (corrupt, foreign, or for another problem)."""
 
 

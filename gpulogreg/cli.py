@@ -23,15 +23,18 @@ summary of a command writing data there to stderr; a reader that stops early
 (``| head``) ends the command quietly.
 
 Errors are one line on stderr, ``gpulogreg: error: ...``, with exit status 2
-for usage and input errors (bad options, missing files or columns,
-non-numeric or missing values, refused model files) and 1 for other failures;
-``--debug`` adds the traceback. Every output file (model, predictions, JSON,
-plot) is checked before any data is read (its directory exists and is
-writable, it is not a directory, a FIFO or a device, predictions have a known
-extension) and written atomically: a failed command leaves no partial file and
-an existing file untouched; a symbolic link is written through to its target.
-Warnings (e.g. a solver that hit ``--max-iter``) are one line each,
-``gpulogreg: warning: ...``.
+for usage and input errors (bad options, invalid estimator parameters,
+missing files or columns, non-numeric or missing values, refused model
+files: a :class:`gpulogreg.InputError`, or a missing file) and 1 for every
+other failure (a ``ValueError`` from inside the library, NumPy's
+``LinAlgError``, no usable GPU for ``--device gpu``: retrying elsewhere may
+help, changing the command does not); ``--debug`` adds the traceback.
+Every output file (model, predictions, JSON, plot) is checked before any
+data is read (its directory exists and is writable, it is not a directory, a
+FIFO or a device, predictions have a known extension) and written
+atomically: a failed command leaves no partial file and an existing file
+untouched; a symbolic link is written through to its target. Warnings (e.g.
+a solver that hit ``--max-iter``) are one line each, ``gpulogreg: warning: ...``.
 
 ``fit --log-json FILE`` (and ``demo``'s) writes the fit's progress as JSON lines
 while it runs (see :mod:`gpulogreg._jsonlines`); ``-`` is standard error.
@@ -52,6 +55,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from gpulogreg._errors import InputError
 from gpulogreg._jsonlines import JsonLinesLog
 from gpulogreg._jsonlines import jsonable as _jsonable
 from gpulogreg._version import __version__
@@ -62,16 +66,31 @@ __all__ = ["main"]
 PROG = "gpulogreg"
 #: ``fit --index-base`` -> the ``zero_based`` argument of the svmlight reader.
 _ZERO_BASED: dict[str, bool | str] = {"auto": "auto", "0": True, "1": False}
+#: What a data argument may name.
+_DATA_HELP = (
+    "a .csv or .tsv file (also .gz, .bz2), a .parquet file, a directory of Parquet files "
+    "(hive partitions key=value/ are columns) or a quoted glob such as 'data/*.parquet', "
+    ".npy, .npz or svmlight (.svm, .libsvm, .txt); '-' reads CSV (or --format svmlight) "
+    "from stdin"
+)
+#: Names ``--delimiter`` accepts for characters that are awkward to type.
+_DELIMITER_NAMES = {"\\t": "\t", "tab": "\t"}
 
 
 # --------------------------------------------------------------------------- errors
-class UsageError(Exception):
+class UsageError(InputError):
     """Bad command-line usage (exit status 2)."""
 
 
-def _input_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "your input is wrong": exit status 2."""
-    return (UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError)
+#: Exceptions that mean "your input is wrong": exit status 2. Everything else,
+#: ValueError and TypeError included (NumPy's LinAlgError is a ValueError),
+#: is a failure: exit status 1.
+_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -160,6 +179,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _delimiter(text: str) -> str:
+    """``--delimiter``: one character, or ``\\t`` or ``tab`` for a tab."""
+    value = _DELIMITER_NAMES.get(text, text)
+    if len(value) != 1 or value in '"\r\n':
+        raise argparse.ArgumentTypeError(
+            f"expected one character other than a quote or a newline (or 'tab'), got {text!r}"
+        )
+    return value
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any data is read or a model trained, an output the command cannot write.
 
@@ -226,6 +255,10 @@ def _chunk_rows(args: argparse.Namespace, n_features: int) -> int:
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
+    """Progress on stderr: never with --quiet, else as --progress / --no-progress say, else
+    when stderr is a terminal."""
+    if args.quiet:
+        return False
     if args.progress is not None:
         return bool(args.progress)
     # A JSON log on stderr and the bar would share its lines.
@@ -352,7 +385,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "target": args.target,
             "features": args.features,
             "id_column": args.id,
+            "weight_column": args.weight,
             "zero_based": _ZERO_BASED[args.index_base],
+            "delimiter": args.delimiter,
         },
     )
     read_s = time.perf_counter() - start  # streamed: the validating pass
@@ -362,11 +397,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
     _log_start(args, model, rows=data.n_rows, features=int(data.n_features))
     start = time.perf_counter()
-    model.fit(*data.fit_args())
+    X, y, sample_weight = data.fit_args()
+    model.fit(X, y, sample_weight=sample_weight)
     fit_s = time.perf_counter() - start
     extra = {
         "features": data.feature_names,
         "target": args.target,
+        "weight": args.weight,
         "data_format": fmt,
         "reading_options": data.reading_options,
         "trained_rows": data.n_rows,
@@ -438,13 +475,13 @@ def _inference_table(model: Any, data: Any, cov_type: str) -> tuple[str, list[di
 
     fitted = model._previous()
     fitted.feature_names = np.asarray(data.feature_names, dtype=object)
-    X, y = data.fit_args()
+    X, y, sample_weight = data.fit_args()  # the fit's frequency weights, as it had them
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         results = run_inference(
             X,
             y,
-            None,
+            sample_weight,
             spec=model._spec(),
             fitted=fitted,
             cov_type=cov_type,
@@ -513,7 +550,7 @@ def _feature_columns(
     if sorted(requested) != sorted(names):
         unseen = sorted(set(requested) - set(names))
         missing = sorted(set(names) - set(requested))
-        raise ValueError(
+        raise UsageError(
             f"--features {','.join(requested)} are not the model's features "
             f"({','.join(names)}): unseen {unseen or 'none'}, missing {missing or 'none'}"
         )
@@ -521,7 +558,13 @@ def _feature_columns(
 
 
 def _scored_batches(
-    args: argparse.Namespace, model: Any, meta: dict[str, Any], *, target: Any, id_column: Any
+    args: argparse.Namespace,
+    model: Any,
+    meta: dict[str, Any],
+    *,
+    target: Any,
+    id_column: Any,
+    weight_column: Any = None,
 ) -> Iterator[Any]:
     """The data scored by a loaded model, chunk by chunk (:func:`gpulogreg.io.iter_batches`).
 
@@ -540,11 +583,13 @@ def _scored_batches(
         target=target,
         features=features,
         id_column=id_column,
+        weight_column=weight_column,
+        delimiter=args.delimiter,
         chunk_rows=_chunk_rows(args, int(model.n_features_in_)),
         **options,
     ):
         if table.X.shape[1] != model.n_features_in_:
-            raise ValueError(
+            raise DataError(
                 f"{args.data}: {table.X.shape[1]} feature columns, but the model was fitted "
                 f"with {model.n_features_in_} (select them with --features)"
             )
@@ -625,7 +670,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def evaluate_predictions(
-    y: np.ndarray, proba: np.ndarray, classes: np.ndarray, predicted: np.ndarray
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    predicted: np.ndarray,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Log loss, accuracy, ROC AUC and confusion counts of a fitted model's outputs.
 
@@ -638,20 +687,25 @@ def evaluate_predictions(
     classes : ndarray of shape (n_classes,)
     predicted : ndarray of shape (n_samples,)
         ``predict`` output.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Weights of the rows: every metric is then weighted as scikit-learn's
+        ``sample_weight`` weights it (a row of weight 2 counts as two rows).
 
     Returns
     -------
     dict
-        ``log_loss`` (natural log, probabilities clipped to [eps, 1 - eps] as in
+        ``rows``, ``weight_sum`` (the rows when unweighted), ``log_loss``
+        (natural log, probabilities clipped to [eps, 1 - eps] as in
         ``sklearn.metrics.log_loss``), ``accuracy``, ``roc_auc`` (binary: of
-        the second class's probability; multiclass: one-vs-rest macro average;
-        None when a class is absent), ``confusion`` (rows: true, columns:
-        predicted, in ``classes`` order).
+        the second class's probability; multiclass: one-vs-rest macro
+        average; None when a class is absent), ``confusion`` (rows: true,
+        columns: predicted, in ``classes`` order; sums of weights when
+        weighted).
     """
     from gpulogreg._cli_stream import MetricsAccumulator
 
     metrics = MetricsAccumulator(classes)
-    metrics.add(y, proba, predicted)
+    metrics.add(y, proba, predicted, sample_weight)
     return metrics.result()
 
 
@@ -668,12 +722,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("evaluate needs --target COL (the model file does not record it)")
     accumulator = MetricsAccumulator(model.classes_)
     curves = _evaluation_curves(model.classes_) if args.plot is not None else None
-    for table in _scored_batches(args, model, meta, target=target, id_column=args.id):
+    batches = _scored_batches(
+        args, model, meta, target=target, id_column=args.id, weight_column=args.weight
+    )
+    for table in batches:
         if table.y is None:
             raise UsageError(f"{args.data}: no target found; give --target")
         proba, predicted = _predictions(model, table.X)
         assert proba is not None
-        y_index = accumulator.add(table.y, proba, predicted)
+        y_index = accumulator.add(table.y, proba, predicted, table.weights)
         if curves is not None:
             curves.add(y_index, proba)
     metrics = accumulator.result()
@@ -689,6 +746,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"accuracy  {metrics['accuracy']:.6f}")
     auc = metrics["roc_auc"]
     print(f"ROC AUC   {'n/a' if auc is None else format(auc, '.6f')}")
+    if args.weight is not None:
+        print(f"weighted  by {args.weight} (sum {metrics['weight_sum']:.6g})")
     labels = [str(c) for c in metrics["confusion"]["labels"]]
     width = max(8, *(len(s) + 2 for s in labels))
     print("confusion (rows: true, columns: predicted)")
@@ -861,9 +920,27 @@ def _add_data_options(p: argparse.ArgumentParser, *, target_required: bool) -> N
     )
     p.add_argument("--id", help="an id column: never used as a feature")
     p.add_argument(
+        "--weight",
+        metavar="COLUMN",
+        help="column of sample weights (CSV/Parquet: name; .npy: index; .npz: array name); "
+        "never used as a feature",
+    )
+    _add_reading_options(p)
+
+
+def _add_reading_options(p: argparse.ArgumentParser) -> None:
+    from gpulogreg.io import FORMATS
+
+    p.add_argument(
         "--format",
-        choices=("csv", "parquet", "npy", "npz", "svmlight"),
-        help="data format (default: from the extension)",
+        choices=FORMATS,
+        help="data format (default: from the extension; needed for names without one)",
+    )
+    p.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        help="CSV field separator, one character ('\\t' or 'tab' for a tab; default: a tab "
+        "for .tsv names, else a comma)",
     )
     p.add_argument(
         "--dtype",
@@ -903,16 +980,45 @@ def _add_memory_options(p: argparse.ArgumentParser, *, fit: bool) -> None:
     )
 
 
-def _add_progress(p: argparse.ArgumentParser) -> None:
+def _add_solver_options(p: argparse.ArgumentParser) -> None:
+    from gpulogreg.solvers import SOLVERS
+
+    p.add_argument(
+        "--solver",
+        choices=("auto", *SOLVERS),
+        default="auto",
+        help="auto: gd with an L1 term, else lbfgs (default auto)",
+    )
+    p.add_argument(
+        "-C",
+        "--C",
+        dest="C",
+        type=_positive_float,
+        default=1.0,
+        help="inverse L2 strength (default 1)",
+    )
+
+
+def _add_output_options(p: argparse.ArgumentParser, json_help: str) -> None:
+    """``--json``, ``--quiet`` and ``--progress`` / ``--no-progress``: the same on every command."""
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no messages on stderr except errors: no progress, no warnings",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--progress",
         dest="progress",
         action="store_true",
         default=None,
-        help="show a progress bar (default: when stderr is a terminal)",
+        help="show progress on stderr (default: when stderr is a terminal)",
     )
-    group.add_argument("--no-progress", dest="progress", action="store_false")
+    group.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="show no progress"
+    )
 
 
 def _add_log_json(p: argparse.ArgumentParser) -> None:
@@ -950,11 +1056,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # fit
     p = sub.add_parser("fit", help="train a model on a data file and save it")
-    p.add_argument(
-        "data",
-        help="training data: .csv, .parquet, .npy, .npz or svmlight; '-' reads CSV (or "
-        "--format svmlight) from stdin, whole",
-    )
+    p.add_argument("data", help=f"training data: {_DATA_HELP}")
     _add_data_options(p, target_required=False)
     _add_memory_options(p, fit=True)
     p.add_argument("--model", required=True, help="model file to write (written exactly there)")
@@ -965,8 +1067,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="svmlight: feature indices start at 0 or 1 (default auto: 1 unless an index 0 "
         "occurs); the choice is stored in the model and used to read the files it scores",
     )
-    p.add_argument("--solver", default="auto", help="auto, newton, lbfgs, gd, minibatch")
-    p.add_argument("--C", dest="C", type=_positive_float, default=1.0, help="inverse L2 strength")
+    _add_solver_options(p)
     p.add_argument("--penalty", choices=("l2", "l1", "elasticnet", "none"), default=None)
     p.add_argument("--l1-ratio", type=float, default=None, help="elastic-net mixing in [0, 1]")
     p.add_argument(
@@ -979,7 +1080,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "numba", "numpy", "cupy"), default="auto")
     p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (solver minibatch)")
     p.add_argument("--random-state", type=int, help="seed of the stochastic solvers")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_output_options(p, "print a JSON summary on stdout")
     p.add_argument(
         "--summary",
         action="store_true",
@@ -991,14 +1092,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("nonrobust", "HC0", "HC1"),
         help="covariance of the --summary table (default nonrobust)",
     )
-    _add_progress(p)
     _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit, outputs={"--model": None}, inputs=("data", "target"))
 
     # predict
     p = sub.add_parser("predict", help="write predictions for a data file")
-    p.add_argument("data", help="data to score; '-' reads CSV (or --format svmlight) from stdin")
+    p.add_argument("data", help=f"data to score: {_DATA_HELP}")
     p.add_argument("--model", required=True, help="model file")
     p.add_argument(
         "--output",
@@ -1017,10 +1117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--features", help="comma-separated feature columns (default: those of training)"
     )
-    p.add_argument("--format", choices=("csv", "parquet", "npy", "npz", "svmlight"))
-    p.add_argument("--dtype", choices=("float32", "float64"))
+    _add_reading_options(p)
     _add_memory_options(p, fit=False)
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_output_options(p, "print a JSON summary on stdout (stderr with --output -)")
     _add_common(p)
     p.set_defaults(
         func=cmd_predict,
@@ -1031,11 +1130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # evaluate
     p = sub.add_parser("evaluate", help="log loss, accuracy, ROC AUC, confusion counts")
-    p.add_argument("data", help="labelled data; '-' reads CSV (or --format svmlight) from stdin")
+    p.add_argument("data", help=f"labelled data: {_DATA_HELP}")
     p.add_argument("--model", required=True, help="model file")
     _add_data_options(p, target_required=False)
     _add_memory_options(p, fit=False)
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_output_options(p, "print the metrics as JSON on stdout")
     _add_plot(p)
     _add_common(p)
     p.set_defaults(
@@ -1047,12 +1146,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark the backends and solvers on generated data")
     add_bench_arguments(p)
+    _add_output_options(p, "print the records as JSON on stdout instead of the table")
     _add_common(p)
     p.set_defaults(func=cmd_bench, outputs={"--json-out": None, "--plot": None})
 
     # info
     p = sub.add_parser("info", help="versions, threads, BLAS, Numba, CuPy/CUDA and GPUs")
-    p.add_argument("--json", action="store_true")
+    _add_output_options(p, "print the facts as JSON on stdout")
     _add_common(p)
     p.set_defaults(func=cmd_info)
 
@@ -1063,13 +1163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-rows", type=int, default=200_000, help="held-out rows")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--conditioning", choices=("well", "ill"), default="well")
-    p.add_argument("--solver", default="auto")
-    p.add_argument("--C", dest="C", type=_positive_float, default=1.0)
+    _add_solver_options(p)
     p.add_argument("--tol", type=_positive_float, default=1e-6)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
-    _add_progress(p)
+    _add_output_options(p, "print the results as JSON on stdout")
     _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_demo)
@@ -1090,6 +1188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
+        if args.quiet:
+            warnings.simplefilter("ignore")
         try:
             _check_outputs(args)
             return int(args.func(args) or 0)
@@ -1104,7 +1204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2 if isinstance(exc, _input_error_types()) else 1
+            return 2 if isinstance(exc, _INPUT_ERRORS) else 1
 
 
 def _silence_stdout() -> None:

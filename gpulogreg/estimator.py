@@ -19,6 +19,7 @@ import numpy as np
 
 from gpulogreg import _model_file
 from gpulogreg._compat import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._fit import (
     FitOutcome,
     FitSpec,
@@ -251,39 +252,43 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def _validate_params(self) -> tuple[float, float]:
         """Check hyper-parameters; return the effective ``(C, l1_ratio)``."""
         if self.penalty not in _PENALTIES:
-            raise ValueError(f"penalty must be one of {_PENALTIES}, got {self.penalty!r}")
+            raise InputValueError(f"penalty must be one of {_PENALTIES}, got {self.penalty!r}")
         C = self.C
         if not isinstance(C, numbers.Real) or isinstance(C, bool) or not C > 0:
-            raise ValueError(f"C must be a positive number (numpy.inf for no penalty), got {C!r}")
+            raise InputValueError(
+                f"C must be a positive number (numpy.inf for no penalty), got {C!r}"
+            )
         l1_ratio = self.l1_ratio
         if not isinstance(l1_ratio, numbers.Real) or not 0.0 <= l1_ratio <= 1.0:
-            raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio!r}")
+            raise InputValueError(f"l1_ratio must be in [0, 1], got {l1_ratio!r}")
         if self.penalty is None:
             C, l1_ratio = math.inf, 0.0
         elif self.penalty == "l1":
             l1_ratio = 1.0
         elif self.penalty == "l2" and l1_ratio != 0.0:
-            raise ValueError("l1_ratio > 0 needs penalty='elasticnet' (or 'l1')")
+            raise InputValueError("l1_ratio > 0 needs penalty='elasticnet' (or 'l1')")
         if self.solver != "auto" and self.solver not in SOLVERS:
-            raise ValueError(
+            raise InputValueError(
                 f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {self.solver!r}"
             )
         if l1_ratio > 0 and self.solver != "auto" and not solver_entry(self.solver).handles_l1:
-            raise ValueError(f"solver={self.solver!r} supports only L2; use 'gd' for L1")
+            raise InputValueError(f"solver={self.solver!r} supports only L2; use 'gd' for L1")
         if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
-            raise ValueError(f"tol must be a positive number, got {self.tol!r}")
+            raise InputValueError(f"tol must be a positive number, got {self.tol!r}")
         if (
             not isinstance(self.max_iter, numbers.Integral)
             or isinstance(self.max_iter, bool)
             or self.max_iter < 1
         ):
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+            raise InputValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         if self.multi_class not in _MULTI_CLASS:
-            raise ValueError(f"multi_class must be one of {_MULTI_CLASS}, got {self.multi_class!r}")
+            raise InputValueError(
+                f"multi_class must be one of {_MULTI_CLASS}, got {self.multi_class!r}"
+            )
         if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+            raise InputValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
         if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be callable or None, got {self.callback!r}")
+            raise InputTypeError(f"callback must be callable or None, got {self.callback!r}")
         return float(C), float(l1_ratio)
 
     def _solver_name(self, l1_ratio: float) -> str:

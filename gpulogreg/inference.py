@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
+
 __all__ = ["COV_TYPES", "InferenceResult", "InferenceWarning"]
 
 #: The covariance types :meth:`LogisticRegression.inference` computes.
@@ -303,12 +305,12 @@ class InferenceResult:
 
         state = self.prediction
         if state is None:
-            raise ValueError(
+            raise InputValueError(
                 "prediction intervals are for binary models (and each class of a "
                 "one-vs-rest model); this result is multinomial"
             )
         if state.undefined:
-            raise ValueError(
+            raise InputValueError(
                 "the covariance has undefined parameters "
                 f"({', '.join(state.undefined)}): prediction standard errors are not available"
             )
@@ -343,5 +345,5 @@ def _normal_quantile(alpha: float) -> float:
     from scipy import special
 
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        raise InputValueError(f"alpha must be in (0, 1), got {alpha!r}")
     return float(special.ndtri(1.0 - alpha / 2.0))

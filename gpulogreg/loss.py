@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from gpulogreg._array import host_scalars
+from gpulogreg._errors import InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array, Backend
 
@@ -309,9 +310,9 @@ def loss_and_gradient(
     X, _ = check_X(X)
     classes, y_index = encode_labels(y)
     if y_index.shape[0] != X.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} rows but y has {y_index.shape[0]} labels")
+        raise InputValueError(f"X has {X.shape[0]} rows but y has {y_index.shape[0]} labels")
     if not set(classes.tolist()) <= {0, 1}:
-        raise ValueError(f"y must hold labels 0 and 1, got {classes.tolist()}")
+        raise InputValueError(f"y must hold labels 0 and 1, got {classes.tolist()}")
     y01 = classes[y_index].astype("int32")
     sw = check_sample_weight(sample_weight, X.shape[0])
     weight_sum = float(sw.sum())
@@ -319,7 +320,9 @@ def loss_and_gradient(
     xp = impl.xp
     coef_arr = xp.asarray(coef, dtype=xp.float64).ravel()
     if coef_arr.shape[0] != X.shape[1]:
-        raise ValueError(f"coef has {coef_arr.shape[0]} entries but X has {X.shape[1]} features")
+        raise InputValueError(
+            f"coef has {coef_arr.shape[0]} entries but X has {X.shape[1]} features"
+        )
     params = xp.concatenate([coef_arr, xp.asarray([float(intercept)], dtype=xp.float64)])
     objective = LogisticObjective(impl, C=C, weight_sum=weight_sum)
     loss, grad = objective.value_grad(params)

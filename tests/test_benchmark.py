@@ -29,6 +29,35 @@ def test_make_problem(conditioning, dtype):
     np.testing.assert_array_equal(y, y2)
 
 
+def test_make_problem_depends_on_the_seed_only(monkeypatch):
+    """Blocks on several threads, each from its own stream: the thread count changes nothing."""
+    from gpulogreg import benchmark
+
+    monkeypatch.setattr(benchmark, "_GENERATE_BLOCK_ROWS", 1000)
+    rows = 5 * 1000 + 333  # a short last block, with an odd number of values
+    X, y = make_problem(rows, 7, conditioning="ill", seed=4)
+    monkeypatch.setattr(benchmark, "_usable_cpus", lambda: 1)
+    X1, y1 = make_problem(rows, 7, conditioning="ill", seed=4)
+    np.testing.assert_array_equal(X, X1)
+    np.testing.assert_array_equal(y, y1)
+    X2, _ = make_problem(rows, 7, conditioning="ill", seed=5)
+    assert not np.array_equal(X, X2)
+
+
+def test_generated_features_are_standard_normal():
+    X, y = make_problem(200_000, 5, seed=1)
+    values = X.ravel().astype(np.float64)
+    assert abs(values.mean()) < 0.005
+    assert abs(values.std() - 1.0) < 0.005
+    # Tail frequencies of N(0, 1): P(|z| > 1) = 0.3173, P(|z| > 3) = 0.0027.
+    assert np.mean(np.abs(values) > 1.0) == pytest.approx(0.3173, abs=0.002)
+    assert np.mean(np.abs(values) > 3.0) == pytest.approx(0.0027, abs=0.0002)
+    # Independent columns, and labels from the logistic model (about 55% ones).
+    corr = np.corrcoef(X, rowvar=False)
+    assert np.abs(corr - np.eye(5)).max() < 0.01
+    assert 0.5 < y.mean() < 0.65
+
+
 def test_make_problem_rejects_bad_arguments():
     with pytest.raises(ValueError, match="conditioning"):
         make_problem(10, 2, conditioning="medium")

@@ -256,6 +256,88 @@ def test_help_and_version(capsys):
     assert gpulogreg.__version__ in out
 
 
+# ----------------------------------------------------------------- the same options everywhere
+#: Every subcommand with the arguments it needs to parse.
+_SUBCOMMANDS = {
+    "fit": ["fit", "d.csv", "--model", "m.glr"],
+    "predict": ["predict", "d.csv", "--model", "m.glr", "--output", "p.csv"],
+    "evaluate": ["evaluate", "d.csv", "--model", "m.glr"],
+    "demo": ["demo"],
+    "info": ["info"],
+    "bench": ["bench"],
+}
+
+
+@pytest.mark.parametrize("command", list(_SUBCOMMANDS))
+def test_every_command_takes_json_quiet_and_no_progress(command):
+    from gpulogreg.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(_SUBCOMMANDS[command])
+    assert (args.json, args.quiet, args.progress) == (False, False, None)
+    args = parser.parse_args([*_SUBCOMMANDS[command], "--json", "--quiet", "--no-progress"])
+    assert (args.json, args.quiet, args.progress) == (True, True, False)
+    args = parser.parse_args([*_SUBCOMMANDS[command], "-q", "--progress"])
+    assert (args.quiet, args.progress) == (True, True)
+
+
+def test_quiet_commands_write_nothing_on_stderr(capsys, tmp_path, fitted):
+    data, model = fitted
+    runs = {
+        "info": ["info"],
+        "demo": ["demo", "--rows", "2000", "--cols", "3", "--test-rows", "100", "--progress"],
+        "bench": ["bench", "--rows", "200", "--cols", "2", "--repeat", "1", "--no-fit"],
+        # A warning (the iteration cap) is silenced too.
+        "fit": ["fit", data, "--target", "label", "--id", "customer", "--model",
+                tmp_path / "q.glr", "--solver", "gd", "--max-iter", "1", "--progress"],
+        "predict": ["predict", "--model", model, data, "--output", tmp_path / "q.csv"],
+        "evaluate": ["evaluate", "--model", model, data, "--target", "label"],
+    }  # fmt: skip
+    for command, args in runs.items():
+        code, out, err = _run(capsys, [*args, "--quiet", "--json"])
+        assert code == 0, (command, err)
+        assert err == "", command
+        assert isinstance(json.loads(out), dict), command
+    code, out, _ = _run(capsys, runs["bench"])
+    assert "loss and gradient" in out  # without --json: the table
+    code, _, err = _run(capsys, [*runs["bench"], "--no-progress"])
+    assert err == ""
+
+
+def test_quiet_keeps_the_error(capsys, tmp_path):
+    code, _, err = _run(
+        capsys, ["fit", tmp_path / "absent.csv", "--target", "y", "--model", "m.glr", "-q"]
+    )
+    assert code == 2
+    _assert_one_line_error(err)
+
+
+def test_solver_choices_come_from_the_registry(capsys, tmp_path):
+    from gpulogreg.solvers import SOLVERS
+
+    for command in (["fit", tmp_path / "d.csv", "--model", tmp_path / "m.glr"], ["demo"]):
+        code, _, err = _run(capsys, [*command, "--solver", "sgd"])
+        assert code == 2
+        _assert_one_line_error(err)
+        assert "argument --solver: invalid choice: 'sgd'" in err
+        for name in ("auto", *SOLVERS):
+            assert name in err
+
+
+def test_C_is_an_alias_of_double_dash_C(capsys, tmp_path, fitted):
+    data, _ = fitted
+    for option in ("-C", "--C"):
+        model = tmp_path / f"c{option}.glr"
+        args = ["fit", data, "--target", "label", "--id", "customer", "--model", model]
+        code, _, err = _run(capsys, [*args, option, "0.25"])
+        assert code == 0, err
+        assert gpulogreg.load(model).C == 0.25
+    from gpulogreg.cli import build_parser
+
+    assert build_parser().parse_args(["demo", "-C", "3"]).C == 3.0
+    assert build_parser().parse_args(["bench", "-C", "3"]).C == 3.0
+
+
 # --------------------------------------------------------------------------- bad input
 def _assert_one_line_error(err: str) -> None:
     lines = err.strip().splitlines()
@@ -272,7 +354,7 @@ def _assert_one_line_error(err: str) -> None:
         ("non_numeric", "column 'city' is not numeric"),
         ("nan", "column 'f2'"),
         ("unknown_option", "unrecognized arguments: --frobnicate"),
-        ("bad_value", "argument --C"),
+        ("bad_value", "argument -C/--C"),
         ("one_class", "only 1 class"),
         ("no_target", "--target"),
     ],
@@ -376,6 +458,67 @@ def test_evaluate_unknown_label(capsys, tmp_path, problem, fitted):
     assert "'maybe'" in err
 
 
+@pytest.mark.parametrize("error", [np.linalg.LinAlgError, ValueError, TypeError])
+def test_an_internal_error_exits_1_in_one_line(capsys, monkeypatch, tmp_path, fitted, error):
+    """Only errors of the input exit 2: a ValueError from inside a solver is a failure."""
+    from gpulogreg.solvers import newton
+
+    def failing_solver(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # A fresh instance: a raised one keeps the fit's frames (and objects) alive.
+        raise error(f"internal {error.__name__}")
+
+    monkeypatch.setattr(newton, "solve_newton", failing_solver)
+    data, _ = fitted
+    model = tmp_path / "m.glr"
+    args = ["fit", data, "--target", "label", "--id", "customer", "--model", model]
+    code, _, err = _run(capsys, [*args, "--solver", "newton"])
+    assert code == 1, err
+    _assert_one_line_error(err)
+    assert f"internal {error.__name__}" in err
+    assert not model.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--penalty", "elasticnet", "--l1-ratio", "2"], "l1_ratio must be in [0, 1]"),
+        (["--penalty", "l1", "--solver", "lbfgs"], "supports only L2"),
+        (["--penalty", "l2", "--l1-ratio", "0.5"], "l1_ratio > 0 needs penalty='elasticnet'"),
+        (["--class-weight", "churn:1,gone:2"], "class_weight names class 'gone'"),
+        (["--summary", "--penalty", "l1", "--solver", "gd"], "--summary needs an L2 penalty"),
+        (["--solver", "minibatch", "--batch-size", "64", "--class-weight", "churn:x"], "number"),
+    ],
+)
+def test_invalid_estimator_parameters_exit_2(capsys, tmp_path, fitted, options, message):
+    data, _ = fitted
+    model = tmp_path / "m.glr"
+    args = ["fit", data, "--target", "label", "--id", "customer", "--model", model]
+    code, _, err = _run(capsys, [*args, *options])
+    assert code == 2, err
+    _assert_one_line_error(err)
+    assert message in err
+    assert not model.exists()
+
+
+def test_input_errors_are_one_family():
+    """Every refusal of the input is a gpulogreg.InputError, still a ValueError or TypeError."""
+    from gpulogreg._files import ContainerError
+    from gpulogreg._model_file import ModelFormatError
+    from gpulogreg.checkpoint import CheckpointError
+    from gpulogreg.cli import UsageError
+    from gpulogreg.io import DataError
+
+    for error in (DataError, ModelFormatError, ContainerError, CheckpointError):
+        assert issubclass(error, gpulogreg.InputError)
+        assert issubclass(error, ValueError)
+    assert issubclass(UsageError, gpulogreg.InputError)
+    with pytest.raises(gpulogreg.InputError):
+        LogisticRegression(C=-1.0).fit(np.ones((4, 1)), [0, 1, 0, 1])
+    with pytest.raises(gpulogreg.InputError):
+        LogisticRegression().fit(np.array([["a"], ["b"]]), [0, 1])
+    assert not issubclass(np.linalg.LinAlgError, gpulogreg.InputError)
+
+
 def test_debug_shows_the_traceback(capsys, tmp_path):
     code, _, err = _run(
         capsys,
@@ -449,6 +592,152 @@ def test_console_entry_point_in_a_subprocess(tmp_path):
     assert proc.returncode == 2
     _assert_one_line_error(proc.stderr)
     assert not (tmp_path / "out.csv").exists()
+
+
+# --------------------------------------------------------------------------- data as stored
+def _fit_json(capsys, data, *options) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    code, out, err = _run(capsys, ["fit", data, "--json", *options])
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_fit_reads_a_hive_partitioned_directory_and_a_glob_as_the_single_file(
+    capsys, tmp_path, problem
+):
+    columns = _columns(problem)
+    order = np.argsort(problem["y"], kind="stable")  # partitions by label keep this order
+    columns = {k: np.asarray(v)[order] for k, v in columns.items()}
+    single = _write_table(tmp_path / "single.parquet", columns)
+    for label in ("churn", "stay"):
+        keep = columns["label"] == label
+        part = tmp_path / "hive" / f"label={label}"
+        part.mkdir(parents=True)
+        rows = {k: v[keep] for k, v in columns.items() if k != "label"}
+        for i, half in enumerate(np.array_split(np.arange(keep.sum()), 2)):
+            pq.write_table(pa.table({k: v[half] for k, v in rows.items()}), part / f"{i}.parquet")
+    models = {}
+    for name, data in (
+        ("single", single),
+        ("hive", tmp_path / "hive"),
+        ("glob", tmp_path / "hive" / "label=*" / "*.parquet"),
+    ):
+        models[name] = tmp_path / f"{name}.glr"
+        summary = _fit_json(
+            capsys, data, "--target", "label", "--id", "customer", "--model", models[name]
+        )
+        assert summary["rows"] == 600
+        assert summary["features"] == 4
+    reference = gpulogreg.load(models["single"])
+    for name in ("hive", "glob"):
+        model = gpulogreg.load(models[name])
+        np.testing.assert_array_equal(model.coef_, reference.coef_)
+        np.testing.assert_array_equal(model.classes_, reference.classes_)
+    code, out, err = _run(
+        capsys,
+        ["evaluate", "--model", models["hive"], tmp_path / "hive", "--target", "label", "--json"],
+    )
+    assert code == 0, err
+    assert json.loads(out)["rows"] == 600
+
+
+def test_fit_with_a_delimiter_a_tsv_gz_and_an_explicit_format(capsys, tmp_path, problem):
+    table = pa.table(_columns(problem))
+    reference_path = _write_table(tmp_path / "d.csv", _columns(problem))
+    semicolon = tmp_path / "d.txt"  # .txt would read as svmlight: --format says otherwise
+    pcsv.write_csv(table, semicolon, write_options=pcsv.WriteOptions(delimiter=";"))
+    tsv_gz = tmp_path / "d.tsv.gz"
+    with pa.CompressedOutputStream(str(tsv_gz), "gzip") as stream:
+        pcsv.write_csv(table, stream, write_options=pcsv.WriteOptions(delimiter="\t"))
+    common = ["--target", "label", "--id", "customer"]
+    _fit_json(capsys, reference_path, *common, "--model", tmp_path / "ref.glr")
+    _fit_json(
+        capsys, semicolon, *common, "--format", "csv", "--delimiter", ";",
+        "--model", tmp_path / "semi.glr",
+    )  # fmt: skip
+    _fit_json(capsys, tsv_gz, *common, "--model", tmp_path / "tsv.glr")
+    reference = gpulogreg.load(tmp_path / "ref.glr")
+    for name in ("semi", "tsv"):
+        model = gpulogreg.load(tmp_path / f"{name}.glr")
+        np.testing.assert_array_equal(model.coef_, reference.coef_)
+    code, _, err = _run(
+        capsys,
+        ["predict", "--model", tmp_path / "ref.glr", semicolon, "--format", "csv",
+         "--delimiter", ";", "--id", "customer", "--output", tmp_path / "p.csv"],
+    )  # fmt: skip
+    assert code == 0, err
+    assert pcsv.read_csv(tmp_path / "p.csv").num_rows == 600
+    code, _, err = _run(
+        capsys, ["fit", semicolon, *common, "--delimiter", "ab", "--model", tmp_path / "x.glr"]
+    )
+    assert code == 2
+    assert "argument --delimiter" in err
+
+
+def test_weight_changes_the_fit_as_sample_weight_does(capsys, tmp_path, problem):
+    weights = np.random.default_rng(5).uniform(0.1, 3.0, size=600)
+    data = _write_table(tmp_path / "w.parquet", {**_columns(problem), "w": weights})
+    common = ["--target", "label", "--id", "customer", "--tol", "1e-10"]
+    _fit_json(capsys, data, *common, "--weight", "w", "--model", tmp_path / "w.glr")
+    weighted = gpulogreg.load(tmp_path / "w.glr")
+    expected = LogisticRegression(tol=1e-10).fit(problem["X"], problem["y"], sample_weight=weights)
+    np.testing.assert_allclose(weighted.coef_, expected.coef_, rtol=1e-10, atol=1e-12)
+    unweighted = LogisticRegression(tol=1e-10).fit(problem["X"], problem["y"])
+    assert np.abs(weighted.coef_ - unweighted.coef_).max() > 1e-3
+    code, out, err = _run(
+        capsys,
+        ["evaluate", "--model", tmp_path / "w.glr", data, "--target", "label", "--weight", "w",
+         "--json"],
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["weight_sum"] == pytest.approx(weights.sum())
+    proba = weighted.predict_proba(problem["X"])
+    reference = evaluate_predictions(
+        problem["y"], proba, weighted.classes_, weighted.predict(problem["X"]), weights
+    )
+    assert metrics["log_loss"] == pytest.approx(reference["log_loss"], rel=1e-12)
+
+
+def test_weighted_metrics_agree_with_scikit_learn():
+    metrics_mod = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    classes = np.array([0, 1, 2])
+    y = rng.choice(classes, size=300)
+    proba = rng.dirichlet(np.ones(3), size=300)
+    proba[:40] = proba[0]  # ties
+    predicted = classes[proba.argmax(axis=1)]
+    w = rng.uniform(0.0, 2.0, size=300)
+    ours = evaluate_predictions(y, proba, classes, predicted, w)
+    assert ours["log_loss"] == pytest.approx(
+        metrics_mod.log_loss(y, proba, labels=classes, sample_weight=w)
+    )
+    assert ours["accuracy"] == pytest.approx(
+        metrics_mod.accuracy_score(y, predicted, sample_weight=w)
+    )
+    assert ours["roc_auc"] == pytest.approx(
+        metrics_mod.roc_auc_score(y, proba, multi_class="ovr", labels=classes, sample_weight=w)
+    )
+    np.testing.assert_allclose(
+        ours["confusion"]["matrix"],
+        metrics_mod.confusion_matrix(y, predicted, labels=classes, sample_weight=w),
+    )
+    yb = (y == 1).astype(int)
+    pb = np.column_stack([1 - proba[:, 1], proba[:, 1]])
+    binary = evaluate_predictions(yb, pb, np.array([0, 1]), (pb[:, 1] > 0.5).astype(int), w)
+    assert binary["roc_auc"] == pytest.approx(
+        metrics_mod.roc_auc_score(yb, pb[:, 1], sample_weight=w)
+    )
+    # Integer weights are repeated rows.
+    counts = rng.integers(0, 3, size=300)
+    repeated = evaluate_predictions(
+        np.repeat(yb, counts), np.repeat(pb, counts, axis=0), np.array([0, 1]),
+        np.repeat((pb[:, 1] > 0.5).astype(int), counts),
+    )  # fmt: skip
+    weighted = evaluate_predictions(
+        yb, pb, np.array([0, 1]), (pb[:, 1] > 0.5).astype(int), counts.astype(float)
+    )
+    for key in ("log_loss", "accuracy", "roc_auc"):
+        assert weighted[key] == pytest.approx(repeated[key], rel=1e-12)
 
 
 # --------------------------------------------------------------------------- columns by name

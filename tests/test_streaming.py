@@ -579,3 +579,99 @@ def test_fit_and_evaluate_read_stdin(capsys, monkeypatch, tmp_path, fitted) -> N
     )
     assert code == 0, err
     assert {**json.loads(from_pipe), "data": None} == {**json.loads(from_file), "data": None}
+
+
+# --------------------------------------------------------------- weights, datasets, delimiters
+def test_streamed_fit_of_a_weighted_parquet_dataset(capsys, tmp_path, problem) -> None:  # type: ignore[no-untyped-def]
+    columns = _columns(problem)
+    columns["w"] = np.random.default_rng(4).uniform(0.5, 2.0, N_ROWS)
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    for part, start in enumerate(range(0, N_ROWS, 1000)):
+        rows = {k: np.asarray(v)[start : start + 1000] for k, v in columns.items()}
+        pq.write_table(pa.table(rows), folder / f"part-{part}.parquet")
+    estimate = estimate_size(folder, exclude=["label", "row", "w"])
+    assert estimate is not None
+    assert (estimate.rows, estimate.features, estimate.exact) == (N_ROWS, 5, True)
+    args = ["fit", folder, "--target", "label", "--id", "row", "--weight", "w"]
+    args += ["--solver", "newton", "--tol", "1e-10", "--penalty", "none", "--summary", "--json"]
+    tables = []
+    for name, extra in (("whole", []), ("streamed", ["--chunk-rows", "700"])):
+        code, out, err = _run(capsys, [*args, "--model", tmp_path / name, *extra])
+        assert code == 0, err
+        tables.append(json.loads(out)["coefficients"])
+    a, meta_a = load_with_metadata(tmp_path / "whole")
+    b, meta_b = load_with_metadata(tmp_path / "streamed")
+    assert _rel(_params(b), _params(a)) < RTOL
+    assert meta_b["extra"] == meta_a["extra"]
+    assert meta_b["extra"]["weight"] == "w"
+    reference = gpulogreg.LogisticRegression(penalty=None, solver="newton", tol=1e-10)
+    reference.fit(problem["X"], problem["y"], sample_weight=columns["w"])
+    assert _rel(_params(b), _params(reference)) < 1e-8
+    # The coefficient table is the weighted fit's, streamed or not.
+    expected = reference.inference(problem["X"], problem["y"], sample_weight=columns["w"])
+    for table in tables:
+        np.testing.assert_allclose([r["std_err"] for r in table], expected.bse, rtol=1e-6)
+
+
+def test_streamed_weighted_evaluate_equals_the_whole_arrays(
+    capsys, tmp_path, problem, fitted
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, model_path = fitted
+    weights = np.random.default_rng(6).uniform(0.0, 3.0, N_ROWS)
+    data = _write(tmp_path / "weighted.parquet", {**_columns(problem), "w": weights})
+    argv = [
+        "evaluate",
+        "--model",
+        model_path,
+        data,
+        "--weight",
+        "w",
+        "--json",
+        "--chunk-rows",
+        "450",
+    ]
+    code, out, err = _run(capsys, argv)
+    assert code == 0, err
+    streamed = json.loads(out)
+    model = gpulogreg.load(model_path)
+    X = problem["X"]
+    whole = evaluate_predictions(
+        problem["y"], model.predict_proba(X), model.classes_, model.predict(X), weights
+    )
+    assert streamed["weight_sum"] == pytest.approx(whole["weight_sum"], rel=1e-12)
+    for key in ("log_loss", "accuracy", "roc_auc"):
+        assert streamed[key] == pytest.approx(whole[key], rel=1e-12), key
+    np.testing.assert_allclose(streamed["confusion"]["matrix"], whole["confusion"]["matrix"])
+
+
+def test_weighted_roc_auc_is_scikit_learns() -> None:
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(8)
+    score = np.round(rng.random(3000), 2)  # many ties
+    positive = rng.random(3000) < score
+    weight = rng.uniform(0, 2, 3000)
+    expected = sklearn_metrics.roc_auc_score(positive, score, sample_weight=weight)
+    assert _cli_stream._roc_auc(positive, score, weight) == pytest.approx(expected, rel=1e-12)
+    assert _cli_stream._roc_auc(positive, score) == pytest.approx(
+        sklearn_metrics.roc_auc_score(positive, score), rel=1e-12
+    )
+
+
+def test_predict_reads_stdin_with_a_delimiter(
+    capsys, monkeypatch, tmp_path, problem, fitted
+) -> None:  # type: ignore[no-untyped-def]
+    _, parquet_path, model_path = fitted
+    table = pa.table(_columns(problem))
+    sink = pa.BufferOutputStream()
+    pcsv.write_csv(table, sink, write_options=pcsv.WriteOptions(delimiter=";"))
+    _stdin(monkeypatch, sink.getvalue().to_pybytes())
+    out_path = tmp_path / "p.csv"
+    argv = ["predict", "--model", model_path, "-", "--delimiter", ";", "--output", out_path]
+    code, _, err = _run(capsys, [*argv, "--chunk-rows", "1000"])
+    assert code == 0, err
+    code, _, err = _run(
+        capsys, ["predict", "--model", model_path, parquet_path, "--output", tmp_path / "q.csv"]
+    )
+    assert code == 0, err
+    assert _read_output(out_path).equals(_read_output(tmp_path / "q.csv"))

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from gpulogreg._array import array_module_name, device_of
+from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array, Backend
 from gpulogreg.backends.errors import GPUMemoryError, GPUUnavailableError
 
@@ -85,9 +86,11 @@ def resolve_backend(X: Array, backend: str = "auto", device: str = "auto") -> tu
     device : {"cpu", "gpu"}
     """
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        raise InputValueError(f"device must be one of {DEVICES}, got {device!r}")
     if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}")
+        raise InputValueError(
+            f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}"
+        )
     if backend == "dask" or array_module_name(X) == "dask":
         return _resolve_dask(X, backend, device)
     on_gpu = array_module_name(X) == "cupy"
@@ -106,9 +109,11 @@ def resolve_backend(X: Array, backend: str = "auto", device: str = "auto") -> tu
     if backend == "auto":
         backend = "cupy" if target == "gpu" else "numba"
     elif backend == "cupy" and target != "gpu":
-        raise ValueError("backend='cupy' cannot run with device='cpu'")
+        raise InputValueError("backend='cupy' cannot run with device='cpu'")
     elif backend != "cupy" and target == "gpu" and backend != "numpy":
-        raise ValueError(f"backend={backend!r} runs on the CPU; use device='cpu' or backend='cupy'")
+        raise InputValueError(
+            f"backend={backend!r} runs on the CPU; use device='cpu' or backend='cupy'"
+        )
     return backend, target
 
 
@@ -120,9 +125,9 @@ def _resolve_dask(X: Array, backend: str, device: str) -> tuple[str, str]:
     ``"auto"`` keeps them where they are.
     """
     if array_module_name(X) != "dask":
-        raise ValueError("backend='dask' needs a Dask array X")
+        raise InputValueError("backend='dask' needs a Dask array X")
     if backend not in ("auto", "dask"):
-        raise ValueError(
+        raise InputValueError(
             "Dask arrays train with backend='dask' (each block runs the numba or cupy "
             f"backend of its chunk type), got backend={backend!r}"
         )

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg._array import array_module_name, array_namespace, to_host
+from gpulogreg._errors import InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array
 from gpulogreg.backends.sum_of_parts import SumOfParts
@@ -268,7 +269,7 @@ def _block_decision(
         bad = _first_nonfinite(X)  # else z overflowed on finite data: not an input error
         if bad is not None:
             offset = 0 if block_info is None else int(block_info[0]["array-location"][0][0])
-            raise ValueError(_nonfinite_message(name, bad[0] + offset, *bad[1:]))
+            raise InputValueError(_nonfinite_message(name, bad[0] + offset, *bad[1:]))
     return z[:, 0] if coef.shape[0] == 1 else z
 
 

@@ -130,7 +130,7 @@ class NumpyBackend(HasLayout):
 
     def _chunk_linear(self, params: Array, Xc: Array, *, exact: bool) -> Array:
         """:meth:`_linear` of a row chunk; ``exact``: from the chunk widened to float64."""
-        return self._linear(params, Xc.astype(self.xp.float64) if exact else Xc)
+        return self._linear(params, Xc.astype(self.xp.float64, copy=False) if exact else Xc)
 
     def _transpose_product(self, R: Array) -> tuple[Array, Array]:
         """``(R^T X, sum_i R_i)`` for residuals ``R`` of shape (m,) or (m, K)."""

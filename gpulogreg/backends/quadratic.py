@@ -80,6 +80,7 @@ import numpy as np
 from numba import njit, prange
 
 from gpulogreg._array import array_module_name, array_namespace, device_of
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._numba_read import _PARALLEL, _SERIAL, CHUNK_ROWS, _n_chunks_jit
 from gpulogreg._typing import Array
 from gpulogreg.data.validation import _first_nonfinite, _nonfinite_message
@@ -291,16 +292,16 @@ def _check_rows(X: Any, name: str) -> int:
     shape = getattr(X, "shape", None)
     dtype = getattr(X, "dtype", None)
     if shape is None or dtype is None:
-        raise TypeError(f"{name} must be an array, got {type(X).__name__}")
+        raise InputTypeError(f"{name} must be an array, got {type(X).__name__}")
     if len(shape) != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {shape}")
+        raise InputValueError(f"{name} must be 2-D (n_samples, n_features), got shape {shape}")
     if dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must be float32 or float64 (see check_X), got {dtype}")
+        raise InputTypeError(f"{name} must be float32 or float64 (see check_X), got {dtype}")
     if array_module_name(X) == "dask":
         if len(X.chunks[1]) != 1:
-            raise ValueError(f"{name} must have one column chunk (see check_X with lazy=True)")
+            raise InputValueError(f"{name} must have one column chunk (see check_X with lazy=True)")
     elif not X.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (see check_X)")
+        raise InputValueError(f"{name} must be C-contiguous (see check_X)")
     return int(shape[1])
 
 
@@ -311,14 +312,14 @@ def _checked_sigma(Sigma: Any, n_features: int, fit_intercept: bool) -> np.ndarr
         Sigma = Sigma.get()
     S = np.asarray(Sigma)
     if S.dtype.kind not in "biuf":
-        raise TypeError(f"Sigma must be a real numeric matrix, got dtype {S.dtype}")
+        raise InputTypeError(f"Sigma must be a real numeric matrix, got dtype {S.dtype}")
     if S.shape != (d, d):
         parts = f"{n_features} features" + (" + intercept" if fit_intercept else "")
-        raise ValueError(f"Sigma has shape {S.shape}; expected ({d}, {d}) for {parts}")
+        raise InputValueError(f"Sigma has shape {S.shape}; expected ({d}, {d}) for {parts}")
     S = S.astype(np.float64)
     if not np.isfinite(S).all():
         row, col = (int(i) for i in np.argwhere(~np.isfinite(S))[0])
-        raise ValueError(f"Sigma contains {S[row, col]} at row {row}, column {col}")
+        raise InputValueError(f"Sigma contains {S[row, col]} at row {row}, column {col}")
     return (S + S.T) * 0.5
 
 
@@ -364,7 +365,7 @@ def _forms_of_block(
         bad = _first_nonfinite(X)  # else q overflowed on finite data: not an input error
         if bad is not None:
             offset = 0 if block_info is None else int(block_info[0]["array-location"][0][0])
-            raise ValueError(_nonfinite_message(name, bad[0] + offset, *bad[1:]))
+            raise InputValueError(_nonfinite_message(name, bad[0] + offset, *bad[1:]))
     return q
 
 

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from gpulogreg._array import array_namespace, host_float64
+from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array
 from gpulogreg.data.chunks import PreparedChunks
 from gpulogreg.data.pipeline import HostStager, SlotPipeline
@@ -82,7 +83,7 @@ def split_validation(
     y = np.asarray(y)
     n = y.shape[0]
     if n < 2:
-        raise ValueError("early_stopping needs at least 2 samples")
+        raise InputValueError("early_stopping needs at least 2 samples")
     val_parts = []
     for k in np.unique(y):
         idx = np.flatnonzero(y == k)
@@ -222,7 +223,7 @@ class DatasetBatches:
         self._val: Batch | None = None
         if validation_fraction:
             if info.n_chunks < 2:
-                raise ValueError(
+                raise InputValueError(
                     "early_stopping on a Dataset holds out whole chunks, but this dataset has "
                     "a single chunk; build it with a smaller chunk_rows"
                 )

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
 from gpulogreg.data.dataset import Chunk, Dataset, DatasetInfo
 from gpulogreg.data.validation import class_weights, shown
 
@@ -80,7 +81,7 @@ class PreparedChunks:
         )
         self.weight_sum = float(multipliers @ info.class_weight_sums)
         if not self.weight_sum > 0:
-            raise ValueError("the sample and class weights sum to zero")
+            raise InputValueError("the sample and class weights sum to zero")
         #: Per-class factor of the normalised weights, ``c_k / W``.
         self._class_scale = np.asarray(multipliers / self.weight_sum, dtype=np.float64)
         self._uniform_class_weight = bool(np.all(self._class_scale == self._class_scale[0]))
@@ -133,7 +134,7 @@ def _recount(info: DatasetInfo, classes: np.ndarray) -> DatasetInfo:
     pos = np.clip(np.searchsorted(classes, info.classes), 0, len(classes) - 1)
     unknown = classes[pos] != info.classes
     if unknown.any():
-        raise ValueError(
+        raise InputValueError(
             f"the data holds label {shown(info.classes[unknown][0])}, not in classes "
             f"{shown(classes)}"
         )

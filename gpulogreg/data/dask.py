@@ -21,6 +21,7 @@ import numpy as np
 
 from gpulogreg._array import array_module_name
 from gpulogreg._compat import DataConversionWarning
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._typing import Array
 from gpulogreg.data.validation import (
     FitData,
@@ -65,15 +66,15 @@ def _as_row_blocks(a: Any, row_chunks: tuple[int, ...], name: str) -> Any:
         )
         a = a[:, 0]
     if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        raise InputValueError(f"{name} must be 1-D, got shape {a.shape}")
     if a.shape[0] != n_samples:
-        raise ValueError(
+        raise InputValueError(
             f"X has {n_samples} rows but y has {a.shape[0]} labels"
             if name == "y"
             else f"sample_weight has {a.shape[0]} entries but X has {n_samples} rows"
         )
     if name == "sample_weight" and a.dtype.kind not in "biuf":
-        raise TypeError("sample_weight must be numeric")
+        raise InputTypeError("sample_weight must be numeric")
     if not on_dask:
         return da.from_array(a, chunks=(row_chunks,))
     return a if a.chunks[0] == row_chunks else a.rechunk((row_chunks,))
@@ -172,7 +173,7 @@ def prepare_dask(
     for kind in range(3):  # X first, then y, then the weights (as for in-memory data)
         for part in parts:
             if part[kind] is not None:
-                raise ValueError(part[kind])
+                raise InputValueError(part[kind])
     found = np.unique(np.concatenate([part[3] for part in parts]))
     if classes is None:
         classes = found
@@ -180,7 +181,7 @@ def prepare_dask(
         pos = np.clip(np.searchsorted(classes, found), 0, len(classes) - 1)
         unknown = classes[pos] != found
         if unknown.any():
-            raise ValueError(
+            raise InputValueError(
                 f"y contains label {shown(found[unknown][0])} not in classes {shown(classes)}"
             )
     _check_n_classes(len(found), found[0], min_classes)
@@ -188,12 +189,12 @@ def prepare_dask(
     for part in parts:  # block order: the same sums every run
         sums[np.searchsorted(classes, part[3])] += part[4]
     if s is not None and sums.sum() <= 0:
-        raise ValueError("sample_weight sums to zero")
+        raise InputValueError("sample_weight sums to zero")
     k = len(classes)
     multipliers = class_weights(class_weight, classes, np.arange(k, dtype=np.int32), sums)
     weight_sum = float(multipliers @ sums)
     if weight_sum <= 0:
-        raise ValueError("the sample and class weights sum to zero")
+        raise InputValueError("the sample and class weights sum to zero")
     index_meta = np.empty(0, dtype=np.int32)
     y_index = y.map_blocks(_encode_block, classes, dtype=np.int32, meta=index_meta)
     weights = da.map_blocks(

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg.data import sources
 from gpulogreg.data.sources import DEFAULT_CHUNK_BYTES, ChunkFactory, _float_dtype
 from gpulogreg.data.validation import _host_values, check_sample_weight, check_X, encode_labels
@@ -133,7 +134,7 @@ class Dataset:
         stamp: Callable[[], tuple[Any, ...]] | None = None,
     ) -> None:
         if not callable(source):
-            raise TypeError("source must be a function returning an iterable of chunks")
+            raise InputTypeError("source must be a function returning an iterable of chunks")
         self._source = source
         self._n_features = n_features
         self._dtype = None if dtype is None else _float_dtype(dtype)
@@ -229,16 +230,18 @@ class Dataset:
         dtype: Any = None,
         classes: Any = None,
     ) -> Dataset:
-        """A Parquet file read by record batches (pyarrow), only the needed columns.
+        """Parquet data read by record batches (pyarrow), only the needed columns.
 
         Parameters
         ----------
-        path : path to a Parquet file
+        path : path
+            A Parquet file, a directory of them (hive-partitioned or not) or a
+            glob pattern (see :func:`gpulogreg.io.data_files`).
         target : str
-            Label column.
+            Label column (a hive partition key too).
         features : "a,b,c" or sequence of str, optional
             Feature columns in this order; default every column except the
-            target and the weight.
+            target, the weight and the partition keys.
         weight : str, optional
             Column of sample weights.
         chunk_rows : int, optional
@@ -267,10 +270,13 @@ class Dataset:
         chunk_rows: int | None = None,
         dtype: Any = None,
         classes: Any = None,
+        delimiter: str | None = None,
     ) -> Dataset:
         """A CSV file read in chunks by pyarrow's streaming reader.
 
-        Parameters as :meth:`from_parquet`; feature columns are parsed as floats.
+        Parameters as :meth:`from_parquet` (``path``: one file, also ``.gz`` or
+        ``.bz2``); feature columns are parsed as floats. ``delimiter`` is the
+        field separator, default a tab for ``.tsv`` names and a comma otherwise.
         """
         return cls._from_table_file(
             path,
@@ -281,6 +287,7 @@ class Dataset:
             chunk_rows=chunk_rows,
             dtype=dtype,
             classes=classes,
+            delimiter=delimiter,
         )
 
     @classmethod
@@ -295,6 +302,7 @@ class Dataset:
         chunk_rows: int | None,
         dtype: Any,
         classes: Any,
+        delimiter: str | None = None,
     ) -> Dataset:
         source = sources.table_file(
             path,
@@ -304,6 +312,7 @@ class Dataset:
             weight=weight,
             chunk_rows=chunk_rows,
             dtype=dtype,
+            delimiter=delimiter,
         )
         return cls._from_source(source, classes)
 
@@ -350,7 +359,7 @@ class Dataset:
         if self._n_features is None:
             first = next(iter(self.iter_chunks()), None)
             if first is None:
-                raise ValueError(f"{self.description}: the dataset has no rows")
+                raise InputValueError(f"{self.description}: the dataset has no rows")
         assert self._n_features is not None
         return self._n_features
 
@@ -375,7 +384,7 @@ class Dataset:
             return
         reader = self._reader
         if reader is None:
-            raise ValueError(f"{self.description}: chunks can be read only in order")
+            raise InputValueError(f"{self.description}: chunks can be read only in order")
         for index in order:
             yield int(index), int(index) * self._reader_rows, reader(int(index))
 
@@ -401,7 +410,7 @@ class Dataset:
             if first_row is not None:
                 start = first_row
             if not isinstance(item, tuple) or len(item) not in (2, 3):
-                raise TypeError(
+                raise InputTypeError(
                     f"{self.description}: chunk {index} must be a tuple (X, y) or "
                     f"(X, y, sample_weight), got {type(item).__name__}"
                 )
@@ -416,11 +425,11 @@ class Dataset:
             elif not X.flags.c_contiguous:
                 X = np.ascontiguousarray(X)
             if X.ndim != 2:
-                raise ValueError(f"{self.description}: chunk {index}: X must be 2-D")
+                raise InputValueError(f"{self.description}: chunk {index}: X must be 2-D")
             if self._n_features is None:
                 self._n_features = int(X.shape[1])
             elif X.shape[1] != self._n_features:
-                raise ValueError(
+                raise InputValueError(
                     f"{self.description}: chunk {index} has {X.shape[1]} features, "
                     f"expected {self._n_features}"
                 )
@@ -428,7 +437,7 @@ class Dataset:
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y.ravel()
             if y.ndim != 1 or y.shape[0] != X.shape[0]:
-                raise ValueError(
+                raise InputValueError(
                     f"{self.description}: chunk {index} has {X.shape[0]} rows of X but y of "
                     f"shape {y.shape}"
                 )
@@ -468,10 +477,10 @@ class Dataset:
             tally.add(chunk.y, chunk.sample_weight)
         n_samples = sum(rows)
         if n_samples == 0 or seen_dtype is None:
-            raise ValueError(f"{self.description}: the dataset has no rows")
+            raise InputValueError(f"{self.description}: the dataset has no rows")
         classes, counts, wsums = tally.totals()
         if wsums.sum() <= 0:
-            raise ValueError(f"{self.description}: the sample weights sum to zero")
+            raise InputValueError(f"{self.description}: the sample weights sum to zero")
         info = DatasetInfo(
             n_samples=n_samples,
             n_features=self.n_features,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg.data.validation import _host_values, check_sample_weight, check_X
 
 __all__ = [
@@ -72,7 +73,7 @@ def _float_dtype(dtype: Any, source: np.dtype[Any] | None = None) -> np.dtype[An
         return np.dtype(np.float64)
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        raise InputValueError(f"dtype must be float32 or float64, got {dt}")
     return dt
 
 
@@ -82,7 +83,7 @@ def _check_chunk_rows(chunk_rows: int | None) -> None:
         or isinstance(chunk_rows, bool)
         or chunk_rows < 1
     ):
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        raise InputValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
 
 
 def _file_stamp(*paths: Any) -> tuple[Any, ...]:
@@ -112,10 +113,10 @@ class _NpyFile:
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             except ValueError as exc:
-                raise ValueError(f"{self.path} is not a .npy file ({exc})") from None
+                raise InputValueError(f"{self.path} is not a .npy file ({exc})") from None
             self.offset = f.tell()
         if dtype.hasobject:
-            raise TypeError(f"{self.path} holds Python objects; {name} must be numeric")
+            raise InputTypeError(f"{self.path} holds Python objects; {name} must be numeric")
         self.shape: tuple[int, ...] = tuple(int(s) for s in shape)
         self.fortran = bool(fortran)
         self.dtype = np.dtype(dtype)
@@ -170,7 +171,7 @@ def arrays(
     X, names = check_X(X, dtype=None if dtype is None else _float_dtype(dtype))
     y = np.asarray(_host_values(y))
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} rows but y has shape {y.shape}")
+        raise InputValueError(f"X has {X.shape[0]} rows but y has shape {y.shape}")
     sw = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
     rows = chunk_rows or default_chunk_rows(X.shape[1], X.dtype.itemsize)
     n = X.shape[0]
@@ -200,16 +201,18 @@ def npy_files(
     fy = _NpyFile(y_path, "y")
     fw = None if sample_weight_path is None else _NpyFile(sample_weight_path, "sample_weight")
     if len(fx.shape) != 2:
-        raise ValueError(f"{fx.path}: X must be 2-D, got shape {fx.shape}")
+        raise InputValueError(f"{fx.path}: X must be 2-D, got shape {fx.shape}")
     if fx.dtype.kind not in "biuf":
-        raise TypeError(f"{fx.path}: X must be numeric, got dtype {fx.dtype}")
+        raise InputTypeError(f"{fx.path}: X must be numeric, got dtype {fx.dtype}")
     for f in (fy, fw):
         if f is None:
             continue
         if len(f.shape) != 1:
-            raise ValueError(f"{f.path}: {f.name} must be 1-D, got shape {f.shape}")
+            raise InputValueError(f"{f.path}: {f.name} must be 1-D, got shape {f.shape}")
         if f.n_rows != fx.n_rows:
-            raise ValueError(f"{fx.path} has {fx.n_rows} rows but {f.path} has {f.n_rows} entries")
+            raise InputValueError(
+                f"{fx.path} has {fx.n_rows} rows but {f.path} has {f.n_rows} entries"
+            )
     target = _float_dtype(dtype, fx.dtype)
     rows = chunk_rows or default_chunk_rows(fx.shape[1], target.itemsize)
     n = fx.n_rows
@@ -242,23 +245,26 @@ def table_file(
     weight: str | None,
     chunk_rows: int | None,
     dtype: Any,
+    delimiter: str | None = None,
 ) -> ChunkSource:
-    """A CSV (pyarrow's streaming reader) or Parquet file (record batches), needed columns only."""
+    """CSV (pyarrow's streaming reader) or Parquet (record batches), needed columns only.
+
+    Whatever :func:`gpulogreg.io.iter_batches` reads: a file, or for Parquet a
+    directory (hive-partitioned or not) or a glob, with the same column
+    selection and the same refusals; the stamp covers every file.
+    """
     from gpulogreg import io
 
     _check_chunk_rows(chunk_rows)
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    names = io.column_names(path, fmt)
-    feats = io._parse_features(features)
-    if feats is None:
-        feats = [c for c in names if c not in (target, weight)]
-    feats = io._resolve_columns(
-        path, names, target=target, features=feats, id_column=None, weight_column=weight
+    feats = io.feature_columns(
+        path,
+        target=target,
+        features=features,
+        weight_column=weight,
+        format=fmt,
+        delimiter=delimiter,
     )
-    if weight is not None and weight in feats:
-        raise ValueError(f"{path}: column {weight!r} is both the weight and a feature")
     target_dt = None if dtype is None else _float_dtype(dtype)
     read_dt = target_dt or np.dtype(np.float64)
     rows = chunk_rows or default_chunk_rows(len(feats), read_dt.itemsize)
@@ -272,6 +278,7 @@ def table_file(
             dtype=target_dt,
             chunk_rows=rows,
             format=fmt,
+            delimiter=delimiter,
         ):
             sw = None
             if weight is not None:
@@ -285,7 +292,7 @@ def table_file(
         feature_names=feats,
         description=f"{path} ({fmt}, target {target!r}, {len(feats)} features), "
         f"{rows} rows per chunk",
-        stamp=lambda: _file_stamp(path),
+        stamp=lambda: _file_stamp(*io.data_files(path)),
     )
 
 
@@ -296,7 +303,7 @@ def user_chunks(
     if callable(source):
         factory: ChunkFactory = source
     elif isinstance(source, Iterator):
-        raise TypeError(
+        raise InputTypeError(
             "a one-shot iterator can be read only once, but training reads the data "
             "several times; pass a list of chunks or a function that returns a fresh "
             "iterator (e.g. the generator function itself)"
@@ -308,7 +315,9 @@ def user_chunks(
             return iterable
 
     else:
-        raise TypeError(f"source must be an iterable of chunks or a function, got {type(source)}")
+        raise InputTypeError(
+            f"source must be an iterable of chunks or a function, got {type(source)}"
+        )
     return ChunkSource(factory, n_features=n_features, dtype=dtype, description="user chunks")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from gpulogreg._array import array_module_name, array_namespace, device_of, to_host
 from gpulogreg._compat import DataConversionWarning
+from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._model_file import storable_objects
 from gpulogreg._typing import Array
 
@@ -118,7 +119,7 @@ def check_feature_names(
         message += "Feature names seen at fit time, yet now missing:\n" + _listed(missing)
     if not unexpected and not missing:
         message += "Feature names must be in the same order as they were in fit.\n"
-    raise ValueError(message)
+    raise InputValueError(message)
 
 
 def _listed(names: list[str]) -> str:
@@ -150,13 +151,13 @@ def _dataframe_to_numpy(X: Any) -> np.ndarray:
             else:
                 kind = "f" if getattr(dtype, "is_numeric", lambda: False)() else "O"
             if kind not in "biuf":
-                raise TypeError(f"column {name!r} is not numeric (dtype {dtype})")
+                raise InputTypeError(f"column {name!r} is not numeric (dtype {dtype})")
     if not extension:
         return np.asarray(X.to_numpy())
     for name in extension:
         missing = np.flatnonzero(np.asarray(X[name].isna()))
         if missing.size:
-            raise ValueError(
+            raise InputValueError(
                 f"column {name!r} has a missing value at row {int(missing[0])}; remove or impute it"
             )
     return np.asarray(X.to_numpy(dtype=np.float64))
@@ -230,7 +231,7 @@ def check_X(
     feature_names = _feature_names(X)
     module = array_module_name(X)
     if module == "dask" and not lazy:
-        raise TypeError(
+        raise InputTypeError(
             f"{name} is a Dask array: LogisticRegression.fit, predict, predict_proba and "
             "decision_function take Dask arrays; elsewhere compute it first"
         )
@@ -241,19 +242,23 @@ def check_X(
         try:
             X = np.asarray(X)
         except (ValueError, TypeError) as exc:
-            raise TypeError(f"{name} could not be converted to a numeric array: {exc}") from None
+            raise InputTypeError(
+                f"{name} could not be converted to a numeric array: {exc}"
+            ) from None
     if X.dtype.kind not in "biuf":
         if X.dtype.kind == "O":
             if module == "dask":
-                raise TypeError(f"{name} is a Dask array of objects: convert it to numbers first")
+                raise InputTypeError(
+                    f"{name} is a Dask array of objects: convert it to numbers first"
+                )
             try:
                 X = X.astype(np.float64)
             except (ValueError, TypeError) as exc:
-                raise TypeError(f"{name} contains non-numeric values: {exc}") from None
+                raise InputTypeError(f"{name} contains non-numeric values: {exc}") from None
         elif X.dtype.kind == "c":
-            raise ValueError(f"{name} is complex: Complex data not supported")
+            raise InputValueError(f"{name} is complex: Complex data not supported")
         else:
-            raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
+            raise InputTypeError(f"{name} must be numeric, got dtype {X.dtype}")
     if X.ndim != 2:
         hint = (
             " (Reshape your data with X.reshape(-1, 1) for a single feature"
@@ -261,14 +266,14 @@ def check_X(
             if X.ndim == 1
             else ""
         )
-        raise ValueError(f"{name} must be 2-D, got {X.ndim}-D with shape {X.shape}{hint}")
+        raise InputValueError(f"{name} must be 2-D, got {X.ndim}-D with shape {X.shape}{hint}")
     for axis, what in enumerate(("sample(s)", "feature(s)")):
         if X.shape[axis] == 0:
-            raise ValueError(
+            raise InputValueError(
                 f"{name} is empty: 0 {what} (shape={X.shape}) while a minimum of 1 is required."
             )
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
+        raise InputValueError(
             f"{name} has {X.shape[1]} features, but {owner} is expecting "
             f"{n_features} features as input"
         )
@@ -276,7 +281,7 @@ def check_X(
     if target is None:
         target = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     if target not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {target}")
+        raise InputValueError(f"dtype must be float32 or float64, got {target}")
     if module == "dask":
         return _dask_row_blocks(X, target), feature_names
     with device_of(X):  # CuPy works on the current device: make it X's
@@ -289,7 +294,7 @@ def _refuse_sparse(X: Any, name: str) -> None:
     """Sparse matrices are refused with a message saying so (no silent densifying)."""
     sparse = sys.modules.get("scipy.sparse")
     if sparse is not None and sparse.issparse(X):
-        raise TypeError(
+        raise InputTypeError(
             f"{name} is a sparse matrix: sparse input is not supported; "
             "convert it with X.toarray() if it fits in memory"
         )
@@ -304,7 +309,7 @@ def _check_finite(X: Array, name: str) -> None:
     """Raise a ValueError naming the first NaN/inf entry (row, column)."""
     bad = _first_nonfinite(X)
     if bad is not None:
-        raise ValueError(_nonfinite_message(name, *bad))
+        raise InputValueError(_nonfinite_message(name, *bad))
 
 
 def _first_nonfinite(X: Array) -> tuple[int, int, float] | None:
@@ -366,7 +371,7 @@ def encode_labels(
         )
         y = y.ravel()
     if y.ndim != 1:
-        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+        raise InputValueError(f"y must be 1-D, got shape {y.shape}")
     _check_label_values(y, "y", row_offset)
     if classes is None:
         classes, y_index = _unique_labels(y, "y")
@@ -376,7 +381,7 @@ def encode_labels(
         unknown = classes[y_index] != y
         if unknown.any():
             row = int(np.flatnonzero(unknown)[0])
-            raise ValueError(
+            raise InputValueError(
                 f"y contains label {shown(y[row])} (row {row + row_offset}) not in classes "
                 f"{shown(classes)}"
             )
@@ -409,21 +414,21 @@ def _check_label_values(y: np.ndarray, what: str, row_offset: int) -> None:
     if kind == "S":
         raise _bytes_labels(what)
     if kind == "V":
-        raise TypeError(f"{what} has the structured dtype {y.dtype}; labels must be scalars")
+        raise InputTypeError(f"{what} has the structured dtype {y.dtype}; labels must be scalars")
     if kind == "f":
         if not np.isfinite(y).all():
             row = int(np.flatnonzero(~np.isfinite(y))[0])
-            raise ValueError(f"{what} contains {_describe(y[row])} at row {row + row_offset}")
+            raise InputValueError(f"{what} contains {_describe(y[row])} at row {row + row_offset}")
         if (y != np.round(y)).any():
-            raise ValueError(
+            raise InputValueError(
                 f"Unknown label type: continuous. {what} holds non-integer floats; "
                 "a classifier needs class labels"
             )
     if kind in "Mm" and np.isnat(y).any():
         row = int(np.flatnonzero(np.isnat(y))[0])
-        raise ValueError(f"{what} contains NaT at row {row + row_offset}")
+        raise InputValueError(f"{what} contains NaT at row {row + row_offset}")
     if kind == "O" and any(v is None or (isinstance(v, float) and np.isnan(v)) for v in y):
-        raise ValueError(f"{what} contains missing values")
+        raise InputValueError(f"{what} contains missing values")
 
 
 def _unique_labels(y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -445,7 +450,7 @@ def _object_labels_error(values: np.ndarray, what: str) -> Exception:
     if any(issubclass(t, bytes) for t in types):
         return _bytes_labels(what)
     names = ", ".join(sorted(t.__name__ for t in types))
-    return ValueError(
+    return InputValueError(
         f"{what} holds labels of type {names}, which a model file cannot store exactly "
         "(labels must all be strings, all bools or all integers within int64, or a NumPy array of "
         "numbers, datetime64 or timedelta64; scikit-learn refuses object labels other "
@@ -454,14 +459,14 @@ def _object_labels_error(values: np.ndarray, what: str) -> Exception:
 
 
 def _complex_labels(what: str) -> ValueError:
-    return ValueError(
+    return InputValueError(
         f"Complex data not supported: {what} holds complex numbers, which are no class "
         "labels (as in scikit-learn)"
     )
 
 
 def _bytes_labels(what: str) -> TypeError:
-    return TypeError(
+    return InputTypeError(
         f"{what} holds bytes: labels represented as bytes are not supported (as in "
         "scikit-learn); decode them to strings"
     )
@@ -491,14 +496,14 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
         try:
             sw = np.asarray(_host_values(sample_weight), dtype=np.float64)
         except (ValueError, TypeError):
-            raise TypeError("sample_weight must be numeric") from None
+            raise InputTypeError("sample_weight must be numeric") from None
     if sw.ndim != 1:
-        raise ValueError(f"sample_weight must be 1-D, got shape {sw.shape}")
+        raise InputValueError(f"sample_weight must be 1-D, got shape {sw.shape}")
     if sw.shape[0] != n_samples:
-        raise ValueError(f"sample_weight has {sw.shape[0]} entries but X has {n_samples} rows")
+        raise InputValueError(f"sample_weight has {sw.shape[0]} entries but X has {n_samples} rows")
     _check_weight_values(sw)
     if sw.sum() <= 0:
-        raise ValueError("sample_weight sums to zero")
+        raise InputValueError("sample_weight sums to zero")
     return sw
 
 
@@ -506,10 +511,12 @@ def _check_weight_values(sw: np.ndarray, row_offset: int = 0) -> None:
     """Raise a ValueError naming the first non-finite or negative weight."""
     if not np.isfinite(sw).all():
         row = int(np.flatnonzero(~np.isfinite(sw))[0])
-        raise ValueError(f"sample_weight contains {_describe(sw[row])} at row {row + row_offset}")
+        raise InputValueError(
+            f"sample_weight contains {_describe(sw[row])} at row {row + row_offset}"
+        )
     if (sw < 0).any():
         row = int(np.flatnonzero(sw < 0)[0])
-        raise ValueError(f"sample_weight is negative ({sw[row]}) at row {row + row_offset}")
+        raise InputValueError(f"sample_weight is negative ({sw[row]}) at row {row + row_offset}")
 
 
 def class_weights(
@@ -530,7 +537,7 @@ def class_weights(
         return np.ones(n_classes)
     if isinstance(class_weight, str):
         if class_weight != "balanced":
-            raise ValueError(
+            raise InputValueError(
                 f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}"
             )
         counts = np.bincount(y_index, weights=sample_weight, minlength=n_classes)
@@ -541,14 +548,18 @@ def class_weights(
         for label, w in class_weight.items():
             key = label.item() if hasattr(label, "item") else label
             if key not in known:
-                raise ValueError(
+                raise InputValueError(
                     f"class_weight names class {shown(label)}, not among {shown(classes)}"
                 )
             if not np.isfinite(w) or w < 0:
-                raise ValueError(f"class_weight for class {shown(label)} must be finite and >= 0")
+                raise InputValueError(
+                    f"class_weight for class {shown(label)} must be finite and >= 0"
+                )
             weights[known[key]] = float(w)
         return weights
-    raise TypeError(f"class_weight must be None, 'balanced' or a dict, got {type(class_weight)}")
+    raise InputTypeError(
+        f"class_weight must be None, 'balanced' or a dict, got {type(class_weight)}"
+    )
 
 
 @dataclass
@@ -597,7 +608,7 @@ def prepare_arrays(
     n_samples = X.shape[0]
     y_host = np.asarray(_host_values(y)) if not isinstance(y, np.ndarray) else y
     if y_host.ndim >= 1 and y_host.shape[0] != n_samples:
-        raise ValueError(f"X has {n_samples} rows but y has {y_host.shape[0]} labels")
+        raise InputValueError(f"X has {n_samples} rows but y has {y_host.shape[0]} labels")
     classes, y_index = encode_labels(y_host, classes)
     present = np.unique(y_index).size
     _check_n_classes(present, classes[y_index[0]], min_classes)
@@ -605,7 +616,7 @@ def prepare_arrays(
     sw = sw * class_weights(class_weight, classes, y_index, sw)[y_index]
     weight_sum = float(sw.sum())
     if weight_sum <= 0:
-        raise ValueError("the sample and class weights sum to zero")
+        raise InputValueError("the sample and class weights sum to zero")
     xp = array_namespace(X)
     with device_of(X):  # labels and weights go to the device that holds X
         y_dev, s_dev = xp.asarray(y_index), xp.asarray(sw / weight_sum)
@@ -622,7 +633,7 @@ def prepare_arrays(
 def _check_n_classes(present: int, example: Any, min_classes: int) -> None:
     """Raise when ``y`` holds fewer than ``min_classes`` classes (``example`` is one of them)."""
     if present < min_classes:
-        raise ValueError(
+        raise InputValueError(
             f"y has only {present} class ({shown(example)}); "
             f"need at least {min_classes} to fit a classifier"
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from gpulogreg._errors import InputValueError
 from gpulogreg._typing import SolverFn
 
 __all__ = ["SOLVERS", "SolverEntry", "get_solver", "solver_entry"]
@@ -55,7 +56,7 @@ SOLVERS: dict[str, SolverEntry] = {
 def solver_entry(name: str) -> SolverEntry:
     """The registry entry of ``name``; ValueError naming the choices otherwise."""
     if name not in SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
+        raise InputValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
     return SOLVERS[name]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from gpulogreg._errors import InputValueError
 from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, History, Objective, SolverResult
 
@@ -51,7 +52,7 @@ PROBE_RSTEP = 1e-6
 def require_smooth(objective: Objective, solver: str) -> None:
     """Raise ``ValueError`` when ``objective`` has an L1 term ``solver`` cannot handle."""
     if objective.l1 > 0:
-        raise ValueError(
+        raise InputValueError(
             f"solver {solver!r} handles smooth (L2 or unpenalised) objectives only, "
             f"but l1 = {objective.l1:g} > 0; use solver='gd' (proximal FISTA) for L1 "
             "and elastic-net penalties"
@@ -179,9 +180,9 @@ class Monitor:
         progress: Reporter | None = None,
     ) -> None:
         if not tol >= 0:  # also rejects NaN
-            raise ValueError(f"tol must be >= 0, got {tol!r}")
+            raise InputValueError(f"tol must be >= 0, got {tol!r}")
         if max_iter < 0:
-            raise ValueError(f"max_iter must be >= 0, got {max_iter!r}")
+            raise InputValueError(f"max_iter must be >= 0, got {max_iter!r}")
         self.name = name
         self.tol = float(tol)
         self.max_iter = int(max_iter)

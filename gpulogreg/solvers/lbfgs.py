@@ -59,6 +59,7 @@ import math
 from typing import Any
 
 from gpulogreg._array import host_scalars
+from gpulogreg._errors import InputValueError
 from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard, require_smooth
@@ -182,7 +183,7 @@ def solve_lbfgs(
     """
     require_smooth(objective, "lbfgs")
     if memory < 1:
-        raise ValueError(f"memory must be >= 1, got {memory}")
+        raise InputValueError(f"memory must be >= 1, got {memory}")
     xp = objective.xp
     monitor = Monitor("lbfgs", tol=tol, max_iter=max_iter, callback=callback, progress=progress)
     x = xp.asarray(params0, dtype=xp.float64).copy()

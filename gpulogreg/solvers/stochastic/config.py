@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
 from gpulogreg.solvers.stochastic.optimizers import OPTIMIZERS
 from gpulogreg.solvers.stochastic.schedules import SCHEDULES
 
@@ -43,33 +44,33 @@ class MinibatchConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first invalid setting."""
         if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+            raise InputValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise InputValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.learning_rate not in SCHEDULES:
-            raise ValueError(
+            raise InputValueError(
                 f"learning_rate must be one of {SCHEDULES}, got {self.learning_rate!r}"
             )
         if not _is_real(self.eta0) or not self.eta0 > 0 or not math.isfinite(self.eta0):
-            raise ValueError(f"eta0 must be a positive number, got {self.eta0!r}")
+            raise InputValueError(f"eta0 must be a positive number, got {self.eta0!r}")
         if not _is_real(self.momentum) or not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+            raise InputValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not _is_real(self.validation_fraction) or not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
+            raise InputValueError(
                 f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             )
         if not _is_int(self.n_iter_no_change) or self.n_iter_no_change < 1:
-            raise ValueError(
+            raise InputValueError(
                 f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}"
             )
         if not _is_int(self.checkpoint_every) or self.checkpoint_every < 1:
-            raise ValueError(
+            raise InputValueError(
                 f"checkpoint_every must be a positive integer, got {self.checkpoint_every!r}"
             )
         if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+            raise InputValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         if not isinstance(self.early_stopping, (bool, np.bool_)):
-            raise ValueError(f"early_stopping must be a bool, got {self.early_stopping!r}")
+            raise InputValueError(f"early_stopping must be a bool, got {self.early_stopping!r}")
 
     def fingerprint(self) -> dict[str, Any]:
         """Settings that shape the trajectory (a checkpoint must match them to resume)."""
@@ -109,6 +110,6 @@ def resolve_seed(random_state: Any) -> int:
         return int(random_state.integers(2**63))
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(2**31))
-    raise ValueError(
+    raise InputValueError(
         f"random_state must be None, an int or a numpy random Generator, got {random_state!r}"
     )

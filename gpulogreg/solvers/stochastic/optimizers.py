@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "make_optimizer", "restore_optimizer"]
@@ -97,5 +98,5 @@ def restore_optimizer(
     if name is None:
         return default
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}")
+        raise InputValueError(f"unknown optimizer {name!r}")
     return make_optimizer(name, xp, n_params, float(meta.get("momentum", 0.0)))

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from gpulogreg._array import array_namespace, host_float64, host_scalars
+from gpulogreg._errors import InputValueError
 from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, MinibatchHistory, SolverResult
 from gpulogreg._typing import BatchBackend as BatchBackendProtocol
@@ -172,7 +173,7 @@ class MinibatchTrainer:
         total_obj, total_weight, lr = self._batches(batches, backend, n_batches, grad_sum, progress)
         self.epoch += 1
         if total_weight == 0:
-            raise ValueError("no training batch with a positive weight")
+            raise InputValueError("no training batch with a positive weight")
         # The epoch's scalars come to the host together, once per epoch.
         total, grad_norm = host_scalars(total_obj, self.xp.abs(grad_sum / total_weight).max())
         if not math.isfinite(total):

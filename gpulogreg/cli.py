@@ -391,7 +391,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         },
     )
     read_s = time.perf_counter() - start  # streamed: the validating pass
-    if data.note:
+    if data.note and not args.quiet:
         print(f"{PROG}: {data.note}", file=sys.stderr)
     if data.table is not None and data.table.y is None:
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
@@ -663,7 +663,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     report = sys.stderr if args.output == STDIO else sys.stdout
     if args.json:
         _write_json(summary, report)
-    else:
+    elif not (args.quiet and report is sys.stderr):
         where = "standard output" if args.output == STDIO else args.output
         print(f"wrote {writer.rows:,} predictions to {where} in {seconds:.3f} s", file=report)
     return 0

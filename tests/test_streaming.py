@@ -303,9 +303,11 @@ def test_streamed_fit_equals_the_in_memory_fit(capsys, tmp_path, train_file, str
     assert streamed["streamed"] is True
     assert streamed["chunk_rows"] == (450 if streaming[0] == "--chunk-rows" else 1024)
     assert streamed["backend"].startswith("chunked(")
-    if streaming[0] == "--memory-budget":  # the budget decided: say so
+    if streaming[0] == "--memory-budget":  # the budget decided: say so, unless --quiet
         assert "streaming in chunks of 1,024 rows" in err
         assert "over the memory budget" in err
+        argv = [*_fit_args(train_file, tmp_path / "quiet.glr"), *streaming, "--quiet"]
+        assert _run(capsys, argv)[2] == ""
     else:
         assert err == ""
     for key in ("rows", "features", "dtype", "classes", "solver", "iterations", "converged"):
@@ -515,6 +517,12 @@ def test_predict_from_stdin_to_stdout_holds_only_data(tmp_path, problem, fitted)
     with open(csv_path, "rb") as stdin:
         proc = subprocess.run(argv, stdin=stdin, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    with open(csv_path, "rb") as stdin:
+        quiet = subprocess.run(
+            [a for a in argv if a != "--json"] + ["--quiet"], stdin=stdin, capture_output=True
+        )
+    assert quiet.stderr == b""
+    assert quiet.stdout == proc.stdout
     table = pcsv.read_csv(pa.BufferReader(proc.stdout))
     assert table.num_rows == N_ROWS
     assert table.column_names == ["row", "prediction", "proba_no", "proba_yes"]

@@ -60,6 +60,20 @@ ls "$work/dist"
 smoke() {   # $1: venv. The last step is the images' kernel warm-up, as the Dockerfile runs it.
     "$1/bin/gpulogreg" --version
     "$1/bin/gpulogreg" info >/dev/null
+    # The batch job of the images: a streamed fit and a streamed predict, to a file and a pipe.
+    (cd "$work" && "$1/bin/python" -c "
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+rng = np.random.default_rng(0)
+X = rng.normal(size=(5000, 4)).astype(np.float32)
+y = (X @ [1.0, -1.0, 0.5, 0.0] + rng.logistic(size=5000) > 0).astype(np.int8)
+pq.write_table(pa.table({**{f'f{j}': X[:, j] for j in range(4)}, 'y': y}), 'stream.parquet')
+" && NUMBA_CACHE_DIR="$work/numba-cache" "$1/bin/gpulogreg" fit stream.parquet --target y \
+        --model stream.glr --chunk-rows 1000 --no-progress --quiet \
+        && "$1/bin/gpulogreg" predict --model stream.glr stream.parquet --output stream.csv --quiet \
+        && test "$(wc -l < stream.csv)" -eq 5001 \
+        && test "$("$1/bin/gpulogreg" predict --model stream.glr stream.parquet --output - --quiet \
+            | wc -l)" -eq 5001)
+    echo "streamed fit and predict: OK"
     for dtype in float32 float64; do
         (cd "$work" && NUMBA_CACHE_DIR="$work/numba-cache" \
             "$1/bin/gpulogreg" demo --rows 20000 --cols 5 --test-rows 1000 --dtype "$dtype" \

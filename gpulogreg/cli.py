@@ -608,11 +608,14 @@ def _predictions(
     columns by the names stored in the model, in the model's order, so the
     estimator's "no valid feature names" warning does not apply here.
     """
+    from gpulogreg._predict import labels, probabilities
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        probabilities = np.asarray(model.predict_proba(X)) if proba else None
-        predicted = np.asarray(model.predict(X))
-    return probabilities, predicted
+        scores = model.decision_function(X)  # once: the probabilities and labels share it
+    ovr = model.multi_class == "ovr"
+    proba_out = np.asarray(probabilities(scores, ovr=ovr)) if proba else None
+    return proba_out, np.asarray(labels(scores, model.classes_))
 
 
 def _proba_column_names(classes: np.ndarray) -> list[str]:

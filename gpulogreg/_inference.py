@@ -471,7 +471,7 @@ def _coordinates(sums: _Sums, params: np.ndarray, context: _Context) -> _Reporte
     scores = None if sums.scores is None else sums.scores[:, on_device]
     penalized = math.isfinite(context.spec.C)
     if penalized:
-        strength = _coef_mask(layout)[order] / context.spec.C
+        strength = layout.penalty_mask(np)[order] / context.spec.C
         information = information + xp.asarray(np.diag(strength))
         gradient = gradient + xp.asarray(strength * theta)
     if layout.n_outputs > 1:
@@ -683,11 +683,6 @@ def _statsmodels_order(layout: ParamLayout) -> np.ndarray:
     n, d = layout.n_features, layout.n_cols
     within = np.r_[n, np.arange(n)] if layout.fit_intercept else np.arange(n)
     return np.concatenate([o * d + within for o in range(layout.n_outputs)])
-
-
-def _coef_mask(layout: ParamLayout) -> np.ndarray:
-    """1 for coefficients, 0 for intercepts, in our layout."""
-    return np.asarray(layout.penalty_mask(np), dtype=np.float64)
 
 
 def _param_names(feature_names: np.ndarray | None, layout: ParamLayout) -> list[str]:

@@ -275,11 +275,7 @@ class InferenceResult:
         pass on the device of ``X``; binary models only.
         """
         state, X = self._checked(X)
-        from gpulogreg.backends.quadratic import row_quadratic_forms
-
-        xp = _namespace(X)
-        forms = row_quadratic_forms(X, state.cov, fit_intercept=self._has_intercept)
-        return xp.sqrt(xp.maximum(forms, 0.0))
+        return self._linear_se(state, X)
 
     def predict_interval(self, X: Any, alpha: float = 0.05) -> tuple[Any, Any, Any]:
         """``(proba, lower, upper)`` of the positive class, per row; binary models only.
@@ -289,11 +285,19 @@ class InferenceResult:
         """
         from gpulogreg._predict import decision_values
 
-        se = self.predict_se(X)
-        state, X = self._checked(X)
+        state, X = self._checked(X)  # once: X is validated (a finite check) a single time
+        se = self._linear_se(state, X)
         z = decision_values(X, state.coef, state.intercept)
         q = _normal_quantile(alpha)
         return _sigmoid(z), _sigmoid(z - q * se), _sigmoid(z + q * se)
+
+    def _linear_se(self, state: PredictionState, X: Any) -> Any:
+        """``sqrt(a^T Sigma a)`` per row of a validated ``X``."""
+        from gpulogreg.backends.quadratic import row_quadratic_forms
+
+        xp = _namespace(X)
+        forms = row_quadratic_forms(X, state.cov, fit_intercept=self._has_intercept)
+        return xp.sqrt(xp.maximum(forms, 0.0))
 
     @property
     def _has_intercept(self) -> bool:

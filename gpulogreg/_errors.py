@@ -12,7 +12,13 @@ as the user's mistake. The concrete classes are also ``ValueError`` or
 
 from __future__ import annotations
 
-__all__ = ["InputError", "InputTypeError", "InputValueError", "MissingDependencyError"]
+__all__ = [
+    "DataError",
+    "InputError",
+    "InputTypeError",
+    "InputValueError",
+    "MissingDependencyError",
+]
 
 
 class MissingDependencyError(ImportError):
@@ -29,3 +35,12 @@ class InputValueError(InputError, ValueError):
 
 class InputTypeError(InputError, TypeError):
     """An input has a wrong type (e.g. non-numeric features)."""
+
+
+class DataError(InputValueError):
+    """A data file the readers refuse; the message names the file, column and row (or line).
+
+    Public as :class:`gpulogreg.io.DataError`; defined here so that every
+    reader module (:mod:`gpulogreg.io`, :mod:`gpulogreg._svmlight`) raises
+    the one class.
+    """

@@ -21,12 +21,12 @@ CSV        pyarrow (multithreaded, typed)        column names
 Parquet    pyarrow (only the selected columns)   column names
 ``.npy``   NumPy, memory-mapped                  column indices, or ``target`` = a .npy path
 ``.npz``   NumPy, ``allow_pickle=False``         array names (``X`` and ``y`` by default)
-svmlight   pyarrow string kernels (vectorised)   the label is the first field of each line
+svmlight   a Numba tokenizer + pyarrow's casts    the label is the first field of each line
 =========  ====================================  ========================================
 
 The format comes from the extension (``.csv``, ``.tsv``, also ``.gz`` or
 ``.bz2``; ``.parquet``, ``.pq``; ``.npy``; ``.npz``; ``.svm``, ``.svmlight``,
-``.libsvm``, ``.txt``) or from ``format=``. CSV fields are separated by a
+``.libsvm``, ``.txt``, also ``.gz`` or ``.bz2``) or from ``format=``. CSV fields are separated by a
 tab in ``.tsv`` names and a comma otherwise, or by ``delimiter=``.
 
 Parquet data may be a **dataset** of files: a directory (Spark's and
@@ -44,13 +44,17 @@ and ``.npz`` need only NumPy. Why pyarrow: its CSV reader parses a
 million-row file on all cores with exact float parsing, reads only the
 requested columns, and its Parquet reader is the reference implementation.
 
-svmlight/libsvm files are parsed without scikit-learn by pyarrow's string
-kernels (split on whitespace, split ``index:value``, cast) and returned as a
-**dense** matrix: this trainer works on dense data, so a very sparse file with
-many features costs ``n_rows * n_features`` floats. Indices are detected as
-zero- or one-based like scikit-learn's ``load_svmlight_file`` (``zero_based=
-"auto"``: one-based unless index 0 occurs); ``qid:`` fields and ``#`` comments
-are ignored.
+svmlight/libsvm files are read into a **CSR matrix** (``scipy.sparse.csr_matrix``,
+canonical: sorted indices without repeats, int32 indices when they fit),
+parsed a block of lines at a time by :mod:`gpulogreg._svmlight` (a Numba
+tokenizer; pyarrow's exact string-to-float casts), so that neither the file
+nor anything of ``n_rows x n_features`` size is ever held: :func:`read_data`
+keeps the CSR matrix, :func:`iter_batches` only a chunk of it. Indices are
+detected as zero- or one-based like scikit-learn's ``load_svmlight_file``
+(``zero_based="auto"``: one-based unless index 0 occurs); ``qid:`` fields
+and ``#`` comments are ignored. Unlike scikit-learn, a line's indices may
+come in any order (they are sorted); an index repeated on a line is refused,
+as scikit-learn refuses it. svmlight errors name the line (from 1).
 
 Every refusal is a :class:`DataError` (a ``ValueError`` and a
 :class:`gpulogreg.InputError`) or ``FileNotFoundError`` naming the file and,
@@ -92,8 +96,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from gpulogreg._errors import InputValueError, MissingDependencyError
+from gpulogreg import _svmlight
+from gpulogreg._errors import DataError, InputValueError, MissingDependencyError
 from gpulogreg._files import atomic_write
+from gpulogreg._svmlight import Survey as SvmlightSurvey
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -102,6 +108,7 @@ __all__ = [
     "MissingDependencyError",
     "PredictionWriter",
     "SizeEstimate",
+    "SvmlightSurvey",
     "Table",
     "atomic_write",
     "column_names",
@@ -115,6 +122,7 @@ __all__ = [
     "output_format",
     "read_data",
     "read_svmlight",
+    "svmlight_survey",
     "write_predictions",
 ]
 
@@ -140,10 +148,11 @@ _EXTENSIONS: dict[str, str] = {
     ".pq": "parquet",
     ".npy": "npy",
     ".npz": "npz",
-    ".svm": "svmlight",
-    ".svmlight": "svmlight",
-    ".libsvm": "svmlight",
-    ".txt": "svmlight",
+    **{
+        name + packed: "svmlight"
+        for name in (".svm", ".svmlight", ".libsvm", ".txt")
+        for packed in ("", ".gz", ".bz2")
+    },
 }
 FORMATS = ("csv", "parquet", "npy", "npz", "svmlight")
 #: CSV names whose fields are separated by tabs when no delimiter is given.
@@ -168,13 +177,6 @@ DEFAULT_CHUNK_ROWS = 65536
 #: pre-buffered, 147 MB through 1 MiB buffers, 101 MB through 64 KiB buffers,
 #: equally fast).
 _PARQUET_STREAM_BUFFER = 1 << 16
-#: Field separator handed to pyarrow's CSV reader to read svmlight files a whole
-#: line at a time (ASCII unit separator: never part of a number or an index).
-_LINE_DELIMITER = "\x1f"
-
-
-class DataError(InputValueError):
-    """A data file the readers refuse; the message names the file, column and row."""
 
 
 @dataclass
@@ -183,12 +185,15 @@ class Table:
 
     Attributes
     ----------
-    X : ndarray of shape (n_rows, n_features), float32 or float64, C-contiguous
-        May be a read-only memory map (``.npy`` input without column selection).
+    X : ndarray or scipy.sparse.csr_matrix of shape (n_rows, n_features), float32 or float64
+        C-contiguous; may be a read-only memory map (``.npy`` input without
+        column selection). svmlight files give a canonical CSR matrix.
     y : ndarray of shape (n_rows,) or None
         Target column when one was asked for (any label type).
     feature_names : list of str
-        Column names (``"x0", "x1", ...`` for files without names).
+        Column names (``"x0", "x1", ...`` for ``.npy`` and ``.npz`` data; for
+        svmlight files only those of ``features`` when given, else none: the
+        columns are indices, and a file may have millions of them).
     ids : ndarray of shape (n_rows,) or None
         The ``id_column`` when one was asked for.
     weights : ndarray of shape (n_rows,) or None
@@ -1112,6 +1117,64 @@ def _read_npz(
 
 
 # --------------------------------------------------------------------------- svmlight
+#: The name of standard input in svmlight messages ("<stdin>, line 3: ...").
+_STDIN_NAME = "<stdin>"
+
+
+def _check_zero_based(zero_based: Any) -> bool | str:
+    if zero_based not in ("auto", True, False):
+        raise InputValueError(f"zero_based must be 'auto', True or False, got {zero_based!r}")
+    return "auto" if zero_based == "auto" else bool(zero_based)
+
+
+def _svmlight_name(path: PathLike) -> str:
+    return _STDIN_NAME if os.fspath(path) == STDIO else os.fspath(path)
+
+
+@contextlib.contextmanager
+def _open_text(path: PathLike) -> Iterator[IO[bytes]]:
+    """The bytes of a text file: decompressed for ``.gz`` and ``.bz2`` names; ``"-"``: stdin."""
+    if os.fspath(path) == STDIO:
+        yield _stdin().take()
+        return
+    name = os.fspath(path).lower()
+    with contextlib.ExitStack() as stack:
+        if name.endswith(".gz"):
+            import gzip
+
+            stream: IO[bytes] = stack.enter_context(gzip.open(path, "rb"))  # type: ignore[arg-type]
+        elif name.endswith(".bz2"):
+            import bz2
+
+            stream = stack.enter_context(bz2.open(path, "rb"))
+        else:
+            stream = stack.enter_context(open(path, "rb"))
+        try:
+            yield stream
+        except (OSError, EOFError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            # A damaged or truncated .gz / .bz2 file, a read error.
+            raise DataError(f"{path}: cannot read: {_first_line(exc)}") from None
+
+
+def svmlight_survey(path: PathLike) -> SvmlightSurvey:
+    """Rows, stored values and index range of an svmlight file (one pass, no value converted).
+
+    What a streamed read needs before its first chunk: the width (the
+    largest index) and the index base (whether index 0 occurs). Also a check
+    of the file's structure: a malformed line is refused here, naming it.
+
+    Raises
+    ------
+    DataError
+        A malformed line (with its number), or a file that cannot be read.
+    """
+    _check_file(path, "svmlight")
+    with _open_text(path) as stream:
+        return _svmlight.survey(stream, _svmlight_name(path))
+
+
 def read_svmlight(
     path: PathLike,
     *,
@@ -1119,14 +1182,19 @@ def read_svmlight(
     dtype: Any = None,
     zero_based: bool | str = "auto",
 ) -> Table:
-    """Read an svmlight/libsvm file into a dense matrix.
+    """Read an svmlight/libsvm file into a CSR matrix.
+
+    Parsed a block of lines at a time (see :mod:`gpulogreg._svmlight`); the
+    file may be ``.gz`` or ``.bz2`` compressed, or ``"-"`` (standard input).
+    Nothing of ``n_rows x n_features`` size is built: the memory is the CSR
+    matrix, twice while its blocks are joined.
 
     Parameters
     ----------
-    path : path
+    path : path, or "-"
     n_features : int, optional
         Width of ``X`` (the model's feature count when predicting); default:
-        the largest index seen plus one.
+        the largest index seen, plus one when zero-based.
     dtype : {None, float32, float64}
         None gives float64.
     zero_based : {"auto", True, False}
@@ -1139,126 +1207,85 @@ def read_svmlight(
     Returns
     -------
     Table
-        ``X`` dense of shape (n_rows, n_features), ``y`` the labels (int64
-        when they are all integral, else float64), feature names ``x0...``,
-        ``reading_options`` ``{"zero_based": bool}``.
+        ``X`` a canonical ``scipy.sparse.csr_matrix`` of shape (n_rows,
+        n_features) (sorted indices without repeats; int32 indices and row
+        pointers when the stored values and the width fit, int64 otherwise),
+        ``y`` the labels (int64 when they are all integers, else float64),
+        no feature names (the columns are indices), ``reading_options``
+        ``{"zero_based": bool}``.
+
+    Raises
+    ------
+    DataError
+        Naming the file and the line: see :mod:`gpulogreg._svmlight`.
     """
-    pa = _pyarrow("reading svmlight files")
-    import pyarrow.compute as pc
-    from pyarrow import csv
-
     _check_file(path, "svmlight")
+    base = _check_zero_based(zero_based)
     dt = _target_dtype(dtype) or np.dtype(np.float64)
-    try:
-        lines = csv.read_csv(
-            _source(path),
-            read_options=csv.ReadOptions(column_names=["line"]),
-            parse_options=csv.ParseOptions(
-                delimiter=_LINE_DELIMITER, quote_char=False, escape_char=False
-            ),
-            convert_options=csv.ConvertOptions(
-                column_types={"line": pa.string()}, strings_can_be_null=False
-            ),
-        ).column("line")
-    except Exception as exc:
-        if "Empty CSV file" in str(exc):
-            raise DataError(f"{path}: the file is empty") from None
-        raise DataError(
-            f"{path}: not a readable svmlight file ({str(exc).splitlines()[0]})"
-        ) from None
-    try:
-        if pc.any(pc.match_substring(lines, "#")).as_py():
-            lines = pc.replace_substring_regex(lines, pattern="#.*", replacement="")
-        lines = pc.utf8_trim_whitespace(lines)
-        lines = lines.filter(pc.greater(pc.utf8_length(lines), 0))
-        if len(lines) == 0:
-            raise DataError(f"{path}: the file has no data lines")
-        tokens = pc.utf8_split_whitespace(lines)
-        labels_txt = pc.list_element(tokens, 0)
-        pairs = pc.list_slice(tokens, 1)
-        counts = pc.list_value_length(pairs).to_numpy(zero_copy_only=False)
-        flat = pc.list_flatten(pairs)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{path}: malformed svmlight data ({exc})") from None
-    n_rows = len(counts)
-    row_of = np.repeat(np.arange(n_rows), counts)
-    keep = pc.invert(pc.starts_with(flat, "qid:"))
-    flat = flat.filter(keep)
-    row_of = row_of[keep.to_numpy(zero_copy_only=False)]
-    try:
-        labels = pc.cast(labels_txt, pa.float64()).to_numpy(zero_copy_only=False)
-    except Exception:
-        bad = _first_bad_number(pa, labels_txt)
-        raise DataError(f"{path}: label {bad!r} is not a number") from None
-    has_colon = pc.match_substring(flat, ":")
-    if not pc.all(has_colon).as_py():
-        row = int(row_of[int(pc.index(has_colon, False).as_py())])
-        raise DataError(f"{path}: row {row}: expected index:value pairs after the label")
-    parts = pc.split_pattern(flat, ":", max_splits=1)
-    idx_txt = pc.list_element(parts, 0)
-    val_txt = pc.list_element(parts, 1)
-    try:
-        index = pc.cast(idx_txt, pa.int64()).to_numpy(zero_copy_only=False)
-    except Exception:
-        raise DataError(
-            f"{path}: index {_first_bad_number(pa, idx_txt, pa.int64())!r} is not an integer"
-        ) from None
-    try:
-        values = pc.cast(val_txt, pa.float64()).to_numpy(zero_copy_only=False)
-    except Exception:
-        raise DataError(
-            f"{path}: value {_first_bad_number(pa, val_txt)!r} is not a number"
-        ) from None
-    if index.size and index.min() < 0:
-        raise DataError(f"{path}: negative feature index {int(index.min())}")
-    if zero_based not in ("auto", True, False):
-        raise InputValueError(f"zero_based must be 'auto', True or False, got {zero_based!r}")
-    if zero_based == "auto":
-        zero_based = bool(index.size == 0 or index.min() == 0)
-    if not zero_based:
-        if index.size and index.min() == 0:
-            raise DataError(f"{path}: index 0 found in a one-based file")
-        index = index - 1
-    width = int(index.max()) + 1 if index.size else 0
-    if n_features is not None:
-        if width > n_features:
-            raise DataError(
-                f"{path}: feature index {width - 1 + (0 if zero_based else 1)} is beyond "
-                f"the {n_features} features expected"
-            )
-        width = n_features
-    if width == 0:
-        raise DataError(f"{path}: no features found")
-    if not np.isfinite(values).all():
-        k = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise DataError(f"{path}: value {values[k]} at row {int(row_of[k])}")
-    if not np.isfinite(labels).all():
-        row = int(np.flatnonzero(~np.isfinite(labels))[0])
-        raise DataError(f"{path}: label {labels[row]} at row {row}")
-    X = np.zeros((n_rows, width), dtype=dt)
-    X[row_of, index] = values
-    y: np.ndarray = labels
-    if np.all(labels == np.round(labels)) and np.abs(labels).max() < 2**53:
-        y = labels.astype(np.int64)
-    return Table(
-        X=X,
-        y=y,
-        feature_names=[f"x{j}" for j in range(width)],
-        reading_options={"zero_based": bool(zero_based)},
-    )
+    with _open_text(path) as stream:
+        X, y, resolved = _svmlight.read_csr(
+            stream, _svmlight_name(path), n_features=n_features, zero_based=base, dtype=dt
+        )
+    return Table(X=X, y=y, reading_options={"zero_based": resolved})
 
 
-def _first_bad_number(pa: Any, strings: Any, to: Any = None) -> str:
-    """The first string that does not parse as a number (for error messages)."""
-    to = to or pa.float64()
-    for s in strings.to_pylist():
-        try:
-            pa.scalar(s).cast(to)
-        except Exception:
-            return str(s)
-    return "?"
+def _iter_svmlight(
+    path: str,
+    *,
+    n_features: int | None,
+    zero_based: bool | str,
+    dtype: np.dtype[Any] | None,
+    chunk_rows: int,
+    features: list[Any] | None,
+) -> Iterator[Table]:
+    """An svmlight file as CSR chunks of ``chunk_rows`` rows, parsed as they are read.
+
+    When the width or the index base is not given, one structural pass
+    (:func:`svmlight_survey`) finds them first; standard input cannot be
+    read twice, so it is then read whole and sliced.
+    """
+    base = _check_zero_based(zero_based)
+    dt = dtype or np.dtype(np.float64)
+    chunks: Iterator[tuple[Any, np.ndarray]]
+    if path == STDIO and (n_features is None or base == "auto"):
+        table = read_svmlight(path, n_features=n_features, dtype=dt, zero_based=base)
+        base = table.reading_options["zero_based"]
+        y = table.y
+        assert y is not None
+        chunks = (
+            (table.X[a : a + chunk_rows], y[a : a + chunk_rows])
+            for a in range(0, table.n_rows, chunk_rows)
+        )
+    else:
+        if n_features is None or base == "auto":
+            found = svmlight_survey(path)
+            base = found.zero_based(base)
+            n_features = found.width(base) if n_features is None else n_features
+            if n_features == 0:
+                raise DataError(f"{path}: no features found (no line has an index:value pair)")
+        chunks = _svmlight.iter_csr(
+            lambda: _open_text(path),
+            _svmlight_name(path),
+            n_features=n_features,
+            zero_based=bool(base),
+            dtype=dt,
+            chunk_rows=chunk_rows,
+        )
+    options = {"zero_based": bool(base)}
+    names: list[str] = []
+    for X, y in chunks:
+        if features is not None:
+            cols = [_column_index(path, f, X.shape[1], "feature") for f in features]
+            X = _select_sparse_columns(X, cols)
+            names = [f"x{j}" for j in cols]
+        yield Table(X=X, y=y, feature_names=names, reading_options=options)
+
+
+def _select_sparse_columns(X: Any, cols: list[int]) -> Any:
+    """Columns ``cols`` of a CSR matrix, in that order, as a canonical CSR matrix."""
+    picked = X[:, cols]
+    picked.sort_indices()
+    return picked
 
 
 # --------------------------------------------------------------------------- public readers
@@ -1497,15 +1524,19 @@ def read_data(
             weight_column=weight_column,
             dtype=dt,
         )
-    for role, col in (("id", id_column), ("weight", weight_column)):
-        if col is not None:
-            raise DataError(f"{path}: svmlight files have no {role} column")
+    _no_svmlight_columns(path, id_column, weight_column)
     table = read_svmlight(path, n_features=n_features, dtype=dt, zero_based=zero_based)
     if feats is not None:
         cols = [_column_index(path, f, table.X.shape[1], "feature") for f in feats]
-        table.X = np.ascontiguousarray(table.X[:, cols])
+        table.X = _select_sparse_columns(table.X, cols)
         table.feature_names = [f"x{j}" for j in cols]
     return table
+
+
+def _no_svmlight_columns(path: PathLike, id_column: Any, weight_column: Any) -> None:
+    for role, col in (("id", id_column), ("weight", weight_column)):
+        if col is not None:
+            raise DataError(f"{path}: svmlight files have no {role} column")
 
 
 def _npz_default_target(path: PathLike) -> str | None:
@@ -1537,9 +1568,12 @@ def iter_batches(
     pyarrow's streaming reader (standard input too, ``path="-"``), Parquet
     files and datasets (directories, globs) by record batches, ``.npy`` by
     row ranges, each copied out of a map of its own (so the file's pages
-    leave memory with the chunk). svmlight and ``.npz`` files are read whole
-    and sliced. Chunks are validated like :func:`read_data` (errors give the
-    row in the whole file or dataset). Parameters as :func:`read_data`.
+    leave memory with the chunk), svmlight files by blocks of lines into CSR
+    chunks (after a structural pass that finds the width and the index base
+    when they are not given: :func:`svmlight_survey`). ``.npz`` files are
+    read whole and sliced. Chunks are validated like :func:`read_data`
+    (errors give the row in the whole file or dataset, the line in an
+    svmlight file). Parameters as :func:`read_data`.
     """
     if chunk_rows < 1:
         raise InputValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
@@ -1568,6 +1602,17 @@ def iter_batches(
     }
     if fmt == "npy":
         yield from _iter_npy(path, chunk_rows=chunk_rows, **columns)
+        return
+    if fmt == "svmlight":
+        _no_svmlight_columns(path, id_column, weight_column)
+        yield from _iter_svmlight(
+            path,
+            n_features=n_features,
+            zero_based=zero_based,
+            dtype=dt,
+            chunk_rows=chunk_rows,
+            features=feats,
+        )
         return
     table = read_data(path, format=fmt, n_features=n_features, zero_based=zero_based, **columns)
     for start in range(0, table.n_rows, chunk_rows):

@@ -1,4 +1,4 @@
-"""Readers and writers: CSV, Parquet, .npy/.npz, svmlight; atomic output files."""
+"""Readers and writers: CSV, Parquet, .npy/.npz; atomic output files (svmlight: test_svmlight)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from gpulogreg.io import (
     detect_format,
     iter_batches,
     read_data,
-    read_svmlight,
     write_predictions,
 )
 
@@ -185,67 +184,6 @@ def test_npz_default_names_and_pickle_refused(tmp_path, rng):
     np.savez(tmp_path / "obj.npz", X=X, y=np.array([{"a": 1}] * 20, dtype=object))
     with pytest.raises(DataError, match="refused"):
         read_data(tmp_path / "obj.npz")
-
-
-SVMLIGHT = """\
-# a comment line
-1 qid:1 1:0.5 3:-2.25e1 # trailing comment
--1 2:1.5
-
-+1 1:1 2:2 3:3
--1 3:1e-3
-"""
-
-
-def test_svmlight_matches_hand_parsed():
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "s.svm")
-        with open(path, "w") as f:
-            f.write(SVMLIGHT)
-        table = read_svmlight(path)
-        # one-based indices (no index 0) -> columns 0..2
-        expected = np.array([[0.5, 0.0, -22.5], [0.0, 1.5, 0.0], [1.0, 2.0, 3.0], [0.0, 0.0, 1e-3]])
-        np.testing.assert_array_equal(table.X, expected)
-        np.testing.assert_array_equal(table.y, [1, -1, 1, -1])
-        assert table.y.dtype == np.int64
-        wide = read_svmlight(path, n_features=5, dtype="float32")
-        assert wide.X.shape == (4, 5)
-        assert wide.X.dtype == np.float32
-        with pytest.raises(DataError, match="beyond"):
-            read_svmlight(path, n_features=2)
-
-
-def test_svmlight_agrees_with_scikit_learn(tmp_path, rng):
-    datasets = pytest.importorskip("sklearn.datasets")
-    X = rng.normal(size=(200, 30))
-    X[rng.random(X.shape) < 0.7] = 0.0
-    y = rng.integers(0, 3, size=200)
-    for zero_based in (True, False):
-        path = tmp_path / f"s{zero_based}.libsvm"
-        datasets.dump_svmlight_file(X, y, str(path), zero_based=zero_based)
-        ref_X, ref_y = datasets.load_svmlight_file(str(path), n_features=30)
-        table = read_svmlight(path, n_features=30, zero_based=zero_based)
-        np.testing.assert_array_equal(table.X, ref_X.toarray())
-        np.testing.assert_array_equal(table.y, ref_y)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("1 1:2\nabc 1:2\n", "label 'abc' is not a number"),
-        ("1 1:2\n0 x:2\n", "index 'x' is not an integer"),
-        ("1 1:2\n0 1:zz\n", "value 'zz' is not a number"),
-        ("1 1:2\n0 3\n", "expected index:value pairs"),
-        ("# only a comment\n", "no data lines"),
-    ],
-)
-def test_svmlight_malformed(tmp_path, text, message):
-    path = tmp_path / "bad.svm"
-    path.write_text(text)
-    with pytest.raises(DataError, match=message):
-        read_svmlight(path)
 
 
 @pytest.mark.parametrize("ext", [".csv", ".parquet"])
@@ -431,19 +369,3 @@ def test_duplicate_column_names_are_refused_naming_the_file(tmp_path, ext):
         list(iter_batches(path, target="y"))
     # Columns not in doubt still read.
     assert read_data(path, target="y", features="b").feature_names == ["b"]
-
-
-def test_svmlight_reading_options_read_a_test_file_as_its_training_file(tmp_path):
-    train, test = tmp_path / "train.svm", tmp_path / "test.svm"
-    train.write_text("1 0:1.5 2:2\n0 1:3\n")
-    test.write_text("1 1:4 2:5\n")  # zero-based too, but without index 0
-    fitted = read_svmlight(train)
-    assert fitted.reading_options == {"zero_based": True}
-    guessed = read_data(test, n_features=3)
-    assert guessed.reading_options == {"zero_based": False}  # the guess "auto" makes
-    same = read_data(test, n_features=3, **fitted.reading_options)
-    np.testing.assert_array_equal(same.X, [[0.0, 4.0, 5.0]])
-    chunks = list(iter_batches(test, format="svmlight"))
-    assert chunks[0].reading_options == {"zero_based": False}
-    with pytest.raises(ValueError, match="zero_based must be 'auto', True or False"):
-        read_svmlight(test, zero_based="yes")

@@ -221,7 +221,7 @@ def test_stdin_errors_name_the_column(monkeypatch) -> None:  # type: ignore[no-u
         read_data("-", target="y")
     _stdin(monkeypatch, b"1 1:0.5\n0 2:1.5\n")
     table = read_data("-", format="svmlight")
-    np.testing.assert_array_equal(table.X, [[0.5, 0.0], [0.0, 1.5]])
+    np.testing.assert_array_equal(table.X.toarray(), [[0.5, 0.0], [0.0, 1.5]])
     with pytest.raises(DataError, match="parquet data cannot be read from standard input"):
         read_data("-", format="parquet")
 

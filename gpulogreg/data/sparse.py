@@ -116,8 +116,9 @@ def check_sparse(
     with device_of(X.data):
         xp = array_namespace(X.data)
         nnz = _check_structure(xp, X.indptr, X.indices, m, n, name)
-        data = X.data[:nnz]
-        indices = X.indices[:nnz]
+        trimmed = X.data.shape[0] != nnz or X.indices.shape[0] != nnz  # spare storage at the end
+        data = X.data[:nnz] if trimmed else X.data
+        indices = X.indices[:nnz] if trimmed else X.indices
         order = _row_order(xp, X.indptr, indices, nnz)
         if data.dtype != target:
             data = data.astype(target)
@@ -130,7 +131,7 @@ def check_sparse(
             and data is X.data
             and X.indices.dtype == idx
             and X.indptr.dtype == idx
-            and X.indices.shape[0] == nnz
+            and not trimmed
         )
         if same:
             return X

@@ -296,3 +296,45 @@ def test_a_wide_csr_fit_is_never_densified() -> None:
     csr_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     # L-BFGS keeps 2 x its memory of vectors; the objective a few more.
     assert peak < 4 * csr_bytes + 40 * vector, peak / 1e6
+
+
+# --------------------------------------------------------------------------- inference
+@pytest.mark.filterwarnings("ignore::gpulogreg.inference.InferenceWarning")
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "HC1", "cluster"])
+def test_inference_on_csr_equals_inference_on_the_dense_values(cov_type: str) -> None:
+    X = _csr(1500, 8, density=0.4)
+    y = _labels(X)
+    groups = np.arange(X.shape[0]) % 25 if cov_type == "cluster" else None
+    fits = [
+        LogisticRegression(backend="numpy", penalty=None, tol=1e-12).fit(data, y)
+        for data in (X, X.toarray())
+    ]
+    sparse, dense = (
+        model.inference(data, y, cov_type=cov_type, groups=groups)
+        for model, data in zip(fits, (X, X.toarray()), strict=True)
+    )
+    np.testing.assert_allclose(sparse.bse, dense.bse, rtol=1e-8)
+    np.testing.assert_allclose(sparse.params, dense.params, rtol=1e-8, atol=1e-12)
+    for got, expected in zip(
+        sparse.predict_interval(X[:40]), dense.predict_interval(X[:40].toarray()), strict=True
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-8)
+    np.testing.assert_allclose(
+        sparse.predict_se(X[:40].tocsc()), dense.predict_se(X[:40].toarray()), rtol=1e-8
+    )
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_row_quadratic_forms_of_csr_rows(fit_intercept: bool) -> None:
+    from gpulogreg.backends.quadratic import row_quadratic_forms
+
+    X = _csr(700, 12, density=0.3, dtype=np.float32)
+    d = 12 + int(fit_intercept)
+    M = np.random.default_rng(2).normal(size=(d, d))
+    Sigma = M @ M.T
+    A = X.toarray().astype(np.float64)
+    if fit_intercept:
+        A = np.hstack([A, np.ones((A.shape[0], 1))])
+    expected = np.einsum("ij,jk,ik->i", A, Sigma, A)
+    got = row_quadratic_forms(X, Sigma, fit_intercept=fit_intercept)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)

@@ -338,3 +338,36 @@ def test_row_quadratic_forms_of_csr_rows(fit_intercept: bool) -> None:
     expected = np.einsum("ij,jk,ik->i", A, Sigma, A)
     got = row_quadratic_forms(X, Sigma, fit_intercept=fit_intercept)
     np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- Dask
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_dask_arrays_of_csr_blocks_train_like_the_in_memory_csr(n_classes: int) -> None:
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    X = _csr(1800, 12, density=0.3)
+    y = _labels(X, n_classes=n_classes)
+    w = np.random.default_rng(4).random(X.shape[0]) + 0.5
+    dX = da.from_array(X, chunks=(500, 12), asarray=False)
+    with dask.config.set(scheduler="synchronous"):
+        model = LogisticRegression(tol=1e-10).fit(dX, da.from_array(y, chunks=500), w)
+        proba = model.predict_proba(dX).compute()
+    reference = LogisticRegression(tol=1e-10).fit(X, y, w)
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(proba, reference.predict_proba(X), rtol=1e-10, atol=1e-12)
+
+
+def test_a_bad_value_in_a_dask_csr_block_names_its_global_row() -> None:
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    X = _csr(1800, 12, density=0.3)
+    y = _labels(X)
+    k = X.indptr[1234]
+    X.data[k] = np.nan
+    column = X.indices[k]
+    dX = da.from_array(X, chunks=(500, 12), asarray=False)
+    with (
+        dask.config.set(scheduler="synchronous"),
+        pytest.raises(ValueError, match=f"X contains NaN at row 1234, column {column}"),
+    ):
+        LogisticRegression().fit(dX, y)

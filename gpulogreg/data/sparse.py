@@ -67,6 +67,7 @@ def check_sparse(
     name: str = "X",
     n_features: int | None = None,
     owner: str = "the model",
+    row_offset: int = 0,
 ) -> Array:
     """Validate a sparse feature matrix and convert it to canonical CSR once.
 
@@ -82,6 +83,8 @@ def check_sparse(
         Expected number of columns (prediction on a fitted model).
     owner : str
         Who expects ``n_features``.
+    row_offset : int
+        Added to the rows that messages name (a block of larger data).
 
     Returns
     -------
@@ -115,7 +118,7 @@ def check_sparse(
     target = _target_dtype(X.data.dtype, dtype, name)
     with device_of(X.data):
         xp = array_namespace(X.data)
-        nnz = _check_structure(xp, X.indptr, X.indices, m, n, name)
+        nnz = _check_structure(xp, X.indptr, X.indices, m, n, name, row_offset)
         trimmed = X.data.shape[0] != nnz or X.indices.shape[0] != nnz  # spare storage at the end
         data = X.data[:nnz] if trimmed else X.data
         indices = X.indices[:nnz] if trimmed else X.indices
@@ -124,7 +127,7 @@ def check_sparse(
             data = data.astype(target)
         elif order != "canonical":
             data = data.copy()  # sorting below works in place: never on the caller's values
-        _check_finite_values(xp, data, indices, X.indptr, name)
+        _check_finite_values(xp, data, indices, X.indptr, name, row_offset)
         idx = index_dtype(nnz, n)
         same = (
             order == "canonical"
@@ -138,7 +141,7 @@ def check_sparse(
         out = _rebuild(X, data, indices.astype(idx), X.indptr.astype(idx))
         if order != "canonical":
             out.sum_duplicates()  # sorts each row and sums its repeated indices (on our copy)
-            _check_finite_values(xp, out.data, out.indices, out.indptr, name)  # sums may overflow
+            _check_finite_values(xp, out.data, out.indices, out.indptr, name, row_offset)
     return out
 
 
@@ -156,7 +159,9 @@ def _target_dtype(found: np.dtype[Any], dtype: Any, name: str) -> np.dtype[Any]:
     return target
 
 
-def _check_structure(xp: Any, indptr: Array, indices: Array, m: int, n: int, name: str) -> int:
+def _check_structure(
+    xp: Any, indptr: Array, indices: Array, m: int, n: int, name: str, row_offset: int
+) -> int:
     """Check the row pointers and the index range; return the number of stored values."""
     if indptr.shape != (m + 1,):
         raise InputValueError(
@@ -172,14 +177,14 @@ def _check_structure(xp: Any, indptr: Array, indices: Array, m: int, n: int, nam
         )
     steps = xp.diff(indptr.astype(xp.int64))
     if m and bool((steps < 0).any()):
-        row = int(xp.flatnonzero(steps < 0)[0])
+        row = int(xp.flatnonzero(steps < 0)[0]) + row_offset
         raise InputValueError(f"{name} is a malformed CSR matrix: indptr decreases at row {row}")
     if nnz:
         used = indices[:nnz]
         low, high = int(used.min()), int(used.max())
         if low < 0 or high >= n:
             bad = xp.flatnonzero((used < 0) | (used >= n))[0]
-            row = _row_of(xp, indptr, int(bad))
+            row = _row_of(xp, indptr, int(bad)) + row_offset
             value = int(used[int(bad)])
             raise InputValueError(
                 f"{name} has the column index {value} at row {row}, outside [0, {n}) "
@@ -202,7 +207,9 @@ def _row_order(xp: Any, indptr: Array, indices: Array, nnz: int) -> str:
     return "canonical" if bool((ascending | starts[1:]).all()) else "unsorted"
 
 
-def _check_finite_values(xp: Any, data: Array, indices: Array, indptr: Array, name: str) -> None:
+def _check_finite_values(
+    xp: Any, data: Array, indices: Array, indptr: Array, name: str, row_offset: int
+) -> None:
     """Raise naming the row and column of the first NaN or infinity among the stored values."""
     if data.shape[0] == 0 or np.isfinite(float(data.sum(dtype=xp.float64))):
         return
@@ -213,7 +220,8 @@ def _check_finite_values(xp: Any, data: Array, indices: Array, indptr: Array, na
     value = float(data[k])
     text = "NaN" if np.isnan(value) else str(value)
     raise InputValueError(
-        f"{name} contains {text} at row {_row_of(xp, indptr, k)}, column {int(indices[k])}; "
+        f"{name} contains {text} at row {_row_of(xp, indptr, k) + row_offset}, "
+        f"column {int(indices[k])}; "
         "remove or impute it"
     )
 

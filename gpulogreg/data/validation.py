@@ -643,10 +643,26 @@ def _check_n_classes(present: int, example: Any, min_classes: int) -> None:
 
 
 def _dask_row_blocks(X: Any, dtype: np.dtype[Any]) -> Any:
-    """Dask ``X`` as one column chunk of C-contiguous ``dtype`` row blocks (lazy)."""
+    """Dask ``X`` as one column chunk of C-contiguous ``dtype`` row blocks (lazy).
+
+    Sparse blocks become canonical CSR blocks, validated when computed (their
+    errors name the global row).
+    """
     if X.numblocks[1] > 1:
         X = X.rechunk({1: -1})  # rows keep their chunks; each block holds whole rows
+    if is_sparse(X._meta):
+        meta = X._meta.tocsr().astype(dtype)
+        return X.map_blocks(_canonical_block, dtype, dtype=dtype, meta=meta)
     return X.map_blocks(_contiguous_block, dtype, dtype=dtype, meta=X._meta.astype(dtype))
+
+
+def _canonical_block(
+    block: Array, dtype: np.dtype[Any], block_info: dict[Any, Any] | None = None
+) -> Array:
+    if block.shape[0] == 0:  # an empty block has nothing to check
+        return block.tocsr().astype(dtype)
+    offset = 0 if block_info is None else int(block_info[0]["array-location"][0][0])
+    return check_sparse(block, dtype=dtype, row_offset=offset)
 
 
 def _contiguous_block(block: Array, dtype: np.dtype[Any]) -> Array:

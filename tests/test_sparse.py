@@ -10,15 +10,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-sp = pytest.importorskip("scipy.sparse")
-
-from gpulogreg import LogisticRegression, loss_and_gradient  # noqa: E402
-from gpulogreg.backends import get_backend_class  # noqa: E402
-from gpulogreg.backends.numpy_backend import NumpyBackend  # noqa: E402
-from gpulogreg.backends.sparse_numpy import SparseNumpyBackend  # noqa: E402
-from gpulogreg.data import check_X  # noqa: E402
-from gpulogreg.data.sparse import INT32_MAX, check_sparse, index_dtype  # noqa: E402
+from gpulogreg import LogisticRegression, loss_and_gradient
+from gpulogreg.backends import get_backend_class
+from gpulogreg.backends.numpy_backend import NumpyBackend
+from gpulogreg.backends.sparse_numpy import SparseNumpyBackend
+from gpulogreg.data import check_X
+from gpulogreg.data.sparse import INT32_MAX, check_sparse, index_dtype
 
 
 def _csr(m: int = 600, n: int = 15, density: float = 0.2, seed: int = 0, dtype=np.float64):

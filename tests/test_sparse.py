@@ -370,3 +370,14 @@ def test_a_bad_value_in_a_dask_csr_block_names_its_global_row() -> None:
         pytest.raises(ValueError, match=f"X contains NaN at row 1234, column {column}"),
     ):
         LogisticRegression().fit(dX, y)
+
+
+def test_partial_fit_takes_csr_chunks_like_dense_ones() -> None:
+    X = _csr(1200, 10, density=0.3)
+    y = _labels(X)
+    sparse = LogisticRegression(backend="numpy", solver="minibatch", random_state=0)
+    dense = LogisticRegression(backend="numpy", solver="minibatch", random_state=0)
+    for rows in (slice(0, 600), slice(600, 1200)):
+        sparse.partial_fit(X[rows].tocoo(), y[rows], classes=[0, 1])
+        dense.partial_fit(X[rows].toarray(), y[rows], classes=[0, 1])
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-10, atol=1e-12)

@@ -22,6 +22,7 @@ __all__ = [
     "device_of",
     "host_float64",
     "host_scalars",
+    "is_sparse",
     "to_host",
 ]
 
@@ -30,15 +31,36 @@ def array_module_name(a: Any) -> str:
     """Name of the array library that owns ``a``: ``"cupy"``, ``"dask"`` or ``"numpy"``.
 
     Anything that is neither a CuPy nor a Dask array (NumPy arrays, lists,
-    DataFrames, scalars) counts as ``"numpy"``.
+    DataFrames, scalars) counts as ``"numpy"``; a ``cupyx.scipy.sparse``
+    matrix counts as ``"cupy"`` (its arrays live on the GPU) and a
+    ``scipy.sparse`` one as ``"numpy"``.
     """
     cupy = sys.modules.get("cupy")
     if cupy is not None and isinstance(a, cupy.ndarray):
+        return "cupy"
+    if _is_cupyx_sparse(a):
         return "cupy"
     dask_array = sys.modules.get("dask.array")
     if dask_array is not None and isinstance(a, dask_array.Array):
         return "dask"
     return "numpy"
+
+
+def is_sparse(a: Any) -> bool:
+    """Whether ``a`` is a ``scipy.sparse`` or ``cupyx.scipy.sparse`` matrix or array.
+
+    Neither library is imported: an object can only be one of their sparse
+    types if the module is loaded already.
+    """
+    scipy_sparse = sys.modules.get("scipy.sparse")
+    if scipy_sparse is not None and scipy_sparse.issparse(a):
+        return True
+    return _is_cupyx_sparse(a)
+
+
+def _is_cupyx_sparse(a: Any) -> bool:
+    cupyx_sparse = sys.modules.get("cupyx.scipy.sparse")
+    return cupyx_sparse is not None and bool(cupyx_sparse.issparse(a))
 
 
 def array_namespace(a: Any) -> ModuleType:

@@ -42,7 +42,14 @@ from typing import Any, cast
 import numpy as np
 
 from gpulogreg import backends
-from gpulogreg._array import array_module_name, array_namespace, device_of, host_float64, to_host
+from gpulogreg._array import (
+    array_module_name,
+    array_namespace,
+    device_of,
+    host_float64,
+    is_sparse,
+    to_host,
+)
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._model_file import TrainingState
@@ -246,7 +253,10 @@ class ArraySource:
         if self._digest is None:
             rows = np.unique(np.linspace(0, self.n_samples - 1, DIGEST_ROWS).astype(np.int64))
             index = array_namespace(self.X).asarray(rows)
-            parts = (self.X[index], self.y[index], self.sample_weight[index])
+            rows = self.X[index]
+            # Sparse rows by their stored values (a dense copy could be n_features wide).
+            features = [rows.data, rows.indices, rows.indptr] if is_sparse(rows) else [rows]
+            parts = (*features, self.y[index], self.sample_weight[index])
             self._digest = _digest([to_host(a) for a in parts], self.weight_sum, self.classes)
         return self._digest
 

@@ -515,7 +515,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         owner = type(self).__name__
         check_feature_names(X, getattr(self, "feature_names_in_", None), owner=owner)
-        X, _ = check_X(X, n_features=self.n_features_in_, owner=owner, lazy=True)
+        X, _ = check_X(
+            X, n_features=self.n_features_in_, owner=owner, lazy=True, accept_sparse=True
+        )
         return decision_values(X, self.coef_, self.intercept_)
 
     def predict_proba(self, X: Any) -> Array:
@@ -556,4 +558,5 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
         return tags

@@ -320,7 +320,9 @@ class InferenceResult:
             )
         owner = "InferenceResult"
         check_feature_names(X, state.feature_names, owner=owner)
-        X, _ = check_X(X, n_features=state.coef.shape[1], owner=owner, lazy=True)
+        X, _ = check_X(
+            X, n_features=state.coef.shape[1], owner=owner, lazy=True, accept_sparse=True
+        )
         return state, X
 
 

@@ -307,7 +307,7 @@ def loss_and_gradient(
     from gpulogreg.backends import make_backend
     from gpulogreg.data import array_module_name, check_sample_weight, check_X, encode_labels
 
-    X, _ = check_X(X)
+    X, _ = check_X(X, accept_sparse=True)
     classes, y_index = encode_labels(y)
     if y_index.shape[0] != X.shape[0]:
         raise InputValueError(f"X has {X.shape[0]} rows but y has {y_index.shape[0]} labels")

@@ -104,12 +104,6 @@ def test_complex_data_is_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
         check_X(data[0] + 1j)
 
 
-def test_sparse_data_is_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
-    sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="sparse input is not supported"):
-        LogisticRegression().fit(sparse.csr_matrix(data[0]), data[1])
-
-
 def test_continuous_target_is_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
     with pytest.raises(ValueError, match="Unknown label type: continuous"):
         LogisticRegression().fit(data[0], np.linspace(0, 1, len(data[0])))

@@ -16,7 +16,7 @@ import sys
 from functools import lru_cache
 from typing import Any
 
-from gpulogreg._array import array_module_name, device_of
+from gpulogreg._array import array_module_name, device_of, is_sparse
 from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array, Backend
 from gpulogreg.backends.errors import GPUMemoryError, GPUUnavailableError
@@ -39,6 +39,12 @@ BACKENDS: dict[str, str] = {
     "numba": "gpulogreg.backends.numba_backend:NumbaBackend",
     "cupy": "gpulogreg.backends.cupy_backend:CupyBackend",
     "dask": "gpulogreg.backends.dask_backend:DaskBackend",
+}
+#: The same names for a canonical CSR ``X`` (see :mod:`gpulogreg.data.sparse`).
+SPARSE_BACKENDS: dict[str, str] = {
+    "numpy": "gpulogreg.backends.sparse_numpy:SparseNumpyBackend",
+    "numba": "gpulogreg.backends.sparse_numba:SparseNumbaBackend",
+    "cupy": "gpulogreg.backends.sparse_cupy:SparseCupyBackend",
 }
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -159,9 +165,12 @@ def to_device(a: Any, device: str) -> Any:
     return a
 
 
-def get_backend_class(name: str) -> type:
-    """Import and return the backend class registered under ``name``."""
-    module_name, _, class_name = BACKENDS[name].partition(":")
+def get_backend_class(name: str, *, sparse: bool = False) -> type:
+    """Import and return the backend class registered under ``name`` (CSR: ``sparse``)."""
+    registry = SPARSE_BACKENDS if sparse else BACKENDS
+    if name not in registry:
+        raise InputValueError(f"backend={name!r} does not take sparse data")
+    module_name, _, class_name = registry[name].partition(":")
     cls: type = getattr(importlib.import_module(module_name), class_name)
     return cls
 
@@ -190,7 +199,7 @@ def make_backend(
     """
     name, target = resolve_backend(X, backend, device)
     X, y, sample_weight = place_data(X, y, sample_weight, n_classes=n_classes, device=target)
-    cls = get_backend_class(name)
+    cls = get_backend_class(name, sparse=is_sparse(X))
     instance: Backend = cls(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
     return instance
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._array import array_module_name, array_namespace, to_host
+from gpulogreg._array import array_module_name, array_namespace, is_sparse, to_host
 from gpulogreg._errors import InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array
@@ -208,15 +208,11 @@ def _block_call(
     blocks; the vectors move to the block's namespace, the options are passed
     as they are. Results come back as NumPy.
     """
-    inner: Any
-    if array_module_name(X) == "cupy":
-        from gpulogreg.backends.cupy_backend import CupyBackend
+    from gpulogreg.backends import get_backend_class
 
-        inner = CupyBackend(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
-    else:
-        from gpulogreg.backends.numba_backend import NumbaBackend
-
-        inner = NumbaBackend(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
+    name = "cupy" if array_module_name(X) == "cupy" else "numba"
+    cls = get_backend_class(name, sparse=is_sparse(X))
+    inner: Any = cls(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)
     out = getattr(inner, method)(*(inner.xp.asarray(v) for v in vectors), *options)
     if isinstance(out, tuple):
         return tuple(to_host(o) for o in out)
@@ -244,7 +240,8 @@ def decision_blocks(X: Any, coef: np.ndarray, intercept: np.ndarray, *, name: st
     coef = np.asarray(coef, dtype=np.float64)
     intercept = np.asarray(intercept, dtype=np.float64)
     n_outputs = coef.shape[0]
-    meta = X._meta.astype(np.float64)
+    # Decision values are dense whatever the blocks are (CSR blocks give arrays).
+    meta = array_namespace(X._meta).empty((0, 0), dtype=np.float64)
     if n_outputs == 1:
         return X.map_blocks(
             _block_decision, coef, intercept, name, drop_axis=1, meta=meta.sum(axis=1)
@@ -266,7 +263,8 @@ def _block_decision(
     # BLAS in X's dtype (X is never upcast), result widened to float64.
     z = (X @ xp.asarray(coef.T, dtype=X.dtype)).astype(xp.float64) + xp.asarray(intercept)
     if not bool(xp.isfinite(z).all()):
-        bad = _first_nonfinite(X)  # else z overflowed on finite data: not an input error
+        # Else z overflowed on finite data: not an input error (CSR blocks are checked).
+        bad = None if is_sparse(X) else _first_nonfinite(X)
         if bad is not None:
             offset = 0 if block_info is None else int(block_info[0]["array-location"][0][0])
             raise InputValueError(_nonfinite_message(name, bad[0] + offset, *bad[1:]))

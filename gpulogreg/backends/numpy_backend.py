@@ -64,6 +64,8 @@ class NumpyBackend(HasLayout):
     """
 
     name = "numpy"
+    #: The storage of ``X``: ``"dense"`` (C-contiguous arrays) or ``"csr"``.
+    format = "dense"
 
     def __init__(
         self,
@@ -232,7 +234,7 @@ class NumpyBackend(HasLayout):
             loss = loss + s @ losses
             certain = certain + s[losses < CERTAIN_LOSS].sum()
             R = xp.reshape(self._raw_residual(z, rows), (Xc.shape[0], K)) * s[:, None]
-            gradient += R.T @ self._design(Xc).astype(xp.float64)
+            gradient += self._residual_product(R, self._design(Xc))
         loss_value, certain_value = host_scalars(loss, certain)
         return Information(
             hessian=hessian, loss=loss_value, gradient=gradient.ravel(), certain=certain_value
@@ -296,11 +298,20 @@ class NumpyBackend(HasLayout):
             h = weights(self._chunk_linear(params, Xc, exact=exact), rows)
             for k in range(self.n_outputs):
                 for j in range(k, self.n_outputs):
-                    block = _weighted_gram(Ac, h(k, j))
+                    block = self._weighted_gram(Ac, h(k, j))
                     H[k * d : (k + 1) * d, j * d : (j + 1) * d] += block
                     if j != k:
                         H[j * d : (j + 1) * d, k * d : (k + 1) * d] += block.T
         return H
+
+    def _weighted_gram(self, A: Array, h: Array) -> Array:
+        """``A^T diag(h) A`` of a chunk's design in float64 through one BLAS call."""
+        Ah = A * h[:, None]
+        return Ah.T @ A.astype(Ah.dtype, copy=False)
+
+    def _residual_product(self, R: Array, A: Array) -> Array:
+        """``R^T A`` in float64 for a chunk's residuals ``R`` (m, K) and design ``A``."""
+        return R.T @ A.astype(self.xp.float64)
 
     def _hessian_weights(self, z: Array, rows: slice) -> PairWeights:
         """Curvature: ``s p (1 - p)`` (binary), ``s P_k (delta_kj - P_j)`` (multinomial)."""
@@ -429,9 +440,3 @@ class _Segments:
         for left, right in self._pairs:
             V[left] += V[right]
         return V[self._starts]
-
-
-def _weighted_gram(A: Array, h: Array) -> Any:
-    """``A^T diag(h) A`` in float64 through one BLAS call on a chunk."""
-    Ah = A * h[:, None]
-    return Ah.T @ A.astype(Ah.dtype, copy=False)

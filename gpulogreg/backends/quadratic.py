@@ -79,7 +79,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from gpulogreg._array import array_module_name, array_namespace, device_of
+from gpulogreg._array import array_module_name, array_namespace, device_of, is_sparse
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._numba_read import _PARALLEL, _SERIAL, CHUNK_ROWS, _n_chunks_jit
 from gpulogreg._typing import Array
@@ -300,6 +300,9 @@ def _check_rows(X: Any, name: str) -> int:
     if array_module_name(X) == "dask":
         if len(X.chunks[1]) != 1:
             raise InputValueError(f"{name} must have one column chunk (see check_X with lazy=True)")
+    elif is_sparse(X):
+        if X.format != "csr":
+            raise InputValueError(f"{name} must be a CSR matrix (see check_X)")
     elif not X.flags.c_contiguous:
         raise InputValueError(f"{name} must be C-contiguous (see check_X)")
     return int(shape[1])
@@ -328,6 +331,8 @@ def _forms(X: Array, S: np.ndarray, fit_intercept: bool) -> Array:
     xp: ModuleType = array_namespace(X)
     n = X.shape[1]
     s_bb = float(S[n, n]) if fit_intercept else 0.0
+    if is_sparse(X):
+        return _sparse_forms(X, S, s_bb, fit_intercept)
     if xp is np and n + int(fit_intercept) <= NUMBA_MAX_PARAMS:
         T = np.tril(S[:n, :n] * 2.0)
         T[np.diag_indices(n)] *= 0.5  # the diagonal once, the off-diagonal pairs doubled
@@ -347,6 +352,36 @@ def _forms(X: Array, S: np.ndarray, fit_intercept: bool) -> Array:
         rows = max(1, DEVICE_BLOCK_BYTES // (8 * P.shape[1]))
         starts = list(range(0, X.shape[0], rows))
         _blocked_rows(X, xp.asarray(P), s_bb, rows, starts, out)
+        return out
+
+
+def _sparse_forms(X: Array, S: np.ndarray, s_bb: float, fit_intercept: bool) -> Array:
+    """``q`` of a CSR ``X`` by blocks of rows: ``B = X_block @ P``, then the stored values.
+
+    ``P = Sigma[:n]`` with its intercept column doubled (as in
+    :func:`_blocked_rows`); per block ``q = sum_j x_ij B_ij + B_in + Sigma_bb``,
+    where the sum runs over the row's stored values only. ``B`` is a dense
+    float64 block of at most :data:`DEVICE_BLOCK_BYTES`; ``X`` is never densified.
+    """
+    xp = array_namespace(X)
+    n = X.shape[1]
+    with device_of(X):
+        P = xp.asarray(S[:n])
+        if fit_intercept:
+            P[:, n] *= 2.0
+        out = xp.empty(X.shape[0], dtype=xp.float64)
+        rows = max(1, DEVICE_BLOCK_BYTES // (8 * P.shape[1]))
+        for start in range(0, X.shape[0], rows):
+            Xb = X[start : start + rows].astype(xp.float64)
+            B = Xb @ P
+            rows_of_values = Xb.tocoo().row  # canonical CSR: the stored values in row order
+            values = Xb.data * B[rows_of_values, Xb.indices]
+            # Row sums of the products by a sparse product (fixed order, no atomics).
+            products = type(Xb)((values, Xb.indices, Xb.indptr), shape=Xb.shape)
+            q = products @ xp.ones(n, dtype=xp.float64)
+            if fit_intercept:
+                q += B[:, n] + s_bb
+            out[start : start + Xb.shape[0]] = q
         return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._array import array_module_name
+from gpulogreg._array import array_module_name, is_sparse
 from gpulogreg._compat import DataConversionWarning
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._typing import Array
@@ -94,7 +94,8 @@ def _dask_block_summary(
     weight_sums : ndarray of float64
         Sum of the sample weights (or count) of each of ``classes``.
     """
-    bad = _first_nonfinite(X)
+    # Sparse blocks were checked when they were made canonical (check_sparse).
+    bad = None if is_sparse(X) else _first_nonfinite(X)
     x_error = None if bad is None else _nonfinite_message("X", bad[0] + row_offset, *bad[1:])
     y_error = weight_error = None
     classes, index = np.empty(0), np.empty(0, dtype=np.int32)

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._array import array_module_name, array_namespace, device_of, to_host
+from gpulogreg._array import array_module_name, array_namespace, device_of, is_sparse, to_host
 from gpulogreg._compat import DataConversionWarning
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._model_file import storable_objects
 from gpulogreg._typing import Array
+from gpulogreg.data.sparse import check_sparse
 
 __all__ = [
     "FitData",
@@ -188,6 +189,7 @@ def check_X(
     n_features: int | None = None,
     owner: str = "the model",
     lazy: bool = False,
+    accept_sparse: bool = False,
 ) -> tuple[Array, np.ndarray | None]:
     """Validate a feature matrix and convert it once.
 
@@ -209,13 +211,18 @@ def check_X(
         conversion (one column chunk, C-contiguous blocks of the target dtype)
         is lazy, and the caller checks finiteness in its own pass over the
         blocks (:func:`prepare_fit_data` does, prediction does per block).
+    accept_sparse : bool
+        Accept ``scipy.sparse`` / ``cupyx.scipy.sparse`` input, returned as
+        canonical CSR (:func:`gpulogreg.data.sparse.check_sparse`); refused
+        with a message naming ``name`` otherwise.
 
     Returns
     -------
     X : array of shape (n_samples, n_features)
         C-contiguous float32/float64 array in the input's namespace; the input
         itself when it already qualifies (no copy). A Dask array (``lazy``)
-        comes back as a Dask array whose blocks are such arrays.
+        comes back as a Dask array whose blocks are such arrays; sparse input
+        (``accept_sparse``) as a canonical CSR matrix.
     feature_names : ndarray of str or None
         Column names when ``X`` was a DataFrame.
 
@@ -227,7 +234,13 @@ def check_X(
         Wrong dimensions, no rows, NaN or infinity (with its position), or the
         wrong number of features.
     """
-    _refuse_sparse(X, name)
+    if is_sparse(X):
+        if not accept_sparse:
+            raise InputTypeError(
+                f"{name} is a sparse matrix, which this operation does not take; "
+                "convert it with X.toarray() if it fits in memory"
+            )
+        return check_sparse(X, dtype=dtype, name=name, n_features=n_features, owner=owner), None
     feature_names = _feature_names(X)
     module = array_module_name(X)
     if module == "dask" and not lazy:
@@ -288,16 +301,6 @@ def check_X(
         X = xp.ascontiguousarray(X, dtype=target)
         _check_finite(X, name)
     return X, feature_names
-
-
-def _refuse_sparse(X: Any, name: str) -> None:
-    """Sparse matrices are refused with a message saying so (no silent densifying)."""
-    sparse = sys.modules.get("scipy.sparse")
-    if sparse is not None and sparse.issparse(X):
-        raise InputTypeError(
-            f"{name} is a sparse matrix: sparse input is not supported; "
-            "convert it with X.toarray() if it fits in memory"
-        )
 
 
 def _describe(value: float) -> str:
@@ -604,7 +607,7 @@ def prepare_arrays(
         Naming the problem: see :func:`check_X`, :func:`encode_labels`,
         :func:`check_sample_weight`; also mismatched lengths and a single class.
     """
-    X, feature_names = check_X(X, dtype=dtype)
+    X, feature_names = check_X(X, dtype=dtype, accept_sparse=True)
     n_samples = X.shape[0]
     y_host = np.asarray(_host_values(y)) if not isinstance(y, np.ndarray) else y
     if y_host.ndim >= 1 and y_host.shape[0] != n_samples:
@@ -640,10 +643,26 @@ def _check_n_classes(present: int, example: Any, min_classes: int) -> None:
 
 
 def _dask_row_blocks(X: Any, dtype: np.dtype[Any]) -> Any:
-    """Dask ``X`` as one column chunk of C-contiguous ``dtype`` row blocks (lazy)."""
+    """Dask ``X`` as one column chunk of C-contiguous ``dtype`` row blocks (lazy).
+
+    Sparse blocks become canonical CSR blocks, validated when computed (their
+    errors name the global row).
+    """
     if X.numblocks[1] > 1:
         X = X.rechunk({1: -1})  # rows keep their chunks; each block holds whole rows
+    if is_sparse(X._meta):
+        meta = X._meta.tocsr().astype(dtype)
+        return X.map_blocks(_canonical_block, dtype, dtype=dtype, meta=meta)
     return X.map_blocks(_contiguous_block, dtype, dtype=dtype, meta=X._meta.astype(dtype))
+
+
+def _canonical_block(
+    block: Array, dtype: np.dtype[Any], block_info: dict[Any, Any] | None = None
+) -> Array:
+    if block.shape[0] == 0:  # an empty block has nothing to check
+        return block.tocsr().astype(dtype)
+    offset = 0 if block_info is None else int(block_info[0]["array-location"][0][0])
+    return check_sparse(block, dtype=dtype, row_offset=offset)
 
 
 def _contiguous_block(block: Array, dtype: np.dtype[Any]) -> Array:

@@ -253,10 +253,7 @@ class ArraySource:
         if self._digest is None:
             rows = np.unique(np.linspace(0, self.n_samples - 1, DIGEST_ROWS).astype(np.int64))
             index = array_namespace(self.X).asarray(rows)
-            rows = self.X[index]
-            # Sparse rows by their stored values (a dense copy could be n_features wide).
-            features = [rows.data, rows.indices, rows.indptr] if is_sparse(rows) else [rows]
-            parts = (*features, self.y[index], self.sample_weight[index])
+            parts = (*_row_parts(self.X[index]), self.y[index], self.sample_weight[index])
             self._digest = _digest([to_host(a) for a in parts], self.weight_sum, self.classes)
         return self._digest
 
@@ -365,7 +362,7 @@ class DatasetSource:
             rows = np.unique(np.linspace(0, X.shape[0] - 1, DIGEST_ROWS).astype(np.int64))
             info = self.chunks.info
             counts = np.concatenate([info.class_counts, info.class_weight_sums, info.chunk_rows])
-            parts = [X[rows], y[rows], s[rows], counts]
+            parts = [*(to_host(a) for a in _row_parts(X[rows])), y[rows], s[rows], counts]
             self._digest = _digest(parts, self.weight_sum, self.classes)
         return self._digest
 
@@ -577,6 +574,12 @@ def _minibatch_seed(checkpoint: str | None, random_state: Any) -> int:
 #: Rows of the data in a checkpoint's digest (evenly spaced): enough to tell data
 #: sets apart, few enough to cost nothing next to an epoch.
 DIGEST_ROWS = 64
+
+
+def _row_parts(rows: Array) -> list[Array]:
+    """The arrays that say what sampled rows of ``X`` hold: the rows, or a CSR matrix's
+    stored values, indices and row pointers (a dense copy could be n_features wide)."""
+    return [rows.data, rows.indices, rows.indptr] if is_sparse(rows) else [rows]
 
 
 def _digest(arrays: list[np.ndarray], weight_sum: float, classes: np.ndarray) -> str:

@@ -108,6 +108,7 @@ __all__ = [
     "MissingDependencyError",
     "PredictionWriter",
     "SizeEstimate",
+    "SparseNpzHeader",
     "SvmlightSurvey",
     "Table",
     "atomic_write",
@@ -117,11 +118,13 @@ __all__ = [
     "estimate_size",
     "feature_columns",
     "is_multi_file",
+    "is_sparse_npz",
     "iter_batches",
     "open_predictions",
     "output_format",
     "read_data",
     "read_svmlight",
+    "sparse_npz_header",
     "svmlight_survey",
     "write_predictions",
 ]
@@ -1116,6 +1119,295 @@ def _read_npz(
     return Table(X=X, y=y, feature_names=[f"x{j}" for j in cols], ids=ids, weights=weights)
 
 
+# --------------------------------------------------------------------------- sparse .npz
+#: Members of a ``scipy.sparse.save_npz`` archive that every format has.
+_SPARSE_NPZ_MEMBERS = frozenset({"format", "shape", "data"})
+
+
+@dataclass(frozen=True)
+class SparseNpzHeader:
+    """What a ``scipy.sparse.save_npz`` archive holds, read from its small members and
+    the headers of the large ones (nothing of the size of the matrix is read).
+
+    Attributes
+    ----------
+    format : str
+        ``"csr"``, ``"csc"``, ``"coo"``, ... (as saved).
+    n_rows, n_features, nnz : int
+    dtype : numpy.dtype
+        Of the stored values.
+    """
+
+    format: str
+    n_rows: int
+    n_features: int
+    nnz: int
+    dtype: np.dtype[Any]
+
+
+def _npz_names(path: PathLike) -> list[str]:
+    """The array names of an ``.npz`` archive (its ``.npy`` members)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({_first_line(exc)})") from None
+    return [n[: -len(".npy")] for n in names if n.endswith(".npy")]
+
+
+def is_sparse_npz(path: PathLike) -> bool:
+    """Whether an ``.npz`` file is a sparse matrix of ``scipy.sparse.save_npz``."""
+    return set(_npz_names(path)) >= _SPARSE_NPZ_MEMBERS
+
+
+class _NpyMember:
+    """One ``.npy`` member of an open zip archive, read front to back in pieces.
+
+    Compressed members are decompressed as they are read, so a piece costs
+    its own size in memory, whatever the size of the member.
+    """
+
+    def __init__(self, archive: Any, path: PathLike, name: str) -> None:
+        self.name = name
+        self.path = path
+        self.stream = archive.open(name + ".npy")
+        try:
+            version = np.lib.format.read_magic(self.stream)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(self.stream)
+        except ValueError as exc:
+            raise DataError(f"{path}: member {name!r} is not a .npy array ({exc})") from None
+        if dtype.hasobject:
+            raise DataError(f"{path}: member {name!r} holds Python objects")
+        self.shape: tuple[int, ...] = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+
+    def read(self, count: int) -> np.ndarray:
+        """The next ``count`` items (a writable array in native byte order)."""
+        raw = bytearray(count * self.dtype.itemsize)  # an array on it is writable
+        view = memoryview(raw)
+        got = 0
+        while got < len(raw):
+            n = self.stream.readinto(view[got:])
+            if not n:
+                raise DataError(f"{self.path}: member {self.name!r} ends early")
+            got += n
+        out = np.frombuffer(raw, dtype=self.dtype)
+        return out.astype(self.dtype.newbyteorder("="), copy=False)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def sparse_npz_header(path: PathLike) -> SparseNpzHeader:
+    """The format, shape, stored values and dtype of a ``scipy.sparse.save_npz`` archive.
+
+    Raises
+    ------
+    DataError
+        Not such an archive, or one whose members disagree.
+    """
+    import zipfile
+
+    _check_file(path, "npz")
+    if not is_sparse_npz(path):
+        raise DataError(f"{path}: not a sparse matrix of scipy.sparse.save_npz")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            fmt = npz["format"].item()
+            shape = npz["shape"]
+    except ValueError as exc:
+        raise DataError(f"{path}: refused ({exc})") from None
+    fmt = fmt.decode("ascii") if isinstance(fmt, bytes) else str(fmt)
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 0).any():
+        raise DataError(f"{path}: the stored shape {shape.tolist()} is not a 2-D shape")
+    with zipfile.ZipFile(path) as archive:
+        data = _NpyMember(archive, path, "data")
+        data.close()
+    if len(data.shape) != 1 or data.dtype.kind not in "biuf":
+        raise DataError(
+            f"{path}: the stored values must be a 1-D numeric array, got {data.dtype} "
+            f"of shape {data.shape}"
+        )
+    return SparseNpzHeader(fmt, int(shape[0]), int(shape[1]), data.shape[0], data.dtype)
+
+
+def _sparse_npz_chunks(
+    path: PathLike, chunk_rows: int, dtype: np.dtype[Any] | None
+) -> Iterator[tuple[int, Any]]:
+    """``(first row, CSR chunk)`` of a ``save_npz`` archive, ``chunk_rows`` rows at a time.
+
+    A CSR archive streams: its ``indptr``, ``indices`` and ``data`` members
+    are read front to back, a chunk's rows at a time. Other formats store no
+    rows together; they are loaded whole and converted to CSR once. Every
+    chunk is checked (row pointers, index range, finite values: naming the
+    row and column in the whole matrix) and made canonical (sorted, repeated
+    indices summed, as ``scipy.sparse`` does).
+    """
+    import zipfile
+
+    import scipy.sparse as sp
+
+    header = sparse_npz_header(path)
+    n_rows, width = header.n_rows, header.n_features
+    target = dtype or (
+        header.dtype if header.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    )
+    if header.format != "csr":
+        try:
+            whole = sp.load_npz(path).tocsr()
+        except (ValueError, NotImplementedError) as exc:
+            raise DataError(f"{path}: refused ({_first_line(exc)})") from None
+        for start in range(0, n_rows, chunk_rows):
+            part = whole[start : start + chunk_rows]
+            yield (
+                start,
+                _checked_csr(path, part.data, part.indices, part.indptr, width, start, target),
+            )
+        return
+    with zipfile.ZipFile(path) as archive:
+        members = {name: _NpyMember(archive, path, name) for name in ("indptr", "indices", "data")}
+        try:
+            if members["indptr"].shape != (n_rows + 1,):
+                raise DataError(
+                    f"{path}: indptr has {members['indptr'].shape} entries for {n_rows} rows"
+                )
+            previous = members["indptr"].read(1)
+            for start in range(0, n_rows, chunk_rows):
+                pointers = np.concatenate(
+                    [previous, members["indptr"].read(min(chunk_rows, n_rows - start))]
+                ).astype(np.int64)
+                count = int(pointers[-1] - pointers[0])
+                if count < 0 or pointers[-1] > header.nnz:
+                    raise DataError(f"{path}: indptr is out of order at row {start}")
+                indices = members["indices"].read(count)
+                data = members["data"].read(count)
+                yield (
+                    start,
+                    _checked_csr(path, data, indices, pointers - pointers[0], width, start, target),
+                )
+                previous = pointers[-1:]
+        finally:
+            for member in members.values():
+                member.close()
+
+
+def _checked_csr(
+    path: PathLike,
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    n_features: int,
+    row_offset: int,
+    dtype: np.dtype[Any],
+) -> Any:
+    """A canonical CSR matrix of one chunk's arrays, refusing what would make it invalid."""
+    import scipy.sparse as sp
+
+    m = indptr.shape[0] - 1
+    steps = np.diff(indptr)
+    if (steps < 0).any() or indptr[0] != 0 or indptr[-1] != data.shape[0]:
+        row = int(np.flatnonzero(steps < 0)[0]) if (steps < 0).any() else 0
+        raise DataError(f"{path}: indptr is out of order at row {row_offset + row}")
+    if indices.dtype.kind not in "iu":
+        raise DataError(f"{path}: the column indices are not integers ({indices.dtype})")
+    if data.dtype.kind not in "biuf":
+        raise DataError(f"{path}: the stored values are not numeric ({data.dtype})")
+    values = data.astype(dtype, copy=False)
+    where = None
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n_features):
+        where = int(np.flatnonzero((indices < 0) | (indices >= n_features))[0])
+        what = f"the column index {int(indices[where])}, outside [0, {n_features})"
+    elif values.size and not np.isfinite(values).all():
+        where = int(np.flatnonzero(~np.isfinite(values))[0])
+        what = f"{values[where]} in column {int(indices[where])}"
+    if where is not None:
+        row = int(np.searchsorted(indptr, where, side="right")) - 1
+        raise DataError(f"{path}: row {row_offset + row} holds {what}")
+    index = _svmlight.csr_index_dtype(int(values.shape[0]), n_features)
+    X = sp.csr_matrix(
+        (values, indices.astype(index, copy=False), indptr.astype(index)),
+        shape=(m, n_features),
+        copy=False,
+    )
+    X.sum_duplicates()  # sorts each row, sums its repeated indices
+    X.indices, X.indptr = X.indices.astype(index, copy=False), X.indptr.astype(index, copy=False)
+    return X
+
+
+def _npz_side_array(
+    path: PathLike, spec: Any, role: str, n_rows: int, rows: tuple[int, int] | None = None
+) -> np.ndarray | None:
+    """A target, id or weight for a sparse ``.npz``: a ``.npy`` file, or an array of the archive.
+
+    ``rows`` ``(start, stop)`` reads only those entries (a ``.npy`` file is mapped).
+    """
+    if spec is None:
+        return None
+    if str(spec).lower().endswith(".npy"):
+        arr = _load_npy(_check_file(spec, "npy"))
+        source = str(spec)
+    else:
+        names = _npz_names(path)
+        if str(spec) not in names:
+            raise DataError(f"{path}: {role} array {spec!r} not found (arrays: {_show(names)})")
+        with np.load(path, allow_pickle=False) as npz:
+            try:
+                arr = npz[str(spec)]
+            except ValueError as exc:
+                raise DataError(f"{path}: refused ({exc})") from None
+        source = f"{path}: array {spec!r}"
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise DataError(f"{source}: the {role} must have {n_rows} entries, got shape {arr.shape}")
+    start, stop = rows if rows is not None else (0, n_rows)
+    out = np.array(arr[start:stop])
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        row = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise DataError(f"{source}: the {role} contains {out[row]} at row {start + row}")
+    return out
+
+
+def _iter_sparse_npz(
+    path: str,
+    *,
+    target: Any,
+    features: list[Any] | None,
+    id_column: Any,
+    weight_column: Any,
+    dtype: np.dtype[Any] | None,
+    chunk_rows: int,
+) -> Iterator[Table]:
+    """A ``save_npz`` archive as :class:`Table` chunks of CSR rows (:func:`_sparse_npz_chunks`)."""
+    n_rows = sparse_npz_header(path).n_rows
+    for start, X in _sparse_npz_chunks(path, chunk_rows, dtype):
+        rows = (start, start + X.shape[0])
+        names: list[str] = []
+        if features is not None:
+            cols = [_column_index(path, f, X.shape[1], "feature") for f in features]
+            X = _select_sparse_columns(X, cols)
+            names = [f"x{j}" for j in cols]
+        y, ids, weights = (
+            _npz_side_array(path, spec, role, n_rows, rows)
+            for spec, role in ((target, "target"), (id_column, "id"), (weight_column, "weight"))
+        )
+        yield Table(X=X, y=y, feature_names=names, ids=ids, weights=weights)
+
+
+def _read_sparse_npz(path: str, **columns: Any) -> Table:
+    """A whole ``save_npz`` archive as one :class:`Table` (see :func:`_iter_sparse_npz`)."""
+    n_rows = sparse_npz_header(path).n_rows
+    if n_rows == 0:
+        raise DataError(f"{path}: the matrix has no rows")
+    (table,) = _iter_sparse_npz(path, chunk_rows=n_rows, **columns)
+    return table
+
+
 # --------------------------------------------------------------------------- svmlight
 #: The name of standard input in svmlight messages ("<stdin>, line 3: ...").
 _STDIN_NAME = "<stdin>"
@@ -1514,6 +1806,15 @@ def read_data(
         )
     if fmt == "npz" and target is None:
         target = _npz_default_target(path)
+    if fmt == "npz" and is_sparse_npz(path):
+        return _read_sparse_npz(
+            path,
+            target=target,
+            features=feats,
+            id_column=id_column,
+            weight_column=weight_column,
+            dtype=dt,
+        )
     readers = {"npy": _read_npy, "npz": _read_npz}
     if fmt in readers:
         return readers[fmt](
@@ -1602,6 +1903,11 @@ def iter_batches(
     }
     if fmt == "npy":
         yield from _iter_npy(path, chunk_rows=chunk_rows, **columns)
+        return
+    if fmt == "npz" and is_sparse_npz(path):
+        if target is None:
+            columns["target"] = _npz_default_target(path)
+        yield from _iter_sparse_npz(path, chunk_rows=chunk_rows, **columns)
         return
     if fmt == "svmlight":
         _no_svmlight_columns(path, id_column, weight_column)

@@ -154,7 +154,10 @@ class ChunkedBackend(SumOfParts):
         self._cache: list[Backend] | None = None
 
     def _make_stager(self) -> Stager:
-        if self.device != "gpu" or self._chunks_on_device:
+        # CSR chunks are staged on the host and moved by make_backend, each in its own
+        # size: pinned buffers are dense (max_rows x n_features), which a sparse chunk
+        # must never become.
+        if self.device != "gpu" or self._chunks_on_device or self.chunks.info.sparse:
             return HostStager()
         if self._stager is None:
             self._stager = make_device_stager(

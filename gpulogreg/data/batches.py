@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from gpulogreg._array import array_namespace, host_float64
+from gpulogreg._array import array_module_name, array_namespace, host_float64, is_sparse
 from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array
 from gpulogreg.data.chunks import PreparedChunks
@@ -217,8 +217,8 @@ class DatasetBatches:
         self._to_device = to_device
         self.prefetch = prefetch
         info = chunks.info
-        row_bytes = info.n_features * np.dtype(info.dtype).itemsize
-        self.window_rows = max(1, SHUFFLE_WINDOW_BYTES // max(row_bytes, 1))
+        row_bytes = max(1, int(info.row_bytes()))  # a CSR row: its stored values and indices
+        self.window_rows = max(1, SHUFFLE_WINDOW_BYTES // row_bytes)
         self.val_chunks: set[int] = set()
         self._val: Batch | None = None
         if validation_fraction:
@@ -250,7 +250,7 @@ class DatasetBatches:
                     rng.choice(X.shape[0], int(keep_fraction * X.shape[0]) or 1, replace=False)
                 )
                 X, y, s = X[rows], y[rows], s[rows]
-            Xs.append(np.array(X) if not hasattr(X, "get") else X)
+            Xs.append(_own(X))
             ys.append(y)
             ss.append(s)
         X = _concat(Xs)
@@ -285,7 +285,7 @@ class DatasetBatches:
         n_pending = 0
         for X, y, s in pipeline:
             # Copy out of the (possibly memory-mapped) chunk: the window outlives it.
-            pending.append((np.array(X) if not hasattr(X, "get") else X.copy(), y, s))
+            pending.append((_own(X), y, s))
             n_pending += X.shape[0]
             if n_pending >= self.window_rows:
                 rest = yield from self._window(pending, rng, batch_size, final=False)
@@ -318,7 +318,21 @@ class DatasetBatches:
         return X[rest], y[rest], s[rest]
 
 
+def _own(X: Any) -> Any:
+    """A copy of a chunk's rows that owns its memory (NumPy, CuPy or CSR)."""
+    if is_sparse(X) or array_module_name(X) == "cupy":
+        return X.copy()
+    return np.array(X)
+
+
 def _concat(arrays: list[Any]) -> Any:
+    """The rows of the arrays (NumPy, CuPy or CSR matrices) one after the other."""
     if len(arrays) == 1:
         return arrays[0]
+    if is_sparse(arrays[0]):
+        if array_module_name(arrays[0]) == "cupy":
+            import cupyx.scipy.sparse as sparse
+        else:
+            import scipy.sparse as sparse
+        return sparse.vstack(arrays, format="csr")
     return array_namespace(arrays[0]).concatenate(arrays)

@@ -16,12 +16,24 @@ Sources
 ``Dataset.from_parquet(path, ...)``    Parquet, by row groups / record batches
                                        (pyarrow), only the needed columns
 ``Dataset.from_csv(path, ...)``        CSV through pyarrow's streaming reader
-``Dataset.from_arrays(X, y)``          arrays already in memory, cut into chunks
+``Dataset.from_svmlight(path, ...)``   svmlight/libsvm text (also ``.gz``, ``.bz2``) parsed
+                                       a block of lines at a time into CSR chunks
+``Dataset.from_npz(X_path, y_path)``   a CSR matrix of ``scipy.sparse.save_npz``, its
+                                       arrays streamed out of the archive by row ranges
+``Dataset.from_arrays(X, y)``          arrays (or a scipy.sparse matrix) already in
+                                       memory, cut into chunks
 ``Dataset.from_chunks(source)``        ``(X, y)`` or ``(X, y, sample_weight)`` chunks
                                        from a re-iterable or a function returning a
                                        fresh iterator (a one-shot generator cannot
                                        serve multi-pass solvers and is refused)
 =====================================  =============================================
+
+Chunks are dense arrays or **CSR matrices** (``scipy.sparse``; validated into
+canonical CSR by :func:`gpulogreg.data.sparse.check_sparse`), never densified:
+the chunked backend builds each chunk's backend from the CSR registry, and
+the scan counts the stored values (:attr:`DatasetInfo.nnz`) that mini-batch
+windows and chunk sizes are measured in. A dataset's chunks are all dense or
+all sparse.
 
 Every pass reads the chunks in the same order, so results are reproducible.
 The first pass (:meth:`Dataset.scan`) validates the data once (shapes,
@@ -38,9 +50,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gpulogreg._array import is_sparse
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg.data import sources
 from gpulogreg.data.sources import DEFAULT_CHUNK_BYTES, ChunkFactory, _float_dtype
+from gpulogreg.data.sparse import check_sparse, index_dtype
 from gpulogreg.data.validation import _host_values, check_sample_weight, check_X, encode_labels
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "Chunk", "Dataset", "DatasetInfo"]
@@ -51,8 +65,9 @@ class Chunk(NamedTuple):
 
     Attributes
     ----------
-    X : ndarray of shape (m, n_features), float32 or float64, C-contiguous
-        May be a read-only view of a memory map: do not keep it after use.
+    X : ndarray or CSR matrix of shape (m, n_features), float32 or float64
+        C-contiguous (may be a read-only view of a memory map: do not keep it
+        after use), or a canonical ``scipy.sparse`` CSR matrix.
     y : ndarray of shape (m,)
         Labels as stored (not encoded).
     sample_weight : ndarray of shape (m,), float64, or None
@@ -60,7 +75,7 @@ class Chunk(NamedTuple):
         Index in the whole dataset of the chunk's first row.
     """
 
-    X: np.ndarray
+    X: Any
     y: np.ndarray
     sample_weight: np.ndarray | None
     start: int
@@ -82,6 +97,11 @@ class DatasetInfo:
         Sum of the sample weights of each class (the counts without weights).
     dtype : numpy.dtype
         dtype of the chunks' X.
+    has_weights : bool
+        Whether the chunks carry sample weights.
+    nnz : int or None
+        Stored values of all the chunks when they are sparse (CSR); None for
+        dense chunks.
     """
 
     n_samples: int
@@ -94,6 +114,21 @@ class DatasetInfo:
     dtype: np.dtype[Any]
     has_weights: bool = False
     stamp: tuple[Any, ...] = field(default=(), repr=False)
+    nnz: int | None = None
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the chunks are CSR matrices."""
+        return self.nnz is not None
+
+    def row_bytes(self) -> float:
+        """Bytes of one row of X on average: ``n_features`` values, or a CSR row's values,
+        indices and row pointer."""
+        itemsize = np.dtype(self.dtype).itemsize
+        if self.nnz is None:
+            return float(self.n_features * itemsize)
+        index = index_dtype(self.nnz, self.n_features).itemsize
+        return self.nnz / max(self.n_samples, 1) * (itemsize + index) + index
 
 
 # --------------------------------------------------------------------------- Dataset
@@ -155,6 +190,10 @@ class Dataset:
         #: then visits the chunks in a random order each epoch.
         self._reader: Callable[[int], tuple[Any, Any, Any]] | None = None
         self._reader_rows = 0
+        #: The reader's settled choices that decide what the files mean
+        #: (svmlight: ``{"zero_based": bool}``), for reading more files of
+        #: the same data the same way (see :class:`gpulogreg.io.Table`).
+        self.reading_options: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Dataset({self.description})"
@@ -171,15 +210,18 @@ class Dataset:
         dtype: Any = None,
         classes: Any = None,
     ) -> Dataset:
-        """Chunks of in-memory arrays (NumPy, CuPy or a DataFrame); views, no copies.
+        """Chunks of in-memory arrays (NumPy, CuPy or a DataFrame; views, no copies) or of a
+        ``scipy.sparse`` matrix (converted to canonical CSR once; its chunks are row
+        slices, each a copy of its rows' stored values).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
         sample_weight : array-like of shape (n_samples,), optional
         chunk_rows : int, optional
-            Rows per chunk; default about :data:`DEFAULT_CHUNK_BYTES` of X.
+            Rows per chunk; default about :data:`DEFAULT_CHUNK_BYTES` of X
+            (of its stored values, indices and row pointers when sparse).
         """
         return cls._from_source(
             sources.arrays(X, y, sample_weight, chunk_rows=chunk_rows, dtype=dtype), classes
@@ -291,6 +333,79 @@ class Dataset:
         )
 
     @classmethod
+    def from_svmlight(
+        cls,
+        path: Any,
+        *,
+        n_features: int | None = None,
+        zero_based: bool | str = "auto",
+        chunk_rows: int | None = None,
+        dtype: Any = None,
+        classes: Any = None,
+    ) -> Dataset:
+        """An svmlight/libsvm file read a block of lines at a time into CSR chunks.
+
+        Every pass parses the file again (``.gz`` and ``.bz2`` are
+        decompressed as they are read); memory holds a chunk or two, never
+        the file. When the width, the index base or the chunk size is not
+        given, one structural pass (:func:`gpulogreg.io.svmlight_survey`)
+        finds them first: the largest index, whether index 0 occurs, the
+        stored values per row.
+
+        Parameters
+        ----------
+        path : path
+            ``.svm``, ``.svmlight``, ``.libsvm`` or ``.txt``, also ``.gz`` or ``.bz2``.
+        n_features : int, optional
+            The width; default the largest index (plus one when zero-based).
+        zero_based : {"auto", True, False}
+            Whether indices start at 0; "auto": one-based unless index 0
+            occurs. The choice made is :attr:`reading_options`.
+        chunk_rows : int, optional
+            Rows per chunk; default about :data:`DEFAULT_CHUNK_BYTES` of CSR arrays.
+        dtype : {None, "float32", "float64"}
+            dtype of the values; None gives float64.
+        """
+        source = sources.svmlight_file(
+            path, n_features=n_features, zero_based=zero_based, chunk_rows=chunk_rows, dtype=dtype
+        )
+        return cls._from_source(source, classes)
+
+    @classmethod
+    def from_npz(
+        cls,
+        X_path: Any,
+        y_path: Any,
+        *,
+        sample_weight_path: Any = None,
+        chunk_rows: int | None = None,
+        dtype: Any = None,
+        classes: Any = None,
+    ) -> Dataset:
+        """A sparse matrix written by ``scipy.sparse.save_npz``, streamed out of the archive.
+
+        Each pass reads the archive's ``indptr``, ``indices`` and ``data``
+        arrays front to back, a chunk of rows at a time (decompressed as
+        they are read when the archive is compressed), so memory holds a
+        chunk, never the matrix. CSR archives stream; CSC and COO ones are
+        read whole and converted once (their rows are not stored together).
+
+        Parameters
+        ----------
+        X_path : path to an ``.npz`` file of ``scipy.sparse.save_npz``
+        y_path : path to a 1-D ``.npy`` file of labels (one per row)
+        sample_weight_path : path to a 1-D ``.npy`` file, optional
+        chunk_rows : int, optional
+            Rows per chunk; default about :data:`DEFAULT_CHUNK_BYTES` of CSR arrays.
+        dtype : {None, "float32", "float64"}
+            None keeps float32/float64 values as they are (others become float64).
+        """
+        source = sources.sparse_npz_file(
+            X_path, y_path, sample_weight_path, chunk_rows=chunk_rows, dtype=dtype
+        )
+        return cls._from_source(source, classes)
+
+    @classmethod
     def _from_table_file(
         cls,
         path: Any,
@@ -329,6 +444,7 @@ class Dataset:
         )
         ds.in_memory = source.in_memory
         ds._reader, ds._reader_rows = source.reader, source.reader_rows
+        ds.reading_options = dict(source.reading_options)
         return ds
 
     @classmethod
@@ -416,7 +532,11 @@ class Dataset:
                 )
             X, y = item[0], item[1]
             sw = item[2] if len(item) == 3 else None
-            if validate or not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64):
+            if is_sparse(X):
+                X = _sparse_chunk(X, target, validate, f"X (chunk {index}, rows from {start})")
+            elif (
+                validate or not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64)
+            ):
                 X, names = check_X(X, dtype=target, name=f"X (chunk {index}, rows from {start})")
                 if names is not None and self.feature_names is None:
                     self.feature_names = names
@@ -470,7 +590,16 @@ class Dataset:
         tally = _ClassTally(self.classes)
         seen_dtype: np.dtype[Any] | None = None
         has_weights = False
+        nnz: int | None = None
         for chunk in self.iter_chunks(target, validate=True):
+            if rows and (nnz is not None) != is_sparse(chunk.X):
+                kinds = ("dense", "sparse") if nnz is None else ("sparse", "dense")
+                raise InputTypeError(
+                    f"{self.description}: chunk {len(rows)} is {kinds[1]} but the chunks "
+                    f"before it are {kinds[0]}; give every chunk in one format"
+                )
+            if is_sparse(chunk.X):
+                nnz = (nnz or 0) + int(chunk.X.nnz)
             seen_dtype = chunk.X.dtype
             rows.append(int(chunk.X.shape[0]))
             has_weights = has_weights or chunk.sample_weight is not None
@@ -492,6 +621,7 @@ class Dataset:
             dtype=np.dtype(seen_dtype),
             has_weights=has_weights,
             stamp=stamp,
+            nnz=nnz,
         )
         self._info[key] = info
         return info
@@ -505,12 +635,19 @@ class Dataset:
         """Number of rows (one validating pass the first time)."""
         return self.info().n_samples
 
-    def to_arrays(self, dtype: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Concatenate every chunk in memory (for small data and tests)."""
+    def to_arrays(self, dtype: Any = None) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """Concatenate every chunk in memory (for small data and tests).
+
+        Returns
+        -------
+        X : ndarray, or a canonical CSR matrix when the chunks are sparse
+        y : ndarray of shape (n_samples,)
+        sample_weight : ndarray of shape (n_samples,) or None
+        """
         Xs, ys, ws = [], [], []
         any_w = False
         for chunk in self.iter_chunks(dtype):
-            Xs.append(np.array(chunk.X))
+            Xs.append(chunk.X.copy() if is_sparse(chunk.X) else np.array(chunk.X))
             ys.append(chunk.y)
             ws.append(chunk.sample_weight)
             any_w = any_w or chunk.sample_weight is not None
@@ -519,7 +656,36 @@ class Dataset:
             sw = np.concatenate(
                 [np.ones(x.shape[0]) if w is None else w for x, w in zip(Xs, ws, strict=True)]
             )
+        if Xs and is_sparse(Xs[0]):
+            import scipy.sparse as sp
+
+            joined = check_sparse(sp.vstack(Xs, format="csr"), name="the joined chunks")
+            return joined, np.concatenate(ys), sw
         return np.concatenate(Xs), np.concatenate(ys), sw
+
+
+def _sparse_chunk(X: Any, dtype: np.dtype[Any] | None, validate: bool, name: str) -> Any:
+    """A sparse chunk as canonical CSR: checked fully by the scan, trusted after it.
+
+    The scan (``validate``) runs :func:`~gpulogreg.data.sparse.check_sparse`
+    (structure, finiteness, sorting once). Later passes keep a chunk that is
+    already canonical CSR with the index types of the rule (the readers'
+    chunks are, and say so), converting only its values' dtype when asked;
+    anything else (a user's CSC or unsorted chunk) is converted again.
+    """
+    canonical = (
+        not validate
+        and X.format == "csr"
+        and X.data.dtype in (np.float32, np.float64)
+        and X.indices.dtype == X.indptr.dtype == index_dtype(int(X.nnz), int(X.shape[1]))
+        and X.indices.shape[0] == X.nnz
+        and bool(X.has_canonical_format)
+    )
+    if not canonical:
+        return check_sparse(X, dtype=dtype, name=name)
+    if dtype is not None and X.data.dtype != dtype:
+        return X.astype(dtype)  # same structure arrays, values converted
+    return X
 
 
 class _ClassTally:

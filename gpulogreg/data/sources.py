@@ -1,4 +1,4 @@
-"""How each kind of source becomes row chunks: arrays, ``.npy`` files, CSV and Parquet.
+"""How each kind of source becomes row chunks: arrays, ``.npy``, CSV, Parquet, svmlight, ``.npz``.
 
 A :class:`ChunkSource` is what a :class:`~gpulogreg.data.dataset.Dataset` is
 built from: a factory of fresh chunk iterables (one call per pass), what is
@@ -12,12 +12,14 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gpulogreg._array import is_sparse
 from gpulogreg._errors import InputTypeError, InputValueError
+from gpulogreg.data.sparse import index_dtype
 from gpulogreg.data.validation import _host_values, check_sample_weight, check_X
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "ChunkSource",
     "arrays",
     "npy_files",
+    "sparse_npz_file",
+    "svmlight_file",
     "table_file",
     "user_chunks",
 ]
@@ -58,11 +62,24 @@ class ChunkSource:
     #: Reads chunk ``i`` (rows ``i * reader_rows ...``) directly, or None.
     reader: Callable[[int], tuple[Any, Any, Any]] | None = None
     reader_rows: int = 0
+    #: What the reader settled about the files' meaning (svmlight: the index base).
+    reading_options: dict[str, Any] = field(default_factory=dict)
 
 
 def default_chunk_rows(n_features: int, itemsize: int) -> int:
     """Rows per chunk so that a chunk of X takes about :data:`DEFAULT_CHUNK_BYTES`."""
     return max(MIN_CHUNK_ROWS, DEFAULT_CHUNK_BYTES // max(1, n_features * itemsize))
+
+
+def sparse_chunk_rows(n_rows: int, nnz: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk so that a chunk's CSR arrays take about :data:`DEFAULT_CHUNK_BYTES`.
+
+    A row costs its stored values and their indices, and one row pointer
+    (index types by the rule of :func:`gpulogreg.data.sparse.index_dtype`).
+    """
+    index = index_dtype(nnz, n_features).itemsize
+    row_bytes = nnz / max(n_rows, 1) * (itemsize + index) + index
+    return max(MIN_CHUNK_ROWS, int(DEFAULT_CHUNK_BYTES // row_bytes))
 
 
 def _float_dtype(dtype: Any, source: np.dtype[Any] | None = None) -> np.dtype[Any]:
@@ -166,15 +183,21 @@ class _NpyFile:
 def arrays(
     X: Any, y: Any, sample_weight: Any = None, *, chunk_rows: int | None, dtype: Any
 ) -> ChunkSource:
-    """Chunks of in-memory arrays (NumPy, CuPy or a DataFrame): views, no copies."""
+    """Chunks of in-memory arrays (NumPy, CuPy or a DataFrame: views, no copies), or of a
+    sparse matrix (canonical CSR once; a chunk copies its rows' stored values)."""
     _check_chunk_rows(chunk_rows)
-    X, names = check_X(X, dtype=None if dtype is None else _float_dtype(dtype))
+    X, names = check_X(X, dtype=None if dtype is None else _float_dtype(dtype), accept_sparse=True)
     y = np.asarray(_host_values(y))
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise InputValueError(f"X has {X.shape[0]} rows but y has shape {y.shape}")
     sw = None if sample_weight is None else check_sample_weight(sample_weight, X.shape[0])
-    rows = chunk_rows or default_chunk_rows(X.shape[1], X.dtype.itemsize)
     n = X.shape[0]
+    if is_sparse(X):
+        rows = chunk_rows or sparse_chunk_rows(n, int(X.nnz), X.shape[1], X.dtype.itemsize)
+        kind = f"CSR {n} x {X.shape[1]} {X.dtype} ({X.nnz} stored)"
+    else:
+        rows = chunk_rows or default_chunk_rows(X.shape[1], X.dtype.itemsize)
+        kind = f"arrays {n} x {X.shape[1]} {X.dtype}"
 
     def read(i: int) -> tuple[Any, Any, Any]:
         start, stop = i * rows, min((i + 1) * rows, n)
@@ -185,7 +208,7 @@ def arrays(
         n_features=int(X.shape[1]),
         dtype=X.dtype,
         feature_names=None if names is None else list(names),
-        description=f"arrays {X.shape[0]} x {X.shape[1]} {X.dtype}, {rows} rows per chunk",
+        description=f"{kind}, {rows} rows per chunk",
         in_memory=True,
         reader=read,
         reader_rows=rows,
@@ -293,6 +316,123 @@ def table_file(
         description=f"{path} ({fmt}, target {target!r}, {len(feats)} features), "
         f"{rows} rows per chunk",
         stamp=lambda: _file_stamp(*io.data_files(path)),
+    )
+
+
+def svmlight_file(
+    path: Any,
+    *,
+    n_features: int | None,
+    zero_based: bool | str,
+    chunk_rows: int | None,
+    dtype: Any,
+) -> ChunkSource:
+    """An svmlight file as CSR chunks, parsed a block of lines at a time on every pass.
+
+    What the chunks need before the first pass (the width, the index base,
+    rows per chunk) is given or found by one structural pass
+    (:func:`gpulogreg.io.svmlight_survey`), so that every chunk has the
+    file's width and every pass reads the indices alike.
+    """
+    from gpulogreg import io
+
+    _check_chunk_rows(chunk_rows)
+    path = os.fspath(path)
+    if path == io.STDIO:
+        raise InputValueError(
+            "a Dataset reads its file on every pass; standard input can be read once"
+        )
+    if zero_based not in ("auto", True, False):
+        raise InputValueError(f"zero_based must be 'auto', True or False, got {zero_based!r}")
+    target = _float_dtype(dtype)
+    base = zero_based
+    if n_features is None or base == "auto" or chunk_rows is None:
+        found = io.svmlight_survey(path)
+        base = found.zero_based(base)
+        if n_features is None:
+            n_features = found.width(bool(base))
+            if n_features == 0:
+                raise InputValueError(
+                    f"{path}: no features found (no line has an index:value pair)"
+                )
+        rows = chunk_rows or sparse_chunk_rows(found.n_rows, found.nnz, n_features, target.itemsize)
+    else:
+        rows = chunk_rows
+    width, options = int(n_features), {"zero_based": bool(base)}
+
+    def source() -> Iterator[tuple[Any, Any, Any]]:
+        for table in io.iter_batches(
+            path,
+            format="svmlight",
+            n_features=width,
+            zero_based=options["zero_based"],
+            dtype=target,
+            chunk_rows=rows,
+        ):
+            yield table.X, table.y, None
+
+    return ChunkSource(
+        source,
+        n_features=width,
+        dtype=target,
+        description=f"{path} (svmlight, {width} features, "
+        f"{'zero' if options['zero_based'] else 'one'}-based), {rows} rows per chunk",
+        stamp=lambda: _file_stamp(path),
+        reading_options=options,
+    )
+
+
+def sparse_npz_file(
+    X_path: Any,
+    y_path: Any,
+    sample_weight_path: Any,
+    *,
+    chunk_rows: int | None,
+    dtype: Any,
+) -> ChunkSource:
+    """A ``scipy.sparse.save_npz`` archive as CSR chunks, with labels (and weights) from ``.npy``.
+
+    The archive's arrays are streamed by row ranges on every pass
+    (:func:`gpulogreg.io.iter_batches` of the ``.npz``); the labels and
+    weights are mapped a chunk of rows at a time.
+    """
+    from gpulogreg import io
+
+    _check_chunk_rows(chunk_rows)
+    X_path = os.fspath(X_path)
+    header = io.sparse_npz_header(X_path)
+    fy = _NpyFile(y_path, "y")
+    fw = None if sample_weight_path is None else _NpyFile(sample_weight_path, "sample_weight")
+    for f in (fy, fw):
+        if f is None:
+            continue
+        if len(f.shape) != 1:
+            raise InputValueError(f"{f.path}: {f.name} must be 1-D, got shape {f.shape}")
+        if f.n_rows != header.n_rows:
+            raise InputValueError(
+                f"{X_path} has {header.n_rows} rows but {f.path} has {f.n_rows} entries"
+            )
+    target = _float_dtype(dtype, header.dtype)
+    rows = chunk_rows or sparse_chunk_rows(
+        header.n_rows, header.nnz, header.n_features, target.itemsize
+    )
+
+    def source() -> Iterator[tuple[Any, Any, Any]]:
+        start = 0
+        for table in io.iter_batches(X_path, format="npz", dtype=target, chunk_rows=rows):
+            stop = start + table.n_rows
+            labels = np.array(fy.read_rows(start, stop))
+            weights = None if fw is None else np.array(fw.read_rows(start, stop), np.float64)
+            yield table.X, labels, weights
+            start = stop
+
+    return ChunkSource(
+        source,
+        n_features=header.n_features,
+        dtype=target,
+        description=f"{X_path} ({header.format} {header.n_rows} x {header.n_features} "
+        f"{header.dtype}, {header.nnz} stored), {rows} rows per chunk",
+        stamp=lambda: _file_stamp(X_path, y_path, sample_weight_path),
     )
 
 

@@ -70,7 +70,8 @@ _ZERO_BASED: dict[str, bool | str] = {"auto": "auto", "0": True, "1": False}
 _DATA_HELP = (
     "a .csv or .tsv file (also .gz, .bz2), a .parquet file, a directory of Parquet files "
     "(hive partitions key=value/ are columns) or a quoted glob such as 'data/*.parquet', "
-    ".npy, .npz or svmlight (.svm, .libsvm, .txt); '-' reads CSV (or --format svmlight) "
+    ".npy, .npz (arrays, or a scipy.sparse.save_npz matrix) or svmlight (.svm, .libsvm, .txt, "
+    "also .gz, .bz2: read as sparse CSR); '-' reads CSV (or --format svmlight) "
     "from stdin"
 )
 #: Names ``--delimiter`` accepts for characters that are awkward to type.
@@ -243,15 +244,22 @@ def _budget(args: argparse.Namespace) -> int:
     return args.memory_budget or default_budget()
 
 
-def _chunk_rows(args: argparse.Namespace, n_features: int) -> int:
-    """Rows per chunk of a streamed read: ``--chunk-rows``, else sized to the budget."""
-    from gpulogreg._cli_stream import stream_chunk_rows
+def _chunk_rows(args: argparse.Namespace, n_features: int, fmt: str) -> int:
+    """Rows per chunk of a streamed read: ``--chunk-rows``, else sized to the budget.
+
+    A row of a sparse file (svmlight, a ``save_npz`` archive) is sized by its
+    stored values, not by ``n_features``.
+    """
+    from gpulogreg._cli_stream import rows_per_chunk, scoring_row_bytes
 
     if args.chunk_rows is not None:
         return int(args.chunk_rows)
     # The data's dtype is known only once read: take --dtype's, else float64, the widest.
     itemsize = np.dtype(args.dtype or np.float64).itemsize
-    return stream_chunk_rows(n_features, itemsize, _budget(args))
+    row_bytes = scoring_row_bytes(args.data, fmt, itemsize)
+    if row_bytes is None:
+        row_bytes = n_features * itemsize
+    return rows_per_chunk(row_bytes, _budget(args))
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -401,7 +409,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model.fit(X, y, sample_weight=sample_weight)
     fit_s = time.perf_counter() - start
     extra = {
-        "features": data.feature_names,
+        "features": data.feature_names or None,  # svmlight columns are indices, unnamed
         "target": args.target,
         "weight": args.weight,
         "data_format": fmt,
@@ -474,7 +482,8 @@ def _inference_table(model: Any, data: Any, cov_type: str) -> tuple[str, list[di
     from gpulogreg._inference import run_inference
 
     fitted = model._previous()
-    fitted.feature_names = np.asarray(data.feature_names, dtype=object)
+    names = data.feature_names  # none for svmlight columns: the parameters are x0, x1, ...
+    fitted.feature_names = np.asarray(names, dtype=object) if names else None
     X, y, sample_weight = data.fit_args()  # the fit's frequency weights, as it had them
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
@@ -533,7 +542,8 @@ def _feature_columns(
     options: dict[str, Any] = {}
     if fmt == extra.get("data_format"):
         options.update(extra.get("reading_options") or {})
-    if fmt == "svmlight":
+    if fmt == "svmlight" and args.features is None:
+        # The model's width is the file's (with --features, the file is wider).
         options["n_features"] = int(model.n_features_in_)
     named = fmt in ("csv", "parquet")
     names = extra.get("features") if extra.get("data_format") in ("csv", "parquet") else None
@@ -569,7 +579,8 @@ def _scored_batches(
     """The data scored by a loaded model, chunk by chunk (:func:`gpulogreg.io.iter_batches`).
 
     Chunks hold ``--chunk-rows`` rows, or as many as the memory budget allows
-    (:func:`_chunk_rows`); svmlight and ``.npz`` files are read whole and sliced.
+    (:func:`_chunk_rows`); svmlight files and ``save_npz`` archives stream as CSR
+    chunks, dense ``.npz`` files are read whole and sliced.
     """
     from gpulogreg.io import DataError, detect_format, iter_batches
 
@@ -585,7 +596,7 @@ def _scored_batches(
         id_column=id_column,
         weight_column=weight_column,
         delimiter=args.delimiter,
-        chunk_rows=_chunk_rows(args, int(model.n_features_in_)),
+        chunk_rows=_chunk_rows(args, int(model.n_features_in_), fmt),
         **options,
     ):
         if table.X.shape[1] != model.n_features_in_:
@@ -915,7 +926,8 @@ def _add_data_options(p: argparse.ArgumentParser, *, target_required: bool) -> N
         "--target",
         required=target_required,
         help="target column (CSV/Parquet: name; .npy: column index or a .npy of labels; "
-        ".npz: array name, default 'y'; svmlight: not needed)",
+        ".npz: array name, default 'y', or a .npy of labels for a scipy.sparse.save_npz "
+        "archive; svmlight: not needed)",
     )
     p.add_argument(
         "--features",
@@ -979,7 +991,7 @@ def _add_memory_options(p: argparse.ArgumentParser, *, fit: bool) -> None:
         type=_positive_int,
         metavar="N",
         help="read the data in chunks of N rows"
-        + (" (forces streaming; svmlight, .npz and stdin are read whole)" if fit else ""),
+        + (" (forces streaming; dense .npz and stdin are read whole)" if fit else ""),
     )
 
 

@@ -120,6 +120,7 @@ __all__ = [
     "is_multi_file",
     "is_sparse_npz",
     "iter_batches",
+    "line_bytes",
     "open_predictions",
     "output_format",
     "read_data",
@@ -1722,10 +1723,19 @@ def estimate_size(
 
 def _csv_rows(path: str) -> tuple[int, bool]:
     """``(rows, exact)``: counted when the file's first MiB is the whole file, else scaled."""
+    size = os.path.getsize(path)
+    raw_bytes, text = _text_sample(path)
+    lines = text.count(b"\n") + (not text.endswith(b"\n"))
+    if raw_bytes == size:
+        return max(lines - 1, 0), True  # the header is not a row
+    return max(1, lines * size // max(raw_bytes, 1)), False
+
+
+def _text_sample(path: str) -> tuple[int, bytes]:
+    """``(bytes read, their text)``: the file's first MiB, decompressed for ``.gz`` and ``.bz2``."""
     import bz2
     import zlib
 
-    size = os.path.getsize(path)
     with open(path, "rb") as f:
         raw = f.read(_CSV_SAMPLE_BYTES)
     name = path.lower()
@@ -1734,10 +1744,23 @@ def _csv_rows(path: str) -> tuple[int, bool]:
         text = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(raw)
     elif name.endswith(".bz2"):
         text = bz2.BZ2Decompressor().decompress(raw)
+    return len(raw), text
+
+
+def line_bytes(path: PathLike) -> float:
+    """Average bytes per line of a text file, from its first MiB (decompressed).
+
+    Standard input (``"-"``): from the block read ahead of the readers (it
+    stays there for them). What a streamed read of svmlight text sizes its
+    chunks by, without a pass over the file.
+    """
+    if os.fspath(path) == STDIO:
+        text = _stdin().head
+    else:
+        _check_file(path)
+        text = _text_sample(os.fspath(path))[1]
     lines = text.count(b"\n") + (not text.endswith(b"\n"))
-    if len(raw) == size:
-        return max(lines - 1, 0), True  # the header is not a row
-    return max(1, lines * size // max(len(raw), 1)), False
+    return len(text) / max(lines, 1)
 
 
 def read_data(

@@ -135,6 +135,16 @@ class Backend(Protocol):
         """Hessian-vector product of the weighted mean cross-entropy, shape (n_params,)."""
         ...
 
+    def hessian_diagonal(self, params: Array) -> Array:
+        """The diagonal of :meth:`hessian`, shape (n_params,), float64, in ``xp``.
+
+        Binary ``sum_i s_i p_i (1 - p_i) a_ij^2``; multinomial, for class ``k``,
+        ``sum_i s_i P_ik (1 - P_ik) a_ij^2`` (``a_i = [x_i, 1]``, normalised
+        weights ``s``): one pass over the data, never the Hessian itself (the
+        preconditioner of Newton-CG on wide data).
+        """
+        ...
+
     def information(self, params: Array) -> Information:
         """What inference needs at the fitted parameters, from one pass where the backend fuses it.
 
@@ -206,6 +216,8 @@ class Objective(Protocol):
     def hessian(self, params: Array) -> Array: ...
 
     def hvp(self, params: Array, v: Array) -> Array: ...
+
+    def hessian_diagonal(self, params: Array) -> Array: ...
 
     def lipschitz_bound(self) -> float: ...
 

@@ -83,6 +83,9 @@ class Backend(Protocol):
     ----------
     name : str
         Registry name (``"numpy"``, ``"numba"``, ``"cupy"``).
+    format : str
+        The storage of ``X``: ``"dense"`` or ``"csr"`` (``solver="auto"``
+        reads it).
     xp : module
         Array namespace of ``params`` and of every returned array.
     dtype : numpy.dtype
@@ -94,6 +97,7 @@ class Backend(Protocol):
     """
 
     name: str
+    format: str
     xp: ModuleType
     dtype: np.dtype[Any]
     n_samples: int
@@ -204,8 +208,10 @@ class Objective(Protocol):
     """What a solver sees: the penalised objective over a backend (see :mod:`gpulogreg.loss`)."""
 
     xp: ModuleType
+    layout: ParamLayout
     n_params: int
     l1: float
+    l2: float
 
     def value_grad(self, params: Array) -> tuple[float, Array]: ...
 

@@ -1,7 +1,7 @@
 """The CPU backend: fused Numba kernels that read each row of ``X`` once per evaluation.
 
-``loss_grad``, ``loss``, ``hvp``, ``gram_matvec`` and ``decision`` are single
-parallel passes over ``X`` (see :mod:`gpulogreg.backends._numba_kernels` for
+``loss_grad``, ``loss``, ``hvp``, ``hessian_diagonal``, ``gram_matvec`` and
+``decision`` are single parallel passes over ``X`` (see :mod:`gpulogreg.backends._numba_kernels` for
 the formulas, the blocking and the fixed chunking that makes results
 independent of the number of threads). ``X`` is used as given: float32 stays
 float32 and is never copied; every sum is accumulated in float64.
@@ -167,6 +167,16 @@ class NumbaBackend(NumpyBackend):
             W, bias = self._multi_params(params)
             V, vbias = self._multi_params(v)
             return self._pack(nk.multinomial_hvp(X, s, W, bias, V, vbias))
+
+    def hessian_diagonal(self, params: Array) -> Array:
+        """The diagonal of :meth:`hessian` from one fused pass over X (float64 sums)."""
+        X, s = self.X, self.sample_weight
+        with _serial_when_small(self.n_samples):
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                return self._pack(nk.binary_hessian_diagonal(X, s, w, b))
+            W, bias = self._multi_params(params)
+            return self._pack(nk.multinomial_hessian_diagonal(X, s, W, bias))
 
     def gram_matvec(self, v: Array) -> Array:
         n = self.n_features

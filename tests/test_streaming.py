@@ -352,22 +352,18 @@ def test_streamed_fit_summary_equals_the_in_memory_table(capsys, tmp_path, probl
         )
 
 
-def test_svmlight_cannot_stream_and_says_so(capsys, tmp_path, problem) -> None:  # type: ignore[no-untyped-def]
+def test_dense_npz_cannot_stream_and_says_so(capsys, tmp_path, problem) -> None:  # type: ignore[no-untyped-def]
     y = (problem["y"] == "yes").astype(int)
-    lines = [
-        f"{t} " + " ".join(f"{j + 1}:{v!r}" for j, v in enumerate(row))
-        for t, row in zip(y, problem["X"].tolist(), strict=True)
-    ]
-    (tmp_path / "d.svm").write_text("\n".join(lines) + "\n")
+    np.savez(tmp_path / "d.npz", X=problem["X"], y=y)
     code, out, err = _run(
         capsys,
-        ["fit", tmp_path / "d.svm", "--model", tmp_path / "m.glr", "--chunk-rows", "100", "--json"],
+        ["fit", tmp_path / "d.npz", "--model", tmp_path / "m.glr", "--chunk-rows", "100", "--json"],
     )
     assert code == 0, err
-    assert "warning: svmlight files cannot be streamed: reading" in err
+    assert "warning: npz files cannot be streamed: reading" in err
     assert json.loads(out)["streamed"] is False
     code, out, err = _run(
-        capsys, ["fit", tmp_path / "d.svm", "--model", tmp_path / "m.glr", "--memory-budget", "1K"]
+        capsys, ["fit", tmp_path / "d.npz", "--model", tmp_path / "m.glr", "--memory-budget", "1K"]
     )
     assert code == 0, err
     assert "more than the memory budget of 1.0 KiB" in err

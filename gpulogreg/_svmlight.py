@@ -428,33 +428,50 @@ def iter_blocks(
         index: naming the line.
     """
     pa, pc = _pyarrow() if values else (None, None)
-    size = block_bytes or BLOCK_BYTES
-    pending: list[bytes] = []
+    # One buffer, reused: each block's complete lines are parsed from it, and the
+    # unfinished last line moves to its front for the next read (no block is
+    # copied; a parsed block keeps no view of the buffer).
+    buf = bytearray(block_bytes or BLOCK_BYTES)
+    kept = 0  # bytes of an unfinished line at the front of buf
     line0 = 0
     while True:
-        data = stream.read(size)
-        if data:
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                pending.append(data)  # a line longer than a block: read on
-                continue
-            text = b"".join([*pending, data[:cut]]) if pending else data[:cut]
-            pending = [data[cut:]] if cut < len(data) else []
-        else:
-            text = b"".join(pending)
-            pending = []
-            if not text:
-                return
-        block, newlines = _parse(text, line0, name, pa, pc, values)
+        if kept == len(buf):  # a line longer than the buffer: a larger one
+            larger = bytearray(2 * len(buf))
+            larger[:kept] = buf
+            buf = larger
+        end = kept + _fill(stream, buf, kept)
+        last = end < len(buf)  # the stream ended before the buffer was full
+        cut = end if last else buf.rfind(b"\n", 0, end) + 1
+        if cut == 0:
+            if last:
+                return  # nothing left
+            kept = end  # no line ends in the buffer yet: read on
+            continue
+        with memoryview(buf) as view:
+            block, newlines = _parse(view[:cut], line0, name, pa, pc, values)
         line0 += newlines
         if block.n_rows:
             yield block
-        if not data:
+        if last:
             return
+        kept = end - cut
+        buf[:kept] = buf[cut:end]
+
+
+def _fill(stream: IO[bytes], buf: bytearray, start: int) -> int:
+    """Read into ``buf[start:]`` until it is full or the stream ends; the bytes read."""
+    got = 0
+    with memoryview(buf) as view:
+        while start + got < len(buf):
+            n = stream.readinto(view[start + got :])  # type: ignore[attr-defined]
+            if not n:
+                break
+            got += n
+    return got
 
 
 def _parse(
-    text: bytes, line0: int, name: str, pa: Any, pc: Any, values: bool
+    text: bytes | memoryview, line0: int, name: str, pa: Any, pc: Any, values: bool
 ) -> tuple[ParsedBlock, int]:
     """One block of whole lines (see :func:`iter_blocks`) and its number of newlines."""
     if len(text) > INT32_MAX:
@@ -556,10 +573,10 @@ def _check_finite(
     )
 
 
-def _token_error(name: str, text: bytes, stats: np.ndarray) -> DataError:
+def _token_error(name: str, text: bytes | memoryview, stats: np.ndarray) -> DataError:
     """The message of a tokenizer error code."""
     line = int(stats[_ERROR_LINE]) + 1
-    token = text[int(stats[_ERROR_START]) : int(stats[_ERROR_STOP])]
+    token = bytes(text[int(stats[_ERROR_START]) : int(stats[_ERROR_STOP])])
     code = int(stats[_ERROR])
     shown = _shown(token)
     reasons = {

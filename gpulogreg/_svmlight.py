@@ -86,17 +86,15 @@ _BAD_QID = 6
 # Slots of the tokenizer's ``stats`` array.
 _ROWS = 0  # rows found
 _PAIRS = 1  # index:value pairs found
-_VALUE_BYTES = 2  # bytes of value text copied
-_LABEL_BYTES = 3  # bytes of label text copied
-_MIN_INDEX = 4  # smallest index (INDEX_LIMIT when there is none)
-_MAX_INDEX = 5  # largest index (-1 when there is none)
-_FIRST_ZERO = 6  # pair number of the first index 0 (-1: none)
-_UNSORTED = 7  # rows whose indices are not strictly increasing
-_ERROR = 8  # an error code (0: none)
-_ERROR_LINE = 9  # its line (0-based, in the whole source)
-_ERROR_START = 10  # its token, as byte offsets in the block
-_ERROR_STOP = 11
-_N_STATS = 12
+_MIN_INDEX = 2  # smallest index (INDEX_LIMIT when there is none)
+_MAX_INDEX = 3  # largest index (-1 when there is none)
+_FIRST_ZERO = 4  # pair number of the first index 0 (-1: none)
+_UNSORTED = 5  # rows whose indices are not strictly increasing
+_ERROR = 6  # an error code (0: none)
+_ERROR_LINE = 7  # its line (0-based, in the whole source)
+_ERROR_START = 8  # its token, as byte offsets in the block
+_ERROR_STOP = 9
+_N_STATS = 10
 
 _NEWLINE = 10
 _HASH = 35
@@ -177,8 +175,8 @@ def _tokenize(
 ) -> None:
     """Walk a block of complete lines once, stopping at the first malformed token.
 
-    One pass over the bytes: each byte is looked at once (twice for an
-    index's digits), through the class table :data:`_CLASSES`.
+    One pass over the bytes, each looked at once through the class table
+    :data:`_CLASSES` (a malformed token is looked at again, to name the error).
 
     Parameters
     ----------
@@ -297,8 +295,6 @@ def _tokenize(
         i += 1
     stats[_ROWS] = rows
     stats[_PAIRS] = pairs
-    stats[_VALUE_BYTES] = n_value
-    stats[_LABEL_BYTES] = n_label
     stats[_MIN_INDEX] = low
     stats[_MAX_INDEX] = high
     stats[_FIRST_ZERO] = first_zero
@@ -341,6 +337,8 @@ class ParsedBlock(NamedTuple):
         Each row's line in the source, counted from 1.
     first_zero : int
         The first pair whose index is 0, or -1.
+    low, high : int
+        The smallest and largest index (``INDEX_LIMIT`` and -1 without pairs).
     """
 
     labels: np.ndarray | None
@@ -349,6 +347,8 @@ class ParsedBlock(NamedTuple):
     values: np.ndarray | None
     lines: np.ndarray
     first_zero: int
+    low: int
+    high: int
 
     @property
     def n_rows(self) -> int:
@@ -505,7 +505,14 @@ def _parse(
         raise _token_error(name, text, stats)
     rows, pairs = int(stats[_ROWS]), int(stats[_PAIRS])
     block = ParsedBlock(
-        None, indptr[: rows + 1], index[:pairs], None, row_line[:rows] + 1, int(stats[_FIRST_ZERO])
+        None,
+        indptr[: rows + 1],
+        index[:pairs],
+        None,
+        row_line[:rows] + 1,
+        int(stats[_FIRST_ZERO]),
+        int(stats[_MIN_INDEX]),
+        int(stats[_MAX_INDEX]),
     )
     if values:
         labels = _to_float(pa, pc, _texts(pa, label_text, label_offsets, rows))
@@ -628,9 +635,7 @@ def survey(stream: IO[bytes], name: str) -> Survey:
     for block in iter_blocks(stream, name, values=False):
         rows += block.n_rows
         nnz += int(block.indices.shape[0])
-        if block.indices.size:
-            low = min(low, int(block.indices.min()))
-            high = max(high, int(block.indices.max()))
+        low, high = min(low, block.low), max(high, block.high)
     return Survey(rows, nnz, low if high >= 0 else -1, high)
 
 
@@ -671,9 +676,9 @@ class _Checks:
                 f"{self.name}, line {block.line_of_pair(block.first_zero)}: feature index 0 found "
                 "in a one-based file (read it as zero-based: zero_based=True, --index-base 0)"
             )
-        if self.n_features is not None and block.indices.size:
+        if self.n_features is not None:
             limit = self.n_features - (1 if self.zero_based else 0)
-            if int(block.indices.max()) > limit:
+            if block.high > limit:
                 k = int(np.flatnonzero(block.indices > limit)[0])
                 raise DataError(
                     f"{self.name}, line {block.line_of_pair(k)}: feature index "
@@ -720,6 +725,8 @@ def _split(block: ParsedBlock, rows: int) -> tuple[ParsedBlock, ParsedBlock]:
     cut = int(block.indptr[rows])
     assert block.labels is not None
     assert block.values is not None
+    # Checked already: the parts keep the whole block's bounds, not their own, and no
+    # first zero.
     head = ParsedBlock(
         block.labels[:rows],
         block.indptr[: rows + 1],
@@ -727,6 +734,8 @@ def _split(block: ParsedBlock, rows: int) -> tuple[ParsedBlock, ParsedBlock]:
         block.values[:cut],
         block.lines[:rows],
         -1,
+        block.low,
+        block.high,
     )
     tail = ParsedBlock(
         block.labels[rows:],
@@ -735,6 +744,8 @@ def _split(block: ParsedBlock, rows: int) -> tuple[ParsedBlock, ParsedBlock]:
         block.values[cut:],
         block.lines[rows:],
         -1,
+        block.low,
+        block.high,
     )
     return head, tail
 
@@ -781,13 +792,11 @@ def read_csr(
     for block in iter_blocks(stream, name):
         if fixed is not None:
             fixed(block)
-        if block.indices.size:
-            low = min(low, int(block.indices.min()))
-            high = max(high, int(block.indices.max()))
+        low, high = min(low, block.low), max(high, block.high)
         assert block.values is not None
         if dtype != block.values.dtype:
             block = block._replace(values=block.values.astype(dtype))
-        if high <= INT32_MAX:
+        if block.high <= INT32_MAX:
             block = block._replace(indices=block.indices.astype(np.int32))
         parts.append(block)
     if not parts:

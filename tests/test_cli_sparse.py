@@ -113,6 +113,28 @@ def test_svmlight_fit_whole_and_streamed_give_one_model(
     assert metrics["accuracy"] == pytest.approx(direct.score(X, y))
 
 
+def test_predict_svmlight_from_standard_input(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    problem: tuple[Any, np.ndarray],
+) -> None:
+    import io as std_io
+
+    X, y = problem
+    data = _svmlight(tmp_path / "d.svm", X, y)
+    model = tmp_path / "m.glr"
+    assert _run(capsys, ["fit", data, "--model", model])[0] == 0
+    expected = gpulogreg.load(model).predict(X)
+    # The model gives the width and the base: the pipe streams in chunks as it comes.
+    monkeypatch.setattr(sys, "stdin", std_io.TextIOWrapper(std_io.BytesIO(data.read_bytes())))
+    output = tmp_path / "p.csv"
+    args = ["predict", "--model", model, "-", "--format", "svmlight", "--chunk-rows", "600"]
+    code, _, err = _run(capsys, [*args, "--output", output])
+    assert code == 0, err
+    np.testing.assert_array_equal(_predictions(output), expected)
+
+
 def test_svmlight_summary_names_parameters_by_column(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

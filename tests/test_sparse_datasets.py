@@ -20,8 +20,8 @@ from gpulogreg.io import DataError, iter_batches, read_data
 sp = pytest.importorskip("scipy.sparse")
 pytest.importorskip("pyarrow")
 
-#: The CSR backend of these tests: the scipy baseline (the fit plan and the data
-#: layer are what is tested; the kernels are tested on their own).
+#: The CSR backend of most of these tests: the scipy baseline (the fit plan and the
+#: data layer are what is tested; the kernels are tested on their own).
 BACKEND = "numpy"
 #: Relative agreement of fits of the same float64 values (a tight solver tolerance).
 RTOL = 1e-8
@@ -66,13 +66,14 @@ def _close(a: Any, b: Any) -> None:
 
 
 # --------------------------------------------------------------------------- sources
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_every_csr_source_fits_the_in_memory_and_the_dense_model(
-    tmp_path: Path, n_classes: int
+    tmp_path: Path, n_classes: int, backend: str
 ) -> None:
     X, y, _ = _problem(n_classes=n_classes)
-    dense = _model().fit(X.toarray(), y)
-    in_memory = _model().fit(X, y)
+    dense = _model(backend=backend).fit(X.toarray(), y)
+    in_memory = _model(backend=backend).fit(X, y)
     _close(in_memory, dense)
     path = tmp_path / "d.svm"
     path.write_text(_svmlight_text(X, y))
@@ -91,8 +92,8 @@ def test_every_csr_source_fits_the_in_memory_and_the_dense_model(
         assert info.sparse, name
         assert info.nnz == X.nnz, name
         assert info.n_features == X.shape[1], name
-        chunked = _model().fit(dataset)
-        assert chunked.backend_ == f"chunked({BACKEND})", name
+        chunked = _model(backend=backend).fit(dataset)
+        assert chunked.backend_ == f"chunked({backend})", name
         _close(chunked, dense)
         np.testing.assert_array_equal(chunked.classes_, dense.classes_)
 

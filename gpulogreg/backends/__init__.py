@@ -11,7 +11,6 @@ CuPy nor a backend.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from functools import lru_cache
 from typing import Any
@@ -19,12 +18,15 @@ from typing import Any
 from gpulogreg._array import array_module_name, device_of, is_sparse
 from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array, Backend
+from gpulogreg.backends._registry import BACKENDS, SPARSE_BACKENDS, get_backend_class
 from gpulogreg.backends.errors import GPUMemoryError, GPUUnavailableError
 
 __all__ = [
     "BACKENDS",
+    "SPARSE_BACKENDS",
     "GPUMemoryError",
     "GPUUnavailableError",
+    "get_backend_class",
     "gpu_status",
     "make_backend",
     "place_data",
@@ -33,19 +35,6 @@ __all__ = [
     "to_device",
 ]
 
-#: name -> "module:class", imported on first use.
-BACKENDS: dict[str, str] = {
-    "numpy": "gpulogreg.backends.numpy_backend:NumpyBackend",
-    "numba": "gpulogreg.backends.numba_backend:NumbaBackend",
-    "cupy": "gpulogreg.backends.cupy_backend:CupyBackend",
-    "dask": "gpulogreg.backends.dask_backend:DaskBackend",
-}
-#: The same names for a canonical CSR ``X`` (see :mod:`gpulogreg.data.sparse`).
-SPARSE_BACKENDS: dict[str, str] = {
-    "numpy": "gpulogreg.backends.sparse_numpy:SparseNumpyBackend",
-    "numba": "gpulogreg.backends.sparse_numba:SparseNumbaBackend",
-    "cupy": "gpulogreg.backends.sparse_cupy:SparseCupyBackend",
-}
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -163,16 +152,6 @@ def to_device(a: Any, device: str) -> Any:
     if device == "cpu" and on_gpu:
         return a.get()
     return a
-
-
-def get_backend_class(name: str, *, sparse: bool = False) -> type:
-    """Import and return the backend class registered under ``name`` (CSR: ``sparse``)."""
-    registry = SPARSE_BACKENDS if sparse else BACKENDS
-    if name not in registry:
-        raise InputValueError(f"backend={name!r} does not take sparse data")
-    module_name, _, class_name = registry[name].partition(":")
-    cls: type = getattr(importlib.import_module(module_name), class_name)
-    return cls
 
 
 def make_backend(

@@ -21,7 +21,9 @@ Starting point
 Solver
     a registry entry (:mod:`gpulogreg.solvers`): full-batch solvers minimise the
     penalised objective over the task's backend; the stochastic solver takes the
-    task's batches and a factory for its one backend.
+    task's batches and a factory for its one backend. ``solver="auto"`` is
+    resolved here, from the task's backend (its storage format) and the number
+    of parameters (:func:`gpulogreg.solvers.auto_solver`).
 
 Nothing device-resident outlives a fit: backends and objectives live only
 inside :func:`_solve_task`, results leave it as host arrays, and the sources
@@ -63,7 +65,7 @@ from gpulogreg.data.chunks import PreparedChunks
 from gpulogreg.data.dataset import Dataset
 from gpulogreg.data.validation import shown
 from gpulogreg.loss import LogisticObjective, Penalty
-from gpulogreg.solvers import SolverEntry, get_solver, solver_entry
+from gpulogreg.solvers import auto_solver, get_solver, solver_entry
 from gpulogreg.solvers.stochastic.config import MinibatchConfig, resolve_seed
 from gpulogreg.solvers.stochastic.trainer import (
     BackendFactory,
@@ -87,7 +89,8 @@ __all__ = [
 class FitSpec:
     """The validated settings of one fit (the estimator's parameters, resolved).
 
-    ``solver`` is a registry name (``"auto"`` already resolved); ``minibatch``
+    ``solver`` is a registry name or ``"auto"`` (resolved per task from its
+    backend, see :func:`gpulogreg.solvers.auto_solver`); ``minibatch``
     holds the mini-batch settings (used by stochastic solvers and partial_fit);
     ``verbose`` draws the progress bar and ``callback`` receives every
     iteration's record (see :class:`gpulogreg._progress.Reporter`).
@@ -434,7 +437,7 @@ def run_fit(
         source: Source = DatasetSource(X, spec)
     else:
         _check_y_present(y)
-        if solver_entry(spec.solver).stochastic and array_module_name(X) == "dask":
+        if _stochastic(spec.solver) and array_module_name(X) == "dask":
             raise InputValueError(
                 "solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd"
             )
@@ -443,16 +446,14 @@ def run_fit(
         )
         source = ArraySource(data, spec)
         del data
-    entry = solver_entry(spec.solver)
     positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
     starts = warm_start_params(previous, source.classes, source.n_features, layout, len(positives))
     with source.device_context():
-        results = [
+        solved = [
             _solve_task(
                 source,
                 spec,
-                entry,
                 layout,
                 positive,
                 None if starts is None else starts[index],
@@ -460,7 +461,8 @@ def run_fit(
             )
             for index, positive in enumerate(positives)
         ]
-    outcome = _outcome(source, layout, results, spec.solver)
+    # Every task has the same format and number of parameters: one solver name.
+    outcome = _outcome(source, layout, [result for result, _ in solved], solved[0][1])
     on_data_device = source.device_context()  # a device handle: it holds no data
     del source  # the device copies of the data go before the pool is emptied
     if outcome.device == "gpu":
@@ -486,21 +488,29 @@ def _outcome(
     )
 
 
+def _stochastic(solver: str) -> bool:
+    """Whether ``solver`` (a registry name or ``"auto"``, never stochastic) takes batches."""
+    return solver != "auto" and solver_entry(solver).stochastic
+
+
 def _solve_task(
     source: Source,
     spec: FitSpec,
-    entry: SolverEntry,
     layout: ParamLayout,
     positive: int | None,
     start: np.ndarray | None,
     *,
     task: tuple[int, int],
-) -> SolverResult:
-    """Fit one model (the whole multinomial model, or one one-vs-rest class)."""
-    solver = get_solver(spec.solver)
+) -> tuple[SolverResult, str]:
+    """Fit one model (the whole multinomial model, or one one-vs-rest class).
+
+    Returns the result and the solver that ran (``"auto"`` resolved from the backend).
+    """
+    name = spec.solver
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     progress = Reporter(bar=spec.verbose, listener=spec.callback, task=task[0])
-    if entry.stochastic:
+    if _stochastic(name):
+        solver = get_solver(name)
         checkpoint = _checkpoint_for(spec.checkpoint_path, *task)
         seed = _minibatch_seed(checkpoint, spec.random_state)
         batches, train_fraction = source.batches(positive, spec.minibatch, seed)
@@ -526,14 +536,18 @@ def _solve_task(
         objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
         result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
     else:
-        objective = _objective(
-            source.backend(positive, n_classes, progress), spec, source.weight_sum
-        )
+        backend = source.backend(positive, n_classes, progress)
+        if name == "auto":
+            name = auto_solver(
+                l1_ratio=spec.l1_ratio, data_format=backend.format, n_params=layout.n_params
+            )
+        objective = _objective(backend, spec, source.weight_sum)
         params0 = _start(start, layout, objective.xp)
+        solver = get_solver(name)
         result = solver(objective, params0, tol=spec.tol, max_iter=spec.max_iter, progress=progress)
     source.done_with(objective.backend)
     result.params = host_float64(result.params)
-    return result
+    return result, name
 
 
 def _objective(backend: Backend, spec: FitSpec, weight_sum: float) -> LogisticObjective:

@@ -24,7 +24,15 @@ from numba import njit, prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "FASTMATH", "PREFETCH_ROWS", "read_once"]
+__all__ = [
+    "BLOCK_ROWS",
+    "CHUNK_ROWS",
+    "CSR_CHUNK_VALUES",
+    "FASTMATH",
+    "PREFETCH_ROWS",
+    "read_csr_once",
+    "read_once",
+]
 
 #: Fast-math flags of every kernel: reassociation (vectorised reductions) and
 #: FMA contraction only. NaN and infinity keep their IEEE semantics.
@@ -165,4 +173,49 @@ def read_once(X):
     part = np.zeros((nc, 1))
     for c in prange(nc):
         part[c, 0] = _read_chunk(X, c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, m))
+    return _sum_rows(part)[0]
+
+
+#: Stored values per chunk of the sparse read floor (a constant, never derived
+#: from the thread count, like :data:`CHUNK_ROWS`): 2^16 values of float32 data
+#: and int32 indices are 512 kB, hundreds of chunks at ten million values.
+CSR_CHUNK_VALUES = 65536
+
+
+@njit(**_SERIAL)
+def _read_values_chunk(data, indices, start, stop):
+    # Loops over slices: indexing with range(start, stop) keeps Numba's
+    # negative-index wraparound check in the loop, which stops LLVM from
+    # vectorising it (measured: 13.6 ms against 1.3 ms for 9e6 float32 values).
+    values = data[start:stop]
+    columns = indices[start:stop]
+    total = 0.0
+    for k in range(values.shape[0]):
+        total += values[k] + np.float64(columns[k])
+    return total
+
+
+@njit(**_PARALLEL)
+def read_csr_once(data, indices):
+    """Sum of ``data + indices`` of a CSR matrix: one parallel read of both, the sparse floor.
+
+    A loss-and-gradient evaluation on CSR data must stream the stored values
+    and their column indices at least once; benchmarks compare it with this.
+    Fixed chunks of :data:`CSR_CHUNK_VALUES` values, float64 accumulation.
+
+    Parameters
+    ----------
+    data : ndarray of shape (nnz,), float32 or float64
+    indices : ndarray of shape (nnz,), int32 or int64
+
+    Returns
+    -------
+    float
+    """
+    nnz = data.shape[0]
+    nc = (nnz + CSR_CHUNK_VALUES - 1) // CSR_CHUNK_VALUES
+    part = np.zeros((nc, 1))
+    for c in prange(nc):
+        start = c * CSR_CHUNK_VALUES
+        part[c, 0] = _read_values_chunk(data, indices, start, min(start + CSR_CHUNK_VALUES, nnz))
     return _sum_rows(part)[0]

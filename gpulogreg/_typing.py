@@ -83,6 +83,9 @@ class Backend(Protocol):
     ----------
     name : str
         Registry name (``"numpy"``, ``"numba"``, ``"cupy"``).
+    format : str
+        The storage of ``X``: ``"dense"`` or ``"csr"`` (``solver="auto"``
+        reads it).
     xp : module
         Array namespace of ``params`` and of every returned array.
     dtype : numpy.dtype
@@ -94,6 +97,7 @@ class Backend(Protocol):
     """
 
     name: str
+    format: str
     xp: ModuleType
     dtype: np.dtype[Any]
     n_samples: int
@@ -133,6 +137,16 @@ class Backend(Protocol):
 
     def hvp(self, params: Array, v: Array) -> Array:
         """Hessian-vector product of the weighted mean cross-entropy, shape (n_params,)."""
+        ...
+
+    def hessian_diagonal(self, params: Array) -> Array:
+        """The diagonal of :meth:`hessian`, shape (n_params,), float64, in ``xp``.
+
+        Binary ``sum_i s_i p_i (1 - p_i) a_ij^2``; multinomial, for class ``k``,
+        ``sum_i s_i P_ik (1 - P_ik) a_ij^2`` (``a_i = [x_i, 1]``, normalised
+        weights ``s``): one pass over the data, never the Hessian itself (the
+        preconditioner of Newton-CG on wide data).
+        """
         ...
 
     def information(self, params: Array) -> Information:
@@ -194,8 +208,10 @@ class Objective(Protocol):
     """What a solver sees: the penalised objective over a backend (see :mod:`gpulogreg.loss`)."""
 
     xp: ModuleType
+    layout: ParamLayout
     n_params: int
     l1: float
+    l2: float
 
     def value_grad(self, params: Array) -> tuple[float, Array]: ...
 
@@ -206,6 +222,8 @@ class Objective(Protocol):
     def hessian(self, params: Array) -> Array: ...
 
     def hvp(self, params: Array, v: Array) -> Array: ...
+
+    def hessian_diagonal(self, params: Array) -> Array: ...
 
     def lipschitz_bound(self) -> float: ...
 

@@ -51,6 +51,7 @@ import numpy as np
 
 from gpulogreg._errors import InputValueError
 from gpulogreg._version import __version__
+from gpulogreg.sparse_problems import KINDS
 
 __all__ = [
     "BenchConfig",
@@ -83,6 +84,9 @@ DEFAULT_SOLVERS = ("newton", "lbfgs", "gd")
 #: 1,000 made the default run take 24 minutes, mostly in such runs.
 DEFAULT_MAX_ITER = 300
 SKLEARN_SOLVERS = ("lbfgs", "newton-cholesky")
+#: scikit-learn's solvers on sparse problems: newton-cholesky would form the
+#: n_features^2 Hessian (8 TB at 2^20 features); newton-cg does not.
+SKLEARN_SPARSE_SOLVERS = ("lbfgs", "newton-cg")
 
 
 # --------------------------------------------------------------------------- data
@@ -337,6 +341,10 @@ class BenchConfig:
     max_iter: int = DEFAULT_MAX_ITER
     seed: int = 0
     fit: bool = True
+    #: A sparse problem kind (:data:`gpulogreg.sparse_problems.KINDS`) instead of dense ones.
+    sparse: str | None = None
+    #: Ids (ctr) or mean words (text) per row of the sparse problem.
+    per_row: int = 30
 
 
 @dataclass
@@ -397,7 +405,16 @@ def available_backends(requested: Sequence[str] | None = None) -> tuple[list[str
     return names, skipped
 
 
-def _system_record(cfg: BenchConfig, X: np.ndarray) -> dict[str, Any]:
+def _nbytes(X: Any) -> int:
+    """Bytes of ``X``: a dense array's, or a CSR matrix's data, indices and row pointers."""
+    from gpulogreg._array import is_sparse
+
+    if is_sparse(X):
+        return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+    return int(X.nbytes)
+
+
+def _system_record(cfg: BenchConfig, X: Any) -> dict[str, Any]:
     versions: dict[str, Any] = {"gpulogreg": __version__, "numpy": np.__version__}
     for name in ("numba", "sklearn", "cupy"):
         module = sys.modules.get(name)
@@ -412,7 +429,9 @@ def _system_record(cfg: BenchConfig, X: np.ndarray) -> dict[str, Any]:
         "rows": cfg.rows,
         "cols": cfg.cols,
         "dtype": cfg.dtype,
-        "X_bytes": int(X.nbytes),
+        "X_bytes": _nbytes(X),
+        "sparse": cfg.sparse,
+        "nnz": int(X.nnz) if cfg.sparse else None,
         "C": cfg.C,
         "repeat": cfg.repeat,
         "tol": cfg.tol,
@@ -430,12 +449,16 @@ def _system_record(cfg: BenchConfig, X: np.ndarray) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- measurements
-def _cpu_read_floor(X: np.ndarray) -> tuple[Callable[[], Any] | None, str]:
+def _cpu_read_floor(X: Any) -> tuple[Callable[[], Any] | None, str]:
     """The CPU read floor as a callable (``None`` when the Numba kernels are missing)."""
+    from gpulogreg._array import is_sparse
+
     try:
-        from gpulogreg._numba_read import read_once
+        from gpulogreg._numba_read import read_csr_once, read_once
     except ImportError:
-        return None, "unavailable (gpulogreg._numba_read.read_once missing)"
+        return None, "unavailable (gpulogreg._numba_read missing)"
+    if is_sparse(X):
+        return (lambda: read_csr_once(X.data, X.indices)), "parallel Numba sum over data, indices"
     return (lambda: read_once(X)), "parallel Numba sum over X"
 
 
@@ -523,7 +546,7 @@ def measure_loss_grad(
             "device": "cpu",
             "method": how,
             "seconds": floor_cpu,
-            "gb_per_s": X.nbytes / floor_cpu / 1e9 if floor_cpu else None,
+            "gb_per_s": _nbytes(X) / floor_cpu / 1e9 if floor_cpu else None,
         }
     )
     floors: dict[str, float | None] = {}
@@ -563,7 +586,7 @@ def measure_loss_grad(
                 "backend": name,
                 "dtype": str(X.dtype),
                 "seconds": seconds,
-                "gb_per_s": X.nbytes / seconds / 1e9,
+                "gb_per_s": _nbytes(X) / seconds / 1e9,
                 "x_floor": seconds / floor if floor else None,
                 "speedup_vs_numpy": times["numpy"] / seconds if "numpy" in times else None,
             }
@@ -684,7 +707,7 @@ def measure_fits(
     runs: list[dict[str, Any]] = []
     for backend in backends:
         if backend == "sklearn":
-            for solver in SKLEARN_SOLVERS:
+            for solver in SKLEARN_SPARSE_SOLVERS if cfg.sparse else SKLEARN_SOLVERS:
                 for data in _sklearn_inputs(X, X64):
                     say(f"  sklearn {solver} ({data.dtype})")
                     model, seconds, peak, exact = _fit_sklearn(data, y, solver, cfg)
@@ -804,13 +827,25 @@ def run(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchR
     if "numpy" not in backends and cfg.backends is None:
         raise RuntimeError("the numpy baseline backend is unavailable")
     result = BenchResult()
-    problems = list(dict.fromkeys(cfg.conditioning))
+    problems = [cfg.sparse] if cfg.sparse else list(dict.fromkeys(cfg.conditioning))
     say = log or (lambda _msg: None)
+    if cfg.sparse and "cupy" in backends:
+        backends.remove("cupy")
+        skipped["cupy"] = "sparse problems on the GPU: bench/bench_sparse_gpu.py"
     for index, problem in enumerate(problems):
-        say(f"generating {cfg.rows:,} x {cfg.cols} {cfg.dtype} ({problem}-conditioned)")
-        X, y = make_problem(
-            cfg.rows, cfg.cols, dtype=cfg.dtype, conditioning=problem, seed=cfg.seed + index
-        )
+        X: Any
+        if cfg.sparse:
+            from gpulogreg.sparse_problems import make_sparse_problem
+
+            say(f"generating {cfg.rows:,} x {cfg.cols} sparse {cfg.dtype} ({problem})")
+            X, y = make_sparse_problem(
+                problem, cfg.rows, cfg.cols, per_row=cfg.per_row, dtype=cfg.dtype, seed=cfg.seed
+            )
+        else:
+            say(f"generating {cfg.rows:,} x {cfg.cols} {cfg.dtype} ({problem}-conditioned)")
+            X, y = make_problem(
+                cfg.rows, cfg.cols, dtype=cfg.dtype, conditioning=problem, seed=cfg.seed + index
+            )
         if index == 0:
             config = _system_record(cfg, X)
             config["backends"] = backends
@@ -820,7 +855,7 @@ def run(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchR
             say("timing loss and gradient")
             measure_loss_grad(X, y, backends, cfg, result)
         if cfg.fit:
-            say(f"fitting to the optimum ({problem}-conditioned)")
+            say(f"fitting to the optimum ({problem})")
             measure_fits(problem, X, y, backends, cfg, result, log=log)
         del X, y
     return result
@@ -837,8 +872,9 @@ def format_table(result: BenchResult) -> str:
     """The terminal report: read floors, loss and gradient, time to the optimum."""
     lines: list[str] = []
     cfg = result.of_kind("config")[0]
+    kind = f"sparse {cfg['sparse']} ({cfg['nnz']:,} values) " if cfg.get("sparse") else ""
     lines.append(
-        f"gpulogreg bench: {cfg['rows']:,} x {cfg['cols']} {cfg['dtype']} "
+        f"gpulogreg bench: {cfg['rows']:,} x {cfg['cols']} {kind}{cfg['dtype']} "
         f"(X = {cfg['X_bytes'] / 1e6:.1f} MB), C={cfg['C']}, median of {cfg['repeat']}, "
         f"{cfg['cpu_count']} CPUs, {cfg['numba_threads']} Numba threads"
     )
@@ -912,6 +948,7 @@ def plot(path: str, result: BenchResult) -> None:
     from gpulogreg._plot import new_figure
     from gpulogreg.plots import save_png
 
+    cfg = result.of_kind("config")[0]
     problems = list(dict.fromkeys(t["problem"] for t in result.traces))
     if not problems:
         raise ValueError("nothing to plot: the run made no fits")
@@ -930,10 +967,9 @@ def plot(path: str, result: BenchResult) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("seconds since fit() was called")
         ax.set_ylabel("relative objective gap")
-        ax.set_title(f"{problem}-conditioned")
+        ax.set_title(problem if cfg.get("sparse") else f"{problem}-conditioned")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    cfg = result.of_kind("config")[0]
     fig.suptitle(f"gpulogreg bench: {cfg['rows']:,} x {cfg['cols']} {cfg['dtype']}")
     fig.tight_layout()
     save_png(fig, path)
@@ -974,6 +1010,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"iteration cap of every timed fit, ours and sklearn's (default {DEFAULT_MAX_ITER})",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sparse",
+        choices=KINDS,
+        help="a generated sparse CSR problem of this kind instead of the dense ones: ctr "
+        "(hashed ids, Zipf popularity, values 1) or text (tf-idf rows); --cols is "
+        "n_features",
+    )
+    parser.add_argument(
+        "--per-row",
+        type=int,
+        default=BenchConfig.per_row,
+        help="ids (ctr) or mean words (text) per row of --sparse (default 30)",
+    )
     parser.add_argument("--json-out", metavar="FILE", help="write JSON lines to FILE")
     parser.add_argument("--plot", metavar="FILE.png", help="plot objective gap vs time")
 
@@ -996,6 +1045,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         max_iter=args.max_iter,
         seed=args.seed,
         fit=not args.no_fit,
+        sparse=args.sparse,
+        per_row=args.per_row,
     )
 
 

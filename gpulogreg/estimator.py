@@ -63,10 +63,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     l1_ratio : float, default=0.0
         Elastic-net mixing in [0, 1] (used with ``penalty="elasticnet"``).
     fit_intercept : bool, default=True
-    solver : {"auto", "newton", "lbfgs", "gd", "minibatch"}, default="auto"
-        "auto": ``gd`` (proximal, FISTA) with an L1 term, else L-BFGS (which
-        turns to a Hessian preconditioner on ill-conditioned problems).
-        "minibatch": shuffled mini-batch epochs (see Notes).
+    solver : {"auto", "newton", "newton-cg", "lbfgs", "gd", "minibatch"}, default="auto"
+        "auto": ``gd`` (proximal, FISTA) with an L1 term; ``newton-cg`` on
+        wide sparse data (CSR with more than 1000 parameters); else L-BFGS
+        (which turns to a Hessian preconditioner on ill-conditioned problems).
+        See :func:`gpulogreg.solvers.auto_solver`. "newton" builds the Hessian
+        up to 1000 parameters and runs "newton-cg" above; "newton-cg" is
+        truncated Newton with diagonally preconditioned conjugate gradients
+        at any size (it never forms the Hessian). "minibatch": shuffled
+        mini-batch epochs (see Notes).
     tol : float, default=1e-6
         Stop when the max-norm of the gradient of the weight-normalised
         objective (with L1: of its minimum-norm subgradient) is at most ``tol``.
@@ -168,6 +173,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Backend that ran the fit.
     device_ : {"cpu", "gpu"}
     solver_ : str
+        The solver that ran (``solver="auto"`` resolved from the data).
     n_passes_ : int, only after a fit on a Dataset
         Full passes over the data the fit made, all one-vs-rest models together
         (for minibatch: the final pass that computes ``objective_``).
@@ -291,16 +297,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise InputTypeError(f"callback must be callable or None, got {self.callback!r}")
         return float(C), float(l1_ratio)
 
-    def _solver_name(self, l1_ratio: float) -> str:
-        if self.solver != "auto":
-            return str(self.solver)
-        if l1_ratio > 0:
-            return "gd"
-        # L-BFGS, Hessian-preconditioned once it is slow (see solvers.lbfgs):
-        # measured on 1,000,000 x 100 float32 it reached tol=1e-8 2-4x sooner
-        # than Newton, whose every iteration builds a Hessian.
-        return "lbfgs"
-
     def _spec(self) -> FitSpec:
         """The validated settings of a fit, for the fit plan (:mod:`gpulogreg._fit`)."""
         C, l1_ratio = self._validate_params()
@@ -309,7 +305,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             C=C,
             l1_ratio=l1_ratio,
             fit_intercept=bool(self.fit_intercept),
-            solver=self._solver_name(l1_ratio),
+            solver=str(self.solver),  # "auto": the fit plan decides from the data
             tol=float(self.tol),
             max_iter=int(self.max_iter),
             multi_class=str(self.multi_class),
@@ -558,4 +554,5 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
         return tags

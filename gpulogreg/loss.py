@@ -108,6 +108,12 @@ class Penalty:
             H[idx, idx] += self.l2 * self.mask
         return H
 
+    def add_diagonal(self, diagonal: Array) -> Array:
+        """The diagonal of a Hessian plus the L2 term's (``l2`` on the coefficients)."""
+        if not self.l2:
+            return diagonal
+        return diagonal + self.l2 * self.mask
+
     def add_hvp(self, out: Array, v: Array) -> Array:
         """A Hessian-vector product plus the L2 term's."""
         if not self.l2:
@@ -224,6 +230,10 @@ class LogisticObjective:
     def hvp(self, params: Array, v: Array) -> Array:
         """Hessian-vector product of the smooth objective."""
         return self.penalty.add_hvp(self.backend.hvp(params, v), v)
+
+    def hessian_diagonal(self, params: Array) -> Array:
+        """Diagonal of the smooth objective's Hessian, shape (n_params,), without forming it."""
+        return self.penalty.add_diagonal(self.backend.hessian_diagonal(params))
 
     def lipschitz_bound(self) -> float:
         """Upper estimate of the gradient's Lipschitz constant.

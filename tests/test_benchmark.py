@@ -86,6 +86,28 @@ def test_run_tiny():
     assert "time to the optimum" in table
 
 
+def test_cli_bench_sparse_section(capsys):
+    code = main(
+        [
+            "bench", "--sparse", "ctr", "--rows", "800", "--cols", "5000", "--per-row", "6",
+            "--repeat", "1", "--backends", "numpy,sklearn", "--solvers", "newton,lbfgs",
+            "-C", "0.1", "--json", "--quiet",
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    records = json.loads(out)["records"]
+    config = records[0]
+    assert config["sparse"] == "ctr"
+    assert config["nnz"] == 800 * 6
+    floor = next(r for r in records if r["kind"] == "read_floor")
+    assert "data, indices" in floor["method"]
+    fits = [r for r in records if r["kind"] == "fit"]
+    assert {r["solver"] for r in fits if r["backend"] == "sklearn"} == {"lbfgs", "newton-cg"}
+    ours = [r for r in fits if r["backend"] == "numpy"]
+    assert all(r["gap"] <= 1e-8 for r in ours)
+
+
 def test_cli_bench_writes_table_json_lines_and_plot(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     jsonl = tmp_path / "bench.jsonl"

@@ -737,6 +737,7 @@ def test_cupy_backend_runs_on_the_device_holding_x(
     gpu.meat(params)
     gpu.cluster_scores(params, _fake_cupy.on_device(np.arange(X.shape[0]) % 7, 1), 7)
     gpu.hvp(params, v)
+    gpu.hessian_diagonal(params)
     gpu.gram_matvec(v[: X.shape[1] + 1])
     Z = gpu.decision(params, gpu.X)
     if n_classes == 2:
@@ -780,6 +781,7 @@ def test_memory_check_counts_what_the_backend_allocates(
         "hvp": lambda: gpu.hvp(params, v),
         "gram_matvec": lambda: gpu.gram_matvec(v[: n + 1]),
         "hessian": lambda: gpu.hessian(params),
+        "hessian_diagonal": lambda: gpu.hessian_diagonal(params),
     }
     for name, call in calls.items():
         before = state.reset_peak()

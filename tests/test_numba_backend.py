@@ -71,6 +71,7 @@ def test_matches_numpy_baseline(dtype, n_classes, fit_intercept, weights):
     assert rel_err(fast.gram_matvec(v[:n_cols]), ref.gram_matvec(v[:n_cols])) <= tol
     H = fast.hessian(params)
     assert rel_err(H, ref.hessian(params)) <= tol
+    assert rel_err(fast.hessian_diagonal(params), np.diag(ref.hessian(params))) <= tol
     M = fast.meat(params)
     assert rel_err(M, ref.meat(params)) <= tol
     if n_classes == 2:
@@ -98,6 +99,7 @@ def test_multinomial_class_groups_match_numpy_baseline(dtype, n_classes):
     assert rel_err(loss, loss_ref) <= tol
     assert rel_err(grad, grad_ref) <= tol
     assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= tol
+    assert rel_err(fast.hessian_diagonal(params), ref.hessian_diagonal(params)) <= tol
     X_new = X[:101]  # an odd number of rows: the last 2-row tile holds one
     assert rel_err(fast.decision(params, X_new), ref.decision(params, X_new)) <= tol
 
@@ -204,6 +206,7 @@ def test_bitwise_identical_across_thread_counts(dtype, n_classes):
             np.array([loss, fast.loss(params)]),
             grad,
             fast.hvp(params, v),
+            fast.hessian_diagonal(params),
             fast.gram_matvec(v[:n_cols]),
             fast.hessian(params),
             fast.meat(params),

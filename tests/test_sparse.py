@@ -370,3 +370,28 @@ def test_a_bad_value_in_a_dask_csr_block_names_its_global_row() -> None:
         pytest.raises(ValueError, match=f"X contains NaN at row 1234, column {column}"),
     ):
         LogisticRegression().fit(dX, y)
+
+
+def test_partial_fit_takes_csr_chunks_like_dense_ones() -> None:
+    X = _csr(1200, 10, density=0.3)
+    y = _labels(X)
+    sparse = LogisticRegression(backend="numpy", solver="minibatch", random_state=0)
+    dense = LogisticRegression(backend="numpy", solver="minibatch", random_state=0)
+    for rows in (slice(0, 600), slice(600, 1200)):
+        sparse.partial_fit(X[rows].tocoo(), y[rows], classes=[0, 1])
+        dense.partial_fit(X[rows].toarray(), y[rows], classes=[0, 1])
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-10, atol=1e-12)
+
+
+def test_the_baseline_computes_on_int64_indices() -> None:
+    X = _csr(600, 12, density=0.3)
+    wide = sp.csr_matrix(X)
+    wide.indices, wide.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    y = _labels(X)
+    s = np.full(X.shape[0], 1.0 / X.shape[0])
+    p = np.linspace(-0.5, 0.5, 13)
+    a = SparseNumpyBackend(wide, y, s)
+    b = SparseNumpyBackend(X, y, s)
+    assert a.X.indices.dtype == np.int64
+    np.testing.assert_allclose(a.loss_grad(p)[1], b.loss_grad(p)[1], rtol=1e-14)
+    np.testing.assert_allclose(a.hessian(p), b.hessian(p), rtol=1e-14)

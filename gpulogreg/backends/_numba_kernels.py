@@ -110,6 +110,7 @@ __all__ = [
     "CHUNK_ROWS",
     "binary_decision",
     "binary_gram_weights",
+    "binary_hessian_diagonal",
     "binary_hvp",
     "binary_loss",
     "binary_loss_grad",
@@ -118,6 +119,7 @@ __all__ = [
     "log1p_unit",
     "log_pos",
     "multinomial_decision",
+    "multinomial_hessian_diagonal",
     "multinomial_hvp",
     "multinomial_loss",
     "multinomial_loss_grad",
@@ -437,6 +439,39 @@ def _axpy_block(Xb, res, g, X, pf, pf_per_tile):
 
 
 @njit(**_INLINE)
+def _axpy_sq_block(Xb, h, g, X, pf, pf_per_tile):
+    """``g += sum_r h[r] Xb[r]^2`` (elementwise squares) over the block's rows, in float64.
+
+    ``h[r] * x * x`` multiplies left to right, so a float32 value is squared in
+    float64. Four rows per pass over ``g`` and prefetching as in :func:`_axpy_block`.
+    """
+    nb, n = Xb.shape
+    r = 0
+    while r + 4 <= nb:
+        pf = _prefetch_rows(X, pf, pf + pf_per_tile)
+        x0 = Xb[r]
+        x1 = Xb[r + 1]
+        x2 = Xb[r + 2]
+        x3 = Xb[r + 3]
+        h0 = h[r]
+        h1 = h[r + 1]
+        h2 = h[r + 2]
+        h3 = h[r + 3]
+        for j in range(n):
+            g[j] += (h0 * x0[j] * x0[j] + h1 * x1[j] * x1[j]) + (
+                h2 * x2[j] * x2[j] + h3 * x3[j] * x3[j]
+            )
+        r += 4
+    while r < nb:
+        x0 = Xb[r]
+        h0 = h[r]
+        for j in range(n):
+            g[j] += h0 * x0[j] * x0[j]
+        r += 1
+    return pf
+
+
+@njit(**_INLINE)
 def _binary_pointwise(z, y, s):
     """Weighted loss ``s [max(z,0) - y z + log1p(e)]`` and residual ``s (p - y)``.
 
@@ -578,6 +613,52 @@ def binary_hvp(X, s, w, b, v, c):
     part = np.zeros((nc, n + 1))
     for k in prange(nc):
         _binary_hvp_chunk(X, s, w, b, v, c, k * CHUNK_ROWS, min((k + 1) * CHUNK_ROWS, m), part[k])
+    return _sum_rows(part)
+
+
+@njit(**_SERIAL)
+def _binary_hessian_diagonal_chunk(X, s, w, b, start, stop, out):
+    n = X.shape[1]
+    g = np.zeros(n)
+    z = np.empty(BLOCK_ROWS)
+    h = np.empty(BLOCK_ROWS)
+    hb = 0.0
+    for i0 in range(start, stop, BLOCK_ROWS):
+        nb = min(BLOCK_ROWS, stop - i0)
+        Xb = X[i0 : i0 + nb]
+        sb = s[i0 : i0 + nb]
+        pf = _dot_block(Xb, w, b, z, X, i0 + PREFETCH_ROWS, _PF_TWO_PASSES)
+        for r in range(nb):
+            e = exp_nonpos(-abs(z[r]))
+            d = 1.0 / (1.0 + e)
+            hi = sb[r] * (e * d * d)
+            hb += hi
+            h[r] = hi
+        _axpy_sq_block(Xb, h, g, X, pf, _PF_TWO_PASSES)
+    for j in range(n):
+        out[j] = g[j]
+    out[n] = hb
+
+
+@njit(**_PARALLEL)
+def binary_hessian_diagonal(X, s, w, b):
+    """Diagonal of the binary Hessian ``A^T diag(s p (1 - p)) A``, ``A = [X, 1]``, in one pass.
+
+    ``out_j = sum_i s_i p_i (1 - p_i) x_ij^2`` and ``out_n = sum_i s_i p_i (1 - p_i)``,
+    with ``p (1 - p) = e / (1 + e)^2``, ``e = exp(-|z|)`` (as in :func:`binary_hvp`).
+
+    Returns
+    -------
+    out : ndarray of shape (n + 1,), float64
+        ``[coef part (n), intercept part]``.
+    """
+    m, n = X.shape
+    nc = _n_chunks_jit(m)
+    part = np.zeros((nc, n + 1))
+    for k in prange(nc):
+        _binary_hessian_diagonal_chunk(
+            X, s, w, b, k * CHUNK_ROWS, min((k + 1) * CHUNK_ROWS, m), part[k]
+        )
     return _sum_rows(part)
 
 
@@ -979,6 +1060,52 @@ def multinomial_hvp(X, s, W, bias, V, vbias):
     for c in prange(nc):
         _multi_hvp_chunk(
             X, s, W, bias, V, vbias, c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, m), part[c]
+        )
+    return _sum_rows(part)
+
+
+@njit(**_SERIAL)
+def _multi_hessian_diagonal_chunk(X, s, W, bias, start, stop, out):
+    K, n = W.shape
+    G = np.zeros((K, n))
+    gb = np.zeros(K)
+    Z = np.empty((K, BLOCK_ROWS))
+    P = np.empty((K, BLOCK_ROWS))
+    lse = np.empty(BLOCK_ROWS)
+    tot = np.empty(BLOCK_ROWS)
+    for i0 in range(start, stop, BLOCK_ROWS):
+        nb = min(BLOCK_ROWS, stop - i0)
+        Xb = X[i0 : i0 + nb]
+        sb = s[i0 : i0 + nb]
+        _dot_block_multi(Xb, W, bias, Z, X, i0 + PREFETCH_ROWS, _PF_ONE_PASS)
+        _softmax_block(Z, nb, P, lse, tot)
+        for k in range(K):
+            Pk = P[k]
+            for r in range(nb):
+                hk = sb[r] * Pk[r] * (1.0 - Pk[r])
+                Pk[r] = hk
+                gb[k] += hk
+            _axpy_sq_block(Xb, Pk, G[k], X, 0, 0)
+    for k in range(K):
+        for j in range(n):
+            out[k * (n + 1) + j] = G[k, j]
+        out[k * (n + 1) + n] = gb[k]
+
+
+@njit(**_PARALLEL)
+def multinomial_hessian_diagonal(X, s, W, bias):
+    """Diagonal of the multinomial Hessian in one pass.
+
+    With ``P = softmax(Z)``: ``out[k, j] = sum_i s_i P_ik (1 - P_ik) x_ij^2`` and
+    the intercept entry ``sum_i s_i P_ik (1 - P_ik)``, in the (K, n + 1) layout.
+    """
+    m = X.shape[0]
+    K, n = W.shape
+    nc = _n_chunks_jit(m)
+    part = np.zeros((nc, K * (n + 1)))
+    for c in prange(nc):
+        _multi_hessian_diagonal_chunk(
+            X, s, W, bias, c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, m), part[c]
         )
     return _sum_rows(part)
 

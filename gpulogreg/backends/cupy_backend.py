@@ -100,6 +100,10 @@ DEVICE_HEADROOM_BYTES = 512 * 2**20
 #: import solvers).
 DENSE_HESSIAN_MAX_PARAMS = 1000
 
+#: The terms of :func:`device_memory_terms` that belong to one method each
+#: (methods run one at a time: the fit needs the largest of them).
+WORKING_TERMS = ("loss_grad", "hvp", "gram_matvec", "hessian", "hessian_diagonal")
+
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -150,7 +154,8 @@ class CupyBackend(NumpyBackend):
     (the data are already on the device: :func:`gpulogreg.backends.make_backend`
     moves them once). It subclasses the array-generic baseline and replaces
     the elementwise middle of ``loss_grad`` and ``loss``, and the binary
-    ``hessian`` and ``hvp``, by our kernels; the binary ``meat`` is the
+    ``hessian``, ``hvp`` and the weights of ``hessian_diagonal`` (the
+    baseline's chunked squares), by our kernels; the binary ``meat`` is the
     Hessian's chunked construction with the baseline's row weights;
     ``decision``, ``gram_matvec``, ``cluster_scores`` and the multinomial
     Hessian, meat and Hessian-vector product are the baseline's, running on
@@ -176,6 +181,9 @@ class CupyBackend(NumpyBackend):
     hessian_chunk_bytes = HESSIAN_CHUNK_BYTES
     #: Chunks per batched cuBLAS call of ``R^T X``.
     grad_max_batch = GRAD_MAX_BATCH
+    #: Bytes of the float64 squared chunk of :meth:`hessian_diagonal` (the
+    #: Hessian's chunk budget: one such buffer at a time).
+    diagonal_chunk_bytes = HESSIAN_CHUNK_BYTES
 
     def __init__(
         self,
@@ -368,6 +376,19 @@ class CupyBackend(NumpyBackend):
         return self._binary_gram(self._check_params(params), self._newton_weights)
 
     @_on_data_device
+    def hessian_diagonal(self, params: Array) -> Array:
+        """The baseline's chunked diagonal on the device; binary weights from our kernel."""
+        return super().hessian_diagonal(self._check_params(params))
+
+    def _diagonal_weights(self, params: Array, Xc: Array, rows: slice) -> Array:
+        """Binary: ``s p (1 - p)`` of the chunk from the Newton-weights kernel, (chunk, 1)."""
+        if not self._binary:
+            return super()._diagonal_weights(params, Xc, rows)
+        h = self.xp.empty(rows.stop - rows.start, dtype=self.xp.float64)
+        self._newton_weights(params, Xc, rows.start, rows.stop, h)
+        return h[:, None]
+
+    @_on_data_device
     def meat(self, params: Array) -> Array:
         """The Hessian's construction with the weights ``s (p - y)^2`` (binary).
 
@@ -519,6 +540,12 @@ def device_memory_terms(
     ``gram_matvec``
         the float64 decision values, their sum with the intercept, ``s z`` and
         that in X's dtype: ``16 + b``.
+    ``hessian_diagonal`` (not per row: chunks of
+        ``min(n_samples, HESSIAN_CHUNK_BYTES / 8 n)`` rows; Newton-CG's
+        preconditioner) binary: the weights ``h`` and the float64 squares of
+        the chunk (``8 + 8 n``); multinomial: the squares and the weights
+        (``8 n + 8 k``), or before them the baseline's softmax weights
+        (``40 k``), whichever is more.
     ``hessian`` (not per row: bounded chunks; ``meat`` takes the same)
         binary: per chunk of ``min(n_samples, HESSIAN_CHUNK_BYTES / 8 d)``
         rows, ``A = [X, 1]`` in float64 and ``A * h`` (``8 d`` each) and
@@ -536,7 +563,8 @@ def device_memory_terms(
         parameter-sized vectors, the per-block partial sums.
 
     Methods run one at a time, so the fit needs ``data + held + max(loss_grad,
-    hvp, gram_matvec, hessian) + headroom`` (:func:`device_bytes_needed`).
+    hvp, gram_matvec, hessian, hessian_diagonal) + headroom``
+    (:func:`device_bytes_needed`).
     The sums of inference after a fit are not counted: ``meat`` takes what
     ``hessian`` takes, and ``cluster_scores`` a few copies (float64 at most)
     of a chunk of ``[X, 1]`` (chunks of ``HESSIAN_CHUNK_ROWS`` rows) and the
@@ -564,6 +592,9 @@ def device_memory_terms(
     else:
         terms["hvp"] = 40 * k * m
     terms["gram_matvec"] = (16 + b) * m
+    diagonal_rows = min(m, HESSIAN_CHUNK_BYTES // (8 * max(n, 1)))
+    diagonal_per_row = 8 * (n + 1) if k == 1 else max(8 * (n + k), 40 * k)
+    terms["hessian_diagonal"] = diagonal_rows * diagonal_per_row
     if n_params > DENSE_HESSIAN_MAX_PARAMS:
         terms["hessian"] = 0
     elif k == 1:
@@ -580,14 +611,14 @@ def device_memory_terms(
 def device_bytes_needed(n_samples: int, n_features: int, dtype: Any, n_outputs: int = 1) -> int:
     """Device bytes a fit on ``n_samples x n_features`` data needs, with headroom.
 
-    ``data + held + max(loss_grad, hvp, gram_matvec, hessian) + headroom`` of
+    ``data + held + max(loss_grad, hvp, gram_matvec, hessian, hessian_diagonal) + headroom`` of
     :func:`device_memory_terms`, which derives each term from the backend's
     allocations. For example 1,000,000 x 100 float32: binary 400 + 12 + 4
     + 24 (Hessian-vector product) bytes per row; 3 classes 400 + 12 + 12 +
     120 (its Hessian-vector product).
     """
     terms = device_memory_terms(n_samples, n_features, dtype, n_outputs)
-    working = max(terms[name] for name in ("loss_grad", "hvp", "gram_matvec", "hessian"))
+    working = max(terms[name] for name in WORKING_TERMS)
     return terms["data"] + terms["held"] + working + terms["headroom"]
 
 

@@ -126,6 +126,8 @@ class DaskBackend(SumOfParts):
         self.n_classes = int(n_classes)
         self.layout = ParamLayout.for_classes(self.n_features, self.n_classes, fit_intercept)
         self.device = "gpu" if chunk_module(self.X) == "cupy" else "cpu"
+        #: CSR blocks (validated canonical, see gpulogreg.data.dask) or dense ones.
+        self.format = "csr" if is_sparse(self.X._meta) else "dense"
         self.name = f"dask({'cupy' if self.device == 'gpu' else 'numba'})"
         offsets = np.cumsum((0, *rows)).tolist()
         blocks = zip(

@@ -1,7 +1,7 @@
 """The CPU backend: fused Numba kernels that read each row of ``X`` once per evaluation.
 
-``loss_grad``, ``loss``, ``hvp``, ``gram_matvec`` and ``decision`` are single
-parallel passes over ``X`` (see :mod:`gpulogreg.backends._numba_kernels` for
+``loss_grad``, ``loss``, ``hvp``, ``hessian_diagonal``, ``gram_matvec`` and
+``decision`` are single parallel passes over ``X`` (see :mod:`gpulogreg.backends._numba_kernels` for
 the formulas, the blocking and the fixed chunking that makes results
 independent of the number of threads). ``X`` is used as given: float32 stays
 float32 and is never copied; every sum is accumulated in float64.
@@ -53,13 +53,15 @@ SERIAL_MAX_ROWS = 2 * nk.CHUNK_ROWS
 
 
 @contextlib.contextmanager
-def _serial_when_small(n_rows: int) -> Iterator[None]:
-    """Limit Numba to the calling thread for a pass over ``n_rows`` < :data:`SERIAL_MAX_ROWS`.
+def _serial_when_small(n_rows: int, limit: int = SERIAL_MAX_ROWS) -> Iterator[None]:
+    """Limit Numba to the calling thread for a pass over ``n_rows`` < ``limit`` rows.
 
-    ``numba.set_num_threads`` is thread-local, so concurrent callers (Dask
-    workers, one-vs-rest threads) are not affected.
+    ``limit`` is :data:`SERIAL_MAX_ROWS` for dense rows; the CSR backend
+    passes stored values and its own limit. ``numba.set_num_threads`` is
+    thread-local, so concurrent callers (Dask workers, one-vs-rest threads)
+    are not affected.
     """
-    if n_rows >= SERIAL_MAX_ROWS:
+    if n_rows >= limit:
         yield
         return
     previous = numba.get_num_threads()
@@ -165,6 +167,16 @@ class NumbaBackend(NumpyBackend):
             W, bias = self._multi_params(params)
             V, vbias = self._multi_params(v)
             return self._pack(nk.multinomial_hvp(X, s, W, bias, V, vbias))
+
+    def hessian_diagonal(self, params: Array) -> Array:
+        """The diagonal of :meth:`hessian` from one fused pass over X (float64 sums)."""
+        X, s = self.X, self.sample_weight
+        with _serial_when_small(self.n_samples):
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                return self._pack(nk.binary_hessian_diagonal(X, s, w, b))
+            W, bias = self._multi_params(params)
+            return self._pack(nk.multinomial_hessian_diagonal(X, s, W, bias))
 
     def gram_matvec(self, v: Array) -> Array:
         n = self.n_features

@@ -24,6 +24,10 @@ Multinomial (``K`` classes, ``Y`` one-hot)::
     H_kj   = A^T diag(s P_k (delta_kj - P_j)) A,   P = softmax(Z)
     meat_kj = A^T diag(s E_k E_j) A,   E = softmax(Z) - Y
 
+The diagonal of the Hessian (the preconditioner of Newton-CG) is, per output
+``k`` and column ``j`` of ``A``, ``sum_i h_ik a_ij^2`` with ``h_i = s_i p_i
+(1 - p_i)`` (binary) or ``h_ik = s_i P_ik (1 - P_ik)`` (multinomial).
+
 The Hessian and the meat are one chunked construction (:meth:`NumpyBackend._gram`)
 with two row-weight rules.
 """
@@ -45,6 +49,10 @@ __all__ = ["NumpyBackend"]
 #: Rows per chunk when building the Hessian: bounds the temporary to
 #: ``HESSIAN_CHUNK_ROWS * n_features`` floats whatever ``n_samples`` is.
 HESSIAN_CHUNK_ROWS = 65536
+#: Bytes of the float64 squared row chunk of :meth:`NumpyBackend.hessian_diagonal`
+#: (8 MiB: a few thousand rows of a wide X, bounded whatever its shape; large
+#: enough that the per-chunk Python overhead is negligible next to the product).
+DIAGONAL_CHUNK_BYTES = 8 * 2**20
 
 
 class NumpyBackend(HasLayout):
@@ -66,6 +74,9 @@ class NumpyBackend(HasLayout):
     name = "numpy"
     #: The storage of ``X``: ``"dense"`` (C-contiguous arrays) or ``"csr"``.
     format = "dense"
+    #: Bytes of squares per row chunk of :meth:`hessian_diagonal` (class
+    #: attribute so that tests can make several chunks of small data).
+    diagonal_chunk_bytes = DIAGONAL_CHUNK_BYTES
 
     def __init__(
         self,
@@ -214,6 +225,48 @@ class NumpyBackend(HasLayout):
     def hessian(self, params: Array) -> Array:
         """Hessian built in row chunks: the temporary is ``chunk x n_features``."""
         return self._gram(params, self._hessian_weights)
+
+    def hessian_diagonal(self, params: Array) -> Array:
+        """The diagonal of :meth:`hessian`, shape (n_params,), float64, over bounded row chunks.
+
+        Per chunk: the curvature weights ``h`` (chunk, K) of
+        :meth:`_diagonal_weights`, then ``h^T (X_c * X_c)`` with the squares
+        formed in float64 (a float64 product, so float32 data accumulate in
+        float64 too); the intercept entries are ``sum_i h_ik``. A chunk holds at
+        most :attr:`diagonal_chunk_bytes` of squares.
+        """
+        xp = self.xp
+        out = xp.zeros((self.n_outputs, self.layout.n_cols), dtype=xp.float64)
+        rows = max(1, int(self.diagonal_chunk_bytes) // (8 * max(self.n_features, 1)))
+        for start in range(0, self.n_samples, rows):
+            self._add_diagonal_chunk(params, slice(start, min(start + rows, self.n_samples)), out)
+        return out.ravel()
+
+    def _add_diagonal_chunk(self, params: Array, rows: slice, out: Array) -> None:
+        """Add one chunk's ``h^T X_c^2`` (and ``sum h``) to ``out`` (n_outputs, n_cols).
+
+        A function of its own so that the chunk's temporaries are gone before
+        the next chunk's are made (on a GPU, device memory).
+        """
+        n = self.n_features
+        Xc = self.X[rows]
+        h = self._diagonal_weights(params, Xc, rows)
+        out[:, :n] += h.T @ self.xp.square(Xc, dtype=self.xp.float64)
+        if self.fit_intercept:
+            out[:, n] += h.sum(axis=0)
+
+    def _diagonal_weights(self, params: Array, Xc: Array, rows: slice) -> Array:
+        """A chunk's diagonal curvature weights, (chunk, n_outputs) float64.
+
+        ``s p (1 - p)`` (binary), ``s P_k (1 - P_k)`` per class (multinomial),
+        from the linear predictor in X's dtype (as :meth:`hessian` computes it).
+        """
+        z = self._linear(params, Xc)
+        s = self.sample_weight[rows]
+        if self.n_outputs == 1:
+            return self._curvature(z, s)[:, None]
+        P = self._probabilities(z)
+        return s[:, None] * P * (1.0 - P)
 
     def information(self, params: Array) -> Information:
         """The Hessian, loss, gradient and certain rows' weight, linear predictor in float64.

@@ -4,7 +4,8 @@ With the sample weights normalised over the whole data (``s_i = w_i c_{y_i} / W`
 the weighted mean loss is additive over any split of the rows into parts::
 
     loss = sum_p loss_p,   grad = sum_p grad_p,   H = sum_p H_p,
-    Hv = sum_p H_p v,      A^T S A v = sum_p A_p^T S_p A_p v,
+    Hv = sum_p H_p v,      diag(H) = sum_p diag(H_p),
+    A^T S A v = sum_p A_p^T S_p A_p v,
     meat = sum_p meat_p,   S_c = sum_p S_{p,c}   (cluster scores)
 
 so a backend over parts only has to evaluate an *inner* backend per part and
@@ -66,6 +67,8 @@ class SumOfParts(HasLayout):
     """
 
     name: str
+    #: The storage of the parts' ``X``: ``"dense"`` or ``"csr"`` (as the in-memory backends').
+    format = "dense"
     xp: ModuleType
     dtype: np.dtype[Any]
     n_samples: int
@@ -112,6 +115,9 @@ class SumOfParts(HasLayout):
 
     def hvp(self, params: Array, v: Array) -> Array:
         return ordered_sum(self.map_parts("hvp", params, v))
+
+    def hessian_diagonal(self, params: Array) -> Array:
+        return ordered_sum(self.map_parts("hessian_diagonal", params))
 
     def information(self, params: Array) -> Information:
         """The parts' information summed in part order (each field), from one pass.

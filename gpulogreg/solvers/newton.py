@@ -1,7 +1,10 @@
-"""Newton-Raphson with a Cholesky solve (or truncated CG) and Armijo backtracking.
+"""Newton-Raphson: Cholesky on the Hessian, or truncated preconditioned CG (Newton-CG).
 
-Algorithm
----------
+Both variants share one outer iteration (line search, update, stopping rule)
+and differ in how the Newton direction ``d`` solving ``H d = -g`` is found.
+
+Newton with Cholesky (``solver="newton"``, at most :data:`CG_THRESHOLD` parameters)
+-----------------------------------------------------------------------------------
 Each iteration, from ``x`` with objective ``f`` and gradient ``g``:
 
 1. **Hessian.** ``H = objective.hessian(x)``, ``(n_params, n_params)``,
@@ -25,7 +28,7 @@ Each iteration, from ``x`` with objective ``f`` and gradient ``g``:
 4. **Line search.** Armijo backtracking from the full step ``t = 1``, halving
    (:func:`~gpulogreg.solvers._linesearch.backtracking`), with the
    slope-based test at rounding level. If the Newton direction fails it, the
-   gradient step of 3 is tried before giving up.
+   fallback direction (the gradient step of 3) is tried before giving up.
 5. **Update** ``x += t d``; the accepted trial's value and gradient are
    reused, so a full Newton step costs one Hessian and one ``value_grad``.
 6. **Stop** when ``optimality <= tol`` (:class:`~gpulogreg.solvers._common.Monitor`),
@@ -33,35 +36,77 @@ Each iteration, from ``x`` with objective ``f`` and gradient ``g``:
    (:class:`~gpulogreg.solvers._common.RoundingGuard`: ``tol`` below what the
    gradient resolves).
 
-Newton-CG for many parameters
------------------------------
+Newton-CG (``solver="newton-cg"``, and ``"newton"`` above :data:`CG_THRESHOLD`)
+--------------------------------------------------------------------------------
 Building ``H`` costs ``2 m p^2`` flops (compute-bound, BLAS at ~200 GFLOP/s
 in float64 and ~460 in float32 on our reference machine); a ``value_grad``
 reads X once, ``m p`` values at ~45 GB/s. One Hessian is thus worth about
 ``2 p B / (F b) ~ 0.05 p`` evaluations: ~5 at ``p = 100``, ~50 at ``p = 1000``
 (plus ``p^2`` floats of memory and a ``p^3 / 3`` factorisation). A truncated
-CG solve costs one Hessian-vector product (two to three passes over X) per CG
-step, typically 10-30 steps per Newton iteration, i.e. 20-90 evaluations.
-Above :data:`CG_THRESHOLD` parameters the exact Hessian is no longer cheaper,
-and the solver switches to Newton-CG: step 2 becomes CG on ``H d = -g``
-with ``objective.hvp``, stopped when ``||r|| <= eta ||g||`` with the forcing
-sequence ``eta = min(0.5, sqrt(||g||))`` (Nocedal & Wright, Algorithm 7.1:
-superlinear convergence), after :data:`CG_MAX_ITER` steps, or at
-non-positive curvature (rounding: the objective is convex), returning the
-last iterate (``-g`` if there is none).
+CG solve costs one Hessian-vector product (one pass over X) per CG step,
+typically 5-30 steps per Newton iteration. Above :data:`CG_THRESHOLD`
+parameters the exact Hessian is no longer cheaper, and a CSR ``X`` with many
+features cannot hold it at all: steps 1-3 become
+
+1. **Preconditioner** (liblinear's, Hsia, Chiang & Lin 2018): the diagonal
+   ``M = (1 - a) l2 + a diag(H)`` with ``a =`` :data:`PCG_MIX` and ``l2`` the
+   L2 strength of the weight-normalised objective, one pass over X
+   (``objective.hessian_diagonal``). In liblinear's scaling (penalty
+   ``||w||^2 / 2``, data term ``C sum_i loss_i``) this is its
+   ``(1 - a) I + a diag(H)``: the identity there is the regulariser's
+   Hessian, here ``l2 I`` (the same matrix up to the factor ``C sum_i s_i``,
+   which CG does not see). It is Jacobi's ``diag(H)`` damped towards the
+   regulariser: on columns of very different scales (frequent and rare
+   sparse features, unscaled dense ones) it evens out the curvature, which
+   is what CG's iteration count depends on, while a Jacobi preconditioner
+   alone can slow CG where the diagonal misjudges the Hessian (Hsia et al.).
+   Without a penalty it is Jacobi's. An entry that is exactly zero (an
+   all-zero column without penalty: its gradient and Hessian row are zero
+   too) is set to 1.
+2. **Direction** by preconditioned conjugate gradients on ``H d = -g``
+   (Nocedal & Wright, Algorithm 5.3) with ``objective.hvp``, from ``d = 0``,
+   stopped when the residual ``||r|| <= eta ||g||`` with the forcing sequence
+   ``eta = min(`` :data:`CG_FORCING_MAX` ``, sqrt(||g||))`` (N&W Algorithm 7.1:
+   superlinear convergence), after :data:`CG_MAX_ITER` steps, or at
+   non-positive curvature ``p^T H p`` (rounding: the objective is convex),
+   returning the last iterate (the preconditioned gradient ``-M^-1 g`` if
+   there is none).
+3. **Fallback** direction: CG's first iterate, the minimiser of the quadratic
+   model along ``-M^-1 g`` (a well-scaled preconditioned gradient step).
+
+and steps 4-6 stay. ``precondition=False`` runs the same loop with ``M = I``
+(no diagonal pass).
+
+Line search, not a trust region
+-------------------------------
+liblinear's TRON (a trust region with Steihaug's CG in the ``M`` norm) was
+measured against this line search on the same preconditioned CG
+(``bench/bench_newton_cg.py``; see :data:`LINE_SEARCH_MEASURED`). On the
+logistic loss, whose Newton steps are accepted at full length almost
+always, the trust region's radius mostly truncates early CG solves and
+rejects a step now and then (a wasted evaluation and CG solve), so it
+needed as many or more Hessian-vector products to the same ``tol``; the line
+search keeps every CG solve and costs one ``value_grad`` per iteration.
+liblinear itself moved from TRON to this line search in version 2.40
+(Galli & Lin 2021).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
+from gpulogreg._array import host_scalars
 from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Callback, Objective, SolverResult
 from gpulogreg.solvers._common import Monitor, RoundingGuard, require_smooth
 from gpulogreg.solvers._linesearch import backtracking, noise_allowance, restrict
 
-__all__ = ["CG_THRESHOLD", "ridge_cholesky_solve", "solve_newton"]
+__all__ = ["CG_THRESHOLD", "ridge_cholesky_solve", "solve_newton", "solve_newton_cg"]
+
+#: A direction rule of the outer iteration: ``(x, g) -> (direction or None, fallback or None)``.
+DirectionRule = Callable[[Array, Array], tuple[Array | None, Array | None]]
 
 #: Above this many parameters the Hessian is not built and Newton-CG is used
 #: (see the module docstring: a Hessian costs ~0.05 p evaluations, a CG solve
@@ -89,8 +134,13 @@ SOLVE_RTOL = 1e-6
 NOISE_LIMIT = 2
 #: Most CG steps per Newton iteration (each costs one Hessian-vector product).
 CG_MAX_ITER = 250
-#: Upper bound of the CG forcing term eta (N&W Algorithm 7.1).
+#: Upper bound of the CG forcing term eta (N&W Algorithm 7.1; liblinear's
+#: eps_cg is the same 0.5).
 CG_FORCING_MAX = 0.5
+#: Weight ``a`` of the Hessian's diagonal in the preconditioner
+#: ``(1 - a) l2 + a diag(H)`` (liblinear's alpha_pcg = 0.01, the value Hsia,
+#: Chiang & Lin 2018 found robust over their data sets; 1 gives Jacobi's).
+PCG_MIX = 0.01
 
 
 def solve_newton(
@@ -103,12 +153,13 @@ def solve_newton(
     progress: Reporter | None = None,
     cg_threshold: int = CG_THRESHOLD,
 ) -> SolverResult:
-    """Minimise a smooth objective by Newton-Raphson (Cholesky, or CG above ``cg_threshold``).
+    """Minimise a smooth objective by Newton-Raphson (Cholesky; Newton-CG above ``cg_threshold``).
 
     Parameters
     ----------
     objective : Objective
-        Smooth objective (``objective.l1 == 0``) with ``hessian`` and ``hvp``.
+        Smooth objective (``objective.l1 == 0``) with ``hessian`` (Cholesky)
+        or ``hvp`` and ``hessian_diagonal`` (Newton-CG).
     params0 : array of shape (n_params,)
         Starting point (not modified).
     tol : float
@@ -120,7 +171,7 @@ def solve_newton(
     progress : Reporter, optional
         Where every iteration is reported (the listener, the progress bar).
     cg_threshold : int
-        Use Newton-CG (Hessian-vector products) when ``n_params`` exceeds it.
+        Run :func:`solve_newton_cg` when ``n_params`` exceeds it.
 
     Returns
     -------
@@ -132,9 +183,86 @@ def solve_newton(
         If the objective has an L1 term.
     """
     require_smooth(objective, "newton")
+    if objective.n_params > cg_threshold:
+        return solve_newton_cg(
+            objective, params0, tol=tol, max_iter=max_iter, callback=callback, progress=progress
+        )
     xp = objective.xp
-    use_cg = objective.n_params > cg_threshold
-    name = "newton-cg" if use_cg else "newton"
+
+    def cholesky_direction(x: Array, g: Array) -> tuple[Array | None, Array | None]:
+        return ridge_cholesky_solve(xp, objective.hessian(x), g)
+
+    return _iterate(
+        objective, params0, "newton", cholesky_direction, tol, max_iter, callback, progress
+    )
+
+
+def solve_newton_cg(
+    objective: Objective,
+    params0: Array,
+    *,
+    tol: float,
+    max_iter: int,
+    callback: Callback | None = None,
+    progress: Reporter | None = None,
+    precondition: bool = True,
+) -> SolverResult:
+    """Minimise a smooth objective by truncated Newton with preconditioned CG (any size).
+
+    Never forms the Hessian: each Newton iteration costs one diagonal pass
+    (the preconditioner), one Hessian-vector product per CG step and the
+    line search's ``value_grad`` (one when the full step is accepted). See the
+    module docstring for the steps.
+
+    Parameters
+    ----------
+    objective : Objective
+        Smooth objective (``objective.l1 == 0``) with ``hvp`` and ``hessian_diagonal``.
+    params0 : array of shape (n_params,)
+        Starting point (not modified).
+    tol : float
+        Stop when ``objective.optimality(params, grad) <= tol``.
+    max_iter : int
+        Iteration budget (Newton iterations).
+    callback : callable, optional
+        ``callback(n_iter, params, objective) -> bool | None``; ``True`` stops.
+    progress : Reporter, optional
+        Where every iteration is reported (the listener, the progress bar).
+    precondition : bool
+        Precondition CG by the diagonal (:data:`PCG_MIX`); False: plain CG.
+
+    Returns
+    -------
+    SolverResult
+
+    Raises
+    ------
+    ValueError
+        If the objective has an L1 term.
+    """
+    require_smooth(objective, "newton-cg")
+
+    def cg_direction(x: Array, g: Array) -> tuple[Array | None, Array | None]:
+        M = preconditioner(objective, x) if precondition else None
+        return truncated_cg(objective, x, g, M)
+
+    return _iterate(
+        objective, params0, "newton-cg", cg_direction, tol, max_iter, callback, progress
+    )
+
+
+def _iterate(
+    objective: Objective,
+    params0: Array,
+    name: str,
+    direction: DirectionRule,
+    tol: float,
+    max_iter: int,
+    callback: Callback | None,
+    progress: Reporter | None,
+) -> SolverResult:
+    """The outer Newton iteration: direction, line search, update, stopping rule (steps 1-6)."""
+    xp = objective.xp
     monitor = Monitor(name, tol=tol, max_iter=max_iter, callback=callback, progress=progress)
     x = xp.asarray(params0, dtype=xp.float64).copy()
     f, g = objective.value_grad(x)
@@ -145,44 +273,37 @@ def solve_newton(
     f_prev: float | None = None
     guard = RoundingGuard(objective, monitor.last_optimality, limit=NOISE_LIMIT)
     while True:
-        # 1.-3. direction: Newton (Cholesky with the safe path, or CG), with a
-        #       gradient step as the fallback
-        if use_cg:
-            d = _cg_direction(objective, x, g)
-            fallback = -g
-        else:
-            H = objective.hessian(x)
-            d, fallback = ridge_cholesky_solve(xp, H, g)
-            del H
+        # 1.-3. the Newton direction, and the fallback if it fails the line search
+        d, fallback = direction(x, g)
 
-        # 4. Armijo backtracking from the full step; the gradient step if that fails
-        search = None
-        for direction in (d, fallback):
-            if direction is None:
+        # 4. Armijo backtracking from the full step; the fallback if that fails
+        search = chosen = None
+        for candidate in (d, fallback):
+            if candidate is None:
                 continue
-            slope0 = float(g @ direction)
+            slope0 = float(g @ candidate)
             if not slope0 < 0:
                 continue
             search = backtracking(
-                restrict(objective, x, direction),
+                restrict(objective, x, candidate),
                 f,
                 slope0,
                 f_noise=noise_allowance(f, slope0, 1.0, f_prev),
             )
             if search.success:
-                d = direction
+                chosen = candidate
                 break
-        if search is None or not search.success:
+        if search is None or chosen is None:
             return monitor.stop(
                 x,
                 "stopped: the line search cannot decrease the objective along the Newton or "
-                "the gradient direction; the objective and its gradient are at rounding level "
+                "the fallback direction; the objective and its gradient are at rounding level "
                 f"(optimality {monitor.last_optimality:.3e} > tol {monitor.tol:.3e}; "
                 "use a larger tol)",
             )
 
         # 5. update, reusing the accepted trial's value and gradient
-        x = x + search.step * d
+        x = x + search.step * chosen
         f_prev, f, g = f, search.value, search.grad
 
         # 6. stopping rule, history, callback, max_iter; rounding-noise guard
@@ -245,26 +366,73 @@ def ridge_cholesky_solve(xp: Any, H: Array, g: Array) -> tuple[Array | None, Arr
     return None, fallback
 
 
-def _cg_direction(objective: Objective, x: Array, g: Array) -> Array:
-    """Truncated conjugate gradients on ``H d = -g`` with Hessian-vector products."""
+def preconditioner(objective: Objective, x: Array) -> Array:
+    """liblinear's diagonal preconditioner ``(1 - a) l2 + a diag(H)`` at ``x`` (step 1).
+
+    Multinomial: the loss does not change when every class's intercept (and,
+    without a penalty, every class's coefficient of one column) shifts by the
+    same amount. The gradient and the Hessian's range are orthogonal to that
+    null space, so plain CG never moves along it, but a preconditioner that
+    differs between the classes would (by as much as along any other
+    direction: the intercepts would drift from summing to zero). On those
+    unpenalised columns every class therefore gets the classes' mean.
+    Exact zeros (an all-zero column without penalty, whose gradient and
+    Hessian row are zero as well) become 1, so that CG never divides by zero.
+    """
     xp = objective.xp
+    layout = objective.layout
+    M = (1.0 - PCG_MIX) * objective.l2 + PCG_MIX * objective.hessian_diagonal(x)
+    if layout.n_outputs > 1:
+        M = layout.matrix(M)
+        unpenalised = layout.matrix(layout.penalty_mask(xp))[0] == 0 if objective.l2 else True
+        M = xp.where(unpenalised, M.mean(axis=0), M).ravel()
+    return xp.where(M > 0, M, 1.0)
+
+
+def truncated_cg(
+    objective: Objective, x: Array, g: Array, M: Array | None
+) -> tuple[Array, Array | None]:
+    """Truncated preconditioned CG on ``H d = -g`` with Hessian-vector products (step 2).
+
+    Parameters
+    ----------
+    objective : Objective
+    x, g : array of shape (n_params,)
+        The iterate and its gradient.
+    M : array of shape (n_params,) or None
+        Diagonal preconditioner (None: plain CG).
+
+    Returns
+    -------
+    d : array
+        The truncated solution (``-M^-1 g`` if the first curvature is not positive).
+    first : array or None
+        CG's first iterate (the fallback of step 3); None when there is none.
+    """
     g_norm = math.sqrt(float(g @ g))
     target = min(CG_FORCING_MAX, math.sqrt(g_norm)) * g_norm
-    d = xp.zeros_like(g)
     r = -g
-    p = r.copy()
-    rr = g_norm * g_norm
-    for k in range(min(objective.n_params, CG_MAX_ITER)):
+    z = r if M is None else r / M
+    p = z
+    rz = float(r @ z)
+    d = None
+    first = None
+    for _ in range(min(objective.n_params, CG_MAX_ITER)):
         Hp = objective.hvp(x, p)
         curvature = float(p @ Hp)
         if not curvature > 0:  # zero or negative curvature: rounding on a convex objective
-            return d if k else -g
-        alpha = rr / curvature
-        d = d + alpha * p
-        r = r - alpha * Hp
-        rr_new = float(r @ r)
-        if math.sqrt(rr_new) <= target:
             break
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return d
+        alpha = rz / curvature
+        d = alpha * p if d is None else d + alpha * p
+        if first is None:
+            first = d
+        r = r - alpha * Hp
+        z = r if M is None else r / M
+        rr, rz_new = host_scalars(r @ r, r @ z)  # one transfer per CG step besides p.Hp
+        if math.sqrt(rr) <= target:
+            break
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    if d is None:
+        return z, None
+    return d, first if first is not d else None

@@ -147,8 +147,13 @@ def _resolve_dask(X: Array, backend: str, device: str) -> tuple[str, str]:
 
 
 def to_device(a: Any, device: str) -> Any:
-    """Move an array to ``device`` ("cpu" or "gpu") once; no-op when already there."""
+    """Move an array to ``device`` ("cpu" or "gpu") once; no-op when already there.
+
+    A sparse matrix moves as CSR (see :func:`_sparse_to_device`).
+    """
     on_gpu = array_module_name(a) == "cupy"
+    if is_sparse(a):
+        return _sparse_to_device(a, device, on_gpu)
     if device == "gpu" and not on_gpu:
         import cupy
 
@@ -160,6 +165,42 @@ def to_device(a: Any, device: str) -> Any:
                 f"memory ({exc}). Train out of core instead: pass a gpulogreg.Dataset (or use "
                 "solver='minibatch'), which streams chunks to the GPU; or use device='cpu'."
             ) from None
+    if device == "cpu" and on_gpu:
+        return a.get()
+    return a
+
+
+def _sparse_to_device(a: Any, device: str, on_gpu: bool) -> Any:
+    """A validated scipy CSR matrix to ``cupyx.scipy.sparse`` (or back) in one copy per array.
+
+    ``data``, ``indices`` and ``indptr`` move as they are (dtype and index
+    type kept: CuPy's constructor picks int32 only when the values fit, as
+    the data layer's rule does), a ``csr_array`` stays an array, and the
+    canonical-format flag comes along, so CuPy never re-checks or re-sorts.
+    """
+    if device == "gpu" and not on_gpu:
+        import cupy
+        import cupyx.scipy.sparse as cupyx_sparse
+
+        if a.format != "csr":
+            raise TypeError(f"sparse data move to the GPU as CSR, got format {a.format!r}")
+        scipy_sparse = sys.modules["scipy.sparse"]
+        as_array = isinstance(a, scipy_sparse.sparray)
+        kind = cupyx_sparse.csr_array if as_array else cupyx_sparse.csr_matrix
+        canonical = bool(a.has_canonical_format)
+        try:
+            arrays = (cupy.asarray(a.data), cupy.asarray(a.indices), cupy.asarray(a.indptr))
+            out = kind(arrays, shape=a.shape)
+        except cupy.cuda.memory.OutOfMemoryError as exc:
+            nbytes = a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
+            raise GPUMemoryError(
+                f"a sparse matrix of {nbytes / 1e9:.2f} GB does not fit in free GPU memory "
+                f"({exc}). Train out of core instead: pass a gpulogreg.Dataset of CSR chunks "
+                "(or use solver='minibatch'); or use device='cpu'."
+            ) from None
+        if canonical:
+            out.has_canonical_format = True
+        return out
     if device == "cpu" and on_gpu:
         return a.get()
     return a
@@ -216,7 +257,8 @@ def place_data(
     """Move validated training arrays to ``device`` ("cpu" or "gpu") once.
 
     Moving host data to the GPU first checks that it fits in free device
-    memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path);
+    memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path;
+    a CSR ``X`` by its stored values, with the CSC copy the GPU backend keeps);
     with ``check_resident`` (the fit plan, once per fit) data already on the
     GPU are checked too, for the working buffers a fit adds to them. Arrays
     already on ``device`` are returned as they are. Dask arrays have their
@@ -228,11 +270,16 @@ def place_data(
         return place_blocks(X, y, sample_weight, device, move=to_device)
     resident = array_module_name(X) == "cupy"
     if device == "gpu" and (check_resident or not resident):
-        from gpulogreg.backends.cupy_backend import check_device_memory
-
         n_outputs = 1 if n_classes == 2 else n_classes
         with device_of(X):  # the device that will hold the fit
-            check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs, x_resident=resident)
+            if is_sparse(X):
+                from gpulogreg.backends.sparse_cupy import check_sparse_device_memory
+
+                check_sparse_device_memory(X, n_outputs, x_resident=resident)
+            else:
+                from gpulogreg.backends.cupy_backend import check_device_memory
+
+                check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs, x_resident=resident)
     X, y, sample_weight = (to_device(a, device) for a in (X, y, sample_weight))
     return X, y, sample_weight
 

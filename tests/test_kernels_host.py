@@ -1242,6 +1242,7 @@ def test_kernels_for_refuses_host_arrays(fake_cupy: types.SimpleNamespace) -> No
 def _gpu_docs() -> dict[str, str]:
     """What describes the GPU path: docstrings, kernel comments, the README's GPU section."""
     import gpulogreg.backends.cupy_backend as cupy_backend
+    import gpulogreg.backends.sparse_cupy as sparse_cupy
 
     readme = (KERNEL_DIR.parent / "README.md").read_text()
     start = readme.index("\n## GPU\n")
@@ -1249,6 +1250,7 @@ def _gpu_docs() -> dict[str, str]:
     return {
         "README.md (GPU)": gpu_section,
         "cupy_backend.py": cupy_backend.__doc__ or "",
+        "sparse_cupy.py": sparse_cupy.__doc__ or "",
         "_cuda.py": _cuda.__doc__ or "",
         _cuda.MAIN_SOURCE: (KERNEL_DIR / _cuda.MAIN_SOURCE).read_text(),
     }

@@ -39,6 +39,15 @@ One loss-and-gradient evaluation is two passes over the stored values:
    issue's click-log-like and text-like data, and whether each repeats bit
    for bit.
 
+Reproducibility: with ``"csc"`` every sum has an order fixed by the data (the
+lanes and pieces follow the row and column lengths) and the grid, and the
+grid follows the device's attributes and each kernel's register count,
+which is NVRTC's choice: results are bitwise identical run to run on the same
+GPU model with the same CUDA, NVRTC and CuPy versions, and agree to rounding
+across versions and models (as the dense backend's, see
+:mod:`gpulogreg.backends.cupy_backend`). ``"atomic"`` is not bitwise
+reproducible even then.
+
 The Hessian-vector product, ``gram_matvec`` and the Hessian diagonal
 (Newton-CG) are a products kernel (``gpulogreg_csr_matvecs``: the decision
 values of the parameters and of the direction in one pass) and the same

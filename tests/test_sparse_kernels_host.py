@@ -609,3 +609,25 @@ def test_placing_csr_on_the_gpu_checks_its_stored_values(
     )
     with pytest.raises(GPUMemoryError, match="sparse X"):
         place_data(wide, y, s, n_classes=2, device="gpu")
+
+
+def test_placement_refuses_a_cupy_that_narrows_needed_int64_indices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An old cupyx keeps int32 indices only: data needing int64 are refused, not wrapped."""
+    import sys
+    import types
+
+    from gpulogreg import backends
+    from gpulogreg.backends import GPUUnavailableError
+    from gpulogreg.data.sparse import INT32_MAX
+
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(__version__="13.6.0"))
+    wide = types.SimpleNamespace(data=np.zeros(3), shape=(3, INT32_MAX + 1))
+    narrowed = types.SimpleNamespace(indices=np.zeros(3, dtype=np.int32))
+    with pytest.raises(GPUUnavailableError, match=r"needs int64 indices, but CuPy 13\.6\.0"):
+        backends._check_index_type_kept(wide, narrowed)
+    kept = types.SimpleNamespace(indices=np.zeros(3, dtype=np.int64))
+    backends._check_index_type_kept(wide, kept)
+    small = types.SimpleNamespace(data=np.zeros(3), shape=(3, 10))
+    backends._check_index_type_kept(small, narrowed)  # int32 is the rule there

@@ -16,6 +16,8 @@ import sys
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from gpulogreg._array import array_module_name, device_of, is_sparse
 from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array, Backend
@@ -198,12 +200,34 @@ def _sparse_to_device(a: Any, device: str, on_gpu: bool) -> Any:
                 f"({exc}). Train out of core instead: pass a gpulogreg.Dataset of CSR chunks "
                 "(or use solver='minibatch'); or use device='cpu'."
             ) from None
+        _check_index_type_kept(a, out)
         if canonical:
             out.has_canonical_format = True
         return out
     if device == "cpu" and on_gpu:
         return a.get()
     return a
+
+
+def _check_index_type_kept(host: Any, placed: Any) -> None:
+    """Raise when the GPU copy narrowed indices that need int64 (an old CuPy does).
+
+    CuPy 14 keeps int64 indices; older ``cupyx.scipy.sparse`` matrices hold
+    int32 only, which cannot address more than 2^31 - 1 stored values or
+    columns: refused with the reason rather than computed wrong.
+    """
+    from gpulogreg.data.sparse import index_dtype
+
+    nnz, n_features = int(host.data.shape[0]), int(host.shape[1])
+    if index_dtype(nnz, n_features) != np.int64 or placed.indices.dtype == np.int64:
+        return
+    import cupy
+
+    raise GPUUnavailableError(
+        f"this CSR matrix ({nnz} stored values, {n_features} columns) needs int64 indices, "
+        f"but CuPy {cupy.__version__} keeps only int32 ones on the GPU; use CuPy 14 or newer, "
+        "or device='cpu'"
+    )
 
 
 def get_backend_class(name: str, *, sparse: bool = False) -> type:

@@ -310,3 +310,41 @@ def test_a_wide_svmlight_dataset_is_never_densified(tmp_path: Path) -> None:
     # 300-row chunk alone would be 300 x vector.
     assert peak < 40 * vector, peak / 1e6
     assert model.coef_.shape == (1, n)
+
+
+@pytest.fixture
+def emulated_gpu_chunks(emulated_kernels: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``device="gpu"`` on a Dataset: the chunked backend's code with the CUDA CSR kernels
+    emulated on the host (``tests/_cuda_emulator.py``), chunks and vectors in host memory."""
+    from gpulogreg import backends
+    from gpulogreg.backends import chunked, cupy_backend
+
+    monkeypatch.setattr(backends, "gpu_status", lambda: (True, ""))
+    monkeypatch.setattr(backends, "to_device", lambda a, device: a)
+    monkeypatch.setattr(cupy_backend, "_kernels_for", lambda a: emulated_kernels)
+    monkeypatch.setattr(
+        cupy_backend, "_current_device_memory", lambda: (2**40, 2**40, "emulated GPU")
+    )
+    monkeypatch.setattr(chunked, "device_namespace", lambda device: np)
+
+    def no_pinned_buffers(*args: Any) -> Any:
+        raise AssertionError("CSR chunks were given dense pinned staging buffers")
+
+    monkeypatch.setattr(chunked, "make_device_stager", no_pinned_buffers)
+    emulated_kernels.calls.clear()
+    return emulated_kernels
+
+
+def test_csr_chunks_on_the_gpu_are_moved_one_by_one_never_densified(
+    emulated_gpu_chunks: Any, tmp_path: Path
+) -> None:
+    X, y, _ = _problem(m=700, n=12, seed=10)
+    path = tmp_path / "d.svm"
+    path.write_text(_svmlight_text(X, y))
+    cpu = _model(backend="numpy", tol=1e-10).fit(Dataset.from_svmlight(path, chunk_rows=200))
+    gpu = LogisticRegression(device="gpu", C=0.5, tol=1e-10, max_iter=500)
+    gpu.fit(Dataset.from_svmlight(path, chunk_rows=200))
+    assert gpu.backend_ == "chunked(cupy)"
+    assert any("csr" in entry for entry, _ in emulated_gpu_chunks.calls)
+    scale = np.abs(cpu.coef_).max()
+    np.testing.assert_allclose(gpu.coef_, cpu.coef_, rtol=0, atol=1e-7 * scale)

@@ -364,7 +364,7 @@ def load_training_data(
     """
     if fmt == "svmlight" and path != io.STDIO:
         return _load_svmlight(path, budget=budget, chunk_rows=chunk_rows, read=read)
-    if fmt == "npz" and io.is_sparse_npz(path):
+    if fmt == "npz" and path != io.STDIO and io.is_sparse_npz(path):
         header = io.sparse_npz_header(path)
         itemsize = np.dtype(read.get("dtype") or np.float64).itemsize
         size = csr_bytes(header.n_rows, header.nnz, header.n_features, itemsize)

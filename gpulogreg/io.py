@@ -1150,6 +1150,7 @@ def _npz_names(path: PathLike) -> list[str]:
     """The array names of an ``.npz`` archive (its ``.npy`` members)."""
     import zipfile
 
+    _check_file(path, "npz")
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -1246,7 +1247,7 @@ def _sparse_npz_chunks(
 
     A CSR archive streams: its ``indptr``, ``indices`` and ``data`` members
     are read front to back, a chunk's rows at a time. Other formats store no
-    rows together; they are loaded whole and converted to CSR once. Every
+    rows together; they are loaded whole and converted to CSR (on every call). Every
     chunk is checked (row pointers, index range, finite values: naming the
     row and column in the whole matrix) and made canonical (sorted, repeated
     indices summed, as ``scipy.sparse`` does).

@@ -387,8 +387,9 @@ class Dataset:
         Each pass reads the archive's ``indptr``, ``indices`` and ``data``
         arrays front to back, a chunk of rows at a time (decompressed as
         they are read when the archive is compressed), so memory holds a
-        chunk, never the matrix. CSR archives stream; CSC and COO ones are
-        read whole and converted once (their rows are not stored together).
+        chunk, never the matrix. CSR archives stream; CSC and COO ones store
+        no row's values together, so each pass loads them whole and converts
+        them (save CSR for data that does not fit in memory).
 
         Parameters
         ----------

@@ -223,7 +223,7 @@ LAYERS = (
         "gpulogreg._typing",
     ),
     ("gpulogreg._files", "gpulogreg.checkpoint", "gpulogreg._model_file"),
-    ("gpulogreg.io", "gpulogreg.data"),
+    ("gpulogreg._svmlight", "gpulogreg.io", "gpulogreg.data"),
     ("gpulogreg.backends",),
     ("gpulogreg.loss",),
     ("gpulogreg.solvers",),

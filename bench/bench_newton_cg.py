@@ -3,7 +3,7 @@
 Two commands (not collected by the tests; nothing here asserts on time)::
 
     python bench/bench_newton_cg.py compare [--scale 1.0]
-    python bench/bench_newton_cg.py dense --rows 200000 --cols 2000 [-C 1.0]
+    python bench/bench_newton_cg.py dense --rows 200000 --cols 2000 [-C 1.0] [--conditioning ill]
 
 ``compare`` runs variants of truncated Newton on the same objective, from zero
 to ``tol`` (default 1e-10), on four generated problems: dense well- and
@@ -304,8 +304,17 @@ def compare(
     _dump(records, json_out)
 
 
-def dense(rows: int, cols: int, C: float, tol: float, max_iter: int, json_out: str | None) -> None:
-    X, y = make_problem(rows, cols, dtype="float64", conditioning="well")
+def dense(
+    rows: int,
+    cols: int,
+    C: float,
+    conditioning: str,
+    solvers: list[str],
+    tol: float,
+    max_iter: int,
+    json_out: str | None,
+) -> None:
+    X, y = make_problem(rows, cols, dtype="float64", conditioning=conditioning)
     objective = _objective(X, y, C)
     objective.value_grad(np.zeros(objective.n_params))  # compile the kernels outside the timings
     objective.hvp(np.zeros(objective.n_params), np.zeros(objective.n_params))
@@ -313,10 +322,10 @@ def dense(rows: int, cols: int, C: float, tol: float, max_iter: int, json_out: s
     f_star = newton.solve_newton_cg(
         objective, np.zeros(objective.n_params), tol=REFERENCE_TOL, max_iter=200
     ).objective
-    problem = f"dense {rows}x{cols} C={C:g}"
+    problem = f"dense-{conditioning} {rows}x{cols} C={C:g}"
     records = []
-    for name, solver in SOLVERS.items():
-        row = _run(solver, objective, tol, max_iter, f_star)
+    for name in solvers:
+        row = _run(SOLVERS[name], objective, tol, max_iter, f_star)
         _print(problem, name, row)
         records.append({"problem": problem, "solver": name, **row})
     _dump(records, json_out)
@@ -340,6 +349,8 @@ def main() -> None:
     d.add_argument("--rows", type=int, default=200_000)
     d.add_argument("--cols", type=int, default=2_000)
     d.add_argument("-C", type=float, default=1.0)
+    d.add_argument("--conditioning", choices=("well", "ill"), default="well")
+    d.add_argument("--solvers", default=",".join(SOLVERS), help=f"subset of {','.join(SOLVERS)}")
     for p in (c, d):
         p.add_argument("--tol", type=float, default=1e-10)
         p.add_argument("--max-iter", type=int, default=500)
@@ -348,7 +359,16 @@ def main() -> None:
     if args.command == "compare":
         compare(args.scale, args.variants.split(","), args.tol, args.max_iter, args.json_out)
     else:
-        dense(args.rows, args.cols, args.C, args.tol, args.max_iter, args.json_out)
+        dense(
+            args.rows,
+            args.cols,
+            args.C,
+            args.conditioning,
+            args.solvers.split(","),
+            args.tol,
+            args.max_iter,
+            args.json_out,
+        )
 
 
 if __name__ == "__main__":

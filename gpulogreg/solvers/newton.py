@@ -408,8 +408,13 @@ def preconditioner(objective: Objective, x: Array) -> Array:
     M = (1.0 - PCG_MIX) * objective.l2 + PCG_MIX * objective.hessian_diagonal(x)
     if layout.n_outputs > 1:
         M = layout.matrix(M)
-        unpenalised = layout.matrix(layout.penalty_mask(xp))[0] == 0 if objective.l2 else True
-        M = xp.where(unpenalised, M.mean(axis=0), M).ravel()
+        shared = M.mean(axis=0, keepdims=True)
+        if objective.l2:
+            free = layout.matrix(layout.penalty_mask(xp))[:1] == 0  # the intercepts
+            M = xp.where(free, shared, M)
+        else:
+            M = xp.broadcast_to(shared, M.shape)
+        M = M.ravel()
     return xp.where(M > 0, M, 1.0)
 
 

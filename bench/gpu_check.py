@@ -111,11 +111,11 @@ def kernels() -> int:
         for suffix in spec.suffixes:
             entry = f"gpulogreg_{name}_{suffix}"
             function = compiled.function(entry)
-            dtype = np.float32 if suffix == "f32" else np.float64
-            grid = compiled.grid(name, dtype, 10**8)
+            dtype, index_dtype = _cuda.suffix_dtypes(suffix)
+            grid = compiled.grid(name, dtype, 10**8, index_dtype)
             local = int(function.local_size_bytes)
             print(
-                f"  {entry:<40} {function.num_regs:3d} registers, "
+                f"  {entry:<42} {function.num_regs:3d} registers, "
                 f"{function.shared_size_bytes:5d} B shared, {local} B local; "
                 f"grid for 1e8 rows: {grid}"
             )

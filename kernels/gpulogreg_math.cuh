@@ -23,6 +23,7 @@
 //   loss         = log1p(others)                   if the true class holds zmax
 //                = (zmax - z_y) + log(t_y + others) otherwise
 //   p_k - [k==y] = t_k / sum_k t_k  for k != y,   -others / sum_k t_k  for k = y
+//   s (p_k - [k==y]) = c t_k  or  -c others,   c = s / sum_k t_k (one division)
 //
 // None of them produces NaN or infinity for a finite z, y and s: e is in
 // (0, 1], q in [1/2, 1), and the only unbounded term is max(z, 0) - y z, which
@@ -147,6 +148,16 @@ GPULOGREG_HD R softmax_loss(R zy, R zmax, R others) {
 template <typename R>
 GPULOGREG_HD R softmax_residual(R term, R sumexp, R others, bool is_true_class) {
   return is_true_class ? -others / sumexp : term / sumexp;
+}
+
+// Weighted residual s (p_k - [k == y]) with the row's one division done by
+// the caller: scale = s / sumexp, then scale * term for k != y and
+// -scale * others for the true class (no cancellation, as above). A kernel
+// that loops over the classes calls this instead of s * softmax_residual(...),
+// which divides once per class.
+template <typename R>
+GPULOGREG_HD R softmax_weighted_residual(R term, R scale, R others, bool is_true_class) {
+  return scale * (is_true_class ? -others : term);
 }
 
 }  // namespace gpulogreg

@@ -10,6 +10,7 @@ look green.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -84,3 +85,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def emulated_kernels(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The CUDA kernels compiled for the host (``tests/_cuda_emulator.py``), once per session."""
+    from tests._cuda_emulator import EmulatedKernels, build_emulator, find_cxx
+
+    if find_cxx() is None:
+        pytest.skip("no C++ compiler (g++, c++ or clang++) found")
+    return EmulatedKernels(build_emulator(tmp_path_factory.mktemp("emulator")))

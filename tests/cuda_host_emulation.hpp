@@ -3,23 +3,39 @@
 // There is no GPU on the development and CI machines, so the tests compile
 // kernels/gpulogreg_kernels.cu with a host C++20 compiler after this header.
 // Each CUDA thread of a block runs as a fiber (its own stack, made once with
-// makecontext; switched with _setjmp/_longjmp) on one OS thread;
-// __syncthreads() yields to a scheduler that runs every live thread of the
-// block up to the barrier, in thread order, before any passes it -- exactly a
-// barrier's guarantee, deterministically. __shared__ variables are statics
-// (one block runs at a time), and threadIdx / blockIdx / blockDim / gridDim
-// are emulated. Kernel logic (indexing, grid-stride loops, block reductions,
-// the layout of the partial sums, argument order and types) is thereby
-// executed and compared with NumPy; what cannot be checked here is
-// device-only behaviour (timing, coalescing, warp scheduling).
+// makecontext; switched with _setjmp/_longjmp) on one OS thread. A fiber runs
+// until it waits at a barrier; a scheduler runs every ready thread of the
+// block, in thread order, and then releases the waiting ones:
 //
-// A missing __syncthreads() shows up deterministically: within a phase the
-// threads run one after another, so a thread reading a value that another
-// thread writes in the same phase sees the stale value.
+// * __syncthreads(): a thread waits until every thread of the block that has
+//   not finished waits there too -- exactly a block barrier's guarantee;
+// * __shfl_xor_sync(0xffffffff, v, offset, width): the thread posts v and
+//   waits until all 32 lanes of its warp have posted theirs (the full mask
+//   requires every lane to take part); each then reads its partner's value
+//   (lane ^ offset, within its segment of `width` lanes). Posts alternate
+//   between two slots, so a lane released first cannot overwrite a value its
+//   partner has yet to read.
+//
+// A block whose threads can never all be released (a lane at __syncthreads
+// while its warp shuffles, a lane that finished while its warp shuffles) is a
+// kernel bug: the emulation aborts. __shared__ variables are statics (one
+// block runs at a time), and threadIdx / blockIdx / blockDim / gridDim are
+// emulated. atomicAdd is a plain addition: fibers never interleave inside
+// one, so the emulated sums are deterministic, in thread order -- unlike the
+// device's, whose order follows the timing. Kernel logic (indexing,
+// grid-stride loops, warp and block reductions, the layout of the partial
+// sums, argument order and types) is thereby executed and compared with
+// NumPy; what cannot be checked here is device-only behaviour (timing,
+// coalescing, warp scheduling, the order of atomics).
+//
+// A missing barrier shows up deterministically: between releases the threads
+// run one after another, so a thread reading a value that another thread
+// writes in the same phase sees the stale value.
 //
 // Restrictions the kernels must respect to run here (they do; keep it so):
-// no warp intrinsics, no atomics, no dynamic shared memory, one-dimensional
-// grids and blocks, small stack use (each fiber has FIBER_STACK bytes).
+// no warp intrinsics but full-mask __shfl_xor_sync, no atomics but atomicAdd
+// on double, no dynamic shared memory, one-dimensional grids and blocks whose
+// size is a multiple of 32, small stack use (each fiber has FIBER_STACK bytes).
 
 #ifndef GPULOGREG_CUDA_HOST_EMULATION_HPP
 #define GPULOGREG_CUDA_HOST_EMULATION_HPP
@@ -29,6 +45,7 @@
 #include <csetjmp>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 
 struct dim3 {
@@ -38,6 +55,7 @@ struct dim3 {
 namespace emu {
 
 constexpr unsigned MAX_THREADS = 1024;
+constexpr unsigned WARP = 32;
 constexpr std::size_t FIBER_STACK = 64 * 1024;
 
 inline dim3 thread_idx{0, 0, 0};
@@ -49,12 +67,16 @@ inline dim3 grid_dim{1, 1, 1};
 // and runs the current kernel body in a loop, parking between runs. Switches
 // use _setjmp/_longjmp, which unlike swapcontext/setcontext make no system
 // call, so a block costs no syscalls at all.
+// What a parked thread waits for.
+enum class Wait { nothing, block_barrier, warp_shuffle };
+
 struct Fiber {
   ucontext_t context;
   std::jmp_buf jump;
   bool created;
   bool started;
   bool done;
+  Wait wait;
 };
 
 inline std::jmp_buf scheduler;
@@ -63,18 +85,25 @@ inline char* stacks = nullptr;  // MAX_THREADS * FIBER_STACK bytes, touched only
 inline unsigned current = 0;
 inline std::function<void()>* body = nullptr;
 
-// __syncthreads(): park the current thread and go back to the scheduler.
-inline void yield_to_scheduler() {
+// Park the current thread until the scheduler releases what it waits for.
+inline void park(Wait wait) {
+  fibers[current].wait = wait;
   if (_setjmp(fibers[current].jump) == 0) {
     _longjmp(scheduler, 1);
   }
 }
 
+// Shuffle slots: [parity][thread], 8 bytes each, and each thread's count of
+// shuffles in the current block (lanes of a warp shuffle in step, so they
+// agree on the parity).
+inline unsigned char shuffle_slots[2][MAX_THREADS][8];
+inline unsigned shuffle_count[MAX_THREADS];
+
 inline void fiber_main() {
   for (;;) {  // one iteration per (block, launch) this thread takes part in
     (*body)();
     fibers[current].done = true;
-    yield_to_scheduler();
+    park(Wait::nothing);
   }
 }
 
@@ -108,13 +137,43 @@ inline void fiber_main() {
   }
 }
 
+// Release the threads whose wait is over: all live threads at __syncthreads,
+// or all 32 lanes of a warp at a shuffle. Returns whether any was released.
+inline bool release(unsigned block) {
+  unsigned live = 0;
+  unsigned at_barrier = 0;
+  for (unsigned t = 0; t < block; ++t) {
+    if (!fibers[t].done) {
+      ++live;
+      at_barrier += fibers[t].wait == Wait::block_barrier;
+    }
+  }
+  if (live > 0 && at_barrier == live) {
+    for (unsigned t = 0; t < block; ++t) fibers[t].wait = Wait::nothing;
+    return true;
+  }
+  bool released = false;
+  for (unsigned w = 0; w < block; w += WARP) {
+    bool all = true;
+    for (unsigned t = w; t < w + WARP; ++t) {
+      all = all && !fibers[t].done && fibers[t].wait == Wait::warp_shuffle;
+    }
+    if (all) {
+      for (unsigned t = w; t < w + WARP; ++t) fibers[t].wait = Wait::nothing;
+      released = true;
+    }
+  }
+  return released;
+}
+
 // Run kernel<<<grid, block>>>(args...): blocks in turn; within a block, rounds
-// in which every live thread runs to its next barrier, in thread order. The
-// parameter pack is deduced from the kernel and from the arguments alike, so a
-// caller whose argument types differ from the kernel's does not compile.
+// in which every ready thread runs to its next barrier, in thread order, and
+// then the threads whose barrier is complete are released. The parameter pack
+// is deduced from the kernel and from the arguments alike, so a caller whose
+// argument types differ from the kernel's does not compile.
 template <typename... P>
 void launch(void (*kernel)(P...), unsigned grid, unsigned block, P... args) {
-  if (block == 0 || block > MAX_THREADS) std::abort();
+  if (block == 0 || block > MAX_THREADS || block % WARP != 0) std::abort();
   grid_dim = dim3{grid, 1, 1};
   block_dim = dim3{block, 1, 1};
   std::function<void()> run = [&] { kernel(args...); };
@@ -126,19 +185,40 @@ void launch(void (*kernel)(P...), unsigned grid, unsigned block, P... args) {
     block_idx = dim3{b, 0, 0};
     for (unsigned t = 0; t < block; ++t) {
       fibers[t].done = false;
+      fibers[t].wait = Wait::nothing;
+      shuffle_count[t] = 0;
     }
-    bool live = true;
-    while (live) {
-      live = false;
+    for (;;) {
       for (unsigned t = 0; t < block; ++t) {
-        if (!fibers[t].done) {
-          run_fiber(t);
-          live = live || !fibers[t].done;
-        }
+        if (!fibers[t].done && fibers[t].wait == Wait::nothing) run_fiber(t);
       }
+      bool finished = true;
+      for (unsigned t = 0; t < block; ++t) finished = finished && fibers[t].done;
+      if (finished) break;
+      if (!release(block)) std::abort();  // divergent barriers: a kernel bug
     }
   }
   body = nullptr;
+}
+
+// __shfl_xor_sync on the host (see the top of this file).
+template <typename V>
+V shfl_xor_sync(unsigned mask, V value, int lane_mask, int width) {
+  static_assert(sizeof(V) <= 8, "shuffles move at most 8 bytes");
+  const bool power_of_two = width > 0 && (width & (width - 1)) == 0;
+  if (mask != 0xffffffffu || !power_of_two || width > static_cast<int>(WARP) || lane_mask < 0 ||
+      lane_mask >= width) {
+    std::abort();  // the kernels use the full mask, within a segment
+  }
+  const unsigned t = current;
+  const unsigned parity = shuffle_count[t]++ & 1u;
+  std::memcpy(shuffle_slots[parity][t], &value, sizeof(V));
+  park(Wait::warp_shuffle);
+  const unsigned lane = t % WARP;
+  const unsigned partner = t - lane + (lane ^ static_cast<unsigned>(lane_mask));
+  V out;
+  std::memcpy(&out, shuffle_slots[parity][partner], sizeof(V));
+  return out;
 }
 
 }  // namespace emu
@@ -154,6 +234,18 @@ void launch(void (*kernel)(P...), unsigned grid, unsigned block, P... args) {
 #define __shared__ static
 #define __launch_bounds__(...)
 
-inline void __syncthreads() { ::emu::yield_to_scheduler(); }
+inline void __syncthreads() { ::emu::park(::emu::Wait::block_barrier); }
+
+template <typename V>
+inline V __shfl_xor_sync(unsigned mask, V value, int lane_mask, int width = 32) {
+  return ::emu::shfl_xor_sync(mask, value, lane_mask, width);
+}
+
+// Fibers switch only at barriers, so a plain addition is atomic here.
+inline double atomicAdd(double* address, double value) {
+  const double old = *address;
+  *address = old + value;
+  return old;
+}
 
 #endif  // GPULOGREG_CUDA_HOST_EMULATION_HPP

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,14 @@ def test_gpu_check_runs_every_step_the_shared_check_has() -> None:
         "-m pytest -m gpu --require-gpu",
         "bench/gpu_check.py big",
         "bench/bench_gpu.py --dtype float32 --json",
+        "bench/bench_sparse_gpu.py --dtype float32 float64",
         "GPU NOT USABLE",
     ):
         assert needed in script, needed
+    # The steps' limits add up to the whole budget (under 8 minutes with the device step).
+    limits = [int(m) for m in re.findall(r"^step \S+ (\d+) ", script, flags=re.M)]
+    budget = int(re.search(r"^TOTAL_SECONDS=(\d+)", script, flags=re.M).group(1))
+    assert sum(limits) == budget <= 8 * 60 - 20
     tree = ast.parse(STEPS.read_text())
     big = next(  # BIG_ROWS, BIG_FEATURES, BIG_BLOCK = ...
         node
@@ -79,3 +85,8 @@ def test_gpu_check_helpers_exist_and_list_the_gpu_tests() -> None:
     help_text = _run(sys.executable, str(REPO / "bench" / "bench_gpu.py"), "--help").stdout
     assert "--json" in help_text  # also what ../shared/gpu-check.sh calls
     assert "--dtype" in help_text
+    sparse = _run(sys.executable, str(REPO / "bench" / "bench_sparse_gpu.py"), "--help")
+    assert sparse.returncode == 0, sparse.stderr
+    assert "--json" in sparse.stdout
+    assert "--dtype" in sparse.stdout
+    assert "tests/test_sparse_gpu.py" in files

@@ -29,7 +29,7 @@ import pytest
 from gpulogreg.backends import _cuda
 from gpulogreg.backends.cupy_backend import CupyBackend, sigmoid, softmax
 from gpulogreg.backends.numpy_backend import NumpyBackend
-from tests._cuda_emulator import KERNEL_DIR, EmulatedKernels, build_emulator, find_cxx
+from tests._cuda_emulator import KERNEL_DIR, EmulatedKernels, find_cxx
 from tests._helpers import make_classification
 
 CXX = find_cxx()
@@ -326,10 +326,8 @@ def test_softmax_loss_and_residual_host(
 # The kernels, emulated on the host
 # ================================================================================
 @pytest.fixture(scope="session")
-def kernels(tmp_path_factory: pytest.TempPathFactory) -> EmulatedKernels:
-    if CXX is None:
-        pytest.skip("no C++ compiler (g++, c++ or clang++) found")
-    return EmulatedKernels(build_emulator(tmp_path_factory.mktemp("emulator")))
+def kernels(emulated_kernels: EmulatedKernels) -> EmulatedKernels:
+    return emulated_kernels
 
 
 GUARD = 37  # elements of canary on each side of every buffer
@@ -996,9 +994,8 @@ def test_python_signatures_match_the_cuda_entry_points() -> None:
     declared = {}
     for name, spec in _cuda.KERNELS.items():
         for suffix in spec.suffixes:
-            T = "float" if suffix == "f32" else "double"
             declared[f"gpulogreg_{name}_{suffix}"] = [
-                (param, re.sub(r"\bT\b", T, ctype)) for param, ctype in spec.params
+                (param, _cuda.c_type(ctype, suffix)) for param, ctype in spec.params
             ]
     assert sorted(entries) == sorted(declared), "entry points differ between .cu and KERNELS"
     for entry, params in declared.items():
@@ -1011,6 +1008,10 @@ def test_block_size_matches_the_source() -> None:
     assert match
     assert int(match.group(1)) == _cuda.BLOCK_SIZE
     assert _cuda.BLOCK_SIZE & (_cuda.BLOCK_SIZE - 1) == 0, "block reductions need a power of two"
+    warp = re.search(r"#define\s+GPULOGREG_WARP\s+(\d+)", text)
+    assert warp
+    assert int(warp.group(1)) == _cuda.WARP_SIZE
+    assert _cuda.BLOCK_SIZE % _cuda.WARP_SIZE == 0, "warps must not straddle blocks"
 
 
 def test_entry_point_names() -> None:
@@ -1025,6 +1026,47 @@ def test_entry_point_names() -> None:
         _cuda.entry_point("sum_partials", np.float32)
     with pytest.raises(KeyError, match="unknown kernel"):
         _cuda.entry_point("nope", np.float32)
+
+
+def test_indexed_entry_point_names() -> None:
+    """The CSR kernels have one entry point per value type and index type."""
+    spec = _cuda.KERNELS["csr_matvecs"]
+    assert spec.indexed
+    assert not _cuda.KERNELS["sigmoid"].indexed
+    assert spec.suffixes == ("f32_i32", "f32_i64", "f64_i32", "f64_i64")
+    assert _cuda.KERNELS["segment_sums"].suffixes == ("f64_i32", "f64_i64")
+    name = _cuda.entry_point("csr_matvecs", np.float32, np.int64)
+    assert name == "gpulogreg_csr_matvecs_f32_i64"
+    segments = _cuda.entry_point("segment_sums", np.float64, np.int32)
+    assert segments == "gpulogreg_segment_sums_f64_i32"
+    assert _cuda.suffix_dtypes("f32_i64") == (np.dtype(np.float32), np.dtype(np.int64))
+    assert _cuda.suffix_dtypes("f64") == (np.dtype(np.float64), None)
+    assert _cuda.c_type("const I*", "f64_i64") == "const long long*"
+    assert _cuda.c_type("T*", "f32") == "float*"
+    with pytest.raises(TypeError, match="needs the index dtype"):
+        _cuda.entry_point("csr_matvecs", np.float32)
+    with pytest.raises(TypeError, match="int32 or int64 indices"):
+        _cuda.entry_point("csr_matvecs", np.float32, np.uint32)
+    with pytest.raises(TypeError, match="takes no index dtype"):
+        _cuda.entry_point("sigmoid", np.float32, np.int32)
+    with pytest.raises(TypeError, match="no float32 entry point"):
+        _cuda.entry_point("segment_sums", np.float32, np.int32)
+
+
+def test_prepare_args_checks_the_index_type() -> None:
+    data = np.zeros(3, np.float32)
+    idx32, idx64 = np.zeros(3, np.int32), np.zeros(3, np.int64)
+    # data, indices, indptr, dense, class/feature strides, intercept, has_intercept, square,
+    # out, out strides, n_rows, n_outputs, lanes
+    args: list[Any] = [data, idx64, idx64, np.zeros(1), 1, 0, np.zeros(1), 1, 0, np.zeros(3)]
+    args += [1, 1, 3, 1, 1]
+    prepared = _cuda.prepare_args("csr_matvecs", np.float32, args, index_dtype=np.int64)
+    assert type(prepared[4]) is np.int64  # class_stride: long long
+    args[1] = idx32  # indices int32, indptr int64: refused
+    with pytest.raises(TypeError, match=r"'indices' .*expected dtype int64, got int32"):
+        _cuda.prepare_args("csr_matvecs", np.float32, args, index_dtype=np.int64)
+    with pytest.raises(TypeError, match="pass index_dtype"):
+        _cuda.prepare_args("csr_matvecs", np.float32, args)
 
 
 def test_prepare_args_converts_scalars_to_c_types() -> None:
@@ -1200,6 +1242,7 @@ def test_kernels_for_refuses_host_arrays(fake_cupy: types.SimpleNamespace) -> No
 def _gpu_docs() -> dict[str, str]:
     """What describes the GPU path: docstrings, kernel comments, the README's GPU section."""
     import gpulogreg.backends.cupy_backend as cupy_backend
+    import gpulogreg.backends.sparse_cupy as sparse_cupy
 
     readme = (KERNEL_DIR.parent / "README.md").read_text()
     start = readme.index("\n## GPU\n")
@@ -1207,6 +1250,7 @@ def _gpu_docs() -> dict[str, str]:
     return {
         "README.md (GPU)": gpu_section,
         "cupy_backend.py": cupy_backend.__doc__ or "",
+        "sparse_cupy.py": sparse_cupy.__doc__ or "",
         "_cuda.py": _cuda.__doc__ or "",
         _cuda.MAIN_SOURCE: (KERNEL_DIR / _cuda.MAIN_SOURCE).read_text(),
     }

@@ -381,3 +381,17 @@ def test_partial_fit_takes_csr_chunks_like_dense_ones() -> None:
         sparse.partial_fit(X[rows].tocoo(), y[rows], classes=[0, 1])
         dense.partial_fit(X[rows].toarray(), y[rows], classes=[0, 1])
     np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-10, atol=1e-12)
+
+
+def test_the_baseline_computes_on_int64_indices() -> None:
+    X = _csr(600, 12, density=0.3)
+    wide = sp.csr_matrix(X)
+    wide.indices, wide.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    y = _labels(X)
+    s = np.full(X.shape[0], 1.0 / X.shape[0])
+    p = np.linspace(-0.5, 0.5, 13)
+    a = SparseNumpyBackend(wide, y, s)
+    b = SparseNumpyBackend(X, y, s)
+    assert a.X.indices.dtype == np.int64
+    np.testing.assert_allclose(a.loss_grad(p)[1], b.loss_grad(p)[1], rtol=1e-14)
+    np.testing.assert_allclose(a.hessian(p), b.hessian(p), rtol=1e-14)

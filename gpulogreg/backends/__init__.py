@@ -11,20 +11,24 @@ CuPy nor a backend.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from gpulogreg._array import array_module_name, device_of, is_sparse
 from gpulogreg._errors import InputValueError
 from gpulogreg._typing import Array, Backend
+from gpulogreg.backends._registry import BACKENDS, SPARSE_BACKENDS, get_backend_class
 from gpulogreg.backends.errors import GPUMemoryError, GPUUnavailableError
 
 __all__ = [
     "BACKENDS",
+    "SPARSE_BACKENDS",
     "GPUMemoryError",
     "GPUUnavailableError",
+    "get_backend_class",
     "gpu_status",
     "make_backend",
     "place_data",
@@ -33,19 +37,6 @@ __all__ = [
     "to_device",
 ]
 
-#: name -> "module:class", imported on first use.
-BACKENDS: dict[str, str] = {
-    "numpy": "gpulogreg.backends.numpy_backend:NumpyBackend",
-    "numba": "gpulogreg.backends.numba_backend:NumbaBackend",
-    "cupy": "gpulogreg.backends.cupy_backend:CupyBackend",
-    "dask": "gpulogreg.backends.dask_backend:DaskBackend",
-}
-#: The same names for a canonical CSR ``X`` (see :mod:`gpulogreg.data.sparse`).
-SPARSE_BACKENDS: dict[str, str] = {
-    "numpy": "gpulogreg.backends.sparse_numpy:SparseNumpyBackend",
-    "numba": "gpulogreg.backends.sparse_numba:SparseNumbaBackend",
-    "cupy": "gpulogreg.backends.sparse_cupy:SparseCupyBackend",
-}
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -147,8 +138,13 @@ def _resolve_dask(X: Array, backend: str, device: str) -> tuple[str, str]:
 
 
 def to_device(a: Any, device: str) -> Any:
-    """Move an array to ``device`` ("cpu" or "gpu") once; no-op when already there."""
+    """Move an array to ``device`` ("cpu" or "gpu") once; no-op when already there.
+
+    A sparse matrix moves as CSR (see :func:`_sparse_to_device`).
+    """
     on_gpu = array_module_name(a) == "cupy"
+    if is_sparse(a):
+        return _sparse_to_device(a, device, on_gpu)
     if device == "gpu" and not on_gpu:
         import cupy
 
@@ -165,14 +161,62 @@ def to_device(a: Any, device: str) -> Any:
     return a
 
 
-def get_backend_class(name: str, *, sparse: bool = False) -> type:
-    """Import and return the backend class registered under ``name`` (CSR: ``sparse``)."""
-    registry = SPARSE_BACKENDS if sparse else BACKENDS
-    if name not in registry:
-        raise InputValueError(f"backend={name!r} does not take sparse data")
-    module_name, _, class_name = registry[name].partition(":")
-    cls: type = getattr(importlib.import_module(module_name), class_name)
-    return cls
+def _sparse_to_device(a: Any, device: str, on_gpu: bool) -> Any:
+    """A validated scipy CSR matrix to ``cupyx.scipy.sparse`` (or back) in one copy per array.
+
+    ``data``, ``indices`` and ``indptr`` move as they are (dtype and index
+    type kept: CuPy's constructor picks int32 only when the values fit, as
+    the data layer's rule does), a ``csr_array`` stays an array, and the
+    canonical-format flag comes along, so CuPy never re-checks or re-sorts.
+    """
+    if device == "gpu" and not on_gpu:
+        import cupy
+        import cupyx.scipy.sparse as cupyx_sparse
+
+        if a.format != "csr":
+            raise TypeError(f"sparse data move to the GPU as CSR, got format {a.format!r}")
+        scipy_sparse = sys.modules["scipy.sparse"]
+        as_array = isinstance(a, scipy_sparse.sparray)
+        kind = cupyx_sparse.csr_array if as_array else cupyx_sparse.csr_matrix
+        canonical = bool(a.has_canonical_format)
+        try:
+            arrays = (cupy.asarray(a.data), cupy.asarray(a.indices), cupy.asarray(a.indptr))
+            out = kind(arrays, shape=a.shape)
+        except cupy.cuda.memory.OutOfMemoryError as exc:
+            nbytes = a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
+            raise GPUMemoryError(
+                f"a sparse matrix of {nbytes / 1e9:.2f} GB does not fit in free GPU memory "
+                f"({exc}). Train out of core instead: pass a gpulogreg.Dataset of CSR chunks "
+                "(or use solver='minibatch'); or use device='cpu'."
+            ) from None
+        _check_index_type_kept(a, out)
+        if canonical:
+            out.has_canonical_format = True
+        return out
+    if device == "cpu" and on_gpu:
+        return a.get()
+    return a
+
+
+def _check_index_type_kept(host: Any, placed: Any) -> None:
+    """Raise when the GPU copy narrowed indices that need int64 (an old CuPy does).
+
+    CuPy 14 keeps int64 indices; older ``cupyx.scipy.sparse`` matrices hold
+    int32 only, which cannot address more than 2^31 - 1 stored values or
+    columns: refused with the reason rather than computed wrong.
+    """
+    from gpulogreg.data.sparse import index_dtype
+
+    nnz, n_features = int(host.data.shape[0]), int(host.shape[1])
+    if index_dtype(nnz, n_features) != np.int64 or placed.indices.dtype == np.int64:
+        return
+    import cupy
+
+    raise GPUUnavailableError(
+        f"this CSR matrix ({nnz} stored values, {n_features} columns) needs int64 indices, "
+        f"but CuPy {cupy.__version__} keeps only int32 ones on the GPU; use CuPy 14 or newer, "
+        "or device='cpu'"
+    )
 
 
 def make_backend(
@@ -216,7 +260,8 @@ def place_data(
     """Move validated training arrays to ``device`` ("cpu" or "gpu") once.
 
     Moving host data to the GPU first checks that it fits in free device
-    memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path);
+    memory (:class:`GPUMemoryError` otherwise, pointing to the streaming path;
+    a CSR ``X`` by its stored values, with the CSC copy the GPU backend keeps);
     with ``check_resident`` (the fit plan, once per fit) data already on the
     GPU are checked too, for the working buffers a fit adds to them. Arrays
     already on ``device`` are returned as they are. Dask arrays have their
@@ -228,11 +273,16 @@ def place_data(
         return place_blocks(X, y, sample_weight, device, move=to_device)
     resident = array_module_name(X) == "cupy"
     if device == "gpu" and (check_resident or not resident):
-        from gpulogreg.backends.cupy_backend import check_device_memory
-
         n_outputs = 1 if n_classes == 2 else n_classes
         with device_of(X):  # the device that will hold the fit
-            check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs, x_resident=resident)
+            if is_sparse(X):
+                from gpulogreg.backends.sparse_cupy import check_sparse_device_memory
+
+                check_sparse_device_memory(X, n_outputs, x_resident=resident)
+            else:
+                from gpulogreg.backends.cupy_backend import check_device_memory
+
+                check_device_memory(X.shape[0], X.shape[1], X.dtype, n_outputs, x_resident=resident)
     X, y, sample_weight = (to_device(a, device) for a in (X, y, sample_weight))
     return X, y, sample_weight
 

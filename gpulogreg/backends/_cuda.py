@@ -62,21 +62,27 @@ __all__ = [
     "HEADER",
     "KERNELS",
     "MAIN_SOURCE",
+    "WARP_SIZE",
     "CudaKernels",
     "DeviceLimits",
     "KernelLauncher",
     "assemble_source",
     "blocks_per_sm",
+    "c_type",
     "entry_point",
     "get_kernels",
     "grid_size",
     "kernel_dir",
     "prepare_args",
+    "suffix_dtypes",
 ]
 
 #: Threads per block of every kernel; equals ``GPULOGREG_BLOCK`` in the .cu
 #: (the block reductions depend on it; a test checks the two agree).
 BLOCK_SIZE = 256
+#: Threads per warp; equals ``GPULOGREG_WARP`` in the .cu. The CSR kernels'
+#: ``lanes`` (threads per row) is a power of two up to it.
+WARP_SIZE = 32
 #: The kernels' source and the header it includes.
 MAIN_SOURCE = "gpulogreg_kernels.cu"
 HEADER = "gpulogreg_math.cuh"
@@ -91,33 +97,59 @@ PACKAGE_KERNEL_DIR = "_kernels"
 COMPILE_OPTIONS: tuple[str, ...] = ()
 
 #: C types of kernel parameters -> how Python values are passed. ``T`` is the
-#: dtype of ``X`` (float for the _f32 entry point, double for _f64).
-_POINTER_DTYPES = {"T": None, "double": np.dtype(np.float64), "int": np.dtype(np.int32)}
+#: dtype of ``X`` (float for the _f32 entry point, double for _f64), ``I`` the
+#: index type of a sparse ``X`` (int for _i32, long long for _i64).
+_POINTER_DTYPES = {"double": np.dtype(np.float64), "int": np.dtype(np.int32)}
 _SCALAR_TYPES: dict[str, type[np.generic]] = {
     "int": np.int32,
     "long long": np.int64,
     "double": np.float64,
 }
-_DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_DTYPE_SUFFIX: dict[np.dtype[Any], str] = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+#: Index types of the sparse (indexed) kernels and their suffixes.
+_INDEX_SUFFIX: dict[np.dtype[Any], str] = {np.dtype(np.int32): "i32", np.dtype(np.int64): "i64"}
+_INDEX_SUFFIXES = tuple(_INDEX_SUFFIX.values())
+#: C type of each suffix part (what ``T`` and ``I`` stand for in an entry point).
+_C_TYPE_OF_SUFFIX = {"f32": "float", "f64": "double", "i32": "int", "i64": "long long"}
 
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """Signature of one kernel, shared by all its dtype entry points.
+    """Signature of one kernel, shared by all its entry points.
 
     Attributes
     ----------
     params : tuple of (name, C type)
-        In order. Pointer types are ``"const T*"``, ``"T*"``, ``"const double*"``,
-        ``"double*"``, ``"const int*"``; scalars ``"int"``, ``"long long"``,
-        ``"double"``.
-    suffixes : tuple of str
-        Entry points that exist (``"f32"``, ``"f64"``).
+        In order. Pointer types are ``"const T*"``, ``"T*"``, ``"const I*"``,
+        ``"const double*"``, ``"double*"``, ``"const int*"``; scalars ``"int"``,
+        ``"long long"``, ``"double"``. ``T`` is the data type, ``I`` the index
+        type of a sparse matrix (a kernel that names ``I`` is *indexed*).
+    dtypes : tuple of str
+        Data types that have entry points (``"f32"``, ``"f64"``).
     """
 
     params: tuple[tuple[str, str], ...]
-    suffixes: tuple[str, ...] = ("f32", "f64")
+    dtypes: tuple[str, ...] = ("f32", "f64")
 
+    @property
+    def indexed(self) -> bool:
+        """Whether the kernel is templated on a sparse index type ``I`` too."""
+        return any(re.search(r"\bI\b", ctype) for _, ctype in self.params)
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """Suffixes of the entry points: ``f32``, ``f64``; indexed: ``f32_i32`` ... ``f64_i64``."""
+        if not self.indexed:
+            return self.dtypes
+        return tuple(f"{d}_{i}" for d in self.dtypes for i in _INDEX_SUFFIXES)
+
+
+#: The arrays of a CSR matrix, the first parameters of every CSR kernel.
+_CSR_PARAMS: tuple[tuple[str, str], ...] = (
+    ("data", "const T*"),
+    ("indices", "const I*"),
+    ("indptr", "const I*"),
+)
 
 #: Every kernel of ``gpulogreg_kernels.cu`` and its signature (the Python side
 #: of the contract; ``tests/test_kernels_host.py`` parses the .cu and checks it).
@@ -166,7 +198,78 @@ KERNELS: dict[str, KernelSpec] = {
     ),
     "sum_partials": KernelSpec(
         (("partials", "const double*"), ("n_partials", "long long"), ("out", "double*")),
-        suffixes=("f64",),
+        dtypes=("f64",),
+    ),
+    # -- CSR kernels (a group of ``lanes`` threads per row; see the .cu) --------------
+    "csr_logistic_loss_grad": KernelSpec(
+        (
+            *_CSR_PARAMS,
+            ("coef", "const double*"),
+            ("intercept", "const double*"),
+            ("has_intercept", "int"),
+            ("y", "const int*"),
+            ("sample_weight", "const double*"),
+            ("residual", "double*"),
+            ("partials", "double*"),
+            ("n_rows", "long long"),
+            ("lanes", "int"),
+        )
+    ),
+    "csr_softmax_loss_grad": KernelSpec(
+        (
+            *_CSR_PARAMS,
+            ("coef", "const double*"),
+            ("coef_stride", "long long"),
+            ("intercept", "const double*"),
+            ("has_intercept", "int"),
+            ("y", "const int*"),
+            ("sample_weight", "const double*"),
+            ("residual", "double*"),
+            ("partials", "double*"),
+            ("n_rows", "long long"),
+            ("n_classes", "int"),
+            ("lanes", "int"),
+        )
+    ),
+    "csr_matvecs": KernelSpec(
+        (
+            *_CSR_PARAMS,
+            ("dense", "const double*"),
+            ("class_stride", "long long"),
+            ("feature_stride", "long long"),
+            ("intercept", "const double*"),
+            ("has_intercept", "int"),
+            ("square", "int"),
+            ("out", "double*"),
+            ("out_row_stride", "long long"),
+            ("out_class_stride", "long long"),
+            ("n_rows", "long long"),
+            ("n_outputs", "int"),
+            ("lanes", "int"),
+        )
+    ),
+    "csr_scatter_add": KernelSpec(
+        (
+            *_CSR_PARAMS,
+            ("R", "const double*"),
+            ("square", "int"),
+            ("out", "double*"),
+            ("out_class_stride", "long long"),
+            ("n_rows", "long long"),
+            ("n_outputs", "int"),
+            ("lanes", "int"),
+        )
+    ),
+    "segment_sums": KernelSpec(
+        (
+            ("values", "const double*"),
+            ("segments", "const I*"),
+            ("out", "double*"),
+            ("out_class_stride", "long long"),
+            ("n_segments", "long long"),
+            ("n_outputs", "int"),
+        ),
+        dtypes=("f64",),
     ),
 }
 
@@ -253,19 +356,54 @@ def assemble_source(folder: Any = None) -> str:
 
 
 # -- entry points and arguments -------------------------------------------------
-def entry_point(name: str, dtype: Any) -> str:
+def c_type(ctype: str, suffix: str) -> str:
+    """A declared parameter type with ``T`` (and ``I``) replaced for the entry point ``suffix``.
+
+    ``c_type("const I*", "f32_i64")`` is ``"const long long*"``.
+    """
+    parts = suffix.split("_")
+    out = re.sub(r"\bT\b", _C_TYPE_OF_SUFFIX[parts[0]], ctype)
+    if len(parts) > 1:
+        out = re.sub(r"\bI\b", _C_TYPE_OF_SUFFIX[parts[1]], out)
+    return out
+
+
+def suffix_dtypes(suffix: str) -> tuple[np.dtype[Any], np.dtype[Any] | None]:
+    """``(data dtype, index dtype or None)`` of an entry-point suffix (``"f32_i64"``...)."""
+    by_suffix: dict[str, np.dtype[Any]] = {}
+    for table in (_DTYPE_SUFFIX, _INDEX_SUFFIX):
+        by_suffix.update({name: dtype for dtype, name in table.items()})
+    parts = suffix.split("_")
+    return by_suffix[parts[0]], (by_suffix[parts[1]] if len(parts) > 1 else None)
+
+
+def entry_point(name: str, dtype: Any, index_dtype: Any = None) -> str:
     """Name of the extern "C" function of kernel ``name`` for data of ``dtype``.
 
     ``float32`` -> ``gpulogreg_<name>_f32``, ``float64`` -> ``..._f64``; kernels
-    with a single entry point (``sum_partials``) accept only that dtype.
+    with a single entry point (``sum_partials``) accept only that dtype. An
+    indexed (sparse) kernel also takes the index dtype of its matrix:
+    ``gpulogreg_<name>_f32_i32`` ... ``_f64_i64``.
     """
     if name not in KERNELS:
         raise KeyError(f"unknown kernel {name!r}; known: {sorted(KERNELS)}")
+    spec = KERNELS[name]
     suffix = _DTYPE_SUFFIX.get(np.dtype(dtype))
     if suffix is None:
         raise TypeError(f"the CUDA kernels take float32 or float64 data, got {np.dtype(dtype)}")
-    if suffix not in KERNELS[name].suffixes:
+    if suffix not in spec.dtypes:
         raise TypeError(f"kernel {name!r} has no {np.dtype(dtype)} entry point")
+    if spec.indexed:
+        if index_dtype is None:
+            raise TypeError(f"kernel {name!r} needs the index dtype of its sparse matrix")
+        index_suffix = _INDEX_SUFFIX.get(np.dtype(index_dtype))
+        if index_suffix is None:
+            raise TypeError(
+                f"the sparse kernels take int32 or int64 indices, got {np.dtype(index_dtype)}"
+            )
+        suffix = f"{suffix}_{index_suffix}"
+    elif index_dtype is not None:
+        raise TypeError(f"kernel {name!r} takes no index dtype (it is not a sparse kernel)")
     return f"gpulogreg_{name}_{suffix}"
 
 
@@ -274,14 +412,16 @@ def prepare_args(
     dtype: Any,
     args: Sequence[Any],
     *,
+    index_dtype: Any = None,
     check_array: Callable[[str, Any], None] | None = None,
 ) -> tuple[Any, ...]:
     """Check and convert launch arguments against the kernel's declared signature.
 
-    Arrays must have the parameter's dtype (``T`` = ``dtype``, ``double`` =
-    float64, ``int`` = int32) and be C-contiguous (a kernel reads them as flat
-    memory). Scalars become NumPy scalars of the C type, so CuPy passes
-    exactly 4 or 8 bytes; integers are range-checked.
+    Arrays must have the parameter's dtype (``T`` = ``dtype``, ``I`` =
+    ``index_dtype``, ``double`` = float64, ``int`` = int32) and be
+    C-contiguous (a kernel reads them as flat memory). Scalars become NumPy
+    scalars of the C type, so CuPy passes exactly 4 or 8 bytes; integers are
+    range-checked.
 
     Parameters
     ----------
@@ -291,6 +431,8 @@ def prepare_args(
         The data type ``T`` (selects the entry point).
     args : sequence
         One value per declared parameter, in order.
+    index_dtype : dtype, optional
+        The index type ``I`` of an indexed (sparse) kernel.
     check_array : callable ``(where, value) -> None``, optional
         Called first for every pointer argument, with a description of the
         kernel and parameter; raises when the launcher cannot take the array
@@ -302,7 +444,9 @@ def prepare_args(
         Naming the kernel and parameter.
     """
     spec = KERNELS[name]
-    data_dtype = np.dtype(dtype)
+    expected_of = dict(_POINTER_DTYPES, T=np.dtype(dtype))
+    if index_dtype is not None:
+        expected_of["I"] = np.dtype(index_dtype)
     if len(args) != len(spec.params):
         raise TypeError(f"kernel {name!r} takes {len(spec.params)} arguments, got {len(args)}")
     out: list[Any] = []
@@ -310,7 +454,9 @@ def prepare_args(
         where = f"kernel {name!r}, parameter {param!r} ({ctype})"
         if ctype.endswith("*"):
             base = ctype.removeprefix("const ").removesuffix("*").strip()
-            expected = data_dtype if base == "T" else _POINTER_DTYPES[base]
+            expected = expected_of.get(base)
+            if expected is None:
+                raise TypeError(f"{where}: the kernel is indexed; pass index_dtype")
             if not (hasattr(value, "dtype") and hasattr(value, "flags")):
                 raise TypeError(f"{where}: expected an array, got {type(value).__name__}")
             if check_array is not None:
@@ -411,9 +557,13 @@ class KernelLauncher:
     def _check_array(self, where: str, value: Any) -> None:
         """Raise when this launcher cannot pass ``value`` (``where`` names the parameter)."""
 
-    def grid(self, name: str, dtype: Any, n_items: int) -> int:
-        """Grid size for ``n_items`` rows of kernel ``name`` (see :func:`grid_size`)."""
-        registers, shared = self._kernel_attributes(entry_point(name, dtype))
+    def grid(self, name: str, dtype: Any, n_items: int, index_dtype: Any = None) -> int:
+        """Grid size for ``n_items`` threads' work of kernel ``name`` (see :func:`grid_size`).
+
+        ``n_items`` is the number of rows of a thread-per-row kernel; a CSR
+        kernel with ``lanes`` threads per row needs ``n_rows * lanes``.
+        """
+        registers, shared = self._kernel_attributes(entry_point(name, dtype, index_dtype))
         per_sm = blocks_per_sm(
             self.limits,
             registers_per_thread=registers,
@@ -427,13 +577,18 @@ class KernelLauncher:
             block=self.block,
         )
 
-    def launch(self, name: str, dtype: Any, grid: int, args: Sequence[Any]) -> None:
-        """Launch ``gpulogreg_<name>_<f32|f64>`` on ``grid`` blocks of BLOCK_SIZE threads."""
-        entry = entry_point(name, dtype)
+    def launch(
+        self, name: str, dtype: Any, grid: int, args: Sequence[Any], index_dtype: Any = None
+    ) -> None:
+        """Launch ``gpulogreg_<name>_<f32|f64>[_<i32|i64>]`` on ``grid`` blocks of BLOCK_SIZE."""
+        entry = entry_point(name, dtype, index_dtype)
         grid = int(grid)
         if grid < 1:
             raise ValueError(f"grid must be >= 1, got {grid}")
-        self._call(entry, grid, prepare_args(name, dtype, args, check_array=self._check_array))
+        prepared = prepare_args(
+            name, dtype, args, index_dtype=index_dtype, check_array=self._check_array
+        )
+        self._call(entry, grid, prepared)
 
 
 # -- CUDA -------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from gpulogreg._array import array_module_name, array_namespace, is_sparse, to_h
 from gpulogreg._errors import InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array
+from gpulogreg.backends._registry import get_backend_class
 from gpulogreg.backends.sum_of_parts import SumOfParts
 from gpulogreg.data.dask import _as_row_blocks, _known_rows
 from gpulogreg.data.validation import _first_nonfinite, _nonfinite_message
@@ -210,8 +211,6 @@ def _block_call(
     blocks; the vectors move to the block's namespace, the options are passed
     as they are. Results come back as NumPy.
     """
-    from gpulogreg.backends import get_backend_class
-
     name = "cupy" if array_module_name(X) == "cupy" else "numba"
     cls = get_backend_class(name, sparse=is_sparse(X))
     inner: Any = cls(X, y, sample_weight, n_classes=n_classes, fit_intercept=fit_intercept)

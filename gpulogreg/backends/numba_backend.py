@@ -53,13 +53,15 @@ SERIAL_MAX_ROWS = 2 * nk.CHUNK_ROWS
 
 
 @contextlib.contextmanager
-def _serial_when_small(n_rows: int) -> Iterator[None]:
-    """Limit Numba to the calling thread for a pass over ``n_rows`` < :data:`SERIAL_MAX_ROWS`.
+def _serial_when_small(n_rows: int, limit: int = SERIAL_MAX_ROWS) -> Iterator[None]:
+    """Limit Numba to the calling thread for a pass over ``n_rows`` < ``limit`` rows.
 
-    ``numba.set_num_threads`` is thread-local, so concurrent callers (Dask
-    workers, one-vs-rest threads) are not affected.
+    ``limit`` is :data:`SERIAL_MAX_ROWS` for dense rows; the CSR backend
+    passes stored values and its own limit. ``numba.set_num_threads`` is
+    thread-local, so concurrent callers (Dask workers, one-vs-rest threads)
+    are not affected.
     """
-    if n_rows >= SERIAL_MAX_ROWS:
+    if n_rows >= limit:
         yield
         return
     previous = numba.get_num_threads()

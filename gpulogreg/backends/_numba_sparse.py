@@ -1,0 +1,1233 @@
+"""Numba kernels over CSR matrices: one pass over ``(data, indices, indptr)`` per evaluation.
+
+The sparse counterpart of :mod:`gpulogreg.backends._numba_kernels` (whose
+formulas, scalar math and output layouts it shares). Conventions:
+
+* ``X`` is a canonical CSR matrix given by its three arrays: ``data``
+  float32 or float64 of shape (nnz,), ``indices`` (nnz,) and ``indptr``
+  (m + 1,), both int32 or both int64, sorted column indices without
+  duplicates within each row, every index in ``[0, n)`` (what
+  :func:`gpulogreg.data.check_X` guarantees). The arrays are used as given,
+  never copied; every dot product, loss and gradient entry is accumulated in
+  float64.
+* Indices are cast to ``uintp`` before they index an array. Numba wraps
+  negative indices around (a compare and a select per access) unless the
+  index is unsigned; the casts halved the time of the gather and the
+  scatter below (2-core Xeon, CTR-like 300,000 x 2^20, 9e6 nonzeros, one
+  thread: scatter 46 -> 20 ms, gather 38 -> 20 ms, as fast as SciPy's C++).
+* Rows go in **fixed chunks** of :data:`CHUNK_ROWS` rows. Per-row scalars
+  (the loss, the intercept's gradient) are summed per chunk, and the chunk
+  partials in chunk order.
+* The gradient ``X^T r`` is a scatter (``g[indices[k]] += r_i data[k]``).
+  It goes into **lanes**: the rows are split into ``L`` contiguous lanes of
+  whole chunks; lane ``l`` scatters its rows, in row order, into its own
+  float64 buffer ``work[l]``; the buffers are then summed in lane order
+  (``((work[0] + work[1]) + work[2]) ...``, the sum itself parallel over
+  column blocks). ``L`` and the lanes' rows are fixed by the data (its rows,
+  nonzeros and the buffer width, :func:`lane_bounds`), never by the thread
+  count, so results are bitwise identical for any number of threads. ``prange``
+  runs over the lanes: a pass uses at most ``L`` threads.
+* Lane count (:func:`n_lanes`): at most :data:`LANE_MAX`; the buffers
+  together hold at most :data:`LANE_BYTES` (one lane whatever the width:
+  a gradient needs one buffer); each lane holds at least :data:`LANE_MIN_NNZ`
+  nonzeros and at least :data:`LANE_NNZ_PER_ENTRY` nonzeros per buffer
+  entry, so that zeroing and summing the buffers (``2 L width`` float64
+  accesses, streamed) stays small next to the lane's scatter. Wide data with
+  few nonzeros per column thus gets few lanes (CTR-like 300,000 x 2^20 with
+  9e6 nonzeros: 4 lanes, 32 MiB of buffers) and narrow data many (text-like
+  200,000 x 100,000 with 2e7 nonzeros: 32 lanes, 25 MiB).
+* Inside a lane, rows go in blocks of ``BLOCK_ROWS``: the gathers
+  ``x_i . w`` of the block, then the pointwise math over the block
+  (branch-free polynomials that vectorise), then the block's scatter, whose
+  rows are still in L1.
+* Models (``y`` int32, ``s`` normalised float64 weights), as in the dense
+  kernels: binary ``z_i = x_i . w + b``, ``r_i = s_i (p_i - y_i)``;
+  multinomial ``Z_ik = x_i . W_k + b_k``, ``R_ik = s_i (softmax(Z_i)_k -
+  [y_i == k])``. Multinomial coefficients are passed **feature-major**,
+  ``Wt`` of shape (n, K), so that one gather reads a row's K coefficients
+  from one cache line; the lanes are feature-major (n * K) too.
+* Output layout of the gradient kernels: for each output ``k`` the ``n``
+  coefficient entries, then the intercept entry (``out[k * (n + 1) + j]``);
+  the loss, where there is one, last.
+* The small-``n`` Hessian ``A^T diag(h) A`` (``A = [X, 1]``) and the meat are
+  built without lanes: column ranges of the output are **owned** by one
+  thread each (:func:`column_parts`); the owner of column ``j1`` scans every
+  row and adds ``h_i x_ij1 x_ij2`` for the row's ``j2 >= j1`` (indices are
+  sorted) in row order. Each entry is thus a sum over the rows in row order,
+  whatever the partition and the thread count; the lower triangle is a
+  mirror of the upper one (exactly symmetric). Work is ``sum_i nnz_i^2 / 2``
+  instead of the dense ``m n^2``, and no ``n x n`` buffer is duplicated.
+
+fastmath is limited to ``{"reassoc", "contract"}``; ``error_model="numpy"``
+as in the dense kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, uintp
+
+from gpulogreg._numba_read import _INLINE, _PARALLEL, _SERIAL, BLOCK_ROWS, _sum_rows
+from gpulogreg._typing import CERTAIN_LOSS
+from gpulogreg.backends._numba_kernels import _binary_pointwise, _softmax_block, exp_nonpos
+
+__all__ = [
+    "CHUNK_ROWS",
+    "LANE_BYTES",
+    "LANE_MAX",
+    "binary_decision",
+    "binary_gram",
+    "binary_gram_weights",
+    "binary_hessian_diagonal",
+    "binary_hvp",
+    "binary_loss",
+    "binary_loss_grad",
+    "column_parts",
+    "gram_matvec",
+    "lane_bounds",
+    "multinomial_decision",
+    "multinomial_gram",
+    "multinomial_gram_weights",
+    "multinomial_hessian_diagonal",
+    "multinomial_hvp",
+    "multinomial_loss",
+    "multinomial_loss_grad",
+    "n_lanes",
+]
+
+#: Rows per partial-sum chunk (a constant, never derived from the thread count).
+#: Smaller than the dense kernels' 4096: a sparse row is cheap, and lanes are
+#: made of whole chunks, so a few thousand rows already give several lanes.
+CHUNK_ROWS = 1024
+#: Most lanes of a scatter: enough to keep 32 threads busy; more buffers only
+#: add zeroing and summing work.
+LANE_MAX = 32
+#: Most bytes of all lane buffers of one pass together (256 MiB): 32 lanes of
+#: 2^20 float64 entries. Wider data gets fewer lanes, down to one.
+LANE_BYTES = 256 * 2**20
+#: Fewest nonzeros per lane: below, the parallel region costs more than it
+#: saves (a lane of 16,384 nonzeros takes about 30 us on one thread).
+LANE_MIN_NNZ = 16384
+#: Fewest nonzeros per lane and buffer entry: zeroing and summing a buffer
+#: entry costs two streamed float64 accesses, a scatter update about as much
+#: as two (measured on the CTR-like data with ids in L3), so at two nonzeros
+#: per entry the buffers cost at most half the lane's scatter.
+LANE_NNZ_PER_ENTRY = 2
+#: Cost of a row in nonzeros when lanes are balanced: the pointwise math of a
+#: row (an exp and a log1p) takes about as long as four gather-scatter pairs.
+ROW_COST_NNZ = 4
+#: Entries per block of the parallel sum over lanes (64 KiB of float64 per
+#: lane buffer: the L lanes' blocks stay within L2).
+COLUMN_BLOCK = 8192
+
+
+# -----------------------------------------------------------------------------
+# Lanes: how rows are grouped for the scatters (fixed by the data).
+# -----------------------------------------------------------------------------
+def n_chunks(n_rows: int) -> int:
+    """Number of :data:`CHUNK_ROWS`-row chunks of ``n_rows`` rows."""
+    return (int(n_rows) + CHUNK_ROWS - 1) // CHUNK_ROWS
+
+
+def n_lanes(n_rows: int, nnz: int, width: int) -> int:
+    """Number of lanes of a scatter into ``width`` float64 entries (see the module docstring).
+
+    Parameters
+    ----------
+    n_rows, nnz : int
+        Rows and stored entries of ``X``.
+    width : int
+        Entries of one lane buffer (``n_features``, ``n_features * K`` multinomial).
+
+    Returns
+    -------
+    int
+        ``min(LANE_MAX, chunks, nnz // LANE_MIN_NNZ, LANE_BYTES // (8 width),
+        nnz // (LANE_NNZ_PER_ENTRY width))``, at least 1.
+    """
+    width = max(int(width), 1)
+    nnz = int(nnz)
+    lanes = min(
+        LANE_MAX,
+        n_chunks(n_rows),
+        nnz // LANE_MIN_NNZ,
+        LANE_BYTES // (8 * width),
+        nnz // (LANE_NNZ_PER_ENTRY * width),
+    )
+    return max(lanes, 1)
+
+
+def lane_bounds(indptr: np.ndarray, width: int) -> np.ndarray:
+    """Row bounds of the lanes of a scatter into ``width`` entries: whole chunks, balanced.
+
+    Lane ``l`` holds rows ``[bounds[l], bounds[l + 1])``; every bound but the
+    last is a multiple of :data:`CHUNK_ROWS`. The chunks are split so that
+    each lane's cost, ``nnz + ROW_COST_NNZ * rows``, is about equal. Depends on
+    ``indptr`` and ``width`` only.
+
+    Parameters
+    ----------
+    indptr : ndarray of shape (m + 1,), int32 or int64
+    width : int
+
+    Returns
+    -------
+    bounds : ndarray of shape (L + 1,), int64
+    """
+    m = int(indptr.shape[0]) - 1
+    nnz = int(indptr[-1]) if m >= 0 else 0
+    lanes = n_lanes(m, nnz, width)
+    starts = np.arange(0, n_chunks(m) + 1, dtype=np.int64) * CHUNK_ROWS
+    starts[-1] = m
+    cost = indptr[starts].astype(np.int64) + ROW_COST_NNZ * starts
+    targets = cost[-1] * np.arange(1, lanes, dtype=np.int64) // lanes
+    # First chunk start whose cost reaches each target; distinct and ordered.
+    cut = np.searchsorted(cost, targets, side="left")
+    cut = np.unique(np.clip(cut, 1, len(starts) - 2)) if len(starts) > 2 else cut[:0]
+    return np.concatenate([[0], starts[cut], [m]]).astype(np.int64)
+
+
+def column_parts(column_work: np.ndarray, n_parts: int) -> np.ndarray:
+    """Column ranges of about equal work for the owner-computes Gram kernels.
+
+    The partition does not change any result (each entry is a sum over rows
+    in row order whoever owns it), so ``n_parts`` may follow the thread count.
+
+    Parameters
+    ----------
+    column_work : ndarray of shape (d,), int64
+        Work of each output column (:func:`column_work`).
+    n_parts : int
+
+    Returns
+    -------
+    bounds : ndarray of shape (P + 1,), int64
+        Part ``p`` owns columns ``[bounds[p], bounds[p + 1])``.
+    """
+    d = int(column_work.shape[0])
+    total = np.cumsum(column_work, dtype=np.int64)
+    parts = max(1, min(int(n_parts), d))
+    targets = (int(total[-1]) if d else 0) * np.arange(1, parts, dtype=np.int64) // parts
+    cut = np.unique(np.searchsorted(total, targets, side="right") + 1)
+    cut = cut[(cut > 0) & (cut < d)]
+    return np.concatenate([[0], cut, [d]]).astype(np.int64)
+
+
+@njit(**_SERIAL)
+def column_work(indices, indptr, n, fit_intercept):
+    """Work of the Gram kernels per output column: the updates its owner makes.
+
+    Entry ``t`` of a row of ``length`` entries owns ``length - t`` updates
+    (itself and the entries after it in the row), plus one for the intercept
+    column with ``fit_intercept``; the intercept column ``n`` owns one per row.
+
+    Returns
+    -------
+    work : ndarray of shape (n + fit_intercept,), int64
+    """
+    m = indptr.shape[0] - 1
+    extra = 1 if fit_intercept else 0
+    work = np.zeros(n + extra, np.int64)
+    for i in range(m):
+        a = uintp(indptr[i])
+        length = np.int64(indptr[i + 1] - indptr[i])
+        for t in range(length):
+            work[uintp(indices[a + uintp(t)])] += length - t + extra
+    if fit_intercept:
+        work[n] += m
+    return work
+
+
+# -----------------------------------------------------------------------------
+# Row helpers: gathers and scatters over a block of rows.
+# -----------------------------------------------------------------------------
+@njit(**_INLINE)
+def _row(indptr, i):
+    """``(start, length)`` of row ``i`` as unsigned integers (no wraparound checks)."""
+    a = uintp(indptr[i])
+    return a, uintp(indptr[i + 1]) - a
+
+
+@njit(**_INLINE)
+def _gather_block(data, indices, indptr, i0, nb, w, b, z):
+    """``z[r] = x_{i0 + r} . w + b`` for the ``nb`` rows of the block, in float64."""
+    for r in range(nb):
+        a, length = _row(indptr, i0 + r)
+        acc = 0.0
+        for t in range(length):
+            k = a + t
+            acc += np.float64(data[k]) * w[uintp(indices[k])]
+        z[r] = acc + b
+
+
+@njit(**_INLINE)
+def _gather2_block(data, indices, indptr, i0, nb, wv, b, c, z, zv):
+    """``z[r] = x . wv[:, 0] + b`` and ``zv[r] = x . wv[:, 1] + c``: one gather per entry.
+
+    ``wv`` of shape (n, 2) holds the two vectors side by side, so that both
+    values of a column come from one cache line.
+    """
+    for r in range(nb):
+        a, length = _row(indptr, i0 + r)
+        acc = 0.0
+        accv = 0.0
+        for t in range(length):
+            k = a + t
+            x = np.float64(data[k])
+            j = uintp(indices[k])
+            acc += x * wv[j, 0]
+            accv += x * wv[j, 1]
+        z[r] = acc + b
+        zv[r] = accv + c
+
+
+@njit(**_INLINE)
+def _scatter_block(data, indices, indptr, i0, nb, res, g):
+    """``g[j] += res[r] x_{i0 + r, j}`` over the block's entries, rows in order."""
+    for r in range(nb):
+        a, length = _row(indptr, i0 + r)
+        rr = res[r]
+        for t in range(length):
+            k = a + t
+            g[uintp(indices[k])] += rr * np.float64(data[k])
+
+
+@njit(**_INLINE)
+def _scatter_sq_block(data, indices, indptr, i0, nb, res, g):
+    """``g[j] += res[r] x_{i0 + r, j}^2`` over the block's entries, rows in order."""
+    for r in range(nb):
+        a, length = _row(indptr, i0 + r)
+        rr = res[r]
+        for t in range(length):
+            k = a + t
+            x = np.float64(data[k])
+            g[uintp(indices[k])] += rr * (x * x)
+
+
+@njit(**_INLINE)
+def _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc):
+    """``Z[k, r] = x_{i0 + r} . Wt[:, k] + bias[k]`` (class-major ``Z``); ``acc`` (K,) scratch."""
+    K = Wt.shape[1]
+    for r in range(nb):
+        a, length = _row(indptr, i0 + r)
+        for q in range(K):
+            acc[q] = 0.0
+        for t in range(length):
+            k = a + t
+            x = np.float64(data[k])
+            wj = Wt[uintp(indices[k])]
+            for q in range(K):
+                acc[q] += x * wj[q]
+        for q in range(K):
+            Z[q, r] = acc[q] + bias[q]
+
+
+@njit(**_INLINE)
+def _scatter_block_multi(data, indices, indptr, i0, nb, R, G, acc):
+    """``G[j, k] += R[k, r] x_{i0 + r, j}`` (``G`` feature-major (n, K)); ``acc`` (K,) scratch."""
+    K = G.shape[1]
+    for r in range(nb):
+        a, length = _row(indptr, i0 + r)
+        for q in range(K):
+            acc[q] = R[q, r]
+        for t in range(length):
+            k = a + t
+            x = np.float64(data[k])
+            gj = G[uintp(indices[k])]
+            for q in range(K):
+                gj[q] += acc[q] * x
+
+
+@njit(**_INLINE)
+def _scatter_sq_block_multi(data, indices, indptr, i0, nb, R, G, acc):
+    """``G[j, k] += R[k, r] x_{i0 + r, j}^2`` (``G`` feature-major (n, K))."""
+    K = G.shape[1]
+    for r in range(nb):
+        a, length = _row(indptr, i0 + r)
+        for q in range(K):
+            acc[q] = R[q, r]
+        for t in range(length):
+            k = a + t
+            x = np.float64(data[k])
+            x2 = x * x
+            gj = G[uintp(indices[k])]
+            for q in range(K):
+                gj[q] += acc[q] * x2
+
+
+# -----------------------------------------------------------------------------
+# The sum over lanes (fixed order, parallel over column blocks).
+# -----------------------------------------------------------------------------
+@njit(**_PARALLEL)
+def _reduce_lanes(work, lanes, K, n, out):
+    """``out[q * (n + 1) + j] = sum_l work[l, j * K + q]`` for ``l = 0 .. lanes - 1`` in order.
+
+    ``work`` holds the feature-major lane buffers (``n * K`` entries used);
+    ``out`` is the flat ``(K, n + 1)`` layout (intercept entries untouched).
+    """
+    width = n * K
+    n_blocks = (width + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    for q in prange(n_blocks):
+        e0 = q * COLUMN_BLOCK
+        e1 = min(e0 + COLUMN_BLOCK, width)
+        if K == 1:
+            for e in range(e0, e1):
+                out[e] = work[0, e]
+            for lane in range(1, lanes):
+                for e in range(e0, e1):
+                    out[e] += work[lane, e]
+        else:
+            for e in range(e0, e1):
+                j = e // K
+                out[(e - j * K) * (n + 1) + j] = work[0, e]
+            for lane in range(1, lanes):
+                for e in range(e0, e1):
+                    j = e // K
+                    out[(e - j * K) * (n + 1) + j] += work[lane, e]
+
+
+@njit(**_INLINE)
+def _zero(buffer, width):
+    for e in range(width):
+        buffer[e] = 0.0
+
+
+# -----------------------------------------------------------------------------
+# Binary (sigmoid) model.
+# -----------------------------------------------------------------------------
+@njit(**_SERIAL)
+def _binary_loss_grad_lane(data, indices, indptr, y, s, w, b, start, stop, g, part):
+    """Rows ``[start, stop)``: ``g = sum_i r_i x_i``; ``part[c] = [sum r_i, loss]`` per chunk."""
+    _zero(g, w.shape[0])
+    z = np.empty(BLOCK_ROWS)
+    res = np.empty(BLOCK_ROWS)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        loss = 0.0
+        gb = 0.0
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            _gather_block(data, indices, indptr, i0, nb, w, b, z)
+            yb = y[i0 : i0 + nb]
+            sb = s[i0 : i0 + nb]
+            for r in range(nb):
+                li, ri = _binary_pointwise(z[r], np.float64(yb[r]), sb[r])
+                loss += li
+                gb += ri
+                res[r] = ri
+            _scatter_block(data, indices, indptr, i0, nb, res, g)
+        chunk = part[c0 // CHUNK_ROWS]
+        chunk[0] = gb
+        chunk[1] = loss
+
+
+@njit(**_PARALLEL)
+def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work):
+    """Weighted mean log-loss and its gradient in one pass over the CSR arrays.
+
+    Parameters
+    ----------
+    data : ndarray of shape (nnz,), float32 or float64
+    indices : ndarray of shape (nnz,), int32 or int64
+    indptr : ndarray of shape (m + 1,), same dtype as ``indices``
+    y : ndarray of shape (m,), int32, values in {0, 1}
+    s : ndarray of shape (m,), float64, normalised sample weights
+    w : ndarray of shape (n,), float64
+    b : float
+    bounds : ndarray of shape (L + 1,), int64
+        Lane row bounds (:func:`lane_bounds` with width ``n``).
+    work : ndarray of shape (>= L, >= n), float64
+        Lane buffers (overwritten).
+
+    Returns
+    -------
+    out : ndarray of shape (n + 2,), float64
+        ``[grad_w (n), grad_b, loss]``.
+    """
+    m = indptr.shape[0] - 1
+    n = w.shape[0]
+    lanes = bounds.shape[0] - 1
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 2))
+    for lane in prange(lanes):
+        _binary_loss_grad_lane(
+            data, indices, indptr, y, s, w, b, bounds[lane], bounds[lane + 1], work[lane], part
+        )
+    out = np.empty(n + 2)
+    _reduce_lanes(work, lanes, 1, n, out)
+    totals = _sum_rows(part)
+    out[n] = totals[0]
+    out[n + 1] = totals[1]
+    return out
+
+
+@njit(**_SERIAL)
+def _binary_loss_chunk(data, indices, indptr, y, s, w, b, start, stop):
+    z = np.empty(BLOCK_ROWS)
+    loss = 0.0
+    for i0 in range(start, stop, BLOCK_ROWS):
+        nb = min(BLOCK_ROWS, stop - i0)
+        _gather_block(data, indices, indptr, i0, nb, w, b, z)
+        yb = y[i0 : i0 + nb]
+        sb = s[i0 : i0 + nb]
+        for r in range(nb):
+            loss += _binary_pointwise(z[r], np.float64(yb[r]), sb[r])[0]
+    return loss
+
+
+@njit(**_PARALLEL)
+def binary_loss(data, indices, indptr, y, s, w, b):
+    """Weighted mean log-loss only: parallel over the fixed chunks (no scatter, no lanes)."""
+    m = indptr.shape[0] - 1
+    nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
+    part = np.zeros((nc, 1))
+    for c in prange(nc):
+        part[c, 0] = _binary_loss_chunk(
+            data, indices, indptr, y, s, w, b, c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, m)
+        )
+    return _sum_rows(part)[0]
+
+
+@njit(**_PARALLEL)
+def binary_decision(data, indices, indptr, w, b):
+    """Decision values ``X @ w + b`` in float64, shape (m,); parallel over the fixed chunks."""
+    m = indptr.shape[0] - 1
+    out = np.empty(m)
+    nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
+    for c in prange(nc):
+        c0 = c * CHUNK_ROWS
+        c1 = min(c0 + CHUNK_ROWS, m)
+        _gather_block(data, indices, indptr, c0, c1 - c0, w, b, out[c0:c1])
+    return out
+
+
+@njit(**_SERIAL)
+def _binary_hvp_lane(data, indices, indptr, s, wv, b, c, start, stop, g, part):
+    _zero(g, wv.shape[0])
+    z = np.empty(BLOCK_ROWS)
+    zv = np.empty(BLOCK_ROWS)
+    res = np.empty(BLOCK_ROWS)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        gb = 0.0
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            _gather2_block(data, indices, indptr, i0, nb, wv, b, c, z, zv)
+            sb = s[i0 : i0 + nb]
+            for r in range(nb):
+                e = exp_nonpos(-abs(z[r]))
+                d = 1.0 / (1.0 + e)
+                ri = sb[r] * (e * d * d) * zv[r]
+                gb += ri
+                res[r] = ri
+            _scatter_block(data, indices, indptr, i0, nb, res, g)
+        part[c0 // CHUNK_ROWS, 0] = gb
+
+
+@njit(**_PARALLEL)
+def binary_hvp(data, indices, indptr, s, wv, b, c, bounds, work):
+    """Hessian-vector product ``A^T diag(s p (1 - p)) A [v; c]``, ``A = [X, 1]``, one pass.
+
+    Parameters
+    ----------
+    wv : ndarray of shape (n, 2), float64
+        ``[w, v]`` side by side (one gather reads both).
+    b, c : float
+        Intercepts of ``w`` and ``v``.
+
+    Other parameters as :func:`binary_loss_grad`.
+
+    Returns
+    -------
+    out : ndarray of shape (n + 1,), float64
+    """
+    m = indptr.shape[0] - 1
+    n = wv.shape[0]
+    lanes = bounds.shape[0] - 1
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
+    for lane in prange(lanes):
+        _binary_hvp_lane(
+            data, indices, indptr, s, wv, b, c, bounds[lane], bounds[lane + 1], work[lane], part
+        )
+    out = np.empty(n + 1)
+    _reduce_lanes(work, lanes, 1, n, out)
+    out[n] = _sum_rows(part)[0]
+    return out
+
+
+@njit(**_SERIAL)
+def _gram_matvec_lane(data, indices, indptr, s, v, c, start, stop, g, part):
+    _zero(g, v.shape[0])
+    z = np.empty(BLOCK_ROWS)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        gb = 0.0
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            _gather_block(data, indices, indptr, i0, nb, v, c, z)
+            sb = s[i0 : i0 + nb]
+            for r in range(nb):
+                ri = sb[r] * z[r]
+                gb += ri
+                z[r] = ri
+            _scatter_block(data, indices, indptr, i0, nb, z, g)
+        part[c0 // CHUNK_ROWS, 0] = gb
+
+
+@njit(**_PARALLEL)
+def gram_matvec(data, indices, indptr, s, v, c, bounds, work):
+    """``A^T diag(s) A [v; c]`` with ``A = [X, 1]`` in one pass.
+
+    Returns
+    -------
+    out : ndarray of shape (n + 1,), float64
+    """
+    m = indptr.shape[0] - 1
+    n = v.shape[0]
+    lanes = bounds.shape[0] - 1
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
+    for lane in prange(lanes):
+        _gram_matvec_lane(
+            data, indices, indptr, s, v, c, bounds[lane], bounds[lane + 1], work[lane], part
+        )
+    out = np.empty(n + 1)
+    _reduce_lanes(work, lanes, 1, n, out)
+    out[n] = _sum_rows(part)[0]
+    return out
+
+
+@njit(**_SERIAL)
+def _binary_hessian_diagonal_lane(data, indices, indptr, s, w, b, start, stop, g, part):
+    _zero(g, w.shape[0])
+    z = np.empty(BLOCK_ROWS)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        hb = 0.0
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            _gather_block(data, indices, indptr, i0, nb, w, b, z)
+            sb = s[i0 : i0 + nb]
+            for r in range(nb):
+                e = exp_nonpos(-abs(z[r]))
+                d = 1.0 / (1.0 + e)
+                hi = sb[r] * (e * d * d)
+                hb += hi
+                z[r] = hi
+            _scatter_sq_block(data, indices, indptr, i0, nb, z, g)
+        part[c0 // CHUNK_ROWS, 0] = hb
+
+
+@njit(**_PARALLEL)
+def binary_hessian_diagonal(data, indices, indptr, s, w, b, bounds, work):
+    """Diagonal of the binary Hessian: ``[sum_i h_i x_ij^2 (n), sum_i h_i]``, ``h = s p (1 - p)``.
+
+    Returns
+    -------
+    out : ndarray of shape (n + 1,), float64
+    """
+    m = indptr.shape[0] - 1
+    n = w.shape[0]
+    lanes = bounds.shape[0] - 1
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
+    for lane in prange(lanes):
+        _binary_hessian_diagonal_lane(
+            data, indices, indptr, s, w, b, bounds[lane], bounds[lane + 1], work[lane], part
+        )
+    out = np.empty(n + 1)
+    _reduce_lanes(work, lanes, 1, n, out)
+    out[n] = _sum_rows(part)[0]
+    return out
+
+
+@njit(**_SERIAL)
+def _binary_gram_weights_lane(data, indices, indptr, y, s, w, b, meat, start, stop, h, g, part):
+    _zero(g, w.shape[0])
+    z = np.empty(BLOCK_ROWS)
+    res = np.empty(BLOCK_ROWS)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        loss = 0.0
+        certain = 0.0
+        gb = 0.0
+        hb = 0.0
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            _gather_block(data, indices, indptr, i0, nb, w, b, z)
+            yb = y[i0 : i0 + nb]
+            sb = s[i0 : i0 + nb]
+            hblk = h[i0 : i0 + nb]
+            for r in range(nb):
+                zi = z[r]
+                yi = np.float64(yb[r])
+                e = exp_nonpos(-abs(zi))
+                d = 1.0 / (1.0 + e)
+                li, ri = _binary_pointwise(zi, yi, 1.0)
+                loss += sb[r] * li
+                if li < CERTAIN_LOSS:
+                    certain += sb[r]
+                res[r] = sb[r] * ri
+                gb += sb[r] * ri
+                hi = sb[r] * (ri * ri) if meat else sb[r] * (e * d * d)
+                hb += hi
+                hblk[r] = hi
+            _scatter_block(data, indices, indptr, i0, nb, res, g)
+        chunk = part[c0 // CHUNK_ROWS]
+        chunk[0] = loss
+        chunk[1] = certain
+        chunk[2] = gb
+        chunk[3] = hb
+
+
+@njit(**_PARALLEL)
+def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
+    """Row weights of the binary Hessian (or meat) and what inference needs, in one pass.
+
+    ``h_i = s_i p_i (1 - p_i)`` or, with ``meat``, ``h_i = s_i (p_i - y_i)^2``.
+
+    Returns
+    -------
+    h : ndarray of shape (m,), float64
+    stats : ndarray of shape (n + 4,), float64
+        ``[loss, certain, grad_w (n), grad_b, sum_i h_i]``: the weighted mean
+        log-loss, the weight of the rows whose loss is below
+        :data:`~gpulogreg._typing.CERTAIN_LOSS`, the gradient and the
+        weights' sum (the Gram matrix's intercept entry).
+    """
+    m = indptr.shape[0] - 1
+    n = w.shape[0]
+    lanes = bounds.shape[0] - 1
+    h = np.empty(m)
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 4))
+    for lane in prange(lanes):
+        _binary_gram_weights_lane(
+            data,
+            indices,
+            indptr,
+            y,
+            s,
+            w,
+            b,
+            meat,
+            bounds[lane],
+            bounds[lane + 1],
+            h,
+            work[lane],
+            part,
+        )
+    stats = np.empty(n + 4)
+    _reduce_lanes(work, lanes, 1, n, stats[2:])
+    totals = _sum_rows(part)
+    stats[0] = totals[0]
+    stats[1] = totals[1]
+    stats[n + 2] = totals[2]
+    stats[n + 3] = totals[3]
+    return h, stats
+
+
+# -----------------------------------------------------------------------------
+# Multinomial (softmax) model. Wt is (n, K) feature-major; per block, class-major
+# scratch arrays (K, BLOCK_ROWS) as in the dense kernels.
+# -----------------------------------------------------------------------------
+@njit(**_SERIAL)
+def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, with_grad, G, part):
+    """Rows ``[start, stop)``: ``G = R^T X`` (feature-major), ``part[c] = [sum R (K), loss]``."""
+    K = Wt.shape[1]
+    if with_grad:
+        for j in range(G.shape[0]):
+            for q in range(K):
+                G[j, q] = 0.0
+    Z = np.empty((K, BLOCK_ROWS))
+    E = np.empty((K, BLOCK_ROWS))
+    lse = np.empty(BLOCK_ROWS)
+    tot = np.empty(BLOCK_ROWS)
+    acc = np.empty(K)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        chunk = part[c0 // CHUNK_ROWS]
+        loss = 0.0
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            yb = y[i0 : i0 + nb]
+            sb = s[i0 : i0 + nb]
+            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            _softmax_block(Z, nb, E, lse, tot)
+            for r in range(nb):
+                loss += sb[r] * (lse[r] - Z[yb[r], r])
+            if with_grad:
+                for r in range(nb):
+                    E[yb[r], r] -= 1.0
+                for q in range(K):
+                    Eq = E[q]
+                    gq = 0.0
+                    for r in range(nb):
+                        rq = sb[r] * Eq[r]
+                        Eq[r] = rq
+                        gq += rq
+                    chunk[q] += gq
+                _scatter_block_multi(data, indices, indptr, i0, nb, E, G, acc)
+        chunk[K] = loss
+
+
+@njit(**_PARALLEL)
+def multinomial_loss_grad(data, indices, indptr, y, s, Wt, bias, bounds, work):
+    """Weighted mean multinomial cross-entropy and its gradient in one pass.
+
+    Parameters
+    ----------
+    data, indices, indptr : the CSR arrays (see :func:`binary_loss_grad`)
+    y : ndarray of shape (m,), int32 class indices in ``0 .. K - 1``
+    s : ndarray of shape (m,), float64
+    Wt : ndarray of shape (n, K), float64, C-contiguous (feature-major coefficients)
+    bias : ndarray of shape (K,), float64
+    bounds : ndarray of shape (L + 1,), int64
+        Lane row bounds (:func:`lane_bounds` with width ``n * K``).
+    work : ndarray of shape (>= L, >= n * K), float64
+
+    Returns
+    -------
+    out : ndarray of shape (K * (n + 1) + 1,), float64
+        Gradient in the (K, n + 1) layout (intercepts last), then the loss.
+    """
+    m = indptr.shape[0] - 1
+    n, K = Wt.shape
+    lanes = bounds.shape[0] - 1
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K + 1))
+    for lane in prange(lanes):
+        G = work[lane, : n * K].reshape((n, K))
+        _multi_loss_grad_lane(
+            data, indices, indptr, y, s, Wt, bias, bounds[lane], bounds[lane + 1], True, G, part
+        )
+    out = np.empty(K * (n + 1) + 1)
+    _reduce_lanes(work, lanes, K, n, out)
+    totals = _sum_rows(part)
+    for q in range(K):
+        out[q * (n + 1) + n] = totals[q]
+    out[K * (n + 1)] = totals[K]
+    return out
+
+
+@njit(**_PARALLEL)
+def multinomial_loss(data, indices, indptr, y, s, Wt, bias):
+    """Weighted mean multinomial cross-entropy only: parallel over the fixed chunks."""
+    m = indptr.shape[0] - 1
+    K = Wt.shape[1]
+    nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
+    part = np.zeros((nc, K + 1))
+    for c in prange(nc):
+        _multi_loss_grad_lane(
+            data,
+            indices,
+            indptr,
+            y,
+            s,
+            Wt,
+            bias,
+            c * CHUNK_ROWS,
+            min((c + 1) * CHUNK_ROWS, m),
+            False,
+            np.empty((0, K)),
+            part,
+        )
+    return _sum_rows(part)[K]
+
+
+@njit(**_PARALLEL)
+def multinomial_decision(data, indices, indptr, Wt, bias):
+    """Decision values ``X @ W.T + bias`` in float64, shape (m, K)."""
+    m = indptr.shape[0] - 1
+    K = Wt.shape[1]
+    out = np.empty((m, K))
+    nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
+    for c in prange(nc):
+        Z = np.empty((K, BLOCK_ROWS))
+        acc = np.empty(K)
+        c1 = min((c + 1) * CHUNK_ROWS, m)
+        for i0 in range(c * CHUNK_ROWS, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            for r in range(nb):
+                for q in range(K):
+                    out[i0 + r, q] = Z[q, r]
+    return out
+
+
+@njit(**_SERIAL)
+def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, G, part):
+    K = bias.shape[0]
+    for j in range(G.shape[0]):
+        for q in range(K):
+            G[j, q] = 0.0
+    Z = np.empty((K, BLOCK_ROWS))
+    ZV = np.empty((K, BLOCK_ROWS))
+    P = np.empty((K, BLOCK_ROWS))
+    lse = np.empty(BLOCK_ROWS)
+    tot = np.empty(BLOCK_ROWS)
+    mean = np.empty(BLOCK_ROWS)
+    acc = np.empty(2 * K)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        chunk = part[c0 // CHUNK_ROWS]
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            sb = s[i0 : i0 + nb]
+            # One gather per entry for both W and V (side by side in WVt).
+            for r in range(nb):
+                a, length = _row(indptr, i0 + r)
+                for q in range(2 * K):
+                    acc[q] = 0.0
+                for t in range(length):
+                    k = a + t
+                    x = np.float64(data[k])
+                    wj = WVt[uintp(indices[k])]
+                    for q in range(2 * K):
+                        acc[q] += x * wj[q]
+                for q in range(K):
+                    Z[q, r] = acc[q] + bias[q]
+                    ZV[q, r] = acc[K + q] + vbias[q]
+            _softmax_block(Z, nb, P, lse, tot)
+            for r in range(nb):
+                mean[r] = 0.0
+            for q in range(K):
+                for r in range(nb):
+                    mean[r] += P[q, r] * ZV[q, r]
+            for q in range(K):
+                Pq = P[q]
+                gq = 0.0
+                for r in range(nb):
+                    rq = sb[r] * Pq[r] * (ZV[q, r] - mean[r])
+                    Pq[r] = rq
+                    gq += rq
+                chunk[q] += gq
+            _scatter_block_multi(data, indices, indptr, i0, nb, P, G, acc)
+
+
+@njit(**_PARALLEL)
+def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
+    """Hessian-vector product of the multinomial loss in one pass.
+
+    With ``P = softmax(Z)`` and ``ZV = X V^T + vbias``:
+    ``R_ik = s_i P_ik (ZV_ik - sum_l P_il ZV_il)``, result ``[R^T X, sum_i R_i]``
+    in the (K, n + 1) layout.
+
+    Parameters
+    ----------
+    WVt : ndarray of shape (n, 2 K), float64
+        ``[W^T, V^T]`` side by side (feature-major): one gather reads both.
+    bias, vbias : ndarray of shape (K,), float64
+
+    Returns
+    -------
+    out : ndarray of shape (K * (n + 1),), float64
+    """
+    m = indptr.shape[0] - 1
+    K = bias.shape[0]
+    n = WVt.shape[0]
+    lanes = bounds.shape[0] - 1
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K))
+    for lane in prange(lanes):
+        G = work[lane, : n * K].reshape((n, K))
+        _multi_hvp_lane(
+            data, indices, indptr, s, WVt, bias, vbias, bounds[lane], bounds[lane + 1], G, part
+        )
+    out = np.empty(K * (n + 1))
+    _reduce_lanes(work, lanes, K, n, out)
+    totals = _sum_rows(part)
+    for q in range(K):
+        out[q * (n + 1) + n] = totals[q]
+    return out
+
+
+@njit(**_SERIAL)
+def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop, G, part):
+    K = Wt.shape[1]
+    for j in range(G.shape[0]):
+        for q in range(K):
+            G[j, q] = 0.0
+    Z = np.empty((K, BLOCK_ROWS))
+    P = np.empty((K, BLOCK_ROWS))
+    lse = np.empty(BLOCK_ROWS)
+    tot = np.empty(BLOCK_ROWS)
+    acc = np.empty(K)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        chunk = part[c0 // CHUNK_ROWS]
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            sb = s[i0 : i0 + nb]
+            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            _softmax_block(Z, nb, P, lse, tot)
+            for q in range(K):
+                Pq = P[q]
+                hq = 0.0
+                for r in range(nb):
+                    h = sb[r] * Pq[r] * (1.0 - Pq[r])
+                    Pq[r] = h
+                    hq += h
+                chunk[q] += hq
+            _scatter_sq_block_multi(data, indices, indptr, i0, nb, P, G, acc)
+
+
+@njit(**_PARALLEL)
+def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, work):
+    """Diagonal of the multinomial Hessian, in the (K, n + 1) layout.
+
+    Entry ``(k, j)``: ``sum_i s_i P_ik (1 - P_ik) x_ij^2``; intercept entry
+    ``(k, n)``: ``sum_i s_i P_ik (1 - P_ik)`` (the diagonals of the blocks
+    ``H_kk``).
+
+    Returns
+    -------
+    out : ndarray of shape (K * (n + 1),), float64
+    """
+    m = indptr.shape[0] - 1
+    n, K = Wt.shape
+    lanes = bounds.shape[0] - 1
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K))
+    for lane in prange(lanes):
+        G = work[lane, : n * K].reshape((n, K))
+        _multi_hessian_diagonal_lane(
+            data, indices, indptr, s, Wt, bias, bounds[lane], bounds[lane + 1], G, part
+        )
+    out = np.empty(K * (n + 1))
+    _reduce_lanes(work, lanes, K, n, out)
+    totals = _sum_rows(part)
+    for q in range(K):
+        out[q * (n + 1) + n] = totals[q]
+    return out
+
+
+@njit(**_SERIAL)
+def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop, P, G, part):
+    K = Wt.shape[1]
+    for j in range(G.shape[0]):
+        for q in range(K):
+            G[j, q] = 0.0
+    Z = np.empty((K, BLOCK_ROWS))
+    E = np.empty((K, BLOCK_ROWS))
+    lse = np.empty(BLOCK_ROWS)
+    tot = np.empty(BLOCK_ROWS)
+    acc = np.empty(K)
+    for c0 in range(start, stop, CHUNK_ROWS):
+        c1 = min(c0 + CHUNK_ROWS, stop)
+        chunk = part[c0 // CHUNK_ROWS]
+        for i0 in range(c0, c1, BLOCK_ROWS):
+            nb = min(BLOCK_ROWS, c1 - i0)
+            yb = y[i0 : i0 + nb]
+            sb = s[i0 : i0 + nb]
+            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            _softmax_block(Z, nb, E, lse, tot)
+            for r in range(nb):
+                li = lse[r] - Z[yb[r], r]
+                chunk[0] += sb[r] * li
+                if li < CERTAIN_LOSS:
+                    chunk[1] += sb[r]
+                for q in range(K):
+                    P[i0 + r, q] = E[q, r]
+                E[yb[r], r] -= 1.0
+            for q in range(K):
+                Eq = E[q]
+                gq = 0.0
+                for r in range(nb):
+                    rq = sb[r] * Eq[r]
+                    Eq[r] = rq
+                    gq += rq
+                chunk[2 + q] += gq
+            _scatter_block_multi(data, indices, indptr, i0, nb, E, G, acc)
+
+
+@njit(**_PARALLEL)
+def multinomial_gram_weights(data, indices, indptr, y, s, Wt, bias, bounds, work):
+    """Probabilities and what inference needs besides the Hessian, in one pass.
+
+    Returns
+    -------
+    P : ndarray of shape (m, K), float64
+        ``softmax(Z_i)`` per row (the Gram kernel's row weights come from it).
+    stats : ndarray of shape (2 + K * (n + 1),), float64
+        ``[loss, certain, gradient in the (K, n + 1) layout]`` (see
+        :func:`binary_gram_weights`).
+    """
+    m = indptr.shape[0] - 1
+    n, K = Wt.shape
+    lanes = bounds.shape[0] - 1
+    P = np.empty((m, K))
+    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K + 2))
+    for lane in prange(lanes):
+        G = work[lane, : n * K].reshape((n, K))
+        _multi_gram_weights_lane(
+            data, indices, indptr, y, s, Wt, bias, bounds[lane], bounds[lane + 1], P, G, part
+        )
+    stats = np.empty(2 + K * (n + 1))
+    _reduce_lanes(work, lanes, K, n, stats[2:])
+    totals = _sum_rows(part)
+    stats[0] = totals[0]
+    stats[1] = totals[1]
+    for q in range(K):
+        stats[2 + q * (n + 1) + n] = totals[2 + q]
+    return P, stats
+
+
+# -----------------------------------------------------------------------------
+# Small-n Gram matrices A^T diag(h) A: owner-computes over column ranges.
+# -----------------------------------------------------------------------------
+@njit(**_INLINE)
+def _first_at_least(indices, a, length, c0):
+    """First ``t`` in ``[0, length)`` with ``indices[a + t] >= c0`` (``length`` if none)."""
+    lo = uintp(0)
+    hi = length
+    while lo < hi:
+        mid = (lo + hi) >> uintp(1)
+        if np.int64(indices[a + mid]) < c0:
+            lo = mid + uintp(1)
+        else:
+            hi = mid
+    return lo
+
+
+@njit(**_SERIAL)
+def _binary_gram_part(data, indices, indptr, h, n, fit_intercept, c0, c1, H):
+    """Rows ``[c0, c1)`` of the upper triangle of ``A^T diag(h) A``, over all rows of X in order."""
+    m = indptr.shape[0] - 1
+    owns_intercept = fit_intercept and c0 <= n < c1
+    for i in range(m):
+        hi = h[i]
+        if hi == 0.0:
+            continue  # zero-weight rows (masked CV folds) add nothing
+        a, length = _row(indptr, i)
+        t = _first_at_least(indices, a, length, c0)
+        while t < length and np.int64(indices[a + t]) < c1:
+            x1 = hi * np.float64(data[a + t])
+            row = H[uintp(indices[a + t])]
+            for u in range(t, length):
+                k = a + u
+                row[uintp(indices[k])] += x1 * np.float64(data[k])
+            if fit_intercept:
+                row[n] += x1
+            t += uintp(1)
+        if owns_intercept:
+            H[n, n] += hi
+
+
+@njit(**_PARALLEL)
+def _mirror(H, K, d):
+    """``H[q2 d + j2, q1 d + j1] = H[q1 d + j1, q2 d + j2]`` for all class pairs, ``j1 < j2``."""
+    for row in prange(K * d):
+        j2 = row % d
+        for q1 in range(K):
+            for j1 in range(j2):
+                H[row, q1 * d + j1] = H[q1 * d + j1, row]
+
+
+@njit(**_PARALLEL)
+def binary_gram(data, indices, indptr, h, n, fit_intercept, parts):
+    """``A^T diag(h) A`` with ``A = [X, 1]`` (``X`` without an intercept), exactly symmetric.
+
+    Parameters
+    ----------
+    data, indices, indptr : the CSR arrays; indices sorted within rows
+    h : ndarray of shape (m,), float64
+        Row weights (:func:`binary_gram_weights`).
+    n : int
+    fit_intercept : bool
+    parts : ndarray of shape (P + 1,), int64
+        Column ranges owned by one task each (:func:`column_parts`); any
+        partition of ``[0, n + fit_intercept)`` gives the same matrix.
+
+    Returns
+    -------
+    H : ndarray of shape (d, d), float64, ``d = n + fit_intercept``
+    """
+    d = n + (1 if fit_intercept else 0)
+    H = np.zeros((d, d))
+    for p in prange(parts.shape[0] - 1):
+        _binary_gram_part(data, indices, indptr, h, n, fit_intercept, parts[p], parts[p + 1], H)
+    _mirror(H, 1, d)
+    return H
+
+
+@njit(**_INLINE)
+def _pair_weights(Pi, yi, si, meat, hk):
+    """``hk[q1, q2]``: ``s P_q1 (delta - P_q2)`` (Hessian) or ``s R_q1 R_q2`` (meat), symmetric."""
+    K = Pi.shape[0]
+    for q1 in range(K):
+        for q2 in range(q1, K):
+            if meat:
+                r1 = Pi[q1] - (1.0 if q1 == yi else 0.0)
+                r2 = Pi[q2] - (1.0 if q2 == yi else 0.0)
+                v = si * r1 * r2
+            else:
+                v = si * Pi[q1] * ((1.0 if q1 == q2 else 0.0) - Pi[q2])
+            hk[q1, q2] = v
+            hk[q2, q1] = v
+
+
+@njit(**_SERIAL)
+def _multi_gram_part(data, indices, indptr, y, s, P, meat, n, fit_intercept, c0, c1, H):
+    m = indptr.shape[0] - 1
+    K = P.shape[1]
+    d = n + (1 if fit_intercept else 0)
+    owns_intercept = fit_intercept and c0 <= n < c1
+    hk = np.empty((K, K))
+    for i in range(m):
+        if s[i] == 0.0:
+            continue  # zero-weight rows (masked CV folds) add nothing
+        a, length = _row(indptr, i)
+        t0 = _first_at_least(indices, a, length, c0)
+        t1 = t0
+        while t1 < length and np.int64(indices[a + t1]) < c1:
+            t1 += uintp(1)
+        if t1 == t0 and not owns_intercept:
+            continue
+        _pair_weights(P[i], y[i], s[i], meat, hk)
+        for t in range(t0, t1):
+            j1 = uintp(indices[a + t])
+            x1 = np.float64(data[a + t])
+            for u in range(t, length):
+                k = a + u
+                j2 = uintp(indices[k])
+                x = x1 * np.float64(data[k])
+                for q1 in range(K):
+                    row = H[q1 * d + j1]
+                    for q2 in range(K):
+                        row[q2 * d + j2] += hk[q1, q2] * x
+            if fit_intercept:
+                for q1 in range(K):
+                    row = H[q1 * d + j1]
+                    for q2 in range(K):
+                        row[q2 * d + n] += hk[q1, q2] * x1
+        if owns_intercept:
+            for q1 in range(K):
+                for q2 in range(K):
+                    H[q1 * d + n, q2 * d + n] += hk[q1, q2]
+
+
+@njit(**_PARALLEL)
+def multinomial_gram(data, indices, indptr, y, s, P, meat, n, fit_intercept, parts):
+    """The multinomial Hessian (or the meat) ``[A^T diag(h_kj) A]_kj``, exactly symmetric.
+
+    ``h_kj = s P_k (delta_kj - P_j)`` (Hessian) or ``s R_k R_j`` with
+    ``R = P - onehot(y)`` (meat); blocks in the parameter layout, index
+    ``k * d + j`` with ``d = n + fit_intercept``.
+
+    Parameters
+    ----------
+    y : ndarray of shape (m,), int32
+    s : ndarray of shape (m,), float64
+    P : ndarray of shape (m, K), float64
+        Probabilities (:func:`multinomial_gram_weights`).
+    meat : bool
+    parts : ndarray of shape (P + 1,), int64
+        As in :func:`binary_gram`.
+
+    Returns
+    -------
+    H : ndarray of shape (K d, K d), float64
+    """
+    K = P.shape[1]
+    d = n + (1 if fit_intercept else 0)
+    H = np.zeros((K * d, K * d))
+    for p in prange(parts.shape[0] - 1):
+        _multi_gram_part(
+            data, indices, indptr, y, s, P, meat, n, fit_intercept, parts[p], parts[p + 1], H
+        )
+    _mirror(H, K, d)
+    return H

@@ -1,0 +1,268 @@
+"""The CPU backend on CSR data: fused Numba kernels that read the stored values once per evaluation.
+
+``loss_grad``, ``loss``, ``hvp``, ``gram_matvec``, ``hessian_diagonal`` and
+``decision`` are single parallel passes over ``(data, indices, indptr)`` (see
+:mod:`gpulogreg.backends._numba_sparse` for the formulas, the lanes that make
+the gradient's scatter independent of the thread count, and their memory
+bound). ``X`` is used as given: float32 stays float32, int32 indices stay
+int32, nothing is copied or densified; every sum is accumulated in float64.
+
+The Hessian, the meat and the observed information (``n_params`` up to
+:data:`GRAM_MAX_PARAMS`) are one pass for the row weights (with the loss,
+the gradient and the certain rows' weight for inference) and one
+owner-computes pass over the stored values for ``A^T diag(h) A``: work
+``sum_i nnz_i^2 / 2`` (times ``K^2`` multinomial), one ``n_params x n_params``
+matrix, exactly symmetric. ``cluster_scores`` is the scipy baseline's.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numba
+import numpy as np
+
+from gpulogreg._typing import Array, Information
+from gpulogreg.backends import _numba_sparse as ns
+from gpulogreg.backends.numba_backend import _serial_when_small
+from gpulogreg.backends.sparse_numpy import SparseNumpyBackend
+
+__all__ = ["GRAM_MAX_PARAMS", "SERIAL_MAX_NNZ", "SparseNumbaBackend"]
+
+#: Passes over fewer stored values than this run on the calling thread only:
+#: below two lanes' worth (:data:`~gpulogreg.backends._numba_sparse.LANE_MIN_NNZ`)
+#: every scatter has one lane, and waking the thread pool costs more than
+#: the pass.
+SERIAL_MAX_NNZ = 2 * ns.LANE_MIN_NNZ
+#: Largest ``n_params`` whose Hessian, meat and information the owner-computes
+#: kernels build (a 4096 x 4096 float64 matrix is 128 MiB). Above it the
+#: dense matrix is the baseline's (chunked sparse products); wide problems are
+#: meant for Newton-CG, which needs only :meth:`~SparseNumbaBackend.hvp` and
+#: :meth:`~SparseNumbaBackend.hessian_diagonal`.
+GRAM_MAX_PARAMS = 4096
+#: Column parts per thread of the owner-computes Gram kernels: more parts than
+#: threads even out the load (the partition never changes the result).
+GRAM_PARTS_PER_THREAD = 4
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INDICES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _kernel_csr(X: Any) -> bool:
+    """Whether the kernels take ``X`` as it is: scipy CSR, float32/64 values, int32/64 indices.
+
+    ``decision`` also takes non-canonical CSR (unsorted or duplicated
+    entries give the same sums); the other kernels get the validated ``X``.
+    """
+    return (
+        getattr(X, "format", None) == "csr"
+        and type(X).__module__.startswith("scipy.sparse")
+        and X.data.dtype in _FLOATS
+        and X.indices.dtype in _INDICES
+        and X.indptr.dtype == X.indices.dtype
+        and X.data.flags.c_contiguous
+        and X.indices.flags.c_contiguous
+        and X.indptr.flags.c_contiguous
+    )
+
+
+class SparseNumbaBackend(SparseNumpyBackend):
+    """Fused one-pass Numba kernels on a canonical scipy CSR ``X`` (the CPU backend for CSR).
+
+    Parameters
+    ----------
+    X : scipy.sparse CSR matrix or array of shape (n_samples, n_features)
+        Validated canonical CSR (:func:`gpulogreg.data.sparse.check_sparse`):
+        float32 or float64 values, int32 or int64 indices; held as given
+        (``backend.X is X``), never copied.
+    y : ndarray of shape (n_samples,), int32
+        Class indices in ``0 .. n_classes - 1``.
+    sample_weight : ndarray of shape (n_samples,), float64
+        Non-negative weights summing to one.
+    n_classes : int
+        2 selects the binary (sigmoid) loss, more the multinomial (softmax) loss.
+    fit_intercept : bool
+    """
+
+    name = "numba"
+
+    def bind(self, X: Array, y: Array, sample_weight: Array) -> None:
+        if not _kernel_csr(X):
+            raise TypeError(
+                "the numba backend needs a scipy.sparse CSR X with float32 or float64 values and "
+                "int32 or int64 indices (validate it with gpulogreg.data.check_X, which converts "
+                f"it once), got {type(X).__module__}.{type(X).__name__}"
+            )
+        super().bind(X, y, sample_weight)
+        self._csr = (X.data, X.indices, X.indptr)
+        width = self.n_features * self.n_outputs
+        #: Lane row bounds of every scatter (fixed by the data, never by the threads).
+        self.lanes = ns.lane_bounds(X.indptr, width)
+        self.__dict__.pop("_column_work", None)  # cached for the previous X
+
+    def _encode_labels(self) -> None:
+        """Nothing: the fused kernels read the int32 labels directly (no float or one-hot copy)."""
+
+    # -- helpers ----------------------------------------------------------------
+    def _work(self) -> np.ndarray:
+        """Lane buffers of one pass: (lanes, n_features * n_outputs) float64, overwritten."""
+        return np.empty((self.lanes.shape[0] - 1, self.n_features * self.n_outputs))
+
+    def _serial(self) -> Any:
+        """One thread for a pass over few stored values (:data:`SERIAL_MAX_NNZ`)."""
+        return _serial_when_small(int(self._csr[0].shape[0]), SERIAL_MAX_NNZ)
+
+    def _binary_params(self, params: Array) -> tuple[np.ndarray, float]:
+        """Kernel arguments ``(w (n_features,), b)`` of a binary parameter vector."""
+        coef, intercept = self.layout.split(np.asarray(params, dtype=np.float64))
+        return np.ascontiguousarray(coef[0]), float(intercept[0]) if self.fit_intercept else 0.0
+
+    def _multi_params(self, params: Array) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel arguments ``(Wt (n_features, K), bias (K,))``: coefficients feature-major."""
+        coef, intercept = self.layout.split(np.asarray(params, dtype=np.float64))
+        bias = intercept if self.fit_intercept else np.zeros(self.n_outputs)
+        return np.ascontiguousarray(coef.T), np.ascontiguousarray(bias, dtype=np.float64)
+
+    def _pack(self, out: np.ndarray) -> np.ndarray:
+        """Kernel layout ``(K, n + 1)`` (intercepts last) to the flat parameter layout."""
+        K, n = self.n_outputs, self.n_features
+        full = out[: K * (n + 1)].reshape(K, n + 1)
+        return np.asarray(self.layout.join(full[:, :n], full[:, n], np))
+
+    @cached_property
+    def _column_work(self) -> np.ndarray:
+        """Work per output column of the Gram kernels (depends on the structure of X only)."""
+        _, indices, indptr = self._csr
+        return np.asarray(ns.column_work(indices, indptr, self.n_features, self.fit_intercept))
+
+    def _parts(self) -> np.ndarray:
+        """Column ranges of the Gram kernels, a few per thread (results never depend on them)."""
+        return ns.column_parts(self._column_work, GRAM_PARTS_PER_THREAD * numba.get_num_threads())
+
+    # -- protocol -----------------------------------------------------------------
+    def loss_grad_lazy(self, params: Array) -> tuple[float, Array]:
+        data, indices, indptr = self._csr
+        y, s = self.y, self.sample_weight
+        with self._serial():
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                out = ns.binary_loss_grad(
+                    data, indices, indptr, y, s, w, b, self.lanes, self._work()
+                )
+            else:
+                Wt, bias = self._multi_params(params)
+                out = ns.multinomial_loss_grad(
+                    data, indices, indptr, y, s, Wt, bias, self.lanes, self._work()
+                )
+        return float(out[-1]), self._pack(out)
+
+    def loss(self, params: Array) -> float:
+        data, indices, indptr = self._csr
+        y, s = self.y, self.sample_weight
+        with self._serial():
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                return float(ns.binary_loss(data, indices, indptr, y, s, w, b))
+            Wt, bias = self._multi_params(params)
+            return float(ns.multinomial_loss(data, indices, indptr, y, s, Wt, bias))
+
+    def hvp(self, params: Array, v: Array) -> Array:
+        data, indices, indptr = self._csr
+        s = self.sample_weight
+        with self._serial():
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                vw, vb = self._binary_params(v)
+                wv = np.ascontiguousarray(np.stack([w, vw], axis=1))
+                out = ns.binary_hvp(data, indices, indptr, s, wv, b, vb, self.lanes, self._work())
+            else:
+                Wt, bias = self._multi_params(params)
+                Vt, vbias = self._multi_params(v)
+                WVt = np.ascontiguousarray(np.concatenate([Wt, Vt], axis=1))
+                out = ns.multinomial_hvp(
+                    data, indices, indptr, s, WVt, bias, vbias, self.lanes, self._work()
+                )
+        return self._pack(out)
+
+    def gram_matvec(self, v: Array) -> Array:
+        data, indices, indptr = self._csr
+        n = self.n_features
+        vw = np.ascontiguousarray(v[:n], dtype=np.float64)
+        vb = float(v[n]) if self.fit_intercept else 0.0
+        # One lane buffer of n entries: the binary lanes serve whatever the outputs.
+        bounds = ns.lane_bounds(indptr, n) if self.n_outputs > 1 else self.lanes
+        work = np.empty((bounds.shape[0] - 1, n))
+        with self._serial():
+            out = ns.gram_matvec(data, indices, indptr, self.sample_weight, vw, vb, bounds, work)
+        return out if self.fit_intercept else out[:n].copy()
+
+    def hessian_diagonal(self, params: Array) -> Array:
+        """The diagonal of :meth:`hessian`, one pass: ``sum_i h_i a_ij^2`` per output."""
+        data, indices, indptr = self._csr
+        s = self.sample_weight
+        with self._serial():
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                out = ns.binary_hessian_diagonal(
+                    data, indices, indptr, s, w, b, self.lanes, self._work()
+                )
+            else:
+                Wt, bias = self._multi_params(params)
+                out = ns.multinomial_hessian_diagonal(
+                    data, indices, indptr, s, Wt, bias, self.lanes, self._work()
+                )
+        return self._pack(out)
+
+    def decision(self, params: Array, X: Array) -> Array:
+        if not _kernel_csr(X):
+            return super().decision(params, X)
+        with _serial_when_small(int(X.data.shape[0]), SERIAL_MAX_NNZ):
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                return ns.binary_decision(X.data, X.indices, X.indptr, w, b)
+            Wt, bias = self._multi_params(params)
+            return ns.multinomial_decision(X.data, X.indices, X.indptr, Wt, bias)
+
+    def hessian(self, params: Array) -> Array:
+        """Hessian ``A^T diag(h) A`` of the weighted mean loss (owner-computes kernels)."""
+        if self.n_params > GRAM_MAX_PARAMS:
+            return super().hessian(params)
+        return self._gram_pass(params, meat=False)[0]
+
+    def meat(self, params: Array) -> Array:
+        """``sum_i s_i g_i g_i^T``: the Hessian's construction with the residuals' weights."""
+        if self.n_params > GRAM_MAX_PARAMS:
+            return super().meat(params)
+        return self._gram_pass(params, meat=True)[0]
+
+    def information(self, params: Array) -> Information:
+        """The Hessian, loss, gradient and certain rows' weight: a weights pass and a Gram pass."""
+        if self.n_params > GRAM_MAX_PARAMS:
+            return super().information(params)
+        H, loss, certain, gradient = self._gram_pass(params, meat=False)
+        return Information(hessian=H, loss=loss, gradient=gradient, certain=certain)
+
+    def _gram_pass(
+        self, params: Array, *, meat: bool
+    ) -> tuple[np.ndarray, float, float, np.ndarray]:
+        """``A^T diag(h) A`` (Hessian or meat weights), loss, certain weight and gradient."""
+        data, indices, indptr = self._csr
+        y, s = self.y, self.sample_weight
+        n, fi = self.n_features, self.fit_intercept
+        with self._serial():
+            if self.n_outputs == 1:
+                w, b = self._binary_params(params)
+                h, stats = ns.binary_gram_weights(
+                    data, indices, indptr, y, s, w, b, meat, self.lanes, self._work()
+                )
+                H = ns.binary_gram(data, indices, indptr, h, n, fi, self._parts())
+                gradient = self._pack(stats[2 : n + 3])
+            else:
+                Wt, bias = self._multi_params(params)
+                P, stats = ns.multinomial_gram_weights(
+                    data, indices, indptr, y, s, Wt, bias, self.lanes, self._work()
+                )
+                H = ns.multinomial_gram(data, indices, indptr, y, s, P, meat, n, fi, self._parts())
+                gradient = self._pack(stats[2:])
+        return H, float(stats[0]), float(stats[1]), gradient

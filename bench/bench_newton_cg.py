@@ -7,8 +7,8 @@ Two commands (not collected by the tests; nothing here asserts on time)::
 
 ``compare`` runs variants of truncated Newton on the same objective, from zero
 to ``tol`` (default 1e-10), on four generated problems: dense well- and
-ill-conditioned (the Numba backend) and the CTR-like and text-like CSR sets of
-:mod:`gpulogreg.sparse_problems` (the scipy baseline backend), at ``--scale``
+ill-conditioned and the CTR-like and text-like CSR sets of
+:mod:`gpulogreg.sparse_problems` (the Numba backends, dense and CSR), at ``--scale``
 times the default sizes. The variants:
 
 * ``ls-liblinear``: the shipped solver (``solver="newton-cg"``): Armijo line
@@ -46,7 +46,7 @@ import numpy as np
 
 from gpulogreg._typing import Array, SolverResult
 from gpulogreg.backends.numba_backend import NumbaBackend
-from gpulogreg.backends.sparse_numpy import SparseNumpyBackend
+from gpulogreg.backends.sparse_numba import SparseNumbaBackend
 from gpulogreg.benchmark import TARGET_GAP, make_problem
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import newton
@@ -219,7 +219,7 @@ def _objective(X: Any, y: np.ndarray, C: float) -> LogisticObjective:
     s = np.full(m, 1.0 / m)
     y32 = np.asarray(y, dtype=np.int32)
     sparse = hasattr(X, "tocsr")
-    backend = (SparseNumpyBackend if sparse else NumbaBackend)(X, y32, s)
+    backend = (SparseNumbaBackend if sparse else NumbaBackend)(X, y32, s)
     return LogisticObjective(backend, C=C, weight_sum=float(m))
 
 

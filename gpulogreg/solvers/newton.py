@@ -80,8 +80,9 @@ and steps 4-6 stay. ``precondition=False`` runs the same loop with ``M = I``
 (no diagonal pass).
 
 Measured (``python bench/bench_newton_cg.py compare --scale 0.5`` and the
-same problems at other ``C``; 2-core Xeon, a shared machine: the counts are
-exact, the seconds were not comparable), Hessian-vector products to
+same problems at other ``C``, the CSR sets on the scipy baseline backend;
+2-core Xeon, a shared machine: the counts are exact, the seconds were not
+comparable), Hessian-vector products to
 ``tol = 1e-10`` with this preconditioner / Jacobi's (``a = 1``) / none:
 
 ========================================  =========  ======  ======

@@ -6,7 +6,8 @@ weights times the squared design (``s_i p_i (1 - p_i) a_ij^2``, per class
 baseline's Hessian and against finite differences of the gradient. Binary and
 multinomial, with and without an intercept, float32 and float64 ``X``,
 non-uniform weights; the in-memory backends, the CuPy backend's code (emulated
-kernels, and on fake CuPy arrays), a chunked Dataset, Dask blocks and CSR data.
+kernels, and on fake CuPy arrays), a chunked Dataset, Dask blocks and CSR data
+on the sparse backends.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from gpulogreg.backends.chunked import ChunkedBackend
 from gpulogreg.backends.cupy_backend import CupyBackend
 from gpulogreg.backends.numba_backend import NumbaBackend
 from gpulogreg.backends.numpy_backend import NumpyBackend
+from gpulogreg.backends.sparse_cupy import SparseCupyBackend
+from gpulogreg.backends.sparse_numba import SparseNumbaBackend
 from gpulogreg.backends.sparse_numpy import SparseNumpyBackend
 from gpulogreg.loss import LogisticObjective
-from tests._cuda_emulator import EmulatedKernels, build_emulator, find_cxx
 from tests._helpers import make_classification
 
 #: Rows of the test data, and the uneven row blocks of its Dask and Dataset forms.
@@ -79,13 +81,6 @@ def rel_err(got: Any, ref: np.ndarray) -> float:
 
 
 # -- the backends -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def kernels(tmp_path_factory: pytest.TempPathFactory) -> EmulatedKernels:
-    if find_cxx() is None:
-        pytest.skip("no C++ compiler (g++, c++ or clang++) found")
-    return EmulatedKernels(build_emulator(tmp_path_factory.mktemp("emulator")))
-
-
 def _in_memory(cls: type) -> Callable[[Problem, Any], Any]:
     def build(pb: Problem, request: Any) -> Any:
         backend = cls(pb.X, pb.y, pb.s, n_classes=pb.n_classes, fit_intercept=pb.fit_intercept)
@@ -103,7 +98,7 @@ def _cupy_emulated(pb: Problem, request: Any) -> Any:
         pb.s,
         n_classes=pb.n_classes,
         fit_intercept=pb.fit_intercept,
-        kernels=request.getfixturevalue("kernels"),
+        kernels=request.getfixturevalue("emulated_kernels"),
     )
     gpu.diagonal_chunk_bytes = 8 * N_FEATURES * 900
     return gpu
@@ -127,9 +122,14 @@ def _dask(pb: Problem, request: Any) -> Any:
     )
 
 
-def _csr(pb: Problem, request: Any) -> Any:
-    X = sp.csr_matrix(pb.X)
-    return SparseNumpyBackend(X, pb.y, pb.s, n_classes=pb.n_classes, fit_intercept=pb.fit_intercept)
+def _csr(cls: type) -> Callable[[Problem, Any], Any]:
+    def build(pb: Problem, request: Any) -> Any:
+        kw = {"n_classes": pb.n_classes, "fit_intercept": pb.fit_intercept}
+        if cls is SparseCupyBackend:  # its code on scipy matrices, the kernels emulated
+            kw["kernels"] = request.getfixturevalue("emulated_kernels")
+        return cls(sp.csr_matrix(pb.X), pb.y, pb.s, **kw)
+
+    return build
 
 
 BACKENDS = {
@@ -138,7 +138,9 @@ BACKENDS = {
     "cupy": _cupy_emulated,
     "chunked": _chunked,
     "dask": _dask,
-    "csr": _csr,
+    "csr-numpy": _csr(SparseNumpyBackend),
+    "csr-numba": _csr(SparseNumbaBackend),
+    "csr-cupy": _csr(SparseCupyBackend),
 }
 CASES = [
     pytest.param(dtype, k, fi, id=f"{np.dtype(dtype).name}-K{k}-{'icpt' if fi else 'noicpt'}")

@@ -857,7 +857,7 @@ def test_every_solver_runs_unchanged_through_the_cupy_backend(
     np.testing.assert_allclose(gpu.intercept_, cpu.intercept_, rtol=0, atol=rtol * scale)
 
 
-@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+@pytest.mark.parametrize("solver", ["newton", "newton-cg", "lbfgs"])
 def test_multinomial_runs_through_the_cupy_backend(
     emulated_gpu: EmulatedKernels, solver: str
 ) -> None:

@@ -395,3 +395,22 @@ def test_the_baseline_computes_on_int64_indices() -> None:
     assert a.X.indices.dtype == np.int64
     np.testing.assert_allclose(a.loss_grad(p)[1], b.loss_grad(p)[1], rtol=1e-14)
     np.testing.assert_allclose(a.hessian(p), b.hessian(p), rtol=1e-14)
+
+
+@pytest.mark.parametrize("source", ["memory", "dataset", "dask"])
+def test_auto_picks_newton_cg_for_wide_csr_wherever_it_lives(source: str) -> None:
+    from gpulogreg import Dataset
+
+    X = _csr(400, 1500, density=0.01)
+    y = _labels(X)
+    if source == "dataset":
+        data = (Dataset.from_arrays(X, y, chunk_rows=150),)
+    elif source == "dask":
+        da = pytest.importorskip("dask.array")
+        data = (da.from_array(X, chunks=(150, 1500), asarray=False), y)
+    else:
+        data = (X, y)
+    model = LogisticRegression(C=0.5).fit(*data)
+    assert model.solver_ == "newton-cg"
+    dense = LogisticRegression(C=0.5).fit(X.toarray(), y)
+    assert dense.solver_ == "lbfgs"

@@ -136,6 +136,7 @@ class ChunkedBackend(SumOfParts):
         self.dtype = chunks.dtype
         self.n_samples = info.n_samples
         self.n_features = info.n_features
+        self.format = "csr" if info.sparse else "dense"  # the chunks' storage
         self.layout = ParamLayout.for_classes(self.n_features, self.n_classes, fit_intercept)
         self.inner_name, self.device, self._chunks_on_device = resolve_chunk_backend(
             chunks, backend, device

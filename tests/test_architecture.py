@@ -234,6 +234,7 @@ LAYERS = (
         "gpulogreg.cli",
         "gpulogreg._cli_stream",
         "gpulogreg.benchmark",
+        "gpulogreg.sparse_problems",
         "gpulogreg.info",
         "gpulogreg.plots",
     ),

@@ -232,11 +232,12 @@ FIT_CASES = [
 
 @pytest.mark.parametrize("params", FIT_CASES)
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_a_csr_fit_equals_the_dense_fit(params: dict, n_classes: int) -> None:
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_csr_fit_equals_the_dense_fit(params: dict, n_classes: int, backend: str) -> None:
     X = _csr(700, 10, density=0.3)
     y = _labels(X, n_classes=n_classes)
     w = np.random.default_rng(5).random(X.shape[0]) + 0.5
-    common = {"backend": "numpy", "tol": 1e-10, "max_iter": 20000, **params}
+    common = {"backend": backend, "tol": 1e-10, "max_iter": 20000, **params}
     sparse = LogisticRegression(**common).fit(X, y, sample_weight=w)
     dense = LogisticRegression(**common).fit(X.toarray(), y, sample_weight=w)
     np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-8, atol=1e-10)
@@ -249,20 +250,23 @@ def test_a_csr_fit_equals_the_dense_fit(params: dict, n_classes: int) -> None:
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("params", [{"multi_class": "ovr"}, {"solver": "minibatch", "max_iter": 3}])
-def test_one_vs_rest_and_minibatch_take_csr(params: dict) -> None:
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_one_vs_rest_and_minibatch_take_csr(params: dict, backend: str) -> None:
     X = _csr(700, 10, density=0.3)
     y = _labels(X, n_classes=3)
-    common = {"backend": "numpy", "random_state": 0, **params}
+    common = {"backend": backend, "random_state": 0, **params}
     sparse = LogisticRegression(**common).fit(X, y)
     dense = LogisticRegression(**common).fit(X.toarray(), y)
     np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-8, atol=1e-10)
 
 
-def test_a_csr_fit_matches_scikit_learn() -> None:
+@pytest.mark.parametrize("solver", ["lbfgs", "newton", "newton-cg", "gd"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_csr_fit_matches_scikit_learn(solver: str, backend: str) -> None:
     sklearn = pytest.importorskip("sklearn.linear_model")
     X = _csr(1500, 20, density=0.2)
     y = _labels(X)
-    ours = LogisticRegression(backend="numpy", C=0.5, tol=1e-10).fit(X, y)
+    ours = LogisticRegression(backend=backend, solver=solver, C=0.5, tol=1e-10).fit(X, y)
     theirs = sklearn.LogisticRegression(C=0.5, tol=1e-12, max_iter=10000).fit(X, y)
     np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-4, atol=1e-6)

@@ -175,16 +175,19 @@ def lane_bounds(indptr: np.ndarray, width: int) -> np.ndarray:
     bounds : ndarray of shape (L + 1,), int64
     """
     m = int(indptr.shape[0]) - 1
-    nnz = int(indptr[-1]) if m >= 0 else 0
-    lanes = n_lanes(m, nnz, width)
-    starts = np.arange(0, n_chunks(m) + 1, dtype=np.int64) * CHUNK_ROWS
+    lanes = n_lanes(m, int(indptr[-1]), width)
+    chunks = n_chunks(m)
+    starts = np.arange(0, chunks + 1, dtype=np.int64) * CHUNK_ROWS
     starts[-1] = m
     cost = indptr[starts].astype(np.int64) + ROW_COST_NNZ * starts
     targets = cost[-1] * np.arange(1, lanes, dtype=np.int64) // lanes
-    # First chunk start whose cost reaches each target; distinct and ordered.
-    cut = np.searchsorted(cost, targets, side="left")
-    cut = np.unique(np.clip(cut, 1, len(starts) - 2)) if len(starts) > 2 else cut[:0]
-    return np.concatenate([[0], starts[cut], [m]]).astype(np.int64)
+    # Lane k starts at the first chunk whose cost reaches its target, kept
+    # after the previous lane's start and early enough for the lanes after it:
+    # every lane gets at least one chunk.
+    first = [0]
+    for k, cut in enumerate(np.searchsorted(cost, targets, side="left").tolist(), start=1):
+        first.append(min(max(int(cut), first[-1] + 1), chunks - (lanes - k)))
+    return np.append(starts[first], m).astype(np.int64)
 
 
 def column_parts(column_work: np.ndarray, n_parts: int) -> np.ndarray:

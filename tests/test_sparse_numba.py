@@ -210,14 +210,16 @@ def test_the_gram_matrix_does_not_depend_on_the_column_parts():
 def test_lanes_follow_the_data_not_the_threads():
     # Narrow data: as many lanes as the chunks allow, up to LANE_MAX.
     assert ns.n_lanes(10**6, 10**8, 100) == ns.LANE_MAX
-    assert ns.n_lanes(5 * ns.CHUNK_ROWS, 10**8, 100) == 5
+    assert ns.n_lanes(3 * ns.CHUNK_ROWS, 10**8, 100) == 3
     # Few stored values: one lane per LANE_MIN_NNZ.
     assert ns.n_lanes(10**6, 3 * ns.LANE_MIN_NNZ, 10) == 3
     assert ns.n_lanes(10**6, ns.LANE_MIN_NNZ - 1, 10) == 1
-    # Wide data: at least LANE_NNZ_PER_ENTRY stored values per lane and entry.
-    assert ns.n_lanes(300_000, 9_000_000, 2**20) == 4
-    # The buffers' memory: LANE_BYTES in all, one lane whatever the width.
-    width = ns.LANE_BYTES // 8 // 3
+    # Wide data: at least LANE_NNZ_PER_COLUMN stored values per lane and entry
+    # (the CTR-like benchmark set: 2 lanes).
+    assert ns.n_lanes(300_000, 9_000_000, 2**20) == 2
+    assert ns.n_lanes(300_000, 3 * ns.LANE_NNZ_PER_COLUMN * 10**5, 10**5) == 3
+    # The buffers' memory: LANE_BYTES in all (slots of 3 float64), one lane whatever the width.
+    width = ns.LANE_BYTES // (3 * 8) // 3
     assert ns.n_lanes(10**7, 10**10, width) == 3
     assert ns.n_lanes(10**7, 10**10, 10**9) == 1
 

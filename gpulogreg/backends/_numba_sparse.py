@@ -23,19 +23,28 @@ formulas, scalar math and output layouts it shares). Conventions:
   whole chunks; lane ``l`` scatters its rows, in row order, into its own
   float64 buffer ``work[l]``; the buffers are then summed in lane order
   (``((work[0] + work[1]) + work[2]) ...``, the sum itself parallel over
-  column blocks). ``L`` and the lanes' rows are fixed by the data (its rows,
-  nonzeros and the buffer width, :func:`lane_bounds`), never by the thread
-  count, so results are bitwise identical for any number of threads. ``prange``
-  runs over the lanes: a pass uses at most ``L`` threads.
-* Lane count (:func:`n_lanes`): at most :data:`LANE_MAX`; the buffers
-  together hold at most :data:`LANE_BYTES` (one lane whatever the width:
-  a gradient needs one buffer); each lane holds at least :data:`LANE_MIN_NNZ`
-  nonzeros and at least :data:`LANE_NNZ_PER_ENTRY` nonzeros per buffer
-  entry, so that zeroing and summing the buffers (``2 L width`` float64
-  accesses, streamed) stays small next to the lane's scatter. Wide data with
-  few nonzeros per column thus gets few lanes (CTR-like 300,000 x 2^20 with
-  9e6 nonzeros: 4 lanes, 32 MiB of buffers) and narrow data many (text-like
-  200,000 x 100,000 with 2e7 nonzeros: 32 lanes, 25 MiB).
+  column blocks). ``L`` and the lanes' rows are fixed by the data (rows,
+  stored values and the model's width ``n K``, :func:`lane_bounds`), never
+  by the thread count, so results are bitwise identical for any number of
+  threads. ``prange`` runs over the lanes: a pass uses at most ``L`` threads.
+* A lane buffer holds one **slot** per column: the column's inputs, then its
+  gradient entries (``[w_j, g_j]``; ``[w_j, v_j, g_j]`` for the
+  Hessian-vector product; ``K`` values each for the multinomial model). The
+  lane copies the inputs in first; the row's gather then brings in the very
+  cache line its scatter updates. Measured on the 2-core Xeon, one thread:
+  CTR-like 2^20 columns float32 34.5 -> 28.3 ms, float64 44.1 -> 28.2 ms per
+  loss and gradient against separate ``w`` and ``g`` arrays; text-like
+  100,000 columns (in L2) 35.9 -> 33.4 ms.
+* Lane count (:func:`n_lanes`): a lane costs a first touch of every slot
+  it uses (measured, one thread: 0.8 ms per extra lane at 100,000 columns,
+  11 ms at 2^20, against 35 and 31 ms for the whole one-lane pass), so
+  lanes are few: at most :data:`LANE_MAX`, at least
+  :data:`LANE_NNZ_PER_COLUMN` stored values per lane and gradient entry, at
+  least :data:`LANE_MIN_NNZ` stored values per lane, and all buffers within
+  :data:`LANE_BYTES` (one lane whatever the width: a gradient needs one
+  buffer). The CTR-like 300,000 x 2^20 set with 9e6 values gets 2 lanes
+  (32 MiB of ``[w_j, g_j]`` slots), the text-like 200,000 x 100,000 with 2e7
+  values 8 (13 MiB).
 * Inside a lane, rows go in blocks of ``BLOCK_ROWS``: the gathers
   ``x_i . w`` of the block, then the pointwise math over the block
   (branch-free polynomials that vectorise), then the block's scatter, whose
@@ -45,7 +54,7 @@ formulas, scalar math and output layouts it shares). Conventions:
   multinomial ``Z_ik = x_i . W_k + b_k``, ``R_ik = s_i (softmax(Z_i)_k -
   [y_i == k])``. Multinomial coefficients are passed **feature-major**,
   ``Wt`` of shape (n, K), so that one gather reads a row's K coefficients
-  from one cache line; the lanes are feature-major (n * K) too.
+  from one cache line.
 * Output layout of the gradient kernels: for each output ``k`` the ``n``
   coefficient entries, then the intercept entry (``out[k * (n + 1) + j]``);
   the loss, where there is one, last.
@@ -67,9 +76,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uintp
 
-from gpulogreg._numba_read import _INLINE, _PARALLEL, _SERIAL, BLOCK_ROWS, _sum_rows
+from gpulogreg._numba_read import _INLINE, _PARALLEL, _SERIAL, _sum_rows
 from gpulogreg._typing import CERTAIN_LOSS
-from gpulogreg.backends._numba_kernels import _binary_pointwise, _softmax_block, exp_nonpos
+from gpulogreg.backends._numba_kernels import (
+    _binary_pointwise,
+    _prefer_wide_vectors,
+    _softmax_block,
+    exp_nonpos,
+)
 
 __all__ = [
     "CHUNK_ROWS",
@@ -99,20 +113,30 @@ __all__ = [
 #: Smaller than the dense kernels' 4096: a sparse row is cheap, and lanes are
 #: made of whole chunks, so a few thousand rows already give several lanes.
 CHUNK_ROWS = 1024
-#: Most lanes of a scatter: enough to keep 32 threads busy; more buffers only
-#: add zeroing and summing work.
-LANE_MAX = 32
-#: Most bytes of all lane buffers of one pass together (256 MiB): 32 lanes of
-#: 2^20 float64 entries. Wider data gets fewer lanes, down to one.
+#: Rows per block inside a lane: the block's gathered lines are still in L1
+#: when its scatter runs, and the pointwise math over the block vectorises.
+#: 16 rather than the dense kernels' 32 (2-core Xeon, one thread, CTR-like
+#: float32: 28.3 ms at 16, 29.4 at 32, 29.6 at 8).
+BLOCK_ROWS = 16
+#: Most lanes of a scatter. Past about 8 threads a pass is bound by memory
+#: bandwidth anyway (one lane streams the text-like set's data at 4.6 GB/s
+#: per thread here), and every lane adds the first touch of its buffer.
+LANE_MAX = 8
+#: Most bytes of all lane buffers of one pass together (256 MiB), counting the
+#: widest slots (three float64 per gradient entry, the Hessian-vector
+#: product's): two lanes up to 5.6 million gradient entries; wider data gets
+#: one lane, which any gradient needs.
 LANE_BYTES = 256 * 2**20
 #: Fewest nonzeros per lane: below, the parallel region costs more than it
 #: saves (a lane of 16,384 nonzeros takes about 30 us on one thread).
 LANE_MIN_NNZ = 16384
-#: Fewest nonzeros per lane and buffer entry: zeroing and summing a buffer
-#: entry costs two streamed float64 accesses, a scatter update about as much
-#: as two (measured on the CTR-like data with ids in L3), so at two nonzeros
-#: per entry the buffers cost at most half the lane's scatter.
-LANE_NNZ_PER_ENTRY = 2
+#: Fewest stored values per lane and gradient entry. A lane's first touch of
+#: a slot costs 1.5-2.5x the work of a stored value (measured: 5.5 against
+#: 3.4 ns on the CTR-like set, 4 against 1.75 ns on the text-like one), so at
+#: 4 values per entry a lane spends at most 40-60 % over its values' work:
+#: worth it with a thread per lane (CTR-like, 2 threads: 2 lanes 21 ms
+#: against 1 lane 31 ms), not with more lanes than threads.
+LANE_NNZ_PER_COLUMN = 4
 #: Cost of a row in nonzeros when lanes are balanced: the pointwise math of a
 #: row (an exp and a log1p) takes about as long as four gather-scatter pairs.
 ROW_COST_NNZ = 4
@@ -130,20 +154,20 @@ def n_chunks(n_rows: int) -> int:
 
 
 def n_lanes(n_rows: int, nnz: int, width: int) -> int:
-    """Number of lanes of a scatter into ``width`` float64 entries (see the module docstring).
+    """Number of lanes of the scatters into ``width`` gradient entries (see the module docstring).
 
     Parameters
     ----------
     n_rows, nnz : int
         Rows and stored entries of ``X``.
     width : int
-        Entries of one lane buffer (``n_features``, ``n_features * K`` multinomial).
+        Gradient entries (``n_features``, ``n_features * K`` multinomial).
 
     Returns
     -------
     int
-        ``min(LANE_MAX, chunks, nnz // LANE_MIN_NNZ, LANE_BYTES // (8 width),
-        nnz // (LANE_NNZ_PER_ENTRY width))``, at least 1.
+        ``min(LANE_MAX, chunks, nnz // LANE_MIN_NNZ, LANE_BYTES // (24 width),
+        nnz // (LANE_NNZ_PER_COLUMN width))``, at least 1.
     """
     width = max(int(width), 1)
     nnz = int(nnz)
@@ -151,14 +175,14 @@ def n_lanes(n_rows: int, nnz: int, width: int) -> int:
         LANE_MAX,
         n_chunks(n_rows),
         nnz // LANE_MIN_NNZ,
-        LANE_BYTES // (8 * width),
-        nnz // (LANE_NNZ_PER_ENTRY * width),
+        LANE_BYTES // (3 * 8 * width),  # slots of up to 3 float64 per entry
+        nnz // (LANE_NNZ_PER_COLUMN * width),
     )
     return max(lanes, 1)
 
 
 def lane_bounds(indptr: np.ndarray, width: int) -> np.ndarray:
-    """Row bounds of the lanes of a scatter into ``width`` entries: whole chunks, balanced.
+    """Row bounds of the lanes of the scatters into ``width`` entries: whole chunks, balanced.
 
     Lane ``l`` holds rows ``[bounds[l], bounds[l + 1])``; every bound but the
     last is a multiple of :data:`CHUNK_ROWS`. The chunks are split so that
@@ -175,16 +199,19 @@ def lane_bounds(indptr: np.ndarray, width: int) -> np.ndarray:
     bounds : ndarray of shape (L + 1,), int64
     """
     m = int(indptr.shape[0]) - 1
-    nnz = int(indptr[-1]) if m >= 0 else 0
-    lanes = n_lanes(m, nnz, width)
-    starts = np.arange(0, n_chunks(m) + 1, dtype=np.int64) * CHUNK_ROWS
+    lanes = n_lanes(m, int(indptr[-1]), width)
+    chunks = n_chunks(m)
+    starts = np.arange(0, chunks + 1, dtype=np.int64) * CHUNK_ROWS
     starts[-1] = m
     cost = indptr[starts].astype(np.int64) + ROW_COST_NNZ * starts
     targets = cost[-1] * np.arange(1, lanes, dtype=np.int64) // lanes
-    # First chunk start whose cost reaches each target; distinct and ordered.
-    cut = np.searchsorted(cost, targets, side="left")
-    cut = np.unique(np.clip(cut, 1, len(starts) - 2)) if len(starts) > 2 else cut[:0]
-    return np.concatenate([[0], starts[cut], [m]]).astype(np.int64)
+    # Lane k starts at the first chunk whose cost reaches its target, kept
+    # after the previous lane's start and early enough for the lanes after it:
+    # every lane gets at least one chunk.
+    first = [0]
+    for k, cut in enumerate(np.searchsorted(cost, targets, side="left").tolist(), start=1):
+        first.append(min(max(int(cut), first[-1] + 1), chunks - (lanes - k)))
+    return np.append(starts[first], m).astype(np.int64)
 
 
 def column_parts(column_work: np.ndarray, n_parts: int) -> np.ndarray:
@@ -239,7 +266,9 @@ def column_work(indices, indptr, n, fit_intercept):
 
 
 # -----------------------------------------------------------------------------
-# Row helpers: gathers and scatters over a block of rows.
+# Row helpers: gathers and scatters over a block of rows. A lane buffer holds n
+# slots of S float64 entries: slot j is [inputs of column j, gradient of column j]
+# (S and the offsets are constants after inlining).
 # -----------------------------------------------------------------------------
 @njit(**_INLINE)
 def _row(indptr, i):
@@ -249,24 +278,32 @@ def _row(indptr, i):
 
 
 @njit(**_INLINE)
-def _gather_block(data, indices, indptr, i0, nb, w, b, z):
-    """``z[r] = x_{i0 + r} . w + b`` for the ``nb`` rows of the block, in float64."""
+def _fill_slots(buf, src, S):
+    """Slot ``j`` of ``buf`` := ``[src[j, :], 0, ..., 0]`` (``S`` entries), every column ``j``."""
+    n, p = src.shape
+    for j in range(n):
+        base = j * S
+        for q in range(p):
+            buf[base + q] = src[j, q]
+        for q in range(p, S):
+            buf[base + q] = 0.0
+
+
+@njit(**_INLINE)
+def _gather_block(data, indices, indptr, i0, nb, buf, S, off, b, z):
+    """``z[r] = sum_j x_{i0 + r, j} buf[S j + off] + b`` for the block's rows, in float64."""
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
         acc = 0.0
         for t in range(length):
             k = a + t
-            acc += np.float64(data[k]) * w[uintp(indices[k])]
+            acc += np.float64(data[k]) * buf[uintp(S) * uintp(indices[k]) + uintp(off)]
         z[r] = acc + b
 
 
 @njit(**_INLINE)
-def _gather2_block(data, indices, indptr, i0, nb, wv, b, c, z, zv):
-    """``z[r] = x . wv[:, 0] + b`` and ``zv[r] = x . wv[:, 1] + c``: one gather per entry.
-
-    ``wv`` of shape (n, 2) holds the two vectors side by side, so that both
-    values of a column come from one cache line.
-    """
+def _gather2_block(data, indices, indptr, i0, nb, buf, S, b, c, z, zv):
+    """``z[r] = x . buf[S j] + b`` and ``zv[r] = x . buf[S j + 1] + c``: one read per entry."""
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
         acc = 0.0
@@ -274,58 +311,49 @@ def _gather2_block(data, indices, indptr, i0, nb, wv, b, c, z, zv):
         for t in range(length):
             k = a + t
             x = np.float64(data[k])
-            j = uintp(indices[k])
-            acc += x * wv[j, 0]
-            accv += x * wv[j, 1]
+            j = uintp(S) * uintp(indices[k])
+            acc += x * buf[j]
+            accv += x * buf[j + uintp(1)]
         z[r] = acc + b
         zv[r] = accv + c
 
 
 @njit(**_INLINE)
-def _scatter_block(data, indices, indptr, i0, nb, res, g):
-    """``g[j] += res[r] x_{i0 + r, j}`` over the block's entries, rows in order."""
-    for r in range(nb):
-        a, length = _row(indptr, i0 + r)
-        rr = res[r]
-        for t in range(length):
-            k = a + t
-            g[uintp(indices[k])] += rr * np.float64(data[k])
-
-
-@njit(**_INLINE)
-def _scatter_sq_block(data, indices, indptr, i0, nb, res, g):
-    """``g[j] += res[r] x_{i0 + r, j}^2`` over the block's entries, rows in order."""
+def _scatter_block(data, indices, indptr, i0, nb, res, buf, S, off, square):
+    """``buf[S j + off] += res[r] x_{i0 + r, j}`` (``x^2`` with ``square``), rows in order."""
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
         rr = res[r]
         for t in range(length):
             k = a + t
             x = np.float64(data[k])
-            g[uintp(indices[k])] += rr * (x * x)
+            buf[uintp(S) * uintp(indices[k]) + uintp(off)] += rr * (x * x if square else x)
 
 
 @njit(**_INLINE)
-def _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc):
-    """``Z[k, r] = x_{i0 + r} . Wt[:, k] + bias[k]`` (class-major ``Z``); ``acc`` (K,) scratch."""
-    K = Wt.shape[1]
+def _gather_block_multi(data, indices, indptr, i0, nb, buf, S, width, Z, acc):
+    """``Z[q, r] = sum_j x_{i0 + r, j} buf[S j + q]`` for ``q < width`` (class-major ``Z``).
+
+    ``acc`` is scratch of ``width`` entries; no bias added.
+    """
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
-        for q in range(K):
+        for q in range(width):
             acc[q] = 0.0
         for t in range(length):
             k = a + t
             x = np.float64(data[k])
-            wj = Wt[uintp(indices[k])]
-            for q in range(K):
-                acc[q] += x * wj[q]
-        for q in range(K):
-            Z[q, r] = acc[q] + bias[q]
+            j = uintp(S) * uintp(indices[k])
+            for q in range(width):
+                acc[q] += x * buf[j + uintp(q)]
+        for q in range(width):
+            Z[q, r] = acc[q]
 
 
 @njit(**_INLINE)
-def _scatter_block_multi(data, indices, indptr, i0, nb, R, G, acc):
-    """``G[j, k] += R[k, r] x_{i0 + r, j}`` (``G`` feature-major (n, K)); ``acc`` (K,) scratch."""
-    K = G.shape[1]
+def _scatter_block_multi(data, indices, indptr, i0, nb, R, buf, S, off, square, acc):
+    """``buf[S j + off + q] += R[q, r] x_{i0 + r, j}`` (``x^2`` with ``square``), rows in order."""
+    K = R.shape[0]
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
         for q in range(K):
@@ -333,72 +361,46 @@ def _scatter_block_multi(data, indices, indptr, i0, nb, R, G, acc):
         for t in range(length):
             k = a + t
             x = np.float64(data[k])
-            gj = G[uintp(indices[k])]
+            xx = x * x if square else x
+            j = uintp(S) * uintp(indices[k]) + uintp(off)
             for q in range(K):
-                gj[q] += acc[q] * x
-
-
-@njit(**_INLINE)
-def _scatter_sq_block_multi(data, indices, indptr, i0, nb, R, G, acc):
-    """``G[j, k] += R[k, r] x_{i0 + r, j}^2`` (``G`` feature-major (n, K))."""
-    K = G.shape[1]
-    for r in range(nb):
-        a, length = _row(indptr, i0 + r)
-        for q in range(K):
-            acc[q] = R[q, r]
-        for t in range(length):
-            k = a + t
-            x = np.float64(data[k])
-            x2 = x * x
-            gj = G[uintp(indices[k])]
-            for q in range(K):
-                gj[q] += acc[q] * x2
+                buf[j + uintp(q)] += acc[q] * xx
 
 
 # -----------------------------------------------------------------------------
 # The sum over lanes (fixed order, parallel over column blocks).
 # -----------------------------------------------------------------------------
 @njit(**_PARALLEL)
-def _reduce_lanes(work, lanes, K, n, out):
-    """``out[q * (n + 1) + j] = sum_l work[l, j * K + q]`` for ``l = 0 .. lanes - 1`` in order.
+def _reduce_lanes(work, lanes, K, n, S, off, out):
+    """``out[q (n + 1) + j] = sum_l work[l, S j + off + q]``, lanes in order.
 
-    ``work`` holds the feature-major lane buffers (``n * K`` entries used);
-    ``out`` is the flat ``(K, n + 1)`` layout (intercept entries untouched).
+    The gradient of column ``j`` and output ``q`` is entry ``off + q`` of slot
+    ``j``; ``out`` is the flat ``(K, n + 1)`` layout (intercept entries
+    untouched). Parallel over blocks of columns; each entry is summed over
+    the lanes in lane order.
     """
-    width = n * K
-    n_blocks = (width + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    for q in prange(n_blocks):
-        e0 = q * COLUMN_BLOCK
-        e1 = min(e0 + COLUMN_BLOCK, width)
-        if K == 1:
-            for e in range(e0, e1):
-                out[e] = work[0, e]
-            for lane in range(1, lanes):
-                for e in range(e0, e1):
-                    out[e] += work[lane, e]
-        else:
-            for e in range(e0, e1):
-                j = e // K
-                out[(e - j * K) * (n + 1) + j] = work[0, e]
-            for lane in range(1, lanes):
-                for e in range(e0, e1):
-                    j = e // K
-                    out[(e - j * K) * (n + 1) + j] += work[lane, e]
-
-
-@njit(**_INLINE)
-def _zero(buffer, width):
-    for e in range(width):
-        buffer[e] = 0.0
+    columns = (COLUMN_BLOCK + K - 1) // K
+    n_blocks = (n + columns - 1) // columns
+    for p in prange(n_blocks):
+        j0 = p * columns
+        j1 = min(j0 + columns, n)
+        for j in range(j0, j1):
+            for q in range(K):
+                out[q * (n + 1) + j] = work[0, S * j + off + q]
+        for lane in range(1, lanes):
+            for j in range(j0, j1):
+                for q in range(K):
+                    out[q * (n + 1) + j] += work[lane, S * j + off + q]
 
 
 # -----------------------------------------------------------------------------
-# Binary (sigmoid) model.
+# Binary (sigmoid) model. Lane slots: [inputs (1 or 2 values), gradient].
 # -----------------------------------------------------------------------------
 @njit(**_SERIAL)
-def _binary_loss_grad_lane(data, indices, indptr, y, s, w, b, start, stop, g, part):
-    """Rows ``[start, stop)``: ``g = sum_i r_i x_i``; ``part[c] = [sum r_i, loss]`` per chunk."""
-    _zero(g, w.shape[0])
+def _binary_loss_grad_lane(data, indices, indptr, y, s, src, b, start, stop, buf, part):
+    """Rows ``[start, stop)``; slots ``[w_j, g_j]``; ``part[c] = [sum r_i, loss]`` per chunk."""
+    _prefer_wide_vectors()
+    _fill_slots(buf, src, 2)
     z = np.empty(BLOCK_ROWS)
     res = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
@@ -407,7 +409,7 @@ def _binary_loss_grad_lane(data, indices, indptr, y, s, w, b, start, stop, g, pa
         gb = 0.0
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather_block(data, indices, indptr, i0, nb, w, b, z)
+            _gather_block(data, indices, indptr, i0, nb, buf, 2, 0, b, z)
             yb = y[i0 : i0 + nb]
             sb = s[i0 : i0 + nb]
             for r in range(nb):
@@ -415,7 +417,7 @@ def _binary_loss_grad_lane(data, indices, indptr, y, s, w, b, start, stop, g, pa
                 loss += li
                 gb += ri
                 res[r] = ri
-            _scatter_block(data, indices, indptr, i0, nb, res, g)
+            _scatter_block(data, indices, indptr, i0, nb, res, buf, 2, 1, False)
         chunk = part[c0 // CHUNK_ROWS]
         chunk[0] = gb
         chunk[1] = loss
@@ -435,9 +437,9 @@ def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work):
     w : ndarray of shape (n,), float64
     b : float
     bounds : ndarray of shape (L + 1,), int64
-        Lane row bounds (:func:`lane_bounds` with width ``n``).
-    work : ndarray of shape (>= L, >= n), float64
-        Lane buffers (overwritten).
+        Lane row bounds (:func:`lane_bounds`).
+    work : ndarray of shape (>= L, >= 2 n), float64
+        Lane buffers (overwritten): slots ``[w_j, g_j]``.
 
     Returns
     -------
@@ -446,14 +448,15 @@ def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work):
     """
     m = indptr.shape[0] - 1
     n = w.shape[0]
+    src = w.reshape((n, 1))
     lanes = bounds.shape[0] - 1
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 2))
     for lane in prange(lanes):
         _binary_loss_grad_lane(
-            data, indices, indptr, y, s, w, b, bounds[lane], bounds[lane + 1], work[lane], part
+            data, indices, indptr, y, s, src, b, bounds[lane], bounds[lane + 1], work[lane], part
         )
     out = np.empty(n + 2)
-    _reduce_lanes(work, lanes, 1, n, out)
+    _reduce_lanes(work, lanes, 1, n, 2, 1, out)
     totals = _sum_rows(part)
     out[n] = totals[0]
     out[n + 1] = totals[1]
@@ -466,7 +469,7 @@ def _binary_loss_chunk(data, indices, indptr, y, s, w, b, start, stop):
     loss = 0.0
     for i0 in range(start, stop, BLOCK_ROWS):
         nb = min(BLOCK_ROWS, stop - i0)
-        _gather_block(data, indices, indptr, i0, nb, w, b, z)
+        _gather_block(data, indices, indptr, i0, nb, w, 1, 0, b, z)
         yb = y[i0 : i0 + nb]
         sb = s[i0 : i0 + nb]
         for r in range(nb):
@@ -496,13 +499,15 @@ def binary_decision(data, indices, indptr, w, b):
     for c in prange(nc):
         c0 = c * CHUNK_ROWS
         c1 = min(c0 + CHUNK_ROWS, m)
-        _gather_block(data, indices, indptr, c0, c1 - c0, w, b, out[c0:c1])
+        _gather_block(data, indices, indptr, c0, c1 - c0, w, 1, 0, b, out[c0:c1])
     return out
 
 
 @njit(**_SERIAL)
-def _binary_hvp_lane(data, indices, indptr, s, wv, b, c, start, stop, g, part):
-    _zero(g, wv.shape[0])
+def _binary_hvp_lane(data, indices, indptr, s, src, b, c, start, stop, buf, part):
+    """Slots ``[w_j, v_j, g_j]``: ``g = sum_i s_i p_i (1 - p_i) (x_i . v + c) x_i``."""
+    _prefer_wide_vectors()
+    _fill_slots(buf, src, 3)
     z = np.empty(BLOCK_ROWS)
     zv = np.empty(BLOCK_ROWS)
     res = np.empty(BLOCK_ROWS)
@@ -511,7 +516,7 @@ def _binary_hvp_lane(data, indices, indptr, s, wv, b, c, start, stop, g, part):
         gb = 0.0
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather2_block(data, indices, indptr, i0, nb, wv, b, c, z, zv)
+            _gather2_block(data, indices, indptr, i0, nb, buf, 3, b, c, z, zv)
             sb = s[i0 : i0 + nb]
             for r in range(nb):
                 e = exp_nonpos(-abs(z[r]))
@@ -519,7 +524,7 @@ def _binary_hvp_lane(data, indices, indptr, s, wv, b, c, start, stop, g, part):
                 ri = sb[r] * (e * d * d) * zv[r]
                 gb += ri
                 res[r] = ri
-            _scatter_block(data, indices, indptr, i0, nb, res, g)
+            _scatter_block(data, indices, indptr, i0, nb, res, buf, 3, 2, False)
         part[c0 // CHUNK_ROWS, 0] = gb
 
 
@@ -530,9 +535,11 @@ def binary_hvp(data, indices, indptr, s, wv, b, c, bounds, work):
     Parameters
     ----------
     wv : ndarray of shape (n, 2), float64
-        ``[w, v]`` side by side (one gather reads both).
+        ``[w, v]`` side by side.
     b, c : float
         Intercepts of ``w`` and ``v``.
+    work : ndarray of shape (>= L, >= 3 n), float64
+        Lane buffers: slots ``[w_j, v_j, g_j]`` (one cache line per column).
 
     Other parameters as :func:`binary_loss_grad`.
 
@@ -549,27 +556,29 @@ def binary_hvp(data, indices, indptr, s, wv, b, c, bounds, work):
             data, indices, indptr, s, wv, b, c, bounds[lane], bounds[lane + 1], work[lane], part
         )
     out = np.empty(n + 1)
-    _reduce_lanes(work, lanes, 1, n, out)
+    _reduce_lanes(work, lanes, 1, n, 3, 2, out)
     out[n] = _sum_rows(part)[0]
     return out
 
 
 @njit(**_SERIAL)
-def _gram_matvec_lane(data, indices, indptr, s, v, c, start, stop, g, part):
-    _zero(g, v.shape[0])
+def _gram_matvec_lane(data, indices, indptr, s, src, c, start, stop, buf, part):
+    """Slots ``[v_j, g_j]``: ``g = sum_i s_i (x_i . v + c) x_i``."""
+    _prefer_wide_vectors()
+    _fill_slots(buf, src, 2)
     z = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
         c1 = min(c0 + CHUNK_ROWS, stop)
         gb = 0.0
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather_block(data, indices, indptr, i0, nb, v, c, z)
+            _gather_block(data, indices, indptr, i0, nb, buf, 2, 0, c, z)
             sb = s[i0 : i0 + nb]
             for r in range(nb):
                 ri = sb[r] * z[r]
                 gb += ri
                 z[r] = ri
-            _scatter_block(data, indices, indptr, i0, nb, z, g)
+            _scatter_block(data, indices, indptr, i0, nb, z, buf, 2, 1, False)
         part[c0 // CHUNK_ROWS, 0] = gb
 
 
@@ -577,34 +586,39 @@ def _gram_matvec_lane(data, indices, indptr, s, v, c, start, stop, g, part):
 def gram_matvec(data, indices, indptr, s, v, c, bounds, work):
     """``A^T diag(s) A [v; c]`` with ``A = [X, 1]`` in one pass.
 
+    ``work``: (>= L, >= 2 n) lane buffers, slots ``[v_j, g_j]``.
+
     Returns
     -------
     out : ndarray of shape (n + 1,), float64
     """
     m = indptr.shape[0] - 1
     n = v.shape[0]
+    src = v.reshape((n, 1))
     lanes = bounds.shape[0] - 1
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
     for lane in prange(lanes):
         _gram_matvec_lane(
-            data, indices, indptr, s, v, c, bounds[lane], bounds[lane + 1], work[lane], part
+            data, indices, indptr, s, src, c, bounds[lane], bounds[lane + 1], work[lane], part
         )
     out = np.empty(n + 1)
-    _reduce_lanes(work, lanes, 1, n, out)
+    _reduce_lanes(work, lanes, 1, n, 2, 1, out)
     out[n] = _sum_rows(part)[0]
     return out
 
 
 @njit(**_SERIAL)
-def _binary_hessian_diagonal_lane(data, indices, indptr, s, w, b, start, stop, g, part):
-    _zero(g, w.shape[0])
+def _binary_hessian_diagonal_lane(data, indices, indptr, s, src, b, start, stop, buf, part):
+    """Slots ``[w_j, d_j]``: ``d = sum_i s_i p_i (1 - p_i) x_ij^2``."""
+    _prefer_wide_vectors()
+    _fill_slots(buf, src, 2)
     z = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
         c1 = min(c0 + CHUNK_ROWS, stop)
         hb = 0.0
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather_block(data, indices, indptr, i0, nb, w, b, z)
+            _gather_block(data, indices, indptr, i0, nb, buf, 2, 0, b, z)
             sb = s[i0 : i0 + nb]
             for r in range(nb):
                 e = exp_nonpos(-abs(z[r]))
@@ -612,7 +626,7 @@ def _binary_hessian_diagonal_lane(data, indices, indptr, s, w, b, start, stop, g
                 hi = sb[r] * (e * d * d)
                 hb += hi
                 z[r] = hi
-            _scatter_sq_block(data, indices, indptr, i0, nb, z, g)
+            _scatter_block(data, indices, indptr, i0, nb, z, buf, 2, 1, True)
         part[c0 // CHUNK_ROWS, 0] = hb
 
 
@@ -620,27 +634,31 @@ def _binary_hessian_diagonal_lane(data, indices, indptr, s, w, b, start, stop, g
 def binary_hessian_diagonal(data, indices, indptr, s, w, b, bounds, work):
     """Diagonal of the binary Hessian: ``[sum_i h_i x_ij^2 (n), sum_i h_i]``, ``h = s p (1 - p)``.
 
+    ``work``: (>= L, >= 2 n) lane buffers, slots ``[w_j, d_j]``.
+
     Returns
     -------
     out : ndarray of shape (n + 1,), float64
     """
     m = indptr.shape[0] - 1
     n = w.shape[0]
+    src = w.reshape((n, 1))
     lanes = bounds.shape[0] - 1
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
     for lane in prange(lanes):
         _binary_hessian_diagonal_lane(
-            data, indices, indptr, s, w, b, bounds[lane], bounds[lane + 1], work[lane], part
+            data, indices, indptr, s, src, b, bounds[lane], bounds[lane + 1], work[lane], part
         )
     out = np.empty(n + 1)
-    _reduce_lanes(work, lanes, 1, n, out)
+    _reduce_lanes(work, lanes, 1, n, 2, 1, out)
     out[n] = _sum_rows(part)[0]
     return out
 
 
 @njit(**_SERIAL)
-def _binary_gram_weights_lane(data, indices, indptr, y, s, w, b, meat, start, stop, h, g, part):
-    _zero(g, w.shape[0])
+def _binary_gram_weights_lane(data, indices, indptr, y, s, src, b, meat, start, stop, h, buf, part):
+    _prefer_wide_vectors()
+    _fill_slots(buf, src, 2)
     z = np.empty(BLOCK_ROWS)
     res = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
@@ -651,16 +669,15 @@ def _binary_gram_weights_lane(data, indices, indptr, y, s, w, b, meat, start, st
         hb = 0.0
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather_block(data, indices, indptr, i0, nb, w, b, z)
+            _gather_block(data, indices, indptr, i0, nb, buf, 2, 0, b, z)
             yb = y[i0 : i0 + nb]
             sb = s[i0 : i0 + nb]
             hblk = h[i0 : i0 + nb]
             for r in range(nb):
                 zi = z[r]
-                yi = np.float64(yb[r])
                 e = exp_nonpos(-abs(zi))
                 d = 1.0 / (1.0 + e)
-                li, ri = _binary_pointwise(zi, yi, 1.0)
+                li, ri = _binary_pointwise(zi, np.float64(yb[r]), 1.0)
                 loss += sb[r] * li
                 if li < CERTAIN_LOSS:
                     certain += sb[r]
@@ -669,7 +686,7 @@ def _binary_gram_weights_lane(data, indices, indptr, y, s, w, b, meat, start, st
                 hi = sb[r] * (ri * ri) if meat else sb[r] * (e * d * d)
                 hb += hi
                 hblk[r] = hi
-            _scatter_block(data, indices, indptr, i0, nb, res, g)
+            _scatter_block(data, indices, indptr, i0, nb, res, buf, 2, 1, False)
         chunk = part[c0 // CHUNK_ROWS]
         chunk[0] = loss
         chunk[1] = certain
@@ -681,7 +698,8 @@ def _binary_gram_weights_lane(data, indices, indptr, y, s, w, b, meat, start, st
 def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
     """Row weights of the binary Hessian (or meat) and what inference needs, in one pass.
 
-    ``h_i = s_i p_i (1 - p_i)`` or, with ``meat``, ``h_i = s_i (p_i - y_i)^2``.
+    ``h_i = s_i p_i (1 - p_i)`` or, with ``meat``, ``h_i = s_i (p_i - y_i)^2``;
+    ``work``: (>= L, >= 2 n) lane buffers, slots ``[w_j, g_j]``.
 
     Returns
     -------
@@ -694,6 +712,7 @@ def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
     """
     m = indptr.shape[0] - 1
     n = w.shape[0]
+    src = w.reshape((n, 1))
     lanes = bounds.shape[0] - 1
     h = np.empty(m)
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 4))
@@ -704,7 +723,7 @@ def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
             indptr,
             y,
             s,
-            w,
+            src,
             b,
             meat,
             bounds[lane],
@@ -714,7 +733,7 @@ def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
             part,
         )
     stats = np.empty(n + 4)
-    _reduce_lanes(work, lanes, 1, n, stats[2:])
+    _reduce_lanes(work, lanes, 1, n, 2, 1, stats[2:])
     totals = _sum_rows(part)
     stats[0] = totals[0]
     stats[1] = totals[1]
@@ -724,17 +743,29 @@ def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
 
 
 # -----------------------------------------------------------------------------
-# Multinomial (softmax) model. Wt is (n, K) feature-major; per block, class-major
+# Multinomial (softmax) model. Coefficients come feature-major, Wt of shape (n, K);
+# lane slots [W_j (K), G_j (K)] (hvp: [W_j, V_j, G_j]); per block, class-major
 # scratch arrays (K, BLOCK_ROWS) as in the dense kernels.
 # -----------------------------------------------------------------------------
+@njit(**_INLINE)
+def _add_bias(Z, bias, nb):
+    for q in range(bias.shape[0]):
+        for r in range(nb):
+            Z[q, r] += bias[q]
+
+
 @njit(**_SERIAL)
-def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, with_grad, G, part):
-    """Rows ``[start, stop)``: ``G = R^T X`` (feature-major), ``part[c] = [sum R (K), loss]``."""
-    K = Wt.shape[1]
+def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, with_grad, buf, part):
+    """Rows ``[start, stop)``; ``part[c] = [sum R (K), loss]`` per chunk.
+
+    With ``with_grad``, ``buf`` holds slots ``[W_j, G_j]`` and gets
+    ``G = R^T X`` (feature-major); without, ``buf`` is ``Wt`` itself
+    (slots of ``K``, read only).
+    """
+    K = bias.shape[0]
+    S = 2 * K if with_grad else K
     if with_grad:
-        for j in range(G.shape[0]):
-            for q in range(K):
-                G[j, q] = 0.0
+        _fill_slots(buf, Wt, S)
     Z = np.empty((K, BLOCK_ROWS))
     E = np.empty((K, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
@@ -748,7 +779,8 @@ def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, wi
             nb = min(BLOCK_ROWS, c1 - i0)
             yb = y[i0 : i0 + nb]
             sb = s[i0 : i0 + nb]
-            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc)
+            _add_bias(Z, bias, nb)
             _softmax_block(Z, nb, E, lse, tot)
             for r in range(nb):
                 loss += sb[r] * (lse[r] - Z[yb[r], r])
@@ -763,7 +795,7 @@ def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, wi
                         Eq[r] = rq
                         gq += rq
                     chunk[q] += gq
-                _scatter_block_multi(data, indices, indptr, i0, nb, E, G, acc)
+                _scatter_block_multi(data, indices, indptr, i0, nb, E, buf, S, K, False, acc)
         chunk[K] = loss
 
 
@@ -779,8 +811,9 @@ def multinomial_loss_grad(data, indices, indptr, y, s, Wt, bias, bounds, work):
     Wt : ndarray of shape (n, K), float64, C-contiguous (feature-major coefficients)
     bias : ndarray of shape (K,), float64
     bounds : ndarray of shape (L + 1,), int64
-        Lane row bounds (:func:`lane_bounds` with width ``n * K``).
-    work : ndarray of shape (>= L, >= n * K), float64
+        Lane row bounds (:func:`lane_bounds`).
+    work : ndarray of shape (>= L, >= 2 n K), float64
+        Lane buffers: slots ``[W_j (K), G_j (K)]``.
 
     Returns
     -------
@@ -792,12 +825,22 @@ def multinomial_loss_grad(data, indices, indptr, y, s, Wt, bias, bounds, work):
     lanes = bounds.shape[0] - 1
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K + 1))
     for lane in prange(lanes):
-        G = work[lane, : n * K].reshape((n, K))
         _multi_loss_grad_lane(
-            data, indices, indptr, y, s, Wt, bias, bounds[lane], bounds[lane + 1], True, G, part
+            data,
+            indices,
+            indptr,
+            y,
+            s,
+            Wt,
+            bias,
+            bounds[lane],
+            bounds[lane + 1],
+            True,
+            work[lane],
+            part,
         )
     out = np.empty(K * (n + 1) + 1)
-    _reduce_lanes(work, lanes, K, n, out)
+    _reduce_lanes(work, lanes, K, n, 2 * K, K, out)
     totals = _sum_rows(part)
     for q in range(K):
         out[q * (n + 1) + n] = totals[q]
@@ -810,6 +853,7 @@ def multinomial_loss(data, indices, indptr, y, s, Wt, bias):
     """Weighted mean multinomial cross-entropy only: parallel over the fixed chunks."""
     m = indptr.shape[0] - 1
     K = Wt.shape[1]
+    flat = Wt.ravel()
     nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
     part = np.zeros((nc, K + 1))
     for c in prange(nc):
@@ -824,7 +868,7 @@ def multinomial_loss(data, indices, indptr, y, s, Wt, bias):
             c * CHUNK_ROWS,
             min((c + 1) * CHUNK_ROWS, m),
             False,
-            np.empty((0, K)),
+            flat,
             part,
         )
     return _sum_rows(part)[K]
@@ -835,6 +879,7 @@ def multinomial_decision(data, indices, indptr, Wt, bias):
     """Decision values ``X @ W.T + bias`` in float64, shape (m, K)."""
     m = indptr.shape[0] - 1
     K = Wt.shape[1]
+    flat = Wt.ravel()
     out = np.empty((m, K))
     nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
     for c in prange(nc):
@@ -843,21 +888,22 @@ def multinomial_decision(data, indices, indptr, Wt, bias):
         c1 = min((c + 1) * CHUNK_ROWS, m)
         for i0 in range(c * CHUNK_ROWS, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, flat, K, K, Z, acc)
             for r in range(nb):
                 for q in range(K):
-                    out[i0 + r, q] = Z[q, r]
+                    out[i0 + r, q] = Z[q, r] + bias[q]
     return out
 
 
 @njit(**_SERIAL)
-def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, G, part):
+def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, buf, part):
+    """Slots ``[W_j, V_j, G_j]``: one read per entry gives both linear predictors."""
     K = bias.shape[0]
-    for j in range(G.shape[0]):
-        for q in range(K):
-            G[j, q] = 0.0
-    Z = np.empty((K, BLOCK_ROWS))
-    ZV = np.empty((K, BLOCK_ROWS))
+    S = 3 * K
+    _fill_slots(buf, WVt, S)
+    ZZ = np.empty((2 * K, BLOCK_ROWS))
+    Z = ZZ[:K]
+    ZV = ZZ[K:]
     P = np.empty((K, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
     tot = np.empty(BLOCK_ROWS)
@@ -869,20 +915,9 @@ def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, G, 
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
             sb = s[i0 : i0 + nb]
-            # One gather per entry for both W and V (side by side in WVt).
-            for r in range(nb):
-                a, length = _row(indptr, i0 + r)
-                for q in range(2 * K):
-                    acc[q] = 0.0
-                for t in range(length):
-                    k = a + t
-                    x = np.float64(data[k])
-                    wj = WVt[uintp(indices[k])]
-                    for q in range(2 * K):
-                        acc[q] += x * wj[q]
-                for q in range(K):
-                    Z[q, r] = acc[q] + bias[q]
-                    ZV[q, r] = acc[K + q] + vbias[q]
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, 2 * K, ZZ, acc)
+            _add_bias(Z, bias, nb)
+            _add_bias(ZV, vbias, nb)
             _softmax_block(Z, nb, P, lse, tot)
             for r in range(nb):
                 mean[r] = 0.0
@@ -897,7 +932,7 @@ def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, G, 
                     Pq[r] = rq
                     gq += rq
                 chunk[q] += gq
-            _scatter_block_multi(data, indices, indptr, i0, nb, P, G, acc)
+            _scatter_block_multi(data, indices, indptr, i0, nb, P, buf, S, 2 * K, False, acc)
 
 
 @njit(**_PARALLEL)
@@ -911,8 +946,10 @@ def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
     Parameters
     ----------
     WVt : ndarray of shape (n, 2 K), float64
-        ``[W^T, V^T]`` side by side (feature-major): one gather reads both.
+        ``[W^T, V^T]`` side by side (feature-major).
     bias, vbias : ndarray of shape (K,), float64
+    work : ndarray of shape (>= L, >= 3 n K), float64
+        Lane buffers: slots ``[W_j, V_j, G_j]``.
 
     Returns
     -------
@@ -924,12 +961,21 @@ def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
     lanes = bounds.shape[0] - 1
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K))
     for lane in prange(lanes):
-        G = work[lane, : n * K].reshape((n, K))
         _multi_hvp_lane(
-            data, indices, indptr, s, WVt, bias, vbias, bounds[lane], bounds[lane + 1], G, part
+            data,
+            indices,
+            indptr,
+            s,
+            WVt,
+            bias,
+            vbias,
+            bounds[lane],
+            bounds[lane + 1],
+            work[lane],
+            part,
         )
     out = np.empty(K * (n + 1))
-    _reduce_lanes(work, lanes, K, n, out)
+    _reduce_lanes(work, lanes, K, n, 3 * K, 2 * K, out)
     totals = _sum_rows(part)
     for q in range(K):
         out[q * (n + 1) + n] = totals[q]
@@ -937,11 +983,10 @@ def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
 
 
 @njit(**_SERIAL)
-def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop, G, part):
-    K = Wt.shape[1]
-    for j in range(G.shape[0]):
-        for q in range(K):
-            G[j, q] = 0.0
+def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop, buf, part):
+    K = bias.shape[0]
+    S = 2 * K
+    _fill_slots(buf, Wt, S)
     Z = np.empty((K, BLOCK_ROWS))
     P = np.empty((K, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
@@ -953,7 +998,8 @@ def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
             sb = s[i0 : i0 + nb]
-            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc)
+            _add_bias(Z, bias, nb)
             _softmax_block(Z, nb, P, lse, tot)
             for q in range(K):
                 Pq = P[q]
@@ -963,7 +1009,7 @@ def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop
                     Pq[r] = h
                     hq += h
                 chunk[q] += hq
-            _scatter_sq_block_multi(data, indices, indptr, i0, nb, P, G, acc)
+            _scatter_block_multi(data, indices, indptr, i0, nb, P, buf, S, K, True, acc)
 
 
 @njit(**_PARALLEL)
@@ -972,7 +1018,7 @@ def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, wor
 
     Entry ``(k, j)``: ``sum_i s_i P_ik (1 - P_ik) x_ij^2``; intercept entry
     ``(k, n)``: ``sum_i s_i P_ik (1 - P_ik)`` (the diagonals of the blocks
-    ``H_kk``).
+    ``H_kk``). ``work``: (>= L, >= 2 n K) lane buffers, slots ``[W_j, D_j]``.
 
     Returns
     -------
@@ -983,12 +1029,11 @@ def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, wor
     lanes = bounds.shape[0] - 1
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K))
     for lane in prange(lanes):
-        G = work[lane, : n * K].reshape((n, K))
         _multi_hessian_diagonal_lane(
-            data, indices, indptr, s, Wt, bias, bounds[lane], bounds[lane + 1], G, part
+            data, indices, indptr, s, Wt, bias, bounds[lane], bounds[lane + 1], work[lane], part
         )
     out = np.empty(K * (n + 1))
-    _reduce_lanes(work, lanes, K, n, out)
+    _reduce_lanes(work, lanes, K, n, 2 * K, K, out)
     totals = _sum_rows(part)
     for q in range(K):
         out[q * (n + 1) + n] = totals[q]
@@ -996,11 +1041,10 @@ def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, wor
 
 
 @njit(**_SERIAL)
-def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop, P, G, part):
-    K = Wt.shape[1]
-    for j in range(G.shape[0]):
-        for q in range(K):
-            G[j, q] = 0.0
+def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop, P, buf, part):
+    K = bias.shape[0]
+    S = 2 * K
+    _fill_slots(buf, Wt, S)
     Z = np.empty((K, BLOCK_ROWS))
     E = np.empty((K, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
@@ -1013,7 +1057,8 @@ def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop,
             nb = min(BLOCK_ROWS, c1 - i0)
             yb = y[i0 : i0 + nb]
             sb = s[i0 : i0 + nb]
-            _gather_block_multi(data, indices, indptr, i0, nb, Wt, bias, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc)
+            _add_bias(Z, bias, nb)
             _softmax_block(Z, nb, E, lse, tot)
             for r in range(nb):
                 li = lse[r] - Z[yb[r], r]
@@ -1031,12 +1076,14 @@ def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop,
                     Eq[r] = rq
                     gq += rq
                 chunk[2 + q] += gq
-            _scatter_block_multi(data, indices, indptr, i0, nb, E, G, acc)
+            _scatter_block_multi(data, indices, indptr, i0, nb, E, buf, S, K, False, acc)
 
 
 @njit(**_PARALLEL)
 def multinomial_gram_weights(data, indices, indptr, y, s, Wt, bias, bounds, work):
     """Probabilities and what inference needs besides the Hessian, in one pass.
+
+    ``work``: (>= L, >= 2 n K) lane buffers, slots ``[W_j, G_j]``.
 
     Returns
     -------
@@ -1052,12 +1099,22 @@ def multinomial_gram_weights(data, indices, indptr, y, s, Wt, bias, bounds, work
     P = np.empty((m, K))
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K + 2))
     for lane in prange(lanes):
-        G = work[lane, : n * K].reshape((n, K))
         _multi_gram_weights_lane(
-            data, indices, indptr, y, s, Wt, bias, bounds[lane], bounds[lane + 1], P, G, part
+            data,
+            indices,
+            indptr,
+            y,
+            s,
+            Wt,
+            bias,
+            bounds[lane],
+            bounds[lane + 1],
+            P,
+            work[lane],
+            part,
         )
     stats = np.empty(2 + K * (n + 1))
-    _reduce_lanes(work, lanes, K, n, stats[2:])
+    _reduce_lanes(work, lanes, K, n, 2 * K, K, stats[2:])
     totals = _sum_rows(part)
     stats[0] = totals[0]
     stats[1] = totals[1]

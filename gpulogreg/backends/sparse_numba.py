@@ -96,18 +96,36 @@ class SparseNumbaBackend(SparseNumpyBackend):
             )
         super().bind(X, y, sample_weight)
         self._csr = (X.data, X.indices, X.indptr)
-        width = self.n_features * self.n_outputs
-        #: Lane row bounds of every scatter (fixed by the data, never by the threads).
-        self.lanes = ns.lane_bounds(X.indptr, width)
+        self._lane_bounds: np.ndarray | None = None
         self.__dict__.pop("_column_work", None)  # cached for the previous X
 
     def _encode_labels(self) -> None:
         """Nothing: the fused kernels read the int32 labels directly (no float or one-hot copy)."""
 
     # -- helpers ----------------------------------------------------------------
-    def _work(self) -> np.ndarray:
-        """Lane buffers of one pass: (lanes, n_features * n_outputs) float64, overwritten."""
-        return np.empty((self.lanes.shape[0] - 1, self.n_features * self.n_outputs))
+    @property
+    def lanes(self) -> np.ndarray:
+        """Lane row bounds of every scatter (:func:`~gpulogreg.backends._numba_sparse.lane_bounds`).
+
+        Fixed by the data and the model's width ``n_features * n_outputs``
+        only, computed once per bound ``X``.
+        """
+        if self._lane_bounds is None:
+            width = self.n_features * self.n_outputs
+            self._lane_bounds = ns.lane_bounds(self._csr[2], width)
+        return self._lane_bounds
+
+    def _work(self, slot: int, outputs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Lane bounds and fresh lane buffers of one pass: ``slot`` float64 per gradient entry.
+
+        A kernel's slots hold its inputs and the gradient entries of a column
+        (2: ``[w_j, g_j]``; 3: ``[w_j, v_j, g_j]``; per output, ``outputs``
+        defaulting to the model's); the buffers are overwritten, so a fresh
+        allocation per pass keeps concurrent calls apart.
+        """
+        bounds = self.lanes
+        width = slot * self.n_features * (self.n_outputs if outputs is None else outputs)
+        return bounds, np.empty((bounds.shape[0] - 1, width))
 
     def _serial(self) -> Any:
         """One thread for a pass over few stored values (:data:`SERIAL_MAX_NNZ`)."""
@@ -147,13 +165,11 @@ class SparseNumbaBackend(SparseNumpyBackend):
         with self._serial():
             if self.n_outputs == 1:
                 w, b = self._binary_params(params)
-                out = ns.binary_loss_grad(
-                    data, indices, indptr, y, s, w, b, self.lanes, self._work()
-                )
+                out = ns.binary_loss_grad(data, indices, indptr, y, s, w, b, *self._work(2))
             else:
                 Wt, bias = self._multi_params(params)
                 out = ns.multinomial_loss_grad(
-                    data, indices, indptr, y, s, Wt, bias, self.lanes, self._work()
+                    data, indices, indptr, y, s, Wt, bias, *self._work(2)
                 )
         return float(out[-1]), self._pack(out)
 
@@ -175,14 +191,12 @@ class SparseNumbaBackend(SparseNumpyBackend):
                 w, b = self._binary_params(params)
                 vw, vb = self._binary_params(v)
                 wv = np.ascontiguousarray(np.stack([w, vw], axis=1))
-                out = ns.binary_hvp(data, indices, indptr, s, wv, b, vb, self.lanes, self._work())
+                out = ns.binary_hvp(data, indices, indptr, s, wv, b, vb, *self._work(3))
             else:
                 Wt, bias = self._multi_params(params)
                 Vt, vbias = self._multi_params(v)
                 WVt = np.ascontiguousarray(np.concatenate([Wt, Vt], axis=1))
-                out = ns.multinomial_hvp(
-                    data, indices, indptr, s, WVt, bias, vbias, self.lanes, self._work()
-                )
+                out = ns.multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, *self._work(3))
         return self._pack(out)
 
     def gram_matvec(self, v: Array) -> Array:
@@ -190,11 +204,10 @@ class SparseNumbaBackend(SparseNumpyBackend):
         n = self.n_features
         vw = np.ascontiguousarray(v[:n], dtype=np.float64)
         vb = float(v[n]) if self.fit_intercept else 0.0
-        # One lane buffer of n entries: the binary lanes serve whatever the outputs.
-        bounds = ns.lane_bounds(indptr, n) if self.n_outputs > 1 else self.lanes
-        work = np.empty((bounds.shape[0] - 1, n))
         with self._serial():
-            out = ns.gram_matvec(data, indices, indptr, self.sample_weight, vw, vb, bounds, work)
+            out = ns.gram_matvec(
+                data, indices, indptr, self.sample_weight, vw, vb, *self._work(2, 1)
+            )
         return out if self.fit_intercept else out[:n].copy()
 
     def hessian_diagonal(self, params: Array) -> Array:
@@ -204,13 +217,11 @@ class SparseNumbaBackend(SparseNumpyBackend):
         with self._serial():
             if self.n_outputs == 1:
                 w, b = self._binary_params(params)
-                out = ns.binary_hessian_diagonal(
-                    data, indices, indptr, s, w, b, self.lanes, self._work()
-                )
+                out = ns.binary_hessian_diagonal(data, indices, indptr, s, w, b, *self._work(2))
             else:
                 Wt, bias = self._multi_params(params)
                 out = ns.multinomial_hessian_diagonal(
-                    data, indices, indptr, s, Wt, bias, self.lanes, self._work()
+                    data, indices, indptr, s, Wt, bias, *self._work(2)
                 )
         return self._pack(out)
 
@@ -254,14 +265,14 @@ class SparseNumbaBackend(SparseNumpyBackend):
             if self.n_outputs == 1:
                 w, b = self._binary_params(params)
                 h, stats = ns.binary_gram_weights(
-                    data, indices, indptr, y, s, w, b, meat, self.lanes, self._work()
+                    data, indices, indptr, y, s, w, b, meat, *self._work(2)
                 )
                 H = ns.binary_gram(data, indices, indptr, h, n, fi, self._parts())
                 gradient = self._pack(stats[2 : n + 3])
             else:
                 Wt, bias = self._multi_params(params)
                 P, stats = ns.multinomial_gram_weights(
-                    data, indices, indptr, y, s, Wt, bias, self.lanes, self._work()
+                    data, indices, indptr, y, s, Wt, bias, *self._work(2)
                 )
                 H = ns.multinomial_gram(data, indices, indptr, y, s, P, meat, n, fi, self._parts())
                 gradient = self._pack(stats[2:])

@@ -75,34 +75,41 @@ _INLINE: dict[str, Any] = {**_SERIAL, "inline": "always"}
 # -----------------------------------------------------------------------------
 # Software prefetch.
 # -----------------------------------------------------------------------------
-@intrinsic
-def _prefetch_intrinsic(typingctx, array, offset):
-    """Prefetch (for reading, into all cache levels) the element ``array.flat[offset]``.
+def _prefetch_hint(rw: int) -> Any:
+    """An intrinsic ``prefetch(array, offset)``: the line of ``array.flat[offset]`` into all caches.
 
-    A hint only: prefetch instructions never fault, and callers keep
-    ``offset`` inside the array.
+    ``rw`` 0 prefetches for reading, 1 for writing (the line arrives
+    exclusive, so a following read-modify-write does not upgrade it). A hint
+    only: prefetch instructions never fault, and callers keep ``offset``
+    inside the array.
     """
-    if not isinstance(array, types.Array) or not isinstance(offset, types.Integer):
-        return None
-    sig = types.void(array, types.intp)
 
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.gep(ary.data, [args[1]])
-        i8_ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8_ptr.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # (address, rw=0 read, locality=3 keep in all levels, cache type=1 data)
-        builder.call(fn, [i8_ptr, i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
+    @intrinsic
+    def prefetch(typingctx, array, offset):
+        if not isinstance(array, types.Array) or not isinstance(offset, types.Integer):
+            return None
+        sig = types.void(array, types.intp)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = builder.gep(ary.data, [args[1]])
+            i8_ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8_ptr.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            # (address, rw, locality=3 keep in all levels, cache type=1 data)
+            builder.call(fn, [i8_ptr, i32(rw), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
 
 
 # Typed as Any for mypy, whose numba stubs see the typing-context argument of
-# the intrinsic's Python signature; inside kernels it takes the arguments shown.
-_prefetch: Any = _prefetch_intrinsic
+# the intrinsic's Python signature; inside kernels they take the arguments shown.
+_prefetch: Any = _prefetch_hint(0)
+_prefetch_write: Any = _prefetch_hint(1)
 
 
 @njit(**_INLINE)

@@ -210,17 +210,18 @@ def test_the_gram_matrix_does_not_depend_on_the_column_parts():
 def test_lanes_follow_the_data_not_the_threads():
     # Narrow data: as many lanes as the chunks allow, up to LANE_MAX.
     assert ns.n_lanes(10**6, 10**8, 100) == ns.LANE_MAX
-    assert ns.n_lanes(3 * ns.CHUNK_ROWS, 10**8, 100) == 3
+    assert ns.n_lanes(3 * ns.CHUNK_ROWS, 10**8, 100) == 2  # a power of two
+    assert ns.n_lanes(4 * ns.CHUNK_ROWS, 10**8, 100) == 4
     # Few stored values: one lane per LANE_MIN_NNZ.
-    assert ns.n_lanes(10**6, 3 * ns.LANE_MIN_NNZ, 10) == 3
+    assert ns.n_lanes(10**6, 3 * ns.LANE_MIN_NNZ, 10) == 2
     assert ns.n_lanes(10**6, ns.LANE_MIN_NNZ - 1, 10) == 1
     # Wide data: at least LANE_NNZ_PER_COLUMN stored values per lane and entry
     # (the CTR-like benchmark set: 2 lanes).
     assert ns.n_lanes(300_000, 9_000_000, 2**20) == 2
-    assert ns.n_lanes(300_000, 3 * ns.LANE_NNZ_PER_COLUMN * 10**5, 10**5) == 3
+    assert ns.n_lanes(300_000, 3 * ns.LANE_NNZ_PER_COLUMN * 10**5, 10**5) == 2
     # The buffers' memory: LANE_BYTES in all (slots of 3 float64), one lane whatever the width.
     width = ns.LANE_BYTES // (3 * 8) // 3
-    assert ns.n_lanes(10**7, 10**10, width) == 3
+    assert ns.n_lanes(10**7, 10**10, width) == 2
     assert ns.n_lanes(10**7, 10**10, 10**9) == 1
 
 
@@ -299,6 +300,62 @@ def test_decision_takes_any_csr_and_other_inputs():
     assert rel_err(fast.decision(params, messy), ref) <= RTOL
     # Other formats go through the baseline.
     assert rel_err(fast.decision(params, X.tocsc()), ref) <= RTOL
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_columns_renumbered_by_popularity_give_the_same_results(
+    monkeypatch, n_classes, fit_intercept
+):
+    # Wide data goes through ColumnOrder; here every width does.
+    monkeypatch.setattr(sparse_numba, "COMPACT_MIN_FEATURES", 1)
+    X, y, s, fast, params, v = make_problem(np.float32, np.int32, n_classes, fit_intercept)
+    order = fast._order
+    assert order is not None
+    assert order.width == N_FEATURES - 1  # the untouched column is left out
+    counts = np.bincount(X.indices, minlength=N_FEATURES)[order.columns]
+    assert np.all(np.diff(counts) <= 0)  # most frequent first
+    np.testing.assert_array_equal(order.columns[order.indices], X.indices)
+    ref = SparseNumpyBackend(
+        X.astype(np.float64), y, s, n_classes=n_classes, fit_intercept=fit_intercept
+    )
+    n_cols = fast.layout.n_cols
+    loss, grad = fast.loss_grad(params)
+    loss_ref, grad_ref = ref.loss_grad(params)
+    assert rel_err(loss, loss_ref) <= RTOL
+    assert rel_err(grad, grad_ref) <= RTOL
+    assert rel_err(fast.loss(params), loss_ref) <= RTOL
+    assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= RTOL
+    assert rel_err(fast.gram_matvec(v[:n_cols]), ref.gram_matvec(v[:n_cols])) <= RTOL
+    assert rel_err(fast.hessian_diagonal(params), ref.hessian_diagonal(params)) <= RTOL
+    assert rel_err(fast.hessian(params), ref.hessian(params)) <= RTOL
+    assert rel_err(fast.decision(params, X), ref.decision(params, X.astype(np.float64))) <= RTOL
+    untouched = [k * n_cols + UNTOUCHED for k in range(fast.n_outputs)]
+    assert not grad[untouched].any()
+    assert not fast.hvp(params, v)[untouched].any()
+
+
+def test_the_kept_curvature_follows_the_parameters():
+    X, y, s, fast, params, v = make_problem(np.float64, np.int32, 2, True)
+    ref = SparseNumpyBackend(X, y, s)
+    assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= RTOL
+    params *= 0.5  # the same array, changed in place: the weights must be recomputed
+    assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= RTOL
+    assert rel_err(fast.hvp(params, 2.0 * v), ref.hvp(params, 2.0 * v)) <= RTOL
+
+
+def test_a_wide_fit_equals_the_baseline_fit():
+    rng = np.random.default_rng(3)
+    n = 2 * sparse_numba.COMPACT_MIN_FEATURES
+    X = sp.random(3000, n, density=20 / n, format="csr", random_state=rng)
+    y = (X @ rng.standard_normal(n) + 0.3 * rng.standard_normal(3000) > 0).astype(int)
+    fits = [
+        LogisticRegression(backend=b, solver="newton-cg", C=10.0, tol=1e-10).fit(X, y)
+        for b in ("numba", "numpy")
+    ]
+    assert fits[0].n_features_in_ == n
+    np.testing.assert_allclose(fits[0].coef_, fits[1].coef_, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(fits[0].intercept_, fits[1].intercept_, rtol=0, atol=1e-7)
 
 
 def test_above_the_gram_bound_the_baseline_builds_the_matrices(monkeypatch):

@@ -28,13 +28,16 @@ formulas, scalar math and output layouts it shares). Conventions:
   by the thread count, so results are bitwise identical for any number of
   threads. ``prange`` runs over the lanes: a pass uses at most ``L`` threads.
 * A lane buffer holds one **slot** per column: the column's inputs, then its
-  gradient entries (``[w_j, g_j]``; ``[w_j, v_j, g_j]`` for the
-  Hessian-vector product; ``K`` values each for the multinomial model). The
+  gradient entries (``[w_j, g_j]``; ``[v_j, g_j]`` for the binary
+  Hessian-vector product, :func:`gram_matvec` with the rows' curvature
+  weights of :func:`binary_curvature`; ``[W_j, V_j, G_j]`` for the
+  multinomial one; ``K`` values each for the multinomial model). The
   lane copies the inputs in first; the row's gather then brings in the very
   cache line its scatter updates. Measured on the 2-core Xeon, one thread:
   CTR-like 2^20 columns float32 34.5 -> 28.3 ms, float64 44.1 -> 28.2 ms per
   loss and gradient against separate ``w`` and ``g`` arrays; text-like
-  100,000 columns (in L2) 35.9 -> 33.4 ms.
+  100,000 columns (in L2) 35.9 -> 33.4 ms. Each gather also prefetches
+  the slot :data:`PREFETCH_VALUES` stored values ahead.
 * Lane count (:func:`n_lanes`): a lane costs a first touch of every slot
   it uses (measured, one thread: 0.8 ms per extra lane at 100,000 columns,
   11 ms at 2^20, against 35 and 31 ms for the whole one-lane pass), so
@@ -55,6 +58,15 @@ formulas, scalar math and output layouts it shares). Conventions:
   [y_i == k])``. Multinomial coefficients are passed **feature-major**,
   ``Wt`` of shape (n, K), so that one gather reads a row's K coefficients
   from one cache line.
+* **Slots and columns.** The lane kernels take ``columns`` (u,): slot ``j``
+  of a lane buffer belongs to column ``columns[j]``, and ``indices`` hold
+  slot numbers. With ``columns = arange(n)`` they are the column indices
+  themselves; the backend passes, on wide data, the columns that hold
+  stored values ordered by popularity with ``indices`` renumbered to match
+  (:class:`~gpulogreg.backends.sparse_numba.ColumnOrder`), so that a
+  row's slots share cache lines. The lane fill gathers the inputs through
+  ``columns`` and the sum over lanes scatters back through it (columns
+  without a slot get zero); within a row the slot numbers need no order.
 * Output layout of the gradient kernels: for each output ``k`` the ``n``
   coefficient entries, then the intercept entry (``out[k * (n + 1) + j]``);
   the loss, where there is one, last.
@@ -76,7 +88,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uintp
 
-from gpulogreg._numba_read import _INLINE, _PARALLEL, _SERIAL, _sum_rows
+from gpulogreg._numba_read import (
+    _INLINE,
+    _PARALLEL,
+    _SERIAL,
+    _prefetch,
+    _prefetch_write,
+    _sum_rows,
+)
 from gpulogreg._typing import CERTAIN_LOSS
 from gpulogreg.backends._numba_kernels import (
     _binary_pointwise,
@@ -89,11 +108,11 @@ __all__ = [
     "CHUNK_ROWS",
     "LANE_BYTES",
     "LANE_MAX",
+    "binary_curvature",
     "binary_decision",
     "binary_gram",
     "binary_gram_weights",
     "binary_hessian_diagonal",
-    "binary_hvp",
     "binary_loss",
     "binary_loss_grad",
     "column_parts",
@@ -140,6 +159,14 @@ LANE_NNZ_PER_COLUMN = 4
 #: Cost of a row in nonzeros when lanes are balanced: the pointwise math of a
 #: row (an exp and a log1p) takes about as long as four gather-scatter pairs.
 ROW_COST_NNZ = 4
+#: Software prefetch distance of the gathers, in stored values: while the
+#: gather reads entry ``k`` it prefetches (for writing: the block's scatter
+#: updates the same line) the slot of entry ``k + PREFETCH_VALUES``, 8 rows
+#: ahead on the CTR-like set. Without it a row's misses on a slot buffer
+#: beyond L2 are hardly overlapped. Measured on a 2-core AMD EPYC (Zen 3),
+#: one thread, CTR-like float32, a gather and scatter over ``[w_j, g_j]``
+#: slots: 106-124 ms without, 50-59 at 128, 38 at 256, 42-57 at 512.
+PREFETCH_VALUES = 256
 #: Entries per block of the parallel sum over lanes (64 KiB of float64 per
 #: lane buffer: the L lanes' blocks stay within L2).
 COLUMN_BLOCK = 8192
@@ -167,7 +194,9 @@ def n_lanes(n_rows: int, nnz: int, width: int) -> int:
     -------
     int
         ``min(LANE_MAX, chunks, nnz // LANE_MIN_NNZ, LANE_BYTES // (24 width),
-        nnz // (LANE_NNZ_PER_COLUMN width))``, at least 1.
+        nnz // (LANE_NNZ_PER_COLUMN width))`` rounded down to a power of two,
+        at least 1. Thread counts are mostly even: 3 lanes on 2 threads would
+        leave one thread with two lanes' work.
     """
     width = max(int(width), 1)
     nnz = int(nnz)
@@ -178,7 +207,7 @@ def n_lanes(n_rows: int, nnz: int, width: int) -> int:
         LANE_BYTES // (3 * 8 * width),  # slots of up to 3 float64 per entry
         nnz // (LANE_NNZ_PER_COLUMN * width),
     )
-    return max(lanes, 1)
+    return 1 << (max(lanes, 1).bit_length() - 1)
 
 
 def lane_bounds(indptr: np.ndarray, width: int) -> np.ndarray:
@@ -278,44 +307,59 @@ def _row(indptr, i):
 
 
 @njit(**_INLINE)
-def _fill_slots(buf, src, S):
-    """Slot ``j`` of ``buf`` := ``[src[j, :], 0, ..., 0]`` (``S`` entries), every column ``j``."""
-    n, p = src.shape
-    for j in range(n):
+def _fill_slots(buf, src, S, columns):
+    """Slot ``j`` of ``buf`` := ``[src[columns[j], :], 0, ..., 0]`` (``S`` entries), every ``j``."""
+    p = src.shape[1]
+    for j in range(columns.shape[0]):
         base = j * S
+        c = uintp(columns[j])
         for q in range(p):
-            buf[base + q] = src[j, q]
+            buf[base + q] = src[c, q]
         for q in range(p, S):
             buf[base + q] = 0.0
 
 
 @njit(**_INLINE)
+def _ahead(indices, k, S):
+    """Slot offset ``S * indices[k + PREFETCH_VALUES]`` (clipped to the last stored value)."""
+    last = uintp(indices.shape[0] - 1)
+    ahead = k + uintp(PREFETCH_VALUES)
+    return uintp(S) * uintp(indices[ahead if ahead < last else last])
+
+
+@njit(**_INLINE)
 def _gather_block(data, indices, indptr, i0, nb, buf, S, off, b, z):
-    """``z[r] = sum_j x_{i0 + r, j} buf[S j + off] + b`` for the block's rows, in float64."""
+    """``z[r] = sum_j x_{i0 + r, j} buf[S j + off] + b`` for the block's rows, in float64.
+
+    ``buf`` is a lane's own buffer, whose slots the block's scatter then
+    updates: prefetched for writing.
+    """
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
         acc = 0.0
         for t in range(length):
             k = a + t
+            _prefetch_write(buf, _ahead(indices, k, S))
             acc += np.float64(data[k]) * buf[uintp(S) * uintp(indices[k]) + uintp(off)]
         z[r] = acc + b
 
 
 @njit(**_INLINE)
-def _gather2_block(data, indices, indptr, i0, nb, buf, S, b, c, z, zv):
-    """``z[r] = x . buf[S j] + b`` and ``zv[r] = x . buf[S j + 1] + c``: one read per entry."""
+def _gather_shared_block(data, indices, indptr, i0, nb, w, b, z):
+    """``z[r] = x_{i0 + r} . w + b`` from a ``w`` every thread reads: prefetched for reading.
+
+    (A prefetch for writing would take each line exclusive, and two threads
+    gathering from the same ``w`` would pull its lines back and forth: the
+    CTR-like loss on 2 threads took 92 ms so, against 20 ms on one.)
+    """
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
         acc = 0.0
-        accv = 0.0
         for t in range(length):
             k = a + t
-            x = np.float64(data[k])
-            j = uintp(S) * uintp(indices[k])
-            acc += x * buf[j]
-            accv += x * buf[j + uintp(1)]
+            _prefetch(w, _ahead(indices, k, 1))
+            acc += np.float64(data[k]) * w[uintp(indices[k])]
         z[r] = acc + b
-        zv[r] = accv + c
 
 
 @njit(**_INLINE)
@@ -331,10 +375,12 @@ def _scatter_block(data, indices, indptr, i0, nb, res, buf, S, off, square):
 
 
 @njit(**_INLINE)
-def _gather_block_multi(data, indices, indptr, i0, nb, buf, S, width, Z, acc):
+def _gather_block_multi(data, indices, indptr, i0, nb, buf, S, width, Z, acc, own):
     """``Z[q, r] = sum_j x_{i0 + r, j} buf[S j + q]`` for ``q < width`` (class-major ``Z``).
 
-    ``acc`` is scratch of ``width`` entries; no bias added.
+    ``acc`` is scratch of ``width`` entries; no bias added. ``own``: ``buf``
+    is the lane's own (prefetched for writing), else shared by the threads
+    (for reading, as in :func:`_gather_shared_block`).
     """
     for r in range(nb):
         a, length = _row(indptr, i0 + r)
@@ -342,6 +388,13 @@ def _gather_block_multi(data, indices, indptr, i0, nb, buf, S, width, Z, acc):
             acc[q] = 0.0
         for t in range(length):
             k = a + t
+            ahead = _ahead(indices, k, S)
+            if own:
+                _prefetch_write(buf, ahead)
+                _prefetch_write(buf, ahead + uintp(S - 1))
+            else:
+                _prefetch(buf, ahead)
+                _prefetch(buf, ahead + uintp(S - 1))
             x = np.float64(data[k])
             j = uintp(S) * uintp(indices[k])
             for q in range(width):
@@ -371,36 +424,40 @@ def _scatter_block_multi(data, indices, indptr, i0, nb, R, buf, S, off, square, 
 # The sum over lanes (fixed order, parallel over column blocks).
 # -----------------------------------------------------------------------------
 @njit(**_PARALLEL)
-def _reduce_lanes(work, lanes, K, n, S, off, out):
-    """``out[q (n + 1) + j] = sum_l work[l, S j + off + q]``, lanes in order.
+def _reduce_lanes(work, lanes, K, n, S, off, out, columns):
+    """``out[q (n + 1) + columns[j]] = sum_l work[l, S j + off + q]``, lanes in order.
 
-    The gradient of column ``j`` and output ``q`` is entry ``off + q`` of slot
-    ``j``; ``out`` is the flat ``(K, n + 1)`` layout (intercept entries
-    untouched). Parallel over blocks of columns; each entry is summed over
-    the lanes in lane order.
+    The gradient of slot ``j`` (column ``columns[j]``) and output ``q`` is
+    entry ``off + q`` of slot ``j``; ``out`` is the flat ``(K, n + 1)``
+    layout (intercept entries and columns without a slot untouched).
+    Parallel over blocks of slots; each entry is summed over the lanes in
+    lane order.
     """
-    columns = (COLUMN_BLOCK + K - 1) // K
-    n_blocks = (n + columns - 1) // columns
+    u = columns.shape[0]
+    block = (COLUMN_BLOCK + K - 1) // K
+    n_blocks = (u + block - 1) // block
     for p in prange(n_blocks):
-        j0 = p * columns
-        j1 = min(j0 + columns, n)
+        j0 = p * block
+        j1 = min(j0 + block, u)
         for j in range(j0, j1):
+            c = columns[j]
             for q in range(K):
-                out[q * (n + 1) + j] = work[0, S * j + off + q]
+                out[q * (n + 1) + c] = work[0, S * j + off + q]
         for lane in range(1, lanes):
             for j in range(j0, j1):
+                c = columns[j]
                 for q in range(K):
-                    out[q * (n + 1) + j] += work[lane, S * j + off + q]
+                    out[q * (n + 1) + c] += work[lane, S * j + off + q]
 
 
 # -----------------------------------------------------------------------------
 # Binary (sigmoid) model. Lane slots: [inputs (1 or 2 values), gradient].
 # -----------------------------------------------------------------------------
 @njit(**_SERIAL)
-def _binary_loss_grad_lane(data, indices, indptr, y, s, src, b, start, stop, buf, part):
+def _binary_loss_grad_lane(data, indices, indptr, y, s, src, b, start, stop, buf, part, columns):
     """Rows ``[start, stop)``; slots ``[w_j, g_j]``; ``part[c] = [sum r_i, loss]`` per chunk."""
     _prefer_wide_vectors()
-    _fill_slots(buf, src, 2)
+    _fill_slots(buf, src, 2, columns)
     z = np.empty(BLOCK_ROWS)
     res = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
@@ -424,7 +481,7 @@ def _binary_loss_grad_lane(data, indices, indptr, y, s, src, b, start, stop, buf
 
 
 @njit(**_PARALLEL)
-def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work):
+def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work, columns):
     """Weighted mean log-loss and its gradient in one pass over the CSR arrays.
 
     Parameters
@@ -438,8 +495,12 @@ def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work):
     b : float
     bounds : ndarray of shape (L + 1,), int64
         Lane row bounds (:func:`lane_bounds`).
-    work : ndarray of shape (>= L, >= 2 n), float64
+    work : ndarray of shape (>= L, >= 2 u), float64
         Lane buffers (overwritten): slots ``[w_j, g_j]``.
+    columns : ndarray of shape (u,), intp
+        The column of each slot (every column once: ``arange(n)``; or the
+        columns that hold stored values, when ``indices`` are renumbered
+        to slots). Columns without a slot get a zero gradient.
 
     Returns
     -------
@@ -453,10 +514,21 @@ def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work):
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 2))
     for lane in prange(lanes):
         _binary_loss_grad_lane(
-            data, indices, indptr, y, s, src, b, bounds[lane], bounds[lane + 1], work[lane], part
+            data,
+            indices,
+            indptr,
+            y,
+            s,
+            src,
+            b,
+            bounds[lane],
+            bounds[lane + 1],
+            work[lane],
+            part,
+            columns,
         )
-    out = np.empty(n + 2)
-    _reduce_lanes(work, lanes, 1, n, 2, 1, out)
+    out = np.zeros(n + 2)
+    _reduce_lanes(work, lanes, 1, n, 2, 1, out, columns)
     totals = _sum_rows(part)
     out[n] = totals[0]
     out[n + 1] = totals[1]
@@ -469,7 +541,7 @@ def _binary_loss_chunk(data, indices, indptr, y, s, w, b, start, stop):
     loss = 0.0
     for i0 in range(start, stop, BLOCK_ROWS):
         nb = min(BLOCK_ROWS, stop - i0)
-        _gather_block(data, indices, indptr, i0, nb, w, 1, 0, b, z)
+        _gather_shared_block(data, indices, indptr, i0, nb, w, b, z)
         yb = y[i0 : i0 + nb]
         sb = s[i0 : i0 + nb]
         for r in range(nb):
@@ -491,6 +563,29 @@ def binary_loss(data, indices, indptr, y, s, w, b):
 
 
 @njit(**_PARALLEL)
+def binary_curvature(data, indices, indptr, s, w, b):
+    """Curvature weights ``s_i p_i (1 - p_i)`` of the rows, shape (m,): parallel over the chunks.
+
+    With them the Hessian-vector product at ``w`` is :func:`gram_matvec`
+    with these row weights: Newton-CG computes them once per outer iteration
+    and its products then gather ``v`` only (slots ``[v_j, g_j]``).
+    """
+    m = indptr.shape[0] - 1
+    out = np.empty(m)
+    nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
+    for c in prange(nc):
+        c0 = c * CHUNK_ROWS
+        c1 = min(c0 + CHUNK_ROWS, m)
+        z = out[c0:c1]
+        _gather_shared_block(data, indices, indptr, c0, c1 - c0, w, b, z)
+        for r in range(c1 - c0):
+            e = exp_nonpos(-abs(z[r]))
+            d = 1.0 / (1.0 + e)
+            z[r] = s[c0 + r] * (e * d * d)
+    return out
+
+
+@njit(**_PARALLEL)
 def binary_decision(data, indices, indptr, w, b):
     """Decision values ``X @ w + b`` in float64, shape (m,); parallel over the fixed chunks."""
     m = indptr.shape[0] - 1
@@ -499,73 +594,15 @@ def binary_decision(data, indices, indptr, w, b):
     for c in prange(nc):
         c0 = c * CHUNK_ROWS
         c1 = min(c0 + CHUNK_ROWS, m)
-        _gather_block(data, indices, indptr, c0, c1 - c0, w, 1, 0, b, out[c0:c1])
+        _gather_shared_block(data, indices, indptr, c0, c1 - c0, w, b, out[c0:c1])
     return out
 
 
 @njit(**_SERIAL)
-def _binary_hvp_lane(data, indices, indptr, s, src, b, c, start, stop, buf, part):
-    """Slots ``[w_j, v_j, g_j]``: ``g = sum_i s_i p_i (1 - p_i) (x_i . v + c) x_i``."""
-    _prefer_wide_vectors()
-    _fill_slots(buf, src, 3)
-    z = np.empty(BLOCK_ROWS)
-    zv = np.empty(BLOCK_ROWS)
-    res = np.empty(BLOCK_ROWS)
-    for c0 in range(start, stop, CHUNK_ROWS):
-        c1 = min(c0 + CHUNK_ROWS, stop)
-        gb = 0.0
-        for i0 in range(c0, c1, BLOCK_ROWS):
-            nb = min(BLOCK_ROWS, c1 - i0)
-            _gather2_block(data, indices, indptr, i0, nb, buf, 3, b, c, z, zv)
-            sb = s[i0 : i0 + nb]
-            for r in range(nb):
-                e = exp_nonpos(-abs(z[r]))
-                d = 1.0 / (1.0 + e)
-                ri = sb[r] * (e * d * d) * zv[r]
-                gb += ri
-                res[r] = ri
-            _scatter_block(data, indices, indptr, i0, nb, res, buf, 3, 2, False)
-        part[c0 // CHUNK_ROWS, 0] = gb
-
-
-@njit(**_PARALLEL)
-def binary_hvp(data, indices, indptr, s, wv, b, c, bounds, work):
-    """Hessian-vector product ``A^T diag(s p (1 - p)) A [v; c]``, ``A = [X, 1]``, one pass.
-
-    Parameters
-    ----------
-    wv : ndarray of shape (n, 2), float64
-        ``[w, v]`` side by side.
-    b, c : float
-        Intercepts of ``w`` and ``v``.
-    work : ndarray of shape (>= L, >= 3 n), float64
-        Lane buffers: slots ``[w_j, v_j, g_j]`` (one cache line per column).
-
-    Other parameters as :func:`binary_loss_grad`.
-
-    Returns
-    -------
-    out : ndarray of shape (n + 1,), float64
-    """
-    m = indptr.shape[0] - 1
-    n = wv.shape[0]
-    lanes = bounds.shape[0] - 1
-    part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
-    for lane in prange(lanes):
-        _binary_hvp_lane(
-            data, indices, indptr, s, wv, b, c, bounds[lane], bounds[lane + 1], work[lane], part
-        )
-    out = np.empty(n + 1)
-    _reduce_lanes(work, lanes, 1, n, 3, 2, out)
-    out[n] = _sum_rows(part)[0]
-    return out
-
-
-@njit(**_SERIAL)
-def _gram_matvec_lane(data, indices, indptr, s, src, c, start, stop, buf, part):
+def _gram_matvec_lane(data, indices, indptr, s, src, c, start, stop, buf, part, columns):
     """Slots ``[v_j, g_j]``: ``g = sum_i s_i (x_i . v + c) x_i``."""
     _prefer_wide_vectors()
-    _fill_slots(buf, src, 2)
+    _fill_slots(buf, src, 2, columns)
     z = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
         c1 = min(c0 + CHUNK_ROWS, stop)
@@ -583,7 +620,7 @@ def _gram_matvec_lane(data, indices, indptr, s, src, c, start, stop, buf, part):
 
 
 @njit(**_PARALLEL)
-def gram_matvec(data, indices, indptr, s, v, c, bounds, work):
+def gram_matvec(data, indices, indptr, s, v, c, bounds, work, columns):
     """``A^T diag(s) A [v; c]`` with ``A = [X, 1]`` in one pass.
 
     ``work``: (>= L, >= 2 n) lane buffers, slots ``[v_j, g_j]``.
@@ -599,19 +636,31 @@ def gram_matvec(data, indices, indptr, s, v, c, bounds, work):
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
     for lane in prange(lanes):
         _gram_matvec_lane(
-            data, indices, indptr, s, src, c, bounds[lane], bounds[lane + 1], work[lane], part
+            data,
+            indices,
+            indptr,
+            s,
+            src,
+            c,
+            bounds[lane],
+            bounds[lane + 1],
+            work[lane],
+            part,
+            columns,
         )
-    out = np.empty(n + 1)
-    _reduce_lanes(work, lanes, 1, n, 2, 1, out)
+    out = np.zeros(n + 1)
+    _reduce_lanes(work, lanes, 1, n, 2, 1, out, columns)
     out[n] = _sum_rows(part)[0]
     return out
 
 
 @njit(**_SERIAL)
-def _binary_hessian_diagonal_lane(data, indices, indptr, s, src, b, start, stop, buf, part):
+def _binary_hessian_diagonal_lane(
+    data, indices, indptr, s, src, b, start, stop, buf, part, columns
+):
     """Slots ``[w_j, d_j]``: ``d = sum_i s_i p_i (1 - p_i) x_ij^2``."""
     _prefer_wide_vectors()
-    _fill_slots(buf, src, 2)
+    _fill_slots(buf, src, 2, columns)
     z = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
         c1 = min(c0 + CHUNK_ROWS, stop)
@@ -631,7 +680,7 @@ def _binary_hessian_diagonal_lane(data, indices, indptr, s, src, b, start, stop,
 
 
 @njit(**_PARALLEL)
-def binary_hessian_diagonal(data, indices, indptr, s, w, b, bounds, work):
+def binary_hessian_diagonal(data, indices, indptr, s, w, b, bounds, work, columns):
     """Diagonal of the binary Hessian: ``[sum_i h_i x_ij^2 (n), sum_i h_i]``, ``h = s p (1 - p)``.
 
     ``work``: (>= L, >= 2 n) lane buffers, slots ``[w_j, d_j]``.
@@ -647,18 +696,30 @@ def binary_hessian_diagonal(data, indices, indptr, s, w, b, bounds, work):
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
     for lane in prange(lanes):
         _binary_hessian_diagonal_lane(
-            data, indices, indptr, s, src, b, bounds[lane], bounds[lane + 1], work[lane], part
+            data,
+            indices,
+            indptr,
+            s,
+            src,
+            b,
+            bounds[lane],
+            bounds[lane + 1],
+            work[lane],
+            part,
+            columns,
         )
-    out = np.empty(n + 1)
-    _reduce_lanes(work, lanes, 1, n, 2, 1, out)
+    out = np.zeros(n + 1)
+    _reduce_lanes(work, lanes, 1, n, 2, 1, out, columns)
     out[n] = _sum_rows(part)[0]
     return out
 
 
 @njit(**_SERIAL)
-def _binary_gram_weights_lane(data, indices, indptr, y, s, src, b, meat, start, stop, h, buf, part):
+def _binary_gram_weights_lane(
+    data, indices, indptr, y, s, src, b, meat, start, stop, h, buf, part, columns
+):
     _prefer_wide_vectors()
-    _fill_slots(buf, src, 2)
+    _fill_slots(buf, src, 2, columns)
     z = np.empty(BLOCK_ROWS)
     res = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
@@ -695,7 +756,7 @@ def _binary_gram_weights_lane(data, indices, indptr, y, s, src, b, meat, start, 
 
 
 @njit(**_PARALLEL)
-def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
+def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work, columns):
     """Row weights of the binary Hessian (or meat) and what inference needs, in one pass.
 
     ``h_i = s_i p_i (1 - p_i)`` or, with ``meat``, ``h_i = s_i (p_i - y_i)^2``;
@@ -731,9 +792,10 @@ def binary_gram_weights(data, indices, indptr, y, s, w, b, meat, bounds, work):
             h,
             work[lane],
             part,
+            columns,
         )
-    stats = np.empty(n + 4)
-    _reduce_lanes(work, lanes, 1, n, 2, 1, stats[2:])
+    stats = np.zeros(n + 4)
+    _reduce_lanes(work, lanes, 1, n, 2, 1, stats[2:], columns)
     totals = _sum_rows(part)
     stats[0] = totals[0]
     stats[1] = totals[1]
@@ -755,7 +817,9 @@ def _add_bias(Z, bias, nb):
 
 
 @njit(**_SERIAL)
-def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, with_grad, buf, part):
+def _multi_loss_grad_lane(
+    data, indices, indptr, y, s, Wt, bias, start, stop, with_grad, buf, part, columns
+):
     """Rows ``[start, stop)``; ``part[c] = [sum R (K), loss]`` per chunk.
 
     With ``with_grad``, ``buf`` holds slots ``[W_j, G_j]`` and gets
@@ -765,7 +829,7 @@ def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, wi
     K = bias.shape[0]
     S = 2 * K if with_grad else K
     if with_grad:
-        _fill_slots(buf, Wt, S)
+        _fill_slots(buf, Wt, S, columns)
     Z = np.empty((K, BLOCK_ROWS))
     E = np.empty((K, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
@@ -779,7 +843,7 @@ def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, wi
             nb = min(BLOCK_ROWS, c1 - i0)
             yb = y[i0 : i0 + nb]
             sb = s[i0 : i0 + nb]
-            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc, with_grad)
             _add_bias(Z, bias, nb)
             _softmax_block(Z, nb, E, lse, tot)
             for r in range(nb):
@@ -800,7 +864,7 @@ def _multi_loss_grad_lane(data, indices, indptr, y, s, Wt, bias, start, stop, wi
 
 
 @njit(**_PARALLEL)
-def multinomial_loss_grad(data, indices, indptr, y, s, Wt, bias, bounds, work):
+def multinomial_loss_grad(data, indices, indptr, y, s, Wt, bias, bounds, work, columns):
     """Weighted mean multinomial cross-entropy and its gradient in one pass.
 
     Parameters
@@ -812,8 +876,10 @@ def multinomial_loss_grad(data, indices, indptr, y, s, Wt, bias, bounds, work):
     bias : ndarray of shape (K,), float64
     bounds : ndarray of shape (L + 1,), int64
         Lane row bounds (:func:`lane_bounds`).
-    work : ndarray of shape (>= L, >= 2 n K), float64
+    work : ndarray of shape (>= L, >= 2 u K), float64
         Lane buffers: slots ``[W_j (K), G_j (K)]``.
+    columns : ndarray of shape (u,), intp
+        The column of each slot (see :func:`binary_loss_grad`).
 
     Returns
     -------
@@ -838,9 +904,10 @@ def multinomial_loss_grad(data, indices, indptr, y, s, Wt, bias, bounds, work):
             True,
             work[lane],
             part,
+            columns,
         )
-    out = np.empty(K * (n + 1) + 1)
-    _reduce_lanes(work, lanes, K, n, 2 * K, K, out)
+    out = np.zeros(K * (n + 1) + 1)
+    _reduce_lanes(work, lanes, K, n, 2 * K, K, out, columns)
     totals = _sum_rows(part)
     for q in range(K):
         out[q * (n + 1) + n] = totals[q]
@@ -854,6 +921,7 @@ def multinomial_loss(data, indices, indptr, y, s, Wt, bias):
     m = indptr.shape[0] - 1
     K = Wt.shape[1]
     flat = Wt.ravel()
+    no_slots = np.empty(0, np.intp)  # the lanes' fill is not used without the gradient
     nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
     part = np.zeros((nc, K + 1))
     for c in prange(nc):
@@ -870,6 +938,7 @@ def multinomial_loss(data, indices, indptr, y, s, Wt, bias):
             False,
             flat,
             part,
+            no_slots,
         )
     return _sum_rows(part)[K]
 
@@ -888,7 +957,7 @@ def multinomial_decision(data, indices, indptr, Wt, bias):
         c1 = min((c + 1) * CHUNK_ROWS, m)
         for i0 in range(c * CHUNK_ROWS, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather_block_multi(data, indices, indptr, i0, nb, flat, K, K, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, flat, K, K, Z, acc, False)
             for r in range(nb):
                 for q in range(K):
                     out[i0 + r, q] = Z[q, r] + bias[q]
@@ -896,11 +965,11 @@ def multinomial_decision(data, indices, indptr, Wt, bias):
 
 
 @njit(**_SERIAL)
-def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, buf, part):
+def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, buf, part, columns):
     """Slots ``[W_j, V_j, G_j]``: one read per entry gives both linear predictors."""
     K = bias.shape[0]
     S = 3 * K
-    _fill_slots(buf, WVt, S)
+    _fill_slots(buf, WVt, S, columns)
     ZZ = np.empty((2 * K, BLOCK_ROWS))
     Z = ZZ[:K]
     ZV = ZZ[K:]
@@ -915,7 +984,7 @@ def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, buf
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
             sb = s[i0 : i0 + nb]
-            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, 2 * K, ZZ, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, 2 * K, ZZ, acc, True)
             _add_bias(Z, bias, nb)
             _add_bias(ZV, vbias, nb)
             _softmax_block(Z, nb, P, lse, tot)
@@ -936,7 +1005,7 @@ def _multi_hvp_lane(data, indices, indptr, s, WVt, bias, vbias, start, stop, buf
 
 
 @njit(**_PARALLEL)
-def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
+def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work, columns):
     """Hessian-vector product of the multinomial loss in one pass.
 
     With ``P = softmax(Z)`` and ``ZV = X V^T + vbias``:
@@ -948,7 +1017,7 @@ def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
     WVt : ndarray of shape (n, 2 K), float64
         ``[W^T, V^T]`` side by side (feature-major).
     bias, vbias : ndarray of shape (K,), float64
-    work : ndarray of shape (>= L, >= 3 n K), float64
+    work : ndarray of shape (>= L, >= 3 u K), float64
         Lane buffers: slots ``[W_j, V_j, G_j]``.
 
     Returns
@@ -973,9 +1042,10 @@ def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
             bounds[lane + 1],
             work[lane],
             part,
+            columns,
         )
-    out = np.empty(K * (n + 1))
-    _reduce_lanes(work, lanes, K, n, 3 * K, 2 * K, out)
+    out = np.zeros(K * (n + 1))
+    _reduce_lanes(work, lanes, K, n, 3 * K, 2 * K, out, columns)
     totals = _sum_rows(part)
     for q in range(K):
         out[q * (n + 1) + n] = totals[q]
@@ -983,10 +1053,12 @@ def multinomial_hvp(data, indices, indptr, s, WVt, bias, vbias, bounds, work):
 
 
 @njit(**_SERIAL)
-def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop, buf, part):
+def _multi_hessian_diagonal_lane(
+    data, indices, indptr, s, Wt, bias, start, stop, buf, part, columns
+):
     K = bias.shape[0]
     S = 2 * K
-    _fill_slots(buf, Wt, S)
+    _fill_slots(buf, Wt, S, columns)
     Z = np.empty((K, BLOCK_ROWS))
     P = np.empty((K, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
@@ -998,7 +1070,7 @@ def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
             sb = s[i0 : i0 + nb]
-            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc, True)
             _add_bias(Z, bias, nb)
             _softmax_block(Z, nb, P, lse, tot)
             for q in range(K):
@@ -1013,7 +1085,7 @@ def _multi_hessian_diagonal_lane(data, indices, indptr, s, Wt, bias, start, stop
 
 
 @njit(**_PARALLEL)
-def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, work):
+def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, work, columns):
     """Diagonal of the multinomial Hessian, in the (K, n + 1) layout.
 
     Entry ``(k, j)``: ``sum_i s_i P_ik (1 - P_ik) x_ij^2``; intercept entry
@@ -1030,10 +1102,20 @@ def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, wor
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, K))
     for lane in prange(lanes):
         _multi_hessian_diagonal_lane(
-            data, indices, indptr, s, Wt, bias, bounds[lane], bounds[lane + 1], work[lane], part
+            data,
+            indices,
+            indptr,
+            s,
+            Wt,
+            bias,
+            bounds[lane],
+            bounds[lane + 1],
+            work[lane],
+            part,
+            columns,
         )
-    out = np.empty(K * (n + 1))
-    _reduce_lanes(work, lanes, K, n, 2 * K, K, out)
+    out = np.zeros(K * (n + 1))
+    _reduce_lanes(work, lanes, K, n, 2 * K, K, out, columns)
     totals = _sum_rows(part)
     for q in range(K):
         out[q * (n + 1) + n] = totals[q]
@@ -1041,10 +1123,12 @@ def multinomial_hessian_diagonal(data, indices, indptr, s, Wt, bias, bounds, wor
 
 
 @njit(**_SERIAL)
-def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop, P, buf, part):
+def _multi_gram_weights_lane(
+    data, indices, indptr, y, s, Wt, bias, start, stop, P, buf, part, columns
+):
     K = bias.shape[0]
     S = 2 * K
-    _fill_slots(buf, Wt, S)
+    _fill_slots(buf, Wt, S, columns)
     Z = np.empty((K, BLOCK_ROWS))
     E = np.empty((K, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
@@ -1057,7 +1141,7 @@ def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop,
             nb = min(BLOCK_ROWS, c1 - i0)
             yb = y[i0 : i0 + nb]
             sb = s[i0 : i0 + nb]
-            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc)
+            _gather_block_multi(data, indices, indptr, i0, nb, buf, S, K, Z, acc, True)
             _add_bias(Z, bias, nb)
             _softmax_block(Z, nb, E, lse, tot)
             for r in range(nb):
@@ -1080,7 +1164,7 @@ def _multi_gram_weights_lane(data, indices, indptr, y, s, Wt, bias, start, stop,
 
 
 @njit(**_PARALLEL)
-def multinomial_gram_weights(data, indices, indptr, y, s, Wt, bias, bounds, work):
+def multinomial_gram_weights(data, indices, indptr, y, s, Wt, bias, bounds, work, columns):
     """Probabilities and what inference needs besides the Hessian, in one pass.
 
     ``work``: (>= L, >= 2 n K) lane buffers, slots ``[W_j, G_j]``.
@@ -1112,9 +1196,10 @@ def multinomial_gram_weights(data, indices, indptr, y, s, Wt, bias, bounds, work
             P,
             work[lane],
             part,
+            columns,
         )
-    stats = np.empty(2 + K * (n + 1))
-    _reduce_lanes(work, lanes, K, n, 2 * K, K, stats[2:])
+    stats = np.zeros(2 + K * (n + 1))
+    _reduce_lanes(work, lanes, K, n, 2 * K, K, stats[2:], columns)
     totals = _sum_rows(part)
     stats[0] = totals[0]
     stats[1] = totals[1]

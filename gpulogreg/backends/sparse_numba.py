@@ -17,9 +17,11 @@ matrix, exactly symmetric. ``cluster_scores`` is the scipy baseline's.
 **Columns by popularity.** On wide data (:data:`COMPACT_MIN_FEATURES`
 columns or more) the one-pass kernels of training run on a copy of
 ``indices`` renumbered by :class:`ColumnOrder`: only the columns that hold
-a stored value, the most frequent first. The coefficients are gathered into
-that order once per call (``w[order]``, ``O(n)``) and the gradient is put
-back (``g[order] = ...``); columns without a stored value get exactly zero.
+a stored value, the most frequent first. The lane kernels get the order as
+their ``columns``: their fill gathers the coefficients through it and their
+sum over lanes puts the gradient back, so columns without a stored value get
+exactly zero (the gathers without lanes, ``loss`` and the curvature weights,
+take ``w[columns]``, ``O(n)`` per call).
 Hashed and text features are Zipf-popular and scattered over the id space,
 so in the original numbering nearly every access of a row's gather and
 scatter is its own cache line of a buffer far beyond L2; renumbered, the

@@ -14,6 +14,10 @@ alike), medians and minima over ``--repeat`` rounds:
   ufuncs, ``X.T @ r`` (the yardstick);
 * ``numba loss``, ``numba hvp``: the other one-pass kernels, for reference.
 
+Everything runs with BLAS on one thread (:func:`gpulogreg._blas.one_blas_thread`),
+as the fits do: OpenBLAS threads spinning after the baseline's vector
+arithmetic made each Numba kernel timed after it about 2x slower.
+
 Problems: ``ctr`` (300,000 x 2^20 hashed ids, 30 per row, Zipf popularity,
 values 1.0) and ``text`` (200,000 x 100,000, about 100 tf-idf values per row,
 rows L2-normalised). Run it alone, with the OpenBLAS variables of this
@@ -41,6 +45,7 @@ from numba import njit, prange
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
+from gpulogreg._blas import one_blas_thread
 from gpulogreg._numba_read import read_csr_once
 from gpulogreg.backends.sparse_numba import SparseNumbaBackend
 from gpulogreg.backends.sparse_numpy import SparseNumpyBackend
@@ -122,7 +127,8 @@ def measure(kind: str, dtype: str, repeat: int, scale: float) -> dict[str, Any]:
         "numba hvp": lambda: fast.hvp(params, v),
         "scipy loss_grad": lambda: base.loss_grad(params),
     }
-    times = round_robin(fns, repeat, clock=CLOCK)
+    with one_blas_thread():
+        times = round_robin(fns, repeat, clock=CLOCK)
     med = {k: 1e3 * statistics.median(t) for k, t in times.items()}
     low = {k: 1e3 * min(t) for k, t in times.items()}
     floor = min(med["floor (read_csr_once)"], med["floor (word sum)"])

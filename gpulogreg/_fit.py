@@ -52,6 +52,7 @@ from gpulogreg._array import (
     is_sparse,
     to_host,
 )
+from gpulogreg._blas import one_blas_thread
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._model_file import TrainingState
@@ -238,6 +239,8 @@ class ArraySource:
         self.n_passes: int | None = None
         #: Name of the backend that ran (the Dask backend says where its blocks ran).
         self.ran = self.backend_name
+        #: Whether the solvers drive Numba kernels (Dask's host blocks run them too).
+        self.numba_kernels = self.device == "cpu" and self.backend_name in ("numba", "dask")
         self._digest: str | None = None
 
     def device_context(self) -> AbstractContextManager[Any]:
@@ -338,6 +341,8 @@ class DatasetSource:
             self.chunks, spec.backend, spec.device
         )
         self.ran = f"chunked({self.inner})"
+        #: Whether the solvers drive Numba kernels.
+        self.numba_kernels = self.inner == "numba"
         self._digest: str | None = None
 
     def device_context(self) -> AbstractContextManager[Any]:
@@ -411,6 +416,15 @@ def _factory(name: str, device: str, n_classes: int, fit_intercept: bool) -> Bac
 Source = ArraySource | DatasetSource
 
 
+def _solver_blas(source: Source) -> AbstractContextManager[Any]:
+    """BLAS on one thread while the solvers drive Numba kernels (see :mod:`gpulogreg._blas`).
+
+    The solvers' vector arithmetic calls BLAS; OpenBLAS's threads would keep
+    spinning against the Numba threads of the next pass over the data.
+    """
+    return one_blas_thread() if source.numba_kernels else contextlib.nullcontext()
+
+
 # --------------------------------------------------------------------------- the route
 def run_fit(
     X: Any, y: Any, sample_weight: Any, spec: FitSpec, previous: PreviousFit | None
@@ -446,7 +460,7 @@ def run_fit(
     positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
     starts = warm_start_params(previous, source.classes, source.n_features, layout, len(positives))
-    with source.device_context():
+    with source.device_context(), _solver_blas(source):
         solved = [
             _solve_task(
                 source,
@@ -756,7 +770,7 @@ def run_partial_fit(
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     backend = BoundBackend(source.batch_backend_factory(n_classes))
     results = []
-    with source.device_context():
+    with source.device_context(), _solver_blas(source):
         for trainer, positive in zip(state.trainers, positives, strict=True):
             trainer.config = spec.minibatch
             trainer.penalty = Penalty.build(

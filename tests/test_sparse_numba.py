@@ -392,3 +392,18 @@ def test_a_fit_on_csr_equals_the_baseline_fit():
     base = LogisticRegression(backend="numpy", C=0.5, tol=1e-10).fit(X, y)
     np.testing.assert_allclose(ours.coef_, base.coef_, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(ours.intercept_, base.intercept_, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_column_order_counts_and_renumbers_in_the_index_dtype(index_dtype):
+    indices = np.array([5, 2, 9, 2, 5, 2, 0, 9, 7], dtype=index_dtype)
+    order = sparse_numba.ColumnOrder(indices, 12)
+    # counts 2:3, 5:2, 9:2, 0:1, 7:1; ties by column; columns 1, 3, 4, 6, 8, 10, 11 unused
+    np.testing.assert_array_equal(order.columns, [2, 5, 9, 0, 7])
+    assert order.indices.dtype == index_dtype
+    np.testing.assert_array_equal(order.indices, [1, 0, 2, 0, 1, 0, 3, 2, 4])
+    np.testing.assert_array_equal(order.columns[order.indices], indices)
+    many = np.random.default_rng(0).integers(0, 1000, 3 * ns.RENUMBER_BLOCK).astype(index_dtype)
+    order = sparse_numba.ColumnOrder(many, 1000)
+    np.testing.assert_array_equal(order.columns[order.indices], many)
+    np.testing.assert_array_equal(ns.column_counts(many, 1000), np.bincount(many, minlength=1000))

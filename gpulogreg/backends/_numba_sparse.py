@@ -115,6 +115,7 @@ __all__ = [
     "binary_hessian_diagonal",
     "binary_loss",
     "binary_loss_grad",
+    "column_counts",
     "column_parts",
     "gram_matvec",
     "lane_bounds",
@@ -126,6 +127,7 @@ __all__ = [
     "multinomial_loss",
     "multinomial_loss_grad",
     "n_lanes",
+    "renumbered",
 ]
 
 #: Rows per partial-sum chunk (a constant, never derived from the thread count).
@@ -170,6 +172,8 @@ PREFETCH_VALUES = 256
 #: Entries per block of the parallel sum over lanes (64 KiB of float64 per
 #: lane buffer: the L lanes' blocks stay within L2).
 COLUMN_BLOCK = 8192
+#: Stored values per block of the parallel renumbering (:func:`renumbered`).
+RENUMBER_BLOCK = 65536
 
 
 # -----------------------------------------------------------------------------
@@ -292,6 +296,27 @@ def column_work(indices, indptr, n, fit_intercept):
     if fit_intercept:
         work[n] += m
     return work
+
+
+@njit(**_SERIAL)
+def column_counts(indices, n):
+    """Stored values per column, shape (n,), int64 (one pass; no int64 copy of ``indices``)."""
+    counts = np.zeros(n, np.int64)
+    for k in range(indices.shape[0]):
+        counts[uintp(indices[k])] += 1
+    return counts
+
+
+@njit(**_PARALLEL)
+def renumbered(indices, rank):
+    """``rank[indices]`` in the dtype of ``indices``, parallel over fixed blocks of values."""
+    nnz = indices.shape[0]
+    out = np.empty_like(indices)
+    n_blocks = (nnz + RENUMBER_BLOCK - 1) // RENUMBER_BLOCK
+    for p in prange(n_blocks):
+        for k in range(p * RENUMBER_BLOCK, min((p + 1) * RENUMBER_BLOCK, nnz)):
+            out[k] = rank[uintp(indices[k])]
+    return out
 
 
 # -----------------------------------------------------------------------------

@@ -27,12 +27,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
 import numba
 import numpy as np
 
+from gpulogreg._blas import one_blas_thread
 from gpulogreg._typing import Array, Information
 from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends.numpy_backend import NumpyBackend, RowWeightRule
@@ -258,7 +258,7 @@ class NumbaBackend(NumpyBackend):
         See :func:`_weighted_syrk` for the measured cost of OpenBLAS's own
         threads next to the Numba threads.
         """
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with one_blas_thread():
             return super()._gram(params, weights, exact=exact)
 
 
@@ -274,13 +274,6 @@ def _chunk_syrk(X: np.ndarray, q: np.ndarray, start: int, stop: int) -> Any:
 #: threads. Kept selectable for bench/loss_grad_floor.py --hessian.
 HESSIAN_STRATEGIES = ("threads", "blas1", "blas")
 HESSIAN_STRATEGY = "threads"
-
-
-@lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    import threadpoolctl
-
-    return threadpoolctl.ThreadpoolController()
 
 
 def _weighted_syrk(X: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -323,7 +316,7 @@ def _weighted_syrk(X: np.ndarray, q: np.ndarray) -> np.ndarray:
         for a, b in bounds:
             H += _chunk_syrk(X, q, a, b)
         return H
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         if HESSIAN_STRATEGY == "blas1" or len(bounds) == 1:
             for a, b in bounds:
                 H += _chunk_syrk(X, q, a, b)

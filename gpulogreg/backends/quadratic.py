@@ -71,7 +71,6 @@ vectors), 512-bit vectors preferred as in the loss kernels (no difference).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -80,6 +79,7 @@ import numpy as np
 from numba import njit, prange
 
 from gpulogreg._array import array_module_name, array_namespace, device_of, is_sparse
+from gpulogreg._blas import one_blas_thread
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._numba_read import _PARALLEL, _SERIAL, CHUNK_ROWS, _n_chunks_jit
 from gpulogreg._typing import Array
@@ -257,13 +257,6 @@ def _blocked_rows(
             ob += s_bb
 
 
-@lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    import threadpoolctl
-
-    return threadpoolctl.ThreadpoolController()
-
-
 def _host_blocked(X: np.ndarray, P: np.ndarray, s_bb: float, out: np.ndarray) -> None:
     """:func:`_blocked_rows` on a pool of Python threads, one per Numba thread.
 
@@ -275,7 +268,7 @@ def _host_blocked(X: np.ndarray, P: np.ndarray, s_bb: float, out: np.ndarray) ->
     starts = list(range(0, X.shape[0], HOST_BLOCK_ROWS))
     workers = max(1, min(numba.get_num_threads(), len(starts)))
     groups = [starts[w::workers] for w in range(workers)]
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         if workers == 1:
             _blocked_rows(X, P, s_bb, HOST_BLOCK_ROWS, starts, out)
             return

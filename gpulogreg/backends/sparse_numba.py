@@ -115,12 +115,12 @@ class ColumnOrder:
     """
 
     def __init__(self, indices: np.ndarray, n_features: int) -> None:
-        counts = np.bincount(indices, minlength=n_features)
+        counts = ns.column_counts(indices, n_features)
         used = int(np.count_nonzero(counts))
         self.columns = np.argsort(-counts, kind="stable")[:used]
         rank = np.zeros(n_features, dtype=indices.dtype)
         rank[self.columns] = np.arange(used, dtype=indices.dtype)
-        self.indices = rank[indices]
+        self.indices = ns.renumbered(indices, rank)
 
     @property
     def width(self) -> int:

@@ -19,9 +19,16 @@ Each iteration:
 2. **Line search** for a step ``t`` meeting the strong Wolfe conditions
    (:func:`~gpulogreg.solvers._linesearch.strong_wolfe`, ``c1 = 1e-4``,
    ``c2 = 0.9``), starting from ``t = 1`` (from ``1 / ||g||_2`` for a plain
-   gradient direction, whose length carries no curvature information). The
-   unit step is accepted most of the time, so an iteration costs about one
-   ``value_grad``: the accepted trial's gradient is reused.
+   gradient direction, whose length carries no curvature information: the
+   first trial moves the parameters by a unit distance, as scipy's L-BFGS-B
+   does). The unit step is accepted most of the time, so an iteration costs
+   about one ``value_grad``: the accepted trial's gradient is reused.
+   (Capping that first trial at ``t = 1`` made the weight-normalised
+   objective, whose gradient is small, start with a step ~100x too short,
+   accepted by the curvature test at a tenth of the line minimum; the
+   memory then grew the steps 2-3x per iteration. Measured on the
+   text-like CSR set, 50,000 x 30,000, C = 1: 70 iterations to a 1e-8
+   relative gap with the cap, 40 without, 55 for scipy's L-BFGS-B.)
 3. **Update** ``x += t d``; store ``(s, y)`` when ``s.y > CURVATURE_EPS * y.y``
    (always true for a strictly convex objective and a Wolfe step; the test
    guards against rounding), dropping the oldest pair.
@@ -203,7 +210,7 @@ def solve_lbfgs(
         # 1. direction (steepest descent when the memory is empty or the
         #    quasi-Newton direction is not a descent direction after rounding)
         d, slope0 = _descent_direction(pairs, g)
-        step0 = 1.0 if pairs.informed else min(1.0, 1.0 / math.sqrt(-slope0))
+        step0 = 1.0 if pairs.informed else 1.0 / math.sqrt(-slope0)
 
         # 2. line search; the accepted trial's gradient is reused
         f_noise = noise_allowance(f, slope0, step0, f_prev)

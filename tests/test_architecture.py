@@ -213,6 +213,7 @@ LAYERS = (
         "gpulogreg",
         "gpulogreg._version",
         "gpulogreg._array",
+        "gpulogreg._blas",
         "gpulogreg._compat",
         "gpulogreg._errors",
         "gpulogreg._progress",

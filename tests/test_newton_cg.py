@@ -20,7 +20,13 @@ import scipy.sparse as sp
 from gpulogreg import Dataset, LogisticRegression
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import AUTO_NEWTON_CG_MIN_PARAMS, auto_solver, get_solver
-from gpulogreg.solvers.newton import CG_THRESHOLD, PCG_MIX, preconditioner
+from gpulogreg.solvers.newton import (
+    CG_FORCING_MAX,
+    CG_THRESHOLD,
+    PCG_MIX,
+    preconditioner,
+    truncated_cg,
+)
 from tests._helpers import make_classification
 from tests.test_solvers import _objective
 
@@ -40,6 +46,20 @@ class CountingHvp:
     def hvp(self, params: Any, v: Any) -> Any:
         self.hvp_calls += 1
         return self._objective.hvp(params, v)
+
+
+class _Scaled:
+    """An objective times ``factor`` (its Hessian-vector products; the rest as given)."""
+
+    def __init__(self, objective: LogisticObjective, factor: float) -> None:
+        self._objective = objective
+        self._factor = factor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._objective, name)
+
+    def hvp(self, params: Any, v: Any) -> Any:
+        return self._factor * self._objective.hvp(params, v)
 
 
 def _solve(solver: str, objective: Any, **kwargs: Any) -> Any:
@@ -97,6 +117,29 @@ def test_newton_switches_to_the_same_newton_cg_above_the_threshold() -> None:
     np.testing.assert_array_equal(switched.params, direct.params)
     assert switched.history.objective == direct.history.objective
     assert "newton-cg" not in switched.message  # the message says why it stopped, not who
+
+
+# -- the CG forcing term ----------------------------------------------------------------
+def test_the_forcing_term_is_relative_to_the_starting_gradient() -> None:
+    X, y = make_classification(500, 6, seed=2)
+    objective = _objective(X, y, C=0.5)
+    x = np.random.default_rng(1).normal(size=objective.n_params) * 0.2
+    g = objective.value_grad(x)[1]
+    g_norm = float(np.linalg.norm(g))
+    for start_norm in (g_norm, 100 * g_norm):  # at the start: eta = 0.5; later: eta = 0.1
+        d, _ = truncated_cg(objective, x, g, None, start_norm)
+        eta = min(CG_FORCING_MAX, math.sqrt(g_norm / start_norm))
+        assert np.linalg.norm(objective.hvp(x, d) + g) <= eta * g_norm * (1 + 1e-9)
+    # The same solve with the objective times 1000 takes the same steps to the same d.
+    plain = CountingHvp(objective)
+    d, _ = truncated_cg(plain, x, g, None, 100 * g_norm)
+    scaled = CountingHvp(_Scaled(objective, 1000.0))
+    d_scaled, _ = truncated_cg(scaled, x, 1000.0 * g, None, 1000.0 * 100 * g_norm)
+    assert scaled.hvp_calls == plain.hvp_calls
+    np.testing.assert_allclose(d_scaled, d, rtol=1e-9, atol=1e-14)
+    # A zero gradient (no start norm) gives the zero direction.
+    zero, _ = truncated_cg(objective, x, np.zeros_like(g), None, 0.0)
+    assert not np.any(zero)
 
 
 # -- the preconditioner -----------------------------------------------------------------

@@ -461,7 +461,8 @@ def truncated_cg(
         CG's first iterate (the fallback of step 3); None when there is none.
     """
     g_norm = math.sqrt(float(g @ g))
-    target = min(CG_FORCING_MAX, math.sqrt(g_norm / start_norm)) * g_norm
+    relative = g_norm / start_norm if start_norm > 0 else 0.0  # a zero gradient: target 0
+    target = min(CG_FORCING_MAX, math.sqrt(relative)) * g_norm
     r = -g
     z = r if M is None else r / M
     p = z

@@ -281,13 +281,14 @@ def solve_newton_cg(
     """
     require_smooth(objective, "newton-cg")
 
-    start_norm: list[float] = []  # ||g_0||, the forcing term's reference
+    start_norm: float | None = None  # ||g_0||, the forcing term's reference
 
     def cg_direction(x: Array, g: Array) -> tuple[Array | None, Array | None]:
+        nonlocal start_norm
         M = preconditioner(objective, x) if precondition else None
-        if not start_norm:
-            start_norm.append(math.sqrt(float(g @ g)))
-        return truncated_cg(objective, x, g, M, start_norm[0])
+        if start_norm is None:
+            start_norm = math.sqrt(float(g @ g))
+        return truncated_cg(objective, x, g, M, start_norm)
 
     return _iterate(
         objective, params0, "newton-cg", cg_direction, tol, max_iter, callback, progress

@@ -344,6 +344,18 @@ def test_the_kept_curvature_follows_the_parameters():
     assert rel_err(fast.hvp(params, 2.0 * v), ref.hvp(params, 2.0 * v)) <= RTOL
 
 
+def test_the_decisions_kept_by_loss_grad_serve_only_their_parameters():
+    X, y, s, fast, params, v = make_problem(np.float64, np.int32, 2, True)
+    ref = SparseNumpyBackend(X, y, s)
+    fast.loss_grad(params)  # keeps X @ w + b for the curvature weights at params
+    assert rel_err(fast.hessian_diagonal(params), ref.hessian_diagonal(params)) <= RTOL
+    assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= RTOL
+    fast.loss_grad(params)
+    params *= 0.5  # changed in place after loss_grad: its decisions no longer apply
+    assert rel_err(fast.hessian_diagonal(params), ref.hessian_diagonal(params)) <= RTOL
+    assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= RTOL
+
+
 def test_a_wide_fit_equals_the_baseline_fit():
     rng = np.random.default_rng(3)
     n = 2 * sparse_numba.COMPACT_MIN_FEATURES

@@ -30,8 +30,10 @@ formulas, scalar math and output layouts it shares). Conventions:
 * A lane buffer holds one **slot** per column: the column's inputs, then its
   gradient entries (``[w_j, g_j]``; ``[v_j, g_j]`` for the binary
   Hessian-vector product, :func:`gram_matvec` with the rows' curvature
-  weights of :func:`binary_curvature`; ``[W_j, V_j, G_j]`` for the
-  multinomial one; ``K`` values each for the multinomial model). The
+  weights of :func:`curvature_weights`; ``[d_j]`` for the binary Hessian's
+  diagonal, :func:`weighted_squares`, a scatter only; ``[W_j, V_j, G_j]``
+  for the multinomial Hessian-vector product; ``K`` values each for the
+  multinomial model). The
   lane copies the inputs in first; the row's gather then brings in the very
   cache line its scatter updates. Measured on the 2-core Xeon, one thread:
   CTR-like 2^20 columns float32 34.5 -> 28.3 ms, float64 44.1 -> 28.2 ms per
@@ -108,15 +110,14 @@ __all__ = [
     "CHUNK_ROWS",
     "LANE_BYTES",
     "LANE_MAX",
-    "binary_curvature",
     "binary_decision",
     "binary_gram",
     "binary_gram_weights",
-    "binary_hessian_diagonal",
     "binary_loss",
     "binary_loss_grad",
     "column_counts",
     "column_parts",
+    "curvature_weights",
     "gram_matvec",
     "lane_bounds",
     "multinomial_decision",
@@ -128,6 +129,7 @@ __all__ = [
     "multinomial_loss_grad",
     "n_lanes",
     "renumbered",
+    "weighted_squares",
 ]
 
 #: Rows per partial-sum chunk (a constant, never derived from the thread count).
@@ -479,11 +481,12 @@ def _reduce_lanes(work, lanes, K, n, S, off, out, columns):
 # Binary (sigmoid) model. Lane slots: [inputs (1 or 2 values), gradient].
 # -----------------------------------------------------------------------------
 @njit(**_SERIAL)
-def _binary_loss_grad_lane(data, indices, indptr, y, s, src, b, start, stop, buf, part, columns):
+def _binary_loss_grad_lane(
+    data, indices, indptr, y, s, src, b, decisions, start, stop, buf, part, columns
+):
     """Rows ``[start, stop)``; slots ``[w_j, g_j]``; ``part[c] = [sum r_i, loss]`` per chunk."""
     _prefer_wide_vectors()
     _fill_slots(buf, src, 2, columns)
-    z = np.empty(BLOCK_ROWS)
     res = np.empty(BLOCK_ROWS)
     for c0 in range(start, stop, CHUNK_ROWS):
         c1 = min(c0 + CHUNK_ROWS, stop)
@@ -491,6 +494,7 @@ def _binary_loss_grad_lane(data, indices, indptr, y, s, src, b, start, stop, buf
         gb = 0.0
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
+            z = decisions[i0 : i0 + nb]
             _gather_block(data, indices, indptr, i0, nb, buf, 2, 0, b, z)
             yb = y[i0 : i0 + nb]
             sb = s[i0 : i0 + nb]
@@ -506,8 +510,12 @@ def _binary_loss_grad_lane(data, indices, indptr, y, s, src, b, start, stop, buf
 
 
 @njit(**_PARALLEL)
-def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work, columns):
+def binary_loss_grad(data, indices, indptr, y, s, w, b, decisions, bounds, work, columns):
     """Weighted mean log-loss and its gradient in one pass over the CSR arrays.
+
+    The rows' decision values are written to ``decisions`` on the way: the
+    curvature weights at ``w`` (:func:`curvature_weights`) then need no
+    pass over ``X``.
 
     Parameters
     ----------
@@ -518,6 +526,8 @@ def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work, columns):
     s : ndarray of shape (m,), float64, normalised sample weights
     w : ndarray of shape (n,), float64
     b : float
+    decisions : ndarray of shape (m,), float64
+        Output: ``X @ w + b``.
     bounds : ndarray of shape (L + 1,), int64
         Lane row bounds (:func:`lane_bounds`).
     work : ndarray of shape (>= L, >= 2 u), float64
@@ -546,6 +556,7 @@ def binary_loss_grad(data, indices, indptr, y, s, w, b, bounds, work, columns):
             s,
             src,
             b,
+            decisions,
             bounds[lane],
             bounds[lane + 1],
             work[lane],
@@ -588,25 +599,21 @@ def binary_loss(data, indices, indptr, y, s, w, b):
 
 
 @njit(**_PARALLEL)
-def binary_curvature(data, indices, indptr, s, w, b):
-    """Curvature weights ``s_i p_i (1 - p_i)`` of the rows, shape (m,): parallel over the chunks.
+def curvature_weights(decisions, s):
+    """Curvature weights ``s_i p_i (1 - p_i)`` of the rows from their decision values, shape (m,).
 
     With them the Hessian-vector product at ``w`` is :func:`gram_matvec`
-    with these row weights: Newton-CG computes them once per outer iteration
-    and its products then gather ``v`` only (slots ``[v_j, g_j]``).
+    with these row weights, and the Hessian's diagonal is
+    :func:`weighted_squares`: Newton-CG computes them once per outer
+    iteration, from the decisions of its last :func:`binary_loss_grad`, and
+    its products then gather ``v`` only (slots ``[v_j, g_j]``).
     """
-    m = indptr.shape[0] - 1
+    m = decisions.shape[0]
     out = np.empty(m)
-    nc = (m + CHUNK_ROWS - 1) // CHUNK_ROWS
-    for c in prange(nc):
-        c0 = c * CHUNK_ROWS
-        c1 = min(c0 + CHUNK_ROWS, m)
-        z = out[c0:c1]
-        _gather_shared_block(data, indices, indptr, c0, c1 - c0, w, b, z)
-        for r in range(c1 - c0):
-            e = exp_nonpos(-abs(z[r]))
-            d = 1.0 / (1.0 + e)
-            z[r] = s[c0 + r] * (e * d * d)
+    for i in prange(m):
+        e = exp_nonpos(-abs(decisions[i]))
+        d = 1.0 / (1.0 + e)
+        out[i] = s[i] * (e * d * d)
     return out
 
 
@@ -680,61 +687,55 @@ def gram_matvec(data, indices, indptr, s, v, c, bounds, work, columns):
 
 
 @njit(**_SERIAL)
-def _binary_hessian_diagonal_lane(
-    data, indices, indptr, s, src, b, start, stop, buf, part, columns
-):
-    """Slots ``[w_j, d_j]``: ``d = sum_i s_i p_i (1 - p_i) x_ij^2``."""
-    _prefer_wide_vectors()
-    _fill_slots(buf, src, 2, columns)
-    z = np.empty(BLOCK_ROWS)
+def _weighted_squares_lane(data, indices, indptr, h, start, stop, buf, part):
+    """Slots ``[d_j]``: ``d = sum_i h_i x_ij^2``; ``part[c, 0] = sum h_i`` per chunk."""
+    buf[:] = 0.0
     for c0 in range(start, stop, CHUNK_ROWS):
         c1 = min(c0 + CHUNK_ROWS, stop)
-        hb = 0.0
         for i0 in range(c0, c1, BLOCK_ROWS):
             nb = min(BLOCK_ROWS, c1 - i0)
-            _gather_block(data, indices, indptr, i0, nb, buf, 2, 0, b, z)
-            sb = s[i0 : i0 + nb]
-            for r in range(nb):
-                e = exp_nonpos(-abs(z[r]))
-                d = 1.0 / (1.0 + e)
-                hi = sb[r] * (e * d * d)
-                hb += hi
-                z[r] = hi
-            _scatter_block(data, indices, indptr, i0, nb, z, buf, 2, 1, True)
+            _scatter_block(data, indices, indptr, i0, nb, h[i0 : i0 + nb], buf, 1, 0, True)
+        hb = 0.0
+        for i in range(c0, c1):
+            hb += h[i]
         part[c0 // CHUNK_ROWS, 0] = hb
 
 
 @njit(**_PARALLEL)
-def binary_hessian_diagonal(data, indices, indptr, s, w, b, bounds, work, columns):
-    """Diagonal of the binary Hessian: ``[sum_i h_i x_ij^2 (n), sum_i h_i]``, ``h = s p (1 - p)``.
+def weighted_squares(data, indices, indptr, h, n, bounds, work, columns):
+    """``[sum_i h_i x_ij^2 (n), sum_i h_i]``: the binary Hessian's diagonal for ``h = s p (1 - p)``.
 
-    ``work``: (>= L, >= 2 n) lane buffers, slots ``[w_j, d_j]``.
+    A scatter only: the rows' weights are given (:func:`curvature_weights`),
+    nothing is gathered.
+
+    Parameters
+    ----------
+    data, indices, indptr : the CSR arrays (see :func:`binary_loss_grad`)
+    h : ndarray of shape (m,), float64
+        Row weights.
+    n : int
+        Columns of ``X``.
+    bounds : ndarray of shape (L + 1,), int64
+        Lane row bounds (:func:`lane_bounds`).
+    work : ndarray of shape (>= L, >= u), float64
+        Lane buffers (overwritten): slots ``[d_j]``.
+    columns : ndarray of shape (u,), intp
+        The column of each slot (see :func:`binary_loss_grad`).
 
     Returns
     -------
     out : ndarray of shape (n + 1,), float64
     """
     m = indptr.shape[0] - 1
-    n = w.shape[0]
-    src = w.reshape((n, 1))
     lanes = bounds.shape[0] - 1
+    u = columns.shape[0]
     part = np.zeros(((m + CHUNK_ROWS - 1) // CHUNK_ROWS, 1))
     for lane in prange(lanes):
-        _binary_hessian_diagonal_lane(
-            data,
-            indices,
-            indptr,
-            s,
-            src,
-            b,
-            bounds[lane],
-            bounds[lane + 1],
-            work[lane],
-            part,
-            columns,
+        _weighted_squares_lane(
+            data, indices, indptr, h, bounds[lane], bounds[lane + 1], work[lane, :u], part
         )
     out = np.zeros(n + 1)
-    _reduce_lanes(work, lanes, 1, n, 2, 1, out, columns)
+    _reduce_lanes(work, lanes, 1, n, 1, 0, out, columns)
     out[n] = _sum_rows(part)[0]
     return out
 

@@ -20,8 +20,9 @@ columns or more) the one-pass kernels of training run on a copy of
 a stored value, the most frequent first. The lane kernels get the order as
 their ``columns``: their fill gathers the coefficients through it and their
 sum over lanes puts the gradient back, so columns without a stored value get
-exactly zero (the gathers without lanes, ``loss`` and the curvature weights,
-take ``w[columns]``, ``O(n)`` per call).
+exactly zero (the gathers without lanes, ``loss`` and the decisions behind
+the curvature weights at a new iterate, take ``w[columns]``, ``O(n)`` per
+call).
 Hashed and text features are Zipf-popular and scattered over the id space,
 so in the original numbering nearly every access of a row's gather and
 scatter is its own cache line of a buffer far beyond L2; renumbered, the
@@ -164,6 +165,7 @@ class SparseNumbaBackend(SparseNumpyBackend):
         )
         self._all_columns = np.arange(self.n_features, dtype=np.intp)
         self._lane_bounds: np.ndarray | None = None
+        self._kept_decisions: tuple[np.ndarray, np.ndarray] | None = None
         self._kept_curvature: tuple[np.ndarray, np.ndarray] | None = None
         self._buffers: dict[int, np.ndarray] = {}
         self.__dict__.pop("_column_work", None)  # cached for the previous X
@@ -271,10 +273,13 @@ class SparseNumbaBackend(SparseNumpyBackend):
         y, s = self.y, self.sample_weight
         with self._serial():
             if self.n_outputs == 1:
-                w, b = self._binary_params(params)
+                p = np.array(params, dtype=np.float64)
+                w, b = self._binary_params(p)
+                z = np.empty(indptr.shape[0] - 1)
                 out = self._lane_pass(
-                    ns.binary_loss_grad, data, indices, indptr, y, s, w, b, slot=2
+                    ns.binary_loss_grad, data, indices, indptr, y, s, w, b, z, slot=2
                 )
+                self._kept_decisions = (p, z)
             else:
                 Wt, bias = self._multi_params(params)
                 out = self._lane_pass(
@@ -313,17 +318,23 @@ class SparseNumbaBackend(SparseNumpyBackend):
     def _curvature_weights(self, params: Array) -> np.ndarray:
         """Binary rows' curvature weights ``s p (1 - p)`` at ``params``, kept for the next call.
 
-        Newton-CG asks for many Hessian-vector products at one iterate; with
-        the weights kept, each is :func:`~gpulogreg.backends._numba_sparse.gram_matvec`,
-        which gathers ``v`` only. The weights are recomputed (one gather
-        pass) whenever ``params`` differ from the kept copy's values.
+        Newton-CG asks for the Hessian's diagonal and many Hessian-vector
+        products at the iterate of its last ``loss_grad``; with the weights
+        kept, each product is :func:`~gpulogreg.backends._numba_sparse.gram_matvec`,
+        which gathers ``v`` only, and the diagonal a scatter only. The
+        weights come from the decision values that ``loss_grad`` left at
+        these ``params`` or, at other ``params``, from one gather pass.
         """
         p = np.asarray(params, dtype=np.float64)
         if self._kept_curvature is not None and np.array_equal(self._kept_curvature[0], p):
             return self._kept_curvature[1]
-        data, indices, indptr = self._train_csr()
-        w, b = self._binary_params(p)
-        d = ns.binary_curvature(data, indices, indptr, self.sample_weight, self._columns_in(w), b)
+        if self._kept_decisions is not None and np.array_equal(self._kept_decisions[0], p):
+            z = self._kept_decisions[1]
+        else:
+            data, indices, indptr = self._train_csr()
+            w, b = self._binary_params(p)
+            z = ns.binary_decision(data, indices, indptr, self._columns_in(w), b)
+        d = ns.curvature_weights(z, self.sample_weight)
         self._kept_curvature = (p.copy(), d)
         return d
 
@@ -344,9 +355,9 @@ class SparseNumbaBackend(SparseNumpyBackend):
         s = self.sample_weight
         with self._serial():
             if self.n_outputs == 1:
-                w, b = self._binary_params(params)
+                h = self._curvature_weights(params)
                 out = self._lane_pass(
-                    ns.binary_hessian_diagonal, data, indices, indptr, s, w, b, slot=2
+                    ns.weighted_squares, data, indices, indptr, h, self.n_features, slot=1
                 )
             else:
                 Wt, bias = self._multi_params(params)

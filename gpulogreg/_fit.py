@@ -139,6 +139,8 @@ class FitOutcome:
     device: str
     solver: str
     n_passes: int | None = None
+    #: No L1 term: softmax coefficients may be centred over the classes (see coef_intercept).
+    centre_coef: bool = False
 
     def objective(self) -> float:
         """Final objective (summed over one-vs-rest models); the last recorded when unknown."""
@@ -172,14 +174,26 @@ class FitOutcome:
         return out
 
     def coef_intercept(self) -> tuple[np.ndarray, np.ndarray]:
-        """``coef_`` and ``intercept_`` (softmax intercepts centred, as scikit-learn)."""
+        """``coef_`` and ``intercept_``; softmax ones centred over the classes, as scikit-learn's.
+
+        Softmax is unchanged by a shift common to all classes. The
+        intercepts are unpenalised: the centred ones are reported. Without
+        an L1 term (:attr:`centre_coef`) each feature's coefficients are
+        centred too: the loss stays the same and an L2 penalty can only
+        fall, and the L2 optimum has centred coefficients (Zhu & Hastie
+        2004), so this removes the part of the shift a solver stopping at
+        ``tol`` left (preconditioned CG does not keep the iterates centred,
+        and that direction costs only the weak penalty), and without a
+        penalty it picks the smallest of the equivalent solutions.
+        """
         parts = [self.layout.to_estimator(r.params) for r in self.results]
         coef = np.ascontiguousarray(np.concatenate([c for c, _ in parts], axis=0))
         intercept = np.ascontiguousarray(np.concatenate([b for _, b in parts]))
-        if self.layout.n_outputs > 1 and self.layout.fit_intercept:
-            # Softmax is unchanged by a common shift of the (unpenalised)
-            # intercepts; report the centred ones, as scikit-learn does.
-            intercept = intercept - intercept.mean()
+        if self.layout.n_outputs > 1:
+            if self.layout.fit_intercept:
+                intercept = intercept - intercept.mean()
+            if self.centre_coef:
+                coef = np.ascontiguousarray(coef - coef.mean(axis=0))
         return coef, intercept
 
 
@@ -473,7 +487,7 @@ def run_fit(
             for index, positive in enumerate(positives)
         ]
     # Every task has the same format and number of parameters: one solver name.
-    outcome = _outcome(source, layout, [result for result, _ in solved], solved[0][1])
+    outcome = _outcome(source, layout, [result for result, _ in solved], solved[0][1], spec)
     on_data_device = source.device_context()  # a device handle: it holds no data
     del source  # the device copies of the data go before the pool is emptied
     if outcome.device == "gpu":
@@ -483,10 +497,11 @@ def run_fit(
 
 
 def _outcome(
-    source: Source, layout: ParamLayout, results: list[SolverResult], solver: str
+    source: Source, layout: ParamLayout, results: list[SolverResult], solver: str, spec: FitSpec
 ) -> FitOutcome:
     """The fit's results with what the source knows (classes, names, where it ran)."""
     return FitOutcome(
+        centre_coef=spec.l1_ratio == 0.0,
         classes=source.classes,
         n_features=source.n_features,
         feature_names=source.feature_names,
@@ -781,7 +796,7 @@ def run_partial_fit(
             result = trainer.result()
             result.params = host_float64(result.params)
             results.append(result)
-    return _outcome(source, layout, results, "minibatch"), state
+    return _outcome(source, layout, results, "minibatch", spec), state
 
 
 def _partial_fit_classes(classes: Any, previous: PreviousFit | None) -> np.ndarray:

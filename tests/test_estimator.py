@@ -68,6 +68,19 @@ def test_multinomial_equals_scikit_learn(solver: str) -> None:
     np.testing.assert_allclose(model.predict_proba(X), ref.predict_proba(X), atol=1e-5)
 
 
+@pytest.mark.parametrize("solver", ["newton-cg", "lbfgs", "newton"])
+@pytest.mark.parametrize("C", [150.0, np.inf])
+def test_softmax_coefficients_are_centred_over_the_classes(solver: str, C: float) -> None:
+    # The L2 optimum is centred (and without a penalty the centred solution is
+    # the smallest one): a solver stopping at the default tol must not leave a shift.
+    X, y = make_classification(300, 4, n_classes=3, seed=2)
+    model = LogisticRegression(C=C, solver=solver, tol=1e-4).fit(X, y)
+    np.testing.assert_allclose(model.coef_.sum(axis=0), 0.0, atol=1e-12)
+    assert abs(model.intercept_.sum()) < 1e-12
+    l1 = LogisticRegression(C=1.0, penalty="l1", tol=1e-8, max_iter=5000).fit(X, y)
+    assert np.any(l1.coef_ == 0.0)  # L1: coefficients left as the solver found them
+
+
 def test_one_vs_rest_equals_scikit_learn() -> None:
     multiclass = pytest.importorskip("sklearn.multiclass")
     X, y = make_classification(900, 5, n_classes=4, seed=9)

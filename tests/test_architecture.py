@@ -238,6 +238,7 @@ LAYERS = (
         "gpulogreg.sparse_problems",
         "gpulogreg.info",
         "gpulogreg.plots",
+        "gpulogreg.accel",
     ),
 )
 

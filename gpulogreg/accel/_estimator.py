@@ -1,0 +1,353 @@
+"""scikit-learn's ``LogisticRegression``, its solves served by gpulogreg.
+
+The drop-in keeps everything of scikit-learn's estimator but the numerical
+solve: its signature, parameter validation, deprecation warnings, data
+validation, label handling, fitted-attribute layout and prediction are
+scikit-learn's own code, so they agree with it by construction. Its ``fit``
+chooses a route: when gpulogreg serves it (:func:`unserved_reason` is None),
+the solve that scikit-learn's ``fit`` delegates to
+``sklearn.linear_model._logistic._logistic_regression_path`` runs
+:func:`served_path` instead, which fits :class:`gpulogreg.LogisticRegression`
+on the validated data; otherwise scikit-learn's solver runs, and a log record
+on the ``gpulogreg.accel`` logger says why. :func:`fit_counts` tells how many
+fits went each way.
+
+The route travels in a context variable set by the drop-in's ``fit``, so
+the swapped function serves nothing else: ``LogisticRegressionCV``, other
+estimators and scikit-learn's own class keep scikit-learn's solvers, and
+concurrent fits in other threads are not affected.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import threading
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression as _SklearnLogisticRegression
+from sklearn.linear_model import _logistic
+from sklearn.utils import compute_class_weight
+
+from gpulogreg.estimator import LogisticRegression as GpulogregLogisticRegression
+
+__all__ = [
+    "MIN_SKLEARN",
+    "SERVED_SOLVERS",
+    "LogisticRegression",
+    "fit_counts",
+    "install_router",
+    "reset_fit_counts",
+    "served_path",
+    "unserved_reason",
+]
+
+logger = logging.getLogger("gpulogreg.accel")
+
+#: scikit-learn's solver names that gpulogreg serves -> gpulogreg's solver.
+#: ``sag``/``saga`` take any penalty: gpulogreg's ``auto`` picks proximal
+#: gradient descent (FISTA) with an L1 term and L-BFGS otherwise. ``tol`` is
+#: gpulogreg's: the max-norm of the weight-normalised objective's (sub)gradient,
+#: which is what scikit-learn's lbfgs and newton-cg test too; sag/saga's bounds
+#: the coefficients' relative change over an epoch, which has no counterpart.
+SERVED_SOLVERS = {
+    "lbfgs": "lbfgs",
+    "newton-cg": "newton-cg",
+    "newton-cholesky": "newton",
+    "sag": "auto",
+    "saga": "auto",
+}
+
+#: ``ConvergenceWarning`` wording per scikit-learn solver, as scikit-learn words it
+#: (user code and scikit-learn's tests match on it), with gpulogreg's own reason.
+_NOT_CONVERGED = {
+    "lbfgs": "lbfgs failed to converge after {n_iter} iteration(s) (gpulogreg's {ours}: "
+    "{reason}).\n\nIncrease the number of iterations to improve the convergence "
+    "(max_iter={max_iter}).",
+    "newton-cg": "newton-cg failed to converge at loss = {loss} (gpulogreg's {ours}: "
+    "{reason}). Increase the number of iterations.",
+    "newton-cholesky": "Newton solver did not converge after {n_iter} iterations "
+    "(gpulogreg's {ours}: {reason}).",
+    "sag": "The max_iter was reached which means the coef_ did not converge "
+    "(gpulogreg's {ours}: {reason}).",
+    "saga": "The max_iter was reached which means the coef_ did not converge "
+    "(gpulogreg's {ours}: {reason}).",
+}
+
+#: True inside a drop-in ``fit`` that gpulogreg serves (per thread and task).
+_route: contextvars.ContextVar[bool] = contextvars.ContextVar("accel_route", default=False)
+_counts: Counter[str] = Counter()
+_counts_lock = threading.Lock()
+
+
+def fit_counts() -> dict[str, int]:
+    """Fits of the drop-in so far: ``{"gpulogreg": served, "scikit-learn": fallen back}``."""
+    with _counts_lock:
+        return {"gpulogreg": _counts["gpulogreg"], "scikit-learn": _counts["scikit-learn"]}
+
+
+def reset_fit_counts() -> None:
+    """Set both :func:`fit_counts` to zero."""
+    with _counts_lock:
+        _counts.clear()
+
+
+def unserved_reason(estimator: _SklearnLogisticRegression, X: Any) -> str | None:
+    """Why scikit-learn's own solver must run this fit (None: gpulogreg serves it).
+
+    Parameters
+    ----------
+    estimator : LogisticRegression
+        The drop-in, with its parameters set.
+    X : array-like or sparse matrix
+        The training data as passed to ``fit``.
+    """
+    if estimator.solver not in SERVED_SOLVERS:
+        return (
+            f"solver={estimator.solver!r} (its penalised intercept and intercept_scaling "
+            "are liblinear's own objective)"
+        )
+    if getattr(estimator, "_skl_callbacks", None):
+        return "callbacks are set (set_callbacks)"
+    module = type(X).__module__.split(".")[0]
+    if module in {"cupy", "cupyx", "dask"}:
+        return f"{module} input goes through scikit-learn's array API support"
+    return None
+
+
+@contextmanager
+def _routed(served: bool) -> Iterator[None]:
+    token = _route.set(served)
+    try:
+        yield
+    finally:
+        _route.reset(token)
+
+
+class LogisticRegression(_SklearnLogisticRegression):
+    """scikit-learn's ``LogisticRegression``, its solves served by gpulogreg.
+
+    The signature, validation, warnings, attributes and predictions are
+    scikit-learn's (this class derives from it); the solve runs on gpulogreg
+    for the solvers of :data:`SERVED_SOLVERS` without callbacks, and on
+    scikit-learn's own solver otherwise (logged on ``gpulogreg.accel``).
+    ``gpulogreg.accel.patch_sklearn()`` puts it in place of
+    ``sklearn.linear_model.LogisticRegression``.
+    """
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LogisticRegression:
+        """Fit as scikit-learn's ``fit`` does, the solve served by gpulogreg when it can be.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        install_router()
+        reason = unserved_reason(self, X)
+        with _counts_lock:
+            _counts["scikit-learn" if reason else "gpulogreg"] += 1
+        if reason:
+            logger.info("LogisticRegression.fit runs on scikit-learn: %s", reason)
+        with _routed(reason is None):
+            super().fit(X, y, sample_weight=sample_weight)
+        return self
+
+
+#: The oldest scikit-learn whose ``LogisticRegression`` the drop-in follows
+#: (1.8: ``penalty`` deprecated, ``l1_ratio`` and ``C`` decide; the path
+#: function takes the fitting estimator).
+MIN_SKLEARN = (1, 8)
+#: Keywords of ``_logistic_regression_path`` that :func:`served_path` relies on.
+_PATH_KEYWORDS = frozenset(
+    [
+        "classes",
+        "Cs",
+        "fit_intercept",
+        "max_iter",
+        "tol",
+        "verbose",
+        "solver",
+        "coef",
+        "class_weight",
+        "penalty",
+        "sample_weight",
+        "l1_ratio",
+        "estimator",
+    ]
+)
+_install_lock = threading.Lock()
+
+
+def _sklearn_version() -> tuple[int, int]:
+    major, minor = sklearn.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def install_router() -> None:
+    """Route scikit-learn's path function through :func:`routed_path` (once; idempotent).
+
+    The router is inert outside a served drop-in ``fit``, so it stays when
+    :func:`~gpulogreg.accel.unpatch_sklearn` puts scikit-learn's class back.
+
+    Raises
+    ------
+    RuntimeError
+        When the installed scikit-learn is older than :data:`MIN_SKLEARN` or
+        its path function is not the one the drop-in knows (no silent mismatch).
+    """
+    with _install_lock:
+        current = _logistic._logistic_regression_path
+        if getattr(current, "__wrapped__", None) is not None:
+            return
+        if _sklearn_version() < MIN_SKLEARN:
+            raise RuntimeError(
+                f"gpulogreg.accel needs scikit-learn >= {'.'.join(map(str, MIN_SKLEARN))}, "
+                f"found {sklearn.__version__}"
+            )
+        missing = _PATH_KEYWORDS - set(inspect.signature(current).parameters)
+        if missing:
+            raise RuntimeError(
+                f"scikit-learn {sklearn.__version__} changed _logistic_regression_path "
+                f"(no {sorted(missing)}): gpulogreg.accel does not support this version"
+            )
+        _logistic._logistic_regression_path = routed_path(current)
+
+
+def routed_path(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``original`` (scikit-learn's path function) with the drop-in's served fits taken over."""
+
+    def path(*args: Any, **kwargs: Any) -> Any:
+        if _route.get() and isinstance(kwargs.get("estimator"), LogisticRegression):
+            with _routed(False):  # nested fits (none today) get scikit-learn's own
+                return served_path(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    path.__wrapped__ = original  # type: ignore[attr-defined]
+    path.__doc__ = original.__doc__
+    return path
+
+
+def served_path(
+    X: Any,
+    y: Any,
+    *,
+    classes: np.ndarray,
+    Cs: Any,
+    fit_intercept: bool,
+    max_iter: int,
+    tol: float,
+    verbose: int,
+    solver: str,
+    coef: np.ndarray | None,
+    class_weight: Any,
+    penalty: str,
+    sample_weight: Any,
+    l1_ratio: float | None,
+    **_: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's ``_logistic_regression_path`` contract, solved by gpulogreg.
+
+    ``X`` and ``y`` arrive validated by scikit-learn's ``fit`` (float32 or
+    float64, C-ordered or CSR). The arguments left in ``**_`` concern
+    scikit-learn's solvers only (``random_state`` and ``max_squared_sum`` of
+    sag/saga, ``n_threads``, ``dual`` and ``intercept_scaling`` of liblinear,
+    the callback context: fits with callbacks are not served).
+
+    Returns
+    -------
+    coefs : ndarray of shape (n_Cs, n_features + fit_intercept), or (n_Cs, n_classes, ...)
+        In ``X``'s dtype, the intercepts last (the binary model without the class axis).
+    Cs : ndarray of shape (n_Cs,)
+    n_iter : ndarray of shape (n_Cs,), int32
+    """
+    Cs = np.asarray(Cs, dtype=np.float64)
+    n_features = X.shape[1]
+    binary = len(classes) == 2
+    n_models = 1 if binary else len(classes)
+    weights = _row_weights(y, classes, sample_weight, class_weight)
+    start = _start(coef, n_models, n_features, fit_intercept)
+    ratio = {"l1": 1.0, "l2": 0.0}.get(penalty, l1_ratio)
+    coefs, n_iters = [], np.zeros(Cs.shape[0], dtype=np.int32)
+    for k, C in enumerate(Cs):
+        if max_iter == 0:
+            n_iter, converged, why, loss = 0, False, "max_iter=0: no iteration", np.nan
+        else:
+            model = GpulogregLogisticRegression(
+                penalty=None if np.isinf(C) else ("elasticnet" if ratio else "l2"),
+                C=1.0 if np.isinf(C) else float(C),
+                l1_ratio=0.0 if np.isinf(C) else float(ratio or 0.0),
+                fit_intercept=fit_intercept,
+                solver=SERVED_SOLVERS[solver],
+                tol=tol,
+                max_iter=max_iter,
+                verbose=bool(verbose),
+                warm_start=start is not None,
+            )
+            if start is not None:
+                model.classes_ = classes
+                model.coef_, model.intercept_ = start[:, :n_features], start[:, n_features]
+                model.n_features_in_ = n_features
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # reworded below
+                model.fit(X, y, sample_weight=weights)
+            start = np.concatenate([model.coef_, model.intercept_[:, None]], axis=1)
+            n_iter, converged = int(model.n_iter_.max()), bool(model.converged_)
+            why, loss = f"not within tol={tol} after {n_iter} iterations", model.objective_
+        if not converged:
+            ours = SERVED_SOLVERS[solver] if max_iter else "solver"
+            message = _NOT_CONVERGED[solver].format(
+                n_iter=n_iter, max_iter=max_iter, loss=loss, ours=ours, reason=why
+            )
+            warnings.warn(message, ConvergenceWarning, stacklevel=2)
+        full = (
+            start if start is not None else np.zeros((n_models, n_features + 1), dtype=np.float64)
+        )
+        full = full if fit_intercept else full[:, :n_features]
+        coefs.append((full[0] if binary else full).astype(X.dtype))
+        n_iters[k] = n_iter
+    return np.stack(coefs), Cs, n_iters
+
+
+def _row_weights(
+    y: np.ndarray, classes: np.ndarray, sample_weight: Any, class_weight: Any
+) -> np.ndarray | None:
+    """Sample weights times class weights, as scikit-learn folds them (None: unit weights)."""
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if class_weight is None:
+        return weights
+    per_class = compute_class_weight(
+        class_weight, classes=classes, y=y, sample_weight=sample_weight
+    )
+    per_row = np.asarray(per_class, dtype=np.float64)[np.searchsorted(classes, y)]
+    return per_row if weights is None else weights * per_row
+
+
+def _start(
+    coef: np.ndarray | None, n_models: int, n_features: int, fit_intercept: bool
+) -> np.ndarray | None:
+    """A warm start in gpulogreg's terms: ``(n_models, n_features + 1)``, intercepts last."""
+    if coef is None:
+        return None
+    width = n_features + int(fit_intercept)
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.size != n_models * width or (n_models > 1 and coef.shape != (n_models, width)):
+        expected = (width,) if n_models == 1 else (n_models, width)
+        raise ValueError(f"Initialization coef is of shape {coef.shape}, expected shape {expected}")
+    flat = coef.reshape(n_models, width)
+    if fit_intercept:
+        return flat.copy()
+    return np.concatenate([flat, np.zeros((n_models, 1))], axis=1)

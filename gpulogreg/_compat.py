@@ -4,12 +4,15 @@ When scikit-learn is installed the estimator derives from its ``BaseEstimator``
 and ``ClassifierMixin`` (so ``clone``, pipelines, tags and
 ``parametrize_with_checks`` work) and raises its warning and error types, so
 existing warning filters and ``except`` clauses keep working. Without it,
-small stand-ins with the same behaviour are used.
+small stand-ins with the same behaviour are used. With scikit-learn 1.9 or
+later it also takes scikit-learn's callbacks (``set_callbacks``).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import numpy as np
@@ -18,10 +21,12 @@ from gpulogreg._errors import InputValueError
 
 __all__ = [
     "BaseEstimator",
+    "CallbackSupportMixin",
     "ClassifierMixin",
     "ConvergenceWarning",
     "DataConversionWarning",
     "NotFittedError",
+    "callback_management_context",
 ]
 
 
@@ -64,6 +69,15 @@ class _FallbackClassifierMixin:
         return float(np.average(predicted == np.asarray(y), weights=sample_weight))
 
 
+class _NoCallbackSupport:
+    """Stands in for scikit-learn's ``CallbackSupportMixin`` before 1.9: no ``set_callbacks``."""
+
+
+@contextmanager
+def _no_callback_management(estimator: Any) -> Iterator[None]:
+    yield
+
+
 class _FallbackConvergenceWarning(UserWarning):
     """The solver stopped at ``max_iter`` before meeting ``tol``."""
 
@@ -96,3 +110,15 @@ else:
     ConvergenceWarning = sklearn.exceptions.ConvergenceWarning
     NotFittedError = sklearn.exceptions.NotFittedError
     DataConversionWarning = sklearn.exceptions.DataConversionWarning
+
+CallbackSupportMixin: type
+callback_management_context: Callable[[Any], AbstractContextManager[None]]
+try:  # scikit-learn 1.9's callbacks (set_callbacks)
+    import sklearn.callback
+    import sklearn.callback._callback_support
+except ImportError:
+    CallbackSupportMixin = _NoCallbackSupport
+    callback_management_context = _no_callback_management
+else:
+    CallbackSupportMixin = sklearn.callback.CallbackSupportMixin
+    callback_management_context = sklearn.callback._callback_support.callback_management_context

@@ -57,6 +57,7 @@ from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._model_file import TrainingState
 from gpulogreg._progress import Listener, Reporter
+from gpulogreg._sklearn_callbacks import FitCallbacks, Iterations
 from gpulogreg._typing import Array, Backend, BatchBackend, History, MinibatchHistory, SolverResult
 from gpulogreg.backends import chunked
 from gpulogreg.checkpoint import CheckpointState
@@ -113,6 +114,10 @@ class FitSpec:
     minibatch: MinibatchConfig
     checkpoint_path: str | None = None
     callback: Listener | None = None
+    #: liblinear's objective: the intercept penalised as a constant feature of this value.
+    intercept_scaling: float | None = None
+    #: scikit-learn's callbacks of this fit (``set_callbacks``), or None.
+    sklearn_callbacks: FitCallbacks | None = None
 
 
 @dataclass
@@ -141,6 +146,8 @@ class FitOutcome:
     n_passes: int | None = None
     #: No L1 term: softmax coefficients may be centred over the classes (see coef_intercept).
     centre_coef: bool = False
+    #: The training data's dtype: ``coef_`` and ``intercept_`` are rounded to it once.
+    dtype: Any = np.float64
 
     def objective(self) -> float:
         """Final objective (summed over one-vs-rest models); the last recorded when unknown."""
@@ -151,14 +158,20 @@ class FitOutcome:
         return float(total)
 
     def attributes(self) -> dict[str, Any]:
-        """The estimator's fitted attributes (``n_passes_`` only for a Dataset)."""
+        """The estimator's fitted attributes (``n_passes_`` only for a Dataset).
+
+        ``coef_`` and ``intercept_`` are in the training data's dtype (float32
+        data, float32 coefficients, as scikit-learn's); ``_solution`` keeps the
+        float64 pair they were rounded from, for warm starts and inference.
+        """
         coef, intercept = self.coef_intercept()
         histories: list[History] = [r.history for r in self.results]
         out: dict[str, Any] = {
             "classes_": self.classes,
             "n_features_in_": int(self.n_features),
-            "coef_": coef,
-            "intercept_": intercept,
+            "coef_": coef.astype(self.dtype),
+            "intercept_": intercept.astype(self.dtype),
+            "_solution": (coef, intercept),
             "n_iter_": np.asarray([r.n_iter for r in self.results], dtype=np.int32),
             "converged_": all(r.converged for r in self.results),
             "history_": histories[0] if len(histories) == 1 else histories,
@@ -174,37 +187,30 @@ class FitOutcome:
         return out
 
     def coef_intercept(self) -> tuple[np.ndarray, np.ndarray]:
-        """``coef_`` and ``intercept_``; softmax ones centred over the classes, as scikit-learn's.
-
-        Softmax is unchanged by a shift common to all classes. The
-        intercepts are unpenalised: the centred ones are reported. Without
-        an L1 term (:attr:`centre_coef`) each feature's coefficients are
-        centred too: the loss stays the same and an L2 penalty can only
-        fall, and the L2 optimum has centred coefficients (Zhu & Hastie
-        2004), so this removes the part of the shift a solver stopping at
-        ``tol`` left (preconditioned CG does not keep the iterates centred,
-        and that direction costs only the weak penalty), and without a
-        penalty it picks the smallest of the equivalent solutions.
-        """
-        parts = [self.layout.to_estimator(r.params) for r in self.results]
-        coef = np.ascontiguousarray(np.concatenate([c for c, _ in parts], axis=0))
-        intercept = np.ascontiguousarray(np.concatenate([b for _, b in parts]))
-        if self.layout.n_outputs > 1:
-            if self.layout.fit_intercept:
-                intercept = intercept - intercept.mean()
-            if self.centre_coef:
-                coef = np.ascontiguousarray(coef - coef.mean(axis=0))
-        return coef, intercept
+        """``coef_`` and ``intercept_`` in float64 (see ``ParamLayout.estimator_coefficients``)."""
+        return self.layout.estimator_coefficients(
+            [r.params for r in self.results], centre=self.centre_coef
+        )
 
 
-def plan_tasks(n_classes: int, multi_class: str) -> tuple[list[int | None], int]:
+def plan_tasks(
+    n_classes: int, multi_class: str, *, binary_only: bool = False
+) -> tuple[list[int | None], int]:
     """The models to fit: ``([positive class or None per task], classes per model)``.
 
     One-vs-rest (more than two classes, ``multi_class="ovr"``) fits a binary
     model per class; otherwise one model (binary or multinomial) covers all.
+    ``binary_only``: the objective has binary models only (liblinear's), so
+    more than two classes need one-vs-rest.
     """
     if n_classes > 2 and multi_class == "ovr":
         return list(range(n_classes)), 2
+    if n_classes > 2 and binary_only:
+        raise InputValueError(
+            "The 'liblinear' solver does not support multiclass classification "
+            f"(n_classes >= 3, here {n_classes}) with a multinomial model. Either use another "
+            "solver or multi_class='ovr' (liblinear's own scheme)."
+        )
     return [None], n_classes
 
 
@@ -471,9 +477,13 @@ def run_fit(
         )
         source = ArraySource(data, spec)
         del data
-    positives, n_model_classes = plan_tasks(len(source.classes), spec.multi_class)
+    positives, n_model_classes = plan_tasks(
+        len(source.classes), spec.multi_class, binary_only=spec.intercept_scaling is not None
+    )
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
     starts = warm_start_params(previous, source.classes, source.n_features, layout, len(positives))
+    if spec.sklearn_callbacks is not None:
+        _begin_callbacks(spec, source, layout, starts, len(positives))
     with source.device_context(), _solver_blas(source):
         solved = [
             _solve_task(
@@ -496,12 +506,35 @@ def run_fit(
     return outcome
 
 
+def _begin_callbacks(
+    spec: FitSpec,
+    source: Source,
+    layout: ParamLayout,
+    starts: list[np.ndarray] | None,
+    n_tasks: int,
+) -> None:
+    """Tell scikit-learn's callbacks the fit's tasks (see :mod:`gpulogreg._sklearn_callbacks`)."""
+    assert spec.sklearn_callbacks is not None
+    fixed: dict[str, Any] = {"classes_": source.classes, "n_features_in_": int(source.n_features)}
+    if source.feature_names is not None:
+        fixed["feature_names_in_"] = source.feature_names
+    spec.sklearn_callbacks.begin(
+        layout=layout,
+        starts=[layout.zeros(np) for _ in range(n_tasks)] if starts is None else starts,
+        max_iter=spec.max_iter,
+        centre=spec.l1_ratio == 0.0,
+        dtype=source.dtype,
+        fixed=fixed,
+    )
+
+
 def _outcome(
     source: Source, layout: ParamLayout, results: list[SolverResult], solver: str, spec: FitSpec
 ) -> FitOutcome:
     """The fit's results with what the source knows (classes, names, where it ran)."""
     return FitOutcome(
         centre_coef=spec.l1_ratio == 0.0,
+        dtype=source.dtype,
         classes=source.classes,
         n_features=source.n_features,
         feature_names=source.feature_names,
@@ -550,6 +583,7 @@ def _solve_task(
                 C=spec.C,
                 l1_ratio=spec.l1_ratio,
                 weight_sum=source.weight_sum * train_fraction,
+                intercept_scaling=spec.intercept_scaling,
             ),
             config=spec.minibatch,
             seed=seed,
@@ -557,7 +591,15 @@ def _solve_task(
             checkpoint_path=checkpoint,
         )
         params0 = _start(start, layout, xp)
-        result = solver(problem, params0, tol=spec.tol, max_iter=spec.max_iter, progress=progress)
+        iterations = _iterations(spec, task[0], name)
+        result = solver(
+            problem,
+            params0,
+            tol=spec.tol,
+            max_iter=spec.max_iter,
+            callback=iterations,
+            progress=progress,
+        )
         # The history holds per-epoch estimates; objective_ is exact (one pass).
         objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
         result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
@@ -570,14 +612,37 @@ def _solve_task(
         objective = _objective(backend, spec, source.weight_sum)
         params0 = _start(start, layout, objective.xp)
         solver = get_solver(name)
-        result = solver(objective, params0, tol=spec.tol, max_iter=spec.max_iter, progress=progress)
+        iterations = _iterations(spec, task[0], name)
+        result = solver(
+            objective,
+            params0,
+            tol=spec.tol,
+            max_iter=spec.max_iter,
+            callback=iterations,
+            progress=progress,
+        )
     source.done_with(objective.backend)
     result.params = host_float64(result.params)
+    if iterations is not None:
+        iterations.close(result.params)
     return result, name
 
 
+def _iterations(spec: FitSpec, task: int, solver: str) -> Iterations | None:
+    """The scikit-learn callbacks' iteration tasks of ``task`` (None without callbacks)."""
+    if spec.sklearn_callbacks is None:
+        return None
+    return spec.sklearn_callbacks.iterations(task, solver)
+
+
 def _objective(backend: Backend, spec: FitSpec, weight_sum: float) -> LogisticObjective:
-    return LogisticObjective(backend, C=spec.C, l1_ratio=spec.l1_ratio, weight_sum=weight_sum)
+    return LogisticObjective(
+        backend,
+        C=spec.C,
+        l1_ratio=spec.l1_ratio,
+        weight_sum=weight_sum,
+        intercept_scaling=spec.intercept_scaling,
+    )
 
 
 def _start(start: np.ndarray | None, layout: ParamLayout, xp: Any) -> Array:
@@ -763,7 +828,9 @@ def run_partial_fit(
     del data
     if source.feature_names is None and previous is not None:
         source.feature_names = previous.feature_names  # an array chunk keeps the fitted names
-    positives, n_model_classes = plan_tasks(len(classes), spec.multi_class)
+    positives, n_model_classes = plan_tasks(
+        len(classes), spec.multi_class, binary_only=spec.intercept_scaling is not None
+    )
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, spec.fit_intercept)
     xp = array_namespace(source.X)
     if state is None or len(state.trainers) != len(positives) or state.layout != layout:
@@ -789,7 +856,12 @@ def run_partial_fit(
         for trainer, positive in zip(state.trainers, positives, strict=True):
             trainer.config = spec.minibatch
             trainer.penalty = Penalty.build(
-                layout, xp, C=spec.C, l1_ratio=spec.l1_ratio, weight_sum=state.weight_seen
+                layout,
+                xp,
+                C=spec.C,
+                l1_ratio=spec.l1_ratio,
+                weight_sum=state.weight_seen,
+                intercept_scaling=spec.intercept_scaling,
             )
             batches, _ = source.batches(positive, spec.minibatch, trainer.seed)
             trainer.run_epoch_recorded(batches, backend)

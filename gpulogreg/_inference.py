@@ -220,7 +220,13 @@ def _check_settings(spec: FitSpec, cov_type: str) -> None:
         raise InputValueError(
             "inference is not defined for an L1 or elastic-net penalty: the L1 term has "
             "no curvature, so the fit has no Hessian-based covariance (refit with "
-            "penalty='l2' or penalty=None)"
+            "l1_ratio=0 or C=numpy.inf)"
+        )
+    if spec.intercept_scaling is not None and spec.fit_intercept and math.isfinite(spec.C):
+        raise InputValueError(
+            "inference is not available for solver='liblinear': its objective penalises "
+            "the intercept (intercept_scaling), which the covariance does not model; refit "
+            "with another solver"
         )
     if spec.class_weight is not None:
         raise InputValueError(
@@ -347,7 +353,7 @@ def _penalised_caveat(C: float, cov_type: str) -> str:
     return (
         f"the model is penalised (C={C:g}): the covariance is {covariance}, the Laplace "
         "approximation of the posterior under the L2 penalty's Gaussian prior, and classical "
-        "p-values do not apply (fit with penalty=None for those)"
+        "p-values do not apply (fit with C=numpy.inf for those)"
     )
 
 

@@ -105,6 +105,32 @@ class ParamLayout:
         intercept = np.broadcast_to(np.asarray(intercept, dtype=np.float64), (self.n_outputs,))
         return np.ascontiguousarray(coef), np.ascontiguousarray(intercept)
 
+    def estimator_coefficients(
+        self, params_per_task: list[Any], *, centre: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``coef_`` and ``intercept_`` (float64) of a fit's tasks, one layout each.
+
+        The tasks' rows are stacked (one-vs-rest: one binary model per class).
+        Softmax ones are centred over the classes, as scikit-learn's: softmax
+        is unchanged by a shift common to all classes, and the intercepts are
+        unpenalised, so the centred ones are reported. With ``centre`` (no L1
+        term) each feature's coefficients are centred too: the loss stays the
+        same and an L2 penalty can only fall, and the L2 optimum has centred
+        coefficients (Zhu & Hastie 2004), so this removes the part of the shift
+        a solver stopping at ``tol`` left (preconditioned CG does not keep the
+        iterates centred, and that direction costs only the weak penalty), and
+        without a penalty it picks the smallest of the equivalent solutions.
+        """
+        parts = [self.to_estimator(params) for params in params_per_task]
+        coef = np.ascontiguousarray(np.concatenate([c for c, _ in parts], axis=0))
+        intercept = np.ascontiguousarray(np.concatenate([b for _, b in parts]))
+        if self.n_outputs > 1:
+            if self.fit_intercept:
+                intercept = intercept - intercept.mean()
+            if centre:
+                coef = np.ascontiguousarray(coef - coef.mean(axis=0))
+        return coef, intercept
+
     def from_estimator(self, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
         """Flat host parameters of this layout from ``coef_`` rows and ``intercept_`` entries."""
         return np.asarray(self.join(np.asarray(coef), np.asarray(intercept), np), dtype=np.float64)

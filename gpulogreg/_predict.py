@@ -11,24 +11,35 @@ from typing import Any
 
 import numpy as np
 
-from gpulogreg._array import array_module_name, array_namespace, to_host
+from gpulogreg._array import array_module_name, array_namespace, is_sparse, to_host
 from gpulogreg._typing import Array
 
 __all__ = ["decision_values", "labels", "log_probabilities", "probabilities"]
 
 
-def decision_values(X: Array, coef: np.ndarray, intercept: np.ndarray) -> Array:
+def decision_values(X: Array, coef: Any, intercept: np.ndarray) -> Array:
     """``X @ coef.T + intercept`` in float64: (m,) for one output, else (m, n_outputs).
 
     ``X`` is a validated array (see :func:`gpulogreg.data.check_X` with ``lazy``).
+    ``coef`` is an array, or a SciPy sparse matrix (a sparsified model), which
+    multiplies NumPy and SciPy data as it is and other data densified.
     """
+    xp = array_namespace(X)
+    if is_sparse(coef):
+        if xp is np and array_module_name(X) != "dask":
+            product = X @ coef.T.astype(X.dtype)
+            product = product.toarray() if is_sparse(product) else np.asarray(product)
+            scores = product.astype(np.float64) + np.asarray(intercept, dtype=np.float64)
+            return scores[:, 0] if scores.shape[1] == 1 else scores
+        coef = coef.toarray()
     if array_module_name(X) == "dask":
         from gpulogreg.backends.dask_backend import decision_blocks
 
         return decision_blocks(X, coef, intercept)
-    xp = array_namespace(X)
     # BLAS in X's dtype (X is never upcast), result widened to float64.
-    scores = (X @ xp.asarray(coef, dtype=X.dtype).T).astype(xp.float64) + xp.asarray(intercept)
+    scores = (X @ xp.asarray(coef, dtype=X.dtype).T).astype(xp.float64) + xp.asarray(
+        intercept, dtype=xp.float64
+    )
     return scores[:, 0] if scores.shape[1] == 1 else scores
 
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -342,15 +343,33 @@ def _estimator_params(args: argparse.Namespace, progress: bool) -> dict[str, Any
         "verbose": 1 if progress else 0,
         "callback": args.log,
     }
-    if args.penalty is not None:
-        params["penalty"] = None if args.penalty == "none" else args.penalty
-    if args.l1_ratio is not None:
-        params["l1_ratio"] = args.l1_ratio
+    params.update(_penalty_params(args.penalty, args.l1_ratio))
     if args.random_state is not None:
         params["random_state"] = args.random_state
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
     return params
+
+
+def _penalty_params(penalty: str | None, l1_ratio: float | None) -> dict[str, Any]:
+    """``--penalty`` and ``--l1-ratio`` as the estimator's ``l1_ratio`` and ``C``.
+
+    The estimator's ``penalty`` is deprecated (as scikit-learn's): ``l1_ratio``
+    and ``C`` say it all. ``--penalty`` stays as a plain name for them.
+    """
+    if penalty is None:
+        return {} if l1_ratio is None else {"l1_ratio": l1_ratio}
+    implied = {"l2": 0.0, "l1": 1.0, "none": None}
+    if penalty == "elasticnet":
+        if l1_ratio is None:
+            raise UsageError("--penalty elasticnet needs --l1-ratio (the L1 share, in [0, 1])")
+        return {"l1_ratio": l1_ratio}
+    if l1_ratio is not None and l1_ratio != implied[penalty]:
+        raise UsageError(
+            f"--penalty {penalty} takes no --l1-ratio {l1_ratio:g}: use --penalty elasticnet "
+            "(or --l1-ratio alone)"
+        )
+    return {"C": math.inf} if penalty == "none" else {"l1_ratio": implied[penalty]}
 
 
 def _model_summary(model: Any) -> dict[str, Any]:
@@ -459,9 +478,12 @@ def _check_summary_options(args: argparse.Namespace) -> None:
         raise UsageError("--cov-type is the covariance of the --summary table: add --summary")
     if not args.summary:
         return
-    if args.penalty in ("l1", "elasticnet"):
+    l1_term = args.penalty in ("l1", "elasticnet") or (
+        args.penalty != "none" and (args.l1_ratio or 0.0) > 0
+    )
+    if l1_term:
         raise UsageError(
-            f"--summary needs an L2 penalty or none: an {args.penalty} fit has no "
+            "--summary needs an L2 penalty or none: a fit with an L1 term has no "
             "Hessian-based covariance"
         )
     if args.class_weight not in (None, "none"):

@@ -10,7 +10,7 @@ objective, so with the same ``C`` the coefficients agree with
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import numbers
 import warnings
 from typing import Any, ClassVar
@@ -18,7 +18,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gpulogreg import _model_file
-from gpulogreg._compat import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
+from gpulogreg._array import is_sparse
+from gpulogreg._compat import (
+    BaseEstimator,
+    CallbackSupportMixin,
+    ClassifierMixin,
+    ConvergenceWarning,
+    NotFittedError,
+    callback_management_context,
+)
 from gpulogreg._errors import InputTypeError, InputValueError
 from gpulogreg._fit import (
     FitOutcome,
@@ -30,6 +38,13 @@ from gpulogreg._fit import (
 )
 from gpulogreg._inference import run_inference
 from gpulogreg._predict import decision_values, labels, log_probabilities, probabilities
+from gpulogreg._sklearn_callbacks import FitCallbacks
+from gpulogreg._sklearn_params import (
+    PENALTY_DEFAULT,
+    Regularisation,
+    not_converged_message,
+    resolve_regularisation,
+)
 from gpulogreg._typing import Array
 from gpulogreg.data import check_feature_names, check_X
 from gpulogreg.inference import InferenceResult
@@ -38,12 +53,11 @@ from gpulogreg.solvers.stochastic.config import MinibatchConfig
 
 __all__ = ["LogisticRegression"]
 
-_PENALTIES = ("l2", "l1", "elasticnet", None)
 _MULTI_CLASS = ("auto", "multinomial", "ovr")
 _DTYPES = {None: None, "float32": np.float32, "float64": np.float64}
 
 
-class LogisticRegression(ClassifierMixin, BaseEstimator):
+class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Logistic regression (binary, multinomial, one-vs-rest) on CPU or GPU.
 
     Minimises, with sample weights ``s_i`` (class weights folded in)::
@@ -55,15 +69,34 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    penalty : {"l2", "l1", "elasticnet", None}, default="l2"
-        Kept for scikit-learn compatibility: "l1" means ``l1_ratio=1``,
-        "elasticnet" uses ``l1_ratio``, None means no penalty (``C=inf``).
+    penalty : {"l2", "l1", "elasticnet", None}, deprecated
+        Deprecated as in scikit-learn 1.8 (a ``FutureWarning``): leave it
+        unset, and ``l1_ratio`` and ``C`` decide. Given, it acts as in
+        scikit-learn: "l1" means ``l1_ratio=1``, "elasticnet" uses
+        ``l1_ratio``, None means no penalty (``C=inf``), with scikit-learn's
+        warnings for inconsistent values.
     C : float, default=1.0
         Inverse regularisation strength; ``numpy.inf`` for none.
     l1_ratio : float, default=0.0
-        Elastic-net mixing in [0, 1] (used with ``penalty="elasticnet"``).
+        The L1 share of the penalty in [0, 1]: 0 is L2 (ridge), 1 the lasso,
+        in between the elastic net.
+    dual : bool, default=False
+        scikit-learn's: only ``solver="liblinear"`` with an L2 penalty takes
+        ``True`` (its dual has the same solution, which gpulogreg finds in the
+        primal); elsewhere ``True`` is an error, as in scikit-learn.
     fit_intercept : bool, default=True
-    solver : {"auto", "newton", "newton-cg", "lbfgs", "gd", "minibatch"}, default="auto"
+    intercept_scaling : float, default=1.0
+        ``solver="liblinear"`` only, as in scikit-learn: the intercept is
+        penalised as the coefficient of a constant feature of this value
+        (liblinear's objective). Every other solver leaves the intercept
+        unpenalised and ignores it.
+    solver : str, default="auto"
+        gpulogreg's {"auto", "newton", "newton-cg", "lbfgs", "gd", "minibatch"}
+        or scikit-learn's names: "newton-cholesky" runs "newton"; "sag",
+        "saga" and "liblinear" run "auto" ("liblinear" with its penalised
+        intercept, binary or ``multi_class="ovr"``), and the L2-only ones
+        ("lbfgs", "newton-cg", "newton-cholesky", "sag") refuse an L1 term
+        as scikit-learn does.
         "auto": ``gd`` (proximal, FISTA) with an L1 term; ``newton-cg`` on
         wide sparse data (CSR with more than 1000 parameters); else L-BFGS
         (which turns to a Hessian preconditioner on ill-conditioned problems).
@@ -76,6 +109,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Stop when the max-norm of the gradient of the weight-normalised
         objective (with L1: of its minimum-norm subgradient) is at most ``tol``.
     max_iter : int, default=1000
+        0 returns the starting point (zero, or the warm start) with a
+        ``ConvergenceWarning``, as scikit-learn does.
     class_weight : None, "balanced" or dict, default=None
         "balanced" weighs class ``k`` by ``n_samples / (n_classes * count_k)``.
     multi_class : {"auto", "multinomial", "ovr"}, default="auto"
@@ -92,6 +127,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         full) or "stopped" at the end.
     random_state : int, numpy.random.Generator or None, default=None
         Seeds the stochastic solvers; the full-batch solvers are deterministic.
+    n_jobs : None
+        scikit-learn's: no effect (a ``FutureWarning`` when set); the kernels
+        use every Numba thread, with results independent of their number.
     device : {"auto", "cpu", "gpu"}, default="auto"
         Where to train. CuPy input trains on its GPU; "gpu" moves NumPy input
         there once (an error when no GPU is usable); "auto" uses a GPU only if
@@ -179,6 +217,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         (for minibatch: the final pass that computes ``objective_``).
     """
 
+    #: Set by ``fit`` (an array; a SciPy CSR matrix after :meth:`sparsify`).
+    coef_: Any
+
     #: The fitted attributes a saved model keeps (those a model has; the
     #: ``partial_fit`` trainers' state is saved beside them, see ``save``).
     FITTED_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
@@ -199,11 +240,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        penalty: str | None = "l2",
+        penalty: str | None = PENALTY_DEFAULT,
         *,
         C: float = 1.0,
-        l1_ratio: float = 0.0,
+        l1_ratio: float | None = 0.0,
+        dual: bool = False,
         fit_intercept: bool = True,
+        intercept_scaling: float = 1.0,
         solver: str = "auto",
         tol: float = 1e-6,
         max_iter: int = 1000,
@@ -212,6 +255,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         random_state: Any = None,
+        n_jobs: int | None = None,
         device: str = "auto",
         backend: str = "auto",
         dtype: str | None = None,
@@ -230,7 +274,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.penalty = penalty
         self.C = C
         self.l1_ratio = l1_ratio
+        self.dual = dual
         self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
         self.solver = solver
         self.tol = tol
         self.max_iter = max_iter
@@ -239,6 +285,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.random_state = random_state
+        self.n_jobs = n_jobs
         self.device = device
         self.backend = backend
         self.dtype = dtype
@@ -255,38 +302,34 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.callback = callback
 
     # -- configuration --------------------------------------------------------
-    def _validate_params(self) -> tuple[float, float]:
-        """Check hyper-parameters; return the effective ``(C, l1_ratio)``."""
-        if self.penalty not in _PENALTIES:
-            raise InputValueError(f"penalty must be one of {_PENALTIES}, got {self.penalty!r}")
-        C = self.C
-        if not isinstance(C, numbers.Real) or isinstance(C, bool) or not C > 0:
-            raise InputValueError(
-                f"C must be a positive number (numpy.inf for no penalty), got {C!r}"
-            )
-        l1_ratio = self.l1_ratio
-        if not isinstance(l1_ratio, numbers.Real) or not 0.0 <= l1_ratio <= 1.0:
-            raise InputValueError(f"l1_ratio must be in [0, 1], got {l1_ratio!r}")
-        if self.penalty is None:
-            C, l1_ratio = math.inf, 0.0
-        elif self.penalty == "l1":
-            l1_ratio = 1.0
-        elif self.penalty == "l2" and l1_ratio != 0.0:
-            raise InputValueError("l1_ratio > 0 needs penalty='elasticnet' (or 'l1')")
-        if self.solver != "auto" and self.solver not in SOLVERS:
-            raise InputValueError(
-                f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {self.solver!r}"
-            )
-        if l1_ratio > 0 and self.solver != "auto" and not solver_entry(self.solver).handles_l1:
-            raise InputValueError(f"solver={self.solver!r} supports only L2; use 'gd' for L1")
+    def _validate_params(self, *, warn: bool) -> Regularisation:
+        """Check hyper-parameters; return the effective penalty and solver.
+
+        ``warn``: issue scikit-learn's deprecation and consistency warnings
+        (``fit`` and ``partial_fit``; not a use of the fitted settings).
+        """
+        resolved = resolve_regularisation(
+            penalty=self.penalty,
+            C=self.C,
+            l1_ratio=self.l1_ratio,
+            solver=self.solver,
+            dual=self.dual,
+            intercept_scaling=self.intercept_scaling,
+            n_jobs=self.n_jobs,
+            own_solvers=frozenset(SOLVERS),
+            warn=warn,
+        )
+        solver = resolved.solver
+        if resolved.l1_ratio > 0 and solver != "auto" and not solver_entry(solver).handles_l1:
+            raise InputValueError(f"solver={solver!r} supports only L2; use 'gd' for L1")
         if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
             raise InputValueError(f"tol must be a positive number, got {self.tol!r}")
         if (
             not isinstance(self.max_iter, numbers.Integral)
             or isinstance(self.max_iter, bool)
-            or self.max_iter < 1
+            or self.max_iter < 0
         ):
-            raise InputValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+            raise InputValueError(f"max_iter must be a non-negative integer, got {self.max_iter!r}")
         if self.multi_class not in _MULTI_CLASS:
             raise InputValueError(
                 f"multi_class must be one of {_MULTI_CLASS}, got {self.multi_class!r}"
@@ -295,17 +338,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise InputValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
         if self.callback is not None and not callable(self.callback):
             raise InputTypeError(f"callback must be callable or None, got {self.callback!r}")
-        return float(C), float(l1_ratio)
+        return resolved
 
-    def _spec(self) -> FitSpec:
+    def _spec(self, *, warn: bool = False) -> FitSpec:
         """The validated settings of a fit, for the fit plan (:mod:`gpulogreg._fit`)."""
-        C, l1_ratio = self._validate_params()
+        resolved = self._validate_params(warn=warn)
         config = MinibatchConfig.from_params(self.get_params(deep=False))
         return FitSpec(
-            C=C,
-            l1_ratio=l1_ratio,
+            C=resolved.C,
+            l1_ratio=resolved.l1_ratio,
             fit_intercept=bool(self.fit_intercept),
-            solver=str(self.solver),  # "auto": the fit plan decides from the data
+            solver=resolved.solver,  # "auto": the fit plan decides from the data
             tol=float(self.tol),
             max_iter=int(self.max_iter),
             multi_class=str(self.multi_class),
@@ -318,19 +361,37 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             minibatch=config,
             checkpoint_path=self.checkpoint_path,
             callback=self.callback,
+            intercept_scaling=resolved.intercept_scaling,
         )
 
     def _previous(self) -> PreviousFit | None:
         """This model's fitted state, offered to the next fit (warm start, partial_fit)."""
         if not hasattr(self, "classes_"):
             return None
+        fitted = hasattr(self, "coef_") and hasattr(self, "intercept_")
+        coef, intercept = self._coefficients_float64() if fitted else (None, None)
         return PreviousFit(
             classes=self.classes_,
-            coef=getattr(self, "coef_", None),
-            intercept=getattr(self, "intercept_", None),
+            coef=coef,
+            intercept=intercept,
             n_features=int(self.n_features_in_),
             feature_names=getattr(self, "feature_names_in_", None),
         )
+
+    def _coefficients_float64(self) -> tuple[np.ndarray, np.ndarray]:
+        """``coef_`` and ``intercept_`` in float64, dense: the fit's own solution when they
+        are its rounding (``_solution``), else their values (set by hand, or loaded)."""
+        coef: Any = self.coef_
+        coef = coef.toarray() if is_sparse(coef) else np.asarray(coef)
+        intercept = np.asarray(self.intercept_)
+        solution = self.__dict__.get("_solution")
+        if solution is not None:
+            exact_coef, exact_intercept = solution
+            if np.array_equal(exact_coef.astype(coef.dtype), coef) and np.array_equal(
+                exact_intercept.astype(intercept.dtype), intercept
+            ):
+                return exact_coef, exact_intercept
+        return coef.astype(np.float64), intercept.astype(np.float64)
 
     # -- fitting --------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LogisticRegression:
@@ -354,13 +415,30 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        spec = self._spec()
+        spec = self._spec(warn=True)
+        with callback_management_context(self):
+            callbacks = FitCallbacks.for_estimator(self, X, y, sample_weight)
+            outcome = self._fit(X, y, sample_weight, spec, callbacks)
+        self._warn_if_not_converged(outcome)
+        return self
+
+    def _fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        spec: FitSpec,
+        callbacks: FitCallbacks | None,
+    ) -> FitOutcome:
+        """:meth:`fit` but the warning; scikit-learn's callback tasks in ``callbacks``."""
+        spec = dataclasses.replace(spec, sklearn_callbacks=callbacks)
         self.__dict__.pop("_partial_state", None)
         previous = self._previous() if self.warm_start else None
         outcome = run_fit(X, y, sample_weight, spec, previous)
         self._set_fitted(outcome)
-        self._warn_if_not_converged(outcome)
-        return self
+        if callbacks is not None:
+            callbacks.end()
+        return outcome
 
     def partial_fit(
         self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
@@ -393,7 +471,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """
         state: PartialFitState | None = self.__dict__.get("_partial_state")
         outcome, state = run_partial_fit(
-            X, y, sample_weight, classes, self._spec(), self._previous(), state
+            X, y, sample_weight, classes, self._spec(warn=True), self._previous(), state
         )
         self._set_fitted(outcome)
         self._partial_state = state
@@ -462,12 +540,18 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.__dict__.update(attributes)
 
     def _warn_if_not_converged(self, outcome: FitOutcome) -> None:
-        results = outcome.results
-        if not all(r.converged for r in results):
-            messages = "; ".join(r.message for r in results if not r.converged)
-            hint = " (increase max_iter or scale the data)" if "max_iter" in messages else ""
+        """One ``ConvergenceWarning`` in the wording of scikit-learn's solver of that name."""
+        unconverged = [r for r in outcome.results if not r.converged]
+        if unconverged:
             warnings.warn(
-                f"{self.solver_} did not converge to tol={self.tol}: {messages}{hint}",
+                not_converged_message(
+                    str(self.solver),
+                    self.solver_,
+                    n_iter=max(r.n_iter for r in unconverged),
+                    max_iter=int(self.max_iter),
+                    loss=outcome.objective(),
+                    reason="; ".join(r.message for r in unconverged),
+                ),
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -528,6 +612,36 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """Predicted class labels, shape (n_samples,)."""
         return labels(self.decision_function(X), self.classes_)
 
+    def sparsify(self) -> LogisticRegression:
+        """Store ``coef_`` as a SciPy CSR matrix, as scikit-learn's ``sparsify`` does.
+
+        For models with mostly zero coefficients (an L1 penalty): predictions on
+        NumPy and SciPy data then multiply by the stored nonzeros only (CuPy and
+        Dask data use the coefficients densified). Warm starts, inference and
+        ``save`` see the dense coefficients (a saved model loads dense).
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        from scipy import sparse
+
+        self.coef_ = sparse.csr_matrix(self.coef_)
+        return self
+
+    def densify(self) -> LogisticRegression:
+        """Store ``coef_`` as a dense array again (the inverse of :meth:`sparsify`).
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        if is_sparse(self.coef_):
+            self.coef_ = self.coef_.toarray()
+        return self
+
     # -- persistence -----------------------------------------------------------
     def save(self, path: Any) -> None:
         """Save the fitted model to exactly ``path``, without pickle (see persistence)."""
@@ -542,11 +656,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """
         self._check_fitted()
         state: PartialFitState | None = self.__dict__.get("_partial_state")
+        attributes = _model_file.fitted_attributes(self, self.FITTED_ATTRIBUTES)
+        if is_sparse(attributes["coef_"]):  # a sparsified model is saved dense
+            attributes["coef_"] = attributes["coef_"].toarray()
         _model_file.write_model_file(
             path,
             estimator=type(self).__name__,
             params=self.get_params(deep=False),
-            attributes=_model_file.fitted_attributes(self, self.FITTED_ATTRIBUTES),
+            attributes=attributes,
             training=None if state is None else state.saved(),
             metadata=metadata,
         )

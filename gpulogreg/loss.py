@@ -43,18 +43,22 @@ LIPSCHITZ_MARGIN = 1.05
 class Penalty:
     """The elastic-net penalty of the weight-normalised objective, for one layout.
 
-    ``l2 / 2 ||w||^2 + l1 ||w||_1`` over the coefficients ``w`` (the mask
-    leaves the intercepts out), with ``l2 = (1 - r) / (C W)`` and
-    ``l1 = r / (C W)`` (``r = l1_ratio``, ``W`` the sum of the effective sample
-    weights the data term is normalised by). The full-batch objective and the
-    mini-batch trainer both use it, so they minimise the same function.
+    ``l2 / 2 sum_j m_j w_j^2 + l1 sum_j |m_j w_j|`` with ``l2 = (1 - r) / (C W)``
+    and ``l1 = r / (C W)`` (``r = l1_ratio``, ``W`` the sum of the effective
+    sample weights the data term is normalised by) and the per-parameter
+    weights ``m`` of :attr:`mask`: 1 for the coefficients, 0 for the intercepts
+    (never penalised), except for liblinear's objective (``intercept_scaling``
+    ``s``), which penalises an intercept ``b`` as the coefficient ``b / s`` of a
+    constant feature of value ``s``: ``m = 1 / s^2`` in its pure L2 penalty,
+    ``1 / s`` in its pure L1 one. The full-batch objective and the mini-batch
+    trainer both use it, so they minimise the same function.
 
     Attributes
     ----------
     l2, l1 : float
         Strengths in the weight-normalised objective.
     mask : array of shape (n_params,), float64
-        1 for penalised coefficients, 0 for intercepts.
+        The per-parameter weights ``m``.
     xp : module
         Array namespace of ``mask`` and of the parameters.
     """
@@ -73,15 +77,26 @@ class Penalty:
         C: float,
         l1_ratio: float,
         weight_sum: float,
+        intercept_scaling: float | None = None,
     ) -> Penalty:
-        """The penalty of ``C`` and ``l1_ratio`` for data of total weight ``weight_sum``."""
+        """The penalty of ``C`` and ``l1_ratio`` for data of total weight ``weight_sum``.
+
+        ``intercept_scaling``: liblinear's penalised intercept (see the class);
+        None leaves the intercepts unpenalised.
+
+        Raises
+        ------
+        ValueError
+            ``intercept_scaling`` with an elastic-net mix (liblinear's penalty is pure).
+        """
         alpha = 0.0 if math.isinf(C) else 1.0 / (C * weight_sum)
-        return cls(
-            l2=alpha * (1.0 - l1_ratio),
-            l1=alpha * l1_ratio,
-            mask=layout.penalty_mask(xp),
-            xp=xp,
-        )
+        mask = layout.penalty_mask(xp)
+        if intercept_scaling is not None and layout.fit_intercept:
+            if 0.0 < l1_ratio < 1.0:
+                raise InputValueError("a penalised intercept takes a pure L1 or L2 penalty")
+            power = 1.0 if l1_ratio == 1.0 else 2.0
+            mask = xp.where(mask == 0.0, float(intercept_scaling) ** -power, mask)
+        return cls(l2=alpha * (1.0 - l1_ratio), l1=alpha * l1_ratio, mask=mask, xp=xp)
 
     def add_smooth(self, params: Array, loss: Any, grad: Array) -> tuple[Any, Array]:
         """``loss`` and ``grad`` of the data term plus the L2 term (the smooth objective).
@@ -91,15 +106,14 @@ class Penalty:
         """
         if not self.l2:
             return loss, grad
-        penalised = params * self.mask
-        return loss + 0.5 * self.l2 * (penalised @ penalised), grad + self.l2 * penalised
+        weighted = params * self.mask
+        return loss + 0.5 * self.l2 * (params @ weighted), grad + self.l2 * weighted
 
     def smooth_value(self, params: Array) -> float:
-        """The L2 term ``l2 / 2 ||w||^2``."""
+        """The L2 term ``l2 / 2 sum_j m_j w_j^2``."""
         if not self.l2:
             return 0.0
-        penalised = params * self.mask
-        return 0.5 * self.l2 * float(penalised @ penalised)
+        return 0.5 * self.l2 * float(params @ (params * self.mask))
 
     def add_hessian(self, H: Array) -> Array:
         """``H`` plus the L2 term's Hessian (on the diagonal, in place)."""
@@ -121,7 +135,7 @@ class Penalty:
         return out + self.l2 * self.mask * v
 
     def l1_value(self, params: Array) -> float:
-        """The L1 term ``l1 ||w||_1`` (0 without L1)."""
+        """The L1 term ``l1 sum_j |m_j w_j|`` (0 without L1)."""
         return float(self.l1_lazy(params))
 
     def l1_lazy(self, params: Array) -> Any:
@@ -175,6 +189,8 @@ class LogisticObjective:
         Elastic-net mixing in [0, 1]; 0 is pure L2.
     weight_sum : float
         Sum of the effective sample weights before normalisation.
+    intercept_scaling : float, optional
+        liblinear's penalised intercept (see :class:`Penalty`); None: unpenalised.
 
     Attributes
     ----------
@@ -188,14 +204,25 @@ class LogisticObjective:
     """
 
     def __init__(
-        self, backend: Backend, *, C: float = 1.0, l1_ratio: float = 0.0, weight_sum: float = 1.0
+        self,
+        backend: Backend,
+        *,
+        C: float = 1.0,
+        l1_ratio: float = 0.0,
+        weight_sum: float = 1.0,
+        intercept_scaling: float | None = None,
     ) -> None:
         self.backend = backend
         self.xp = backend.xp
         self.layout: ParamLayout = backend.layout
         self.n_params = self.layout.n_params
         self.penalty = Penalty.build(
-            self.layout, self.xp, C=C, l1_ratio=l1_ratio, weight_sum=weight_sum
+            self.layout,
+            self.xp,
+            C=C,
+            l1_ratio=l1_ratio,
+            weight_sum=weight_sum,
+            intercept_scaling=intercept_scaling,
         )
         self.l2 = self.penalty.l2
         self.l1 = self.penalty.l1

@@ -25,6 +25,13 @@ from sklearn.preprocessing import StandardScaler, scale
 from gpulogreg import accel
 from gpulogreg.accel import conformance
 
+SKLEARN = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
+if SKLEARN < (1, 8):
+    pytest.skip(
+        f"scikit-learn {sklearn.__version__}: the 1.8+ semantics need scikit-learn 1.8",
+        allow_module_level=True,
+    )
+
 FAILURES = Path(__file__).with_name("sklearn_conformance_failures.txt")
 
 

@@ -222,6 +222,8 @@ LAYERS = (
         "gpulogreg._numba_read",
         "gpulogreg._layout",
         "gpulogreg._typing",
+        "gpulogreg._sklearn_params",
+        "gpulogreg._sklearn_callbacks",
     ),
     ("gpulogreg._files", "gpulogreg.checkpoint", "gpulogreg._model_file"),
     ("gpulogreg._svmlight", "gpulogreg.io", "gpulogreg.data"),

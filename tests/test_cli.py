@@ -482,8 +482,9 @@ def test_an_internal_error_exits_1_in_one_line(capsys, monkeypatch, tmp_path, fi
     ("options", "message"),
     [
         (["--penalty", "elasticnet", "--l1-ratio", "2"], "l1_ratio must be in [0, 1]"),
-        (["--penalty", "l1", "--solver", "lbfgs"], "supports only L2"),
-        (["--penalty", "l2", "--l1-ratio", "0.5"], "l1_ratio > 0 needs penalty='elasticnet'"),
+        (["--penalty", "l1", "--solver", "lbfgs"], "supports only 'l2' or None penalties"),
+        (["--penalty", "l2", "--l1-ratio", "0.5"], "--penalty l2 takes no --l1-ratio 0.5"),
+        (["--penalty", "elasticnet"], "--penalty elasticnet needs --l1-ratio"),
         (["--class-weight", "churn:1,gone:2"], "class_weight names class 'gone'"),
         (["--summary", "--penalty", "l1", "--solver", "gd"], "--summary needs an L2 penalty"),
         (["--solver", "minibatch", "--batch-size", "64", "--class-weight", "churn:x"], "number"),

@@ -172,7 +172,7 @@ def test_feature_names_from_dataframe() -> None:
 
 def test_convergence_warning_at_max_iter() -> None:
     X, y = make_classification(500, 5, ill_conditioned=True, seed=4)
-    with pytest.warns(Warning, match="did not converge"):
+    with pytest.warns(Warning, match="failed to converge"):
         model = LogisticRegression(solver="gd", max_iter=3, tol=1e-12).fit(X, y)
     assert not model.converged_
     assert model.n_iter_[0] == 3

@@ -197,7 +197,7 @@ def test_newton_cg_refuses_l1_and_names_the_proximal_solver() -> None:
     with pytest.raises(ValueError, match=r"'newton-cg'.*gd"):
         _solve("newton-cg", _objective(X, y, l1_ratio=1.0))
     with pytest.raises(ValueError, match="gd"):
-        LogisticRegression(solver="newton-cg", penalty="l1").fit(X, y)
+        LogisticRegression(solver="newton-cg", l1_ratio=1.0).fit(X, y)
 
 
 # -- CSR data ---------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_one_vs_rest_records_name_their_task() -> None:
     assert len(records) == model.n_iter_.sum()
 
 
-@pytest.mark.filterwarnings("ignore:minibatch did not converge")
+@pytest.mark.filterwarnings("ignore:minibatch failed to converge")
 def test_minibatch_records_every_epoch_with_its_validation_loss() -> None:
     X, y = make_classification(1000, 3, seed=3)
     records: list[dict[str, Any]] = []

@@ -256,9 +256,9 @@ def test_npz_refusals_name_the_row(tmp_path: Path) -> None:
 def test_minibatch_on_csr_chunks_draws_the_batches_of_the_dense_chunks() -> None:
     X, y, _ = _problem(m=600, seed=6)
     params = {"solver": "minibatch", "max_iter": 4, "random_state": 0, "early_stopping": True}
-    with pytest.warns(match="did not converge"):
+    with pytest.warns(match="failed to converge"):
         sparse = _model(**params).fit(Dataset.from_arrays(X, y, chunk_rows=100))
-    with pytest.warns(match="did not converge"):
+    with pytest.warns(match="failed to converge"):
         dense = _model(**params).fit(Dataset.from_arrays(X.toarray(), y, chunk_rows=100))
     # The same held-out chunks and one window of every row: the same batches.
     np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-10, atol=1e-12)
@@ -300,7 +300,7 @@ def test_a_wide_svmlight_dataset_is_never_densified(tmp_path: Path) -> None:
     model = LogisticRegression(backend=BACKEND, solver="lbfgs", max_iter=5, tol=1e-30)
     tracemalloc.start()
     try:
-        with pytest.warns(match="did not converge"):
+        with pytest.warns(match="failed to converge"):
             model.fit(dataset)
         _, peak = tracemalloc.get_traced_memory()
     finally:

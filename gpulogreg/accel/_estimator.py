@@ -24,19 +24,20 @@ import contextvars
 import inspect
 import logging
 import threading
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sklearn
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression as _SklearnLogisticRegression
 from sklearn.linear_model import _logistic
 from sklearn.utils import compute_class_weight
 
+from gpulogreg._compat import CallbackSupportMixin
+from gpulogreg._sklearn_callbacks import FitCallbacks
+from gpulogreg._sklearn_params import SKLEARN_SOLVERS
 from gpulogreg.estimator import LogisticRegression as GpulogregLogisticRegression
 
 __all__ = [
@@ -52,35 +53,13 @@ __all__ = [
 
 logger = logging.getLogger("gpulogreg.accel")
 
-#: scikit-learn's solver names that gpulogreg serves -> gpulogreg's solver.
-#: ``sag``/``saga`` take any penalty: gpulogreg's ``auto`` picks proximal
-#: gradient descent (FISTA) with an L1 term and L-BFGS otherwise. ``tol`` is
+#: scikit-learn's solvers whose fits gpulogreg serves (mapped as
+#: :data:`gpulogreg._sklearn_params.SKLEARN_SOLVERS` says). ``tol`` is
 #: gpulogreg's: the max-norm of the weight-normalised objective's (sub)gradient,
 #: which is what scikit-learn's lbfgs and newton-cg test too; sag/saga's bounds
 #: the coefficients' relative change over an epoch, which has no counterpart.
-SERVED_SOLVERS = {
-    "lbfgs": "lbfgs",
-    "newton-cg": "newton-cg",
-    "newton-cholesky": "newton",
-    "sag": "auto",
-    "saga": "auto",
-}
-
-#: ``ConvergenceWarning`` wording per scikit-learn solver, as scikit-learn words it
-#: (user code and scikit-learn's tests match on it), with gpulogreg's own reason.
-_NOT_CONVERGED = {
-    "lbfgs": "lbfgs failed to converge after {n_iter} iteration(s) (gpulogreg's {ours}: "
-    "{reason}).\n\nIncrease the number of iterations to improve the convergence "
-    "(max_iter={max_iter}).",
-    "newton-cg": "newton-cg failed to converge at loss = {loss} (gpulogreg's {ours}: "
-    "{reason}). Increase the number of iterations.",
-    "newton-cholesky": "Newton solver did not converge after {n_iter} iterations "
-    "(gpulogreg's {ours}: {reason}).",
-    "sag": "The max_iter was reached which means the coef_ did not converge "
-    "(gpulogreg's {ours}: {reason}).",
-    "saga": "The max_iter was reached which means the coef_ did not converge "
-    "(gpulogreg's {ours}: {reason}).",
-}
+#: liblinear runs scikit-learn's own (its native solver already is liblinear).
+SERVED_SOLVERS = frozenset(SKLEARN_SOLVERS) - {"liblinear"}
 
 #: True inside a drop-in ``fit`` that gpulogreg serves (per thread and task).
 _route: contextvars.ContextVar[bool] = contextvars.ContextVar("accel_route", default=False)
@@ -111,12 +90,7 @@ def unserved_reason(estimator: _SklearnLogisticRegression, X: Any) -> str | None
         The training data as passed to ``fit``.
     """
     if estimator.solver not in SERVED_SOLVERS:
-        return (
-            f"solver={estimator.solver!r} (its penalised intercept and intercept_scaling "
-            "are liblinear's own objective)"
-        )
-    if getattr(estimator, "_skl_callbacks", None):
-        return "callbacks are set (set_callbacks)"
+        return f"solver={estimator.solver!r} runs scikit-learn's bundled liblinear"
     module = type(X).__module__.split(".")[0]
     if module in {"cupy", "cupyx", "dask"}:
         return f"{module} input goes through scikit-learn's array API support"
@@ -137,11 +111,28 @@ class LogisticRegression(_SklearnLogisticRegression):
 
     The signature, validation, warnings, attributes and predictions are
     scikit-learn's (this class derives from it); the solve runs on gpulogreg
-    for the solvers of :data:`SERVED_SOLVERS` without callbacks, and on
-    scikit-learn's own solver otherwise (logged on ``gpulogreg.accel``).
+    for the solvers of :data:`SERVED_SOLVERS` (scikit-learn's callbacks
+    included) and on scikit-learn's own solver otherwise (logged on
+    ``gpulogreg.accel``).
     ``gpulogreg.accel.patch_sklearn()`` puts it in place of
     ``sklearn.linear_model.LogisticRegression``.
     """
+
+    def set_callbacks(self, *callbacks: Any) -> LogisticRegression:
+        """Set scikit-learn callbacks; gpulogreg's solvers run them for every served solver.
+
+        scikit-learn warns (and ignores them) for its solvers other than lbfgs;
+        here that is left to the one that still runs on scikit-learn (liblinear).
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(CallbackSupportMixin, "set_callbacks"):
+            raise AttributeError(f"scikit-learn {sklearn.__version__} has no callbacks (1.9+)")
+        if self.solver in SERVED_SOLVERS:
+            return cast(LogisticRegression, CallbackSupportMixin.set_callbacks(self, *callbacks))
+        return cast(LogisticRegression, super().set_callbacks(*callbacks))
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LogisticRegression:
         """Fit as scikit-learn's ``fit`` does, the solve served by gpulogreg when it can be.
@@ -257,6 +248,8 @@ def served_path(
     penalty: str,
     sample_weight: Any,
     l1_ratio: float | None,
+    callback_ctx: Any = None,
+    estimator: Any = None,
     **_: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn's ``_logistic_regression_path`` contract, solved by gpulogreg.
@@ -264,8 +257,10 @@ def served_path(
     ``X`` and ``y`` arrive validated by scikit-learn's ``fit`` (float32 or
     float64, C-ordered or CSR). The arguments left in ``**_`` concern
     scikit-learn's solvers only (``random_state`` and ``max_squared_sum`` of
-    sag/saga, ``n_threads``, ``dual`` and ``intercept_scaling`` of liblinear,
-    the callback context: fits with callbacks are not served).
+    sag/saga, ``n_threads``, ``dual`` and ``intercept_scaling`` of liblinear).
+    ``callback_ctx`` is the fit's scikit-learn callback task: the solver's
+    iterations become its subtasks, the hooks receiving ``estimator`` (the
+    drop-in), as scikit-learn's lbfgs does.
 
     Returns
     -------
@@ -280,45 +275,31 @@ def served_path(
     n_models = 1 if binary else len(classes)
     weights = _row_weights(y, classes, sample_weight, class_weight)
     start = _start(coef, n_models, n_features, fit_intercept)
-    ratio = {"l1": 1.0, "l2": 0.0}.get(penalty, l1_ratio)
+    ratio = {"l1": 1.0, "l2": 0.0}.get(penalty, l1_ratio or 0.0)
     coefs, n_iters = [], np.zeros(Cs.shape[0], dtype=np.int32)
     for k, C in enumerate(Cs):
-        if max_iter == 0:
-            n_iter, converged, why, loss = 0, False, "max_iter=0: no iteration", np.nan
-        else:
-            model = GpulogregLogisticRegression(
-                penalty=None if np.isinf(C) else ("elasticnet" if ratio else "l2"),
-                C=1.0 if np.isinf(C) else float(C),
-                l1_ratio=0.0 if np.isinf(C) else float(ratio or 0.0),
-                fit_intercept=fit_intercept,
-                solver=SERVED_SOLVERS[solver],
-                tol=tol,
-                max_iter=max_iter,
-                verbose=bool(verbose),
-                warm_start=start is not None,
-            )
-            if start is not None:
-                model.classes_ = classes
-                model.coef_, model.intercept_ = start[:, :n_features], start[:, n_features]
-                model.n_features_in_ = n_features
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)  # reworded below
-                model.fit(X, y, sample_weight=weights)
-            start = np.concatenate([model.coef_, model.intercept_[:, None]], axis=1)
-            n_iter, converged = int(model.n_iter_.max()), bool(model.converged_)
-            why, loss = f"not within tol={tol} after {n_iter} iterations", model.objective_
-        if not converged:
-            ours = SERVED_SOLVERS[solver] if max_iter else "solver"
-            message = _NOT_CONVERGED[solver].format(
-                n_iter=n_iter, max_iter=max_iter, loss=loss, ours=ours, reason=why
-            )
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
-        full = (
-            start if start is not None else np.zeros((n_models, n_features + 1), dtype=np.float64)
+        model = GpulogregLogisticRegression(
+            C=float(C),
+            l1_ratio=0.0 if np.isinf(C) else float(ratio),
+            fit_intercept=fit_intercept,
+            solver=solver,
+            tol=tol,
+            max_iter=max_iter,
+            verbose=bool(verbose),
+            warm_start=start is not None,
         )
-        full = full if fit_intercept else full[:, :n_features]
+        if start is not None:
+            model.classes_ = classes
+            model.coef_, model.intercept_ = start[:, :n_features], start[:, n_features]
+            model.n_features_in_ = n_features
+        callbacks = FitCallbacks.within(callback_ctx, estimator, X, y, sample_weight)
+        outcome = model._fit(X, y, weights, model._spec(warn=True), callbacks)
+        model._warn_if_not_converged(outcome)  # in scikit-learn's words
+        coef64, intercept64 = model._coefficients_float64()
+        start = np.concatenate([coef64, intercept64[:, None]], axis=1)
+        full = start if fit_intercept else start[:, :n_features]
         coefs.append((full[0] if binary else full).astype(X.dtype))
-        n_iters[k] = n_iter
+        n_iters[k] = int(model.n_iter_.max())
     return np.stack(coefs), Cs, n_iters
 
 

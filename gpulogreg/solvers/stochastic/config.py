@@ -67,8 +67,8 @@ class MinibatchConfig:
             raise InputValueError(
                 f"checkpoint_every must be a positive integer, got {self.checkpoint_every!r}"
             )
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise InputValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        if not _is_int(self.max_iter) or self.max_iter < 0:
+            raise InputValueError(f"max_iter must be a non-negative integer, got {self.max_iter!r}")
         if not isinstance(self.early_stopping, (bool, np.bool_)):
             raise InputValueError(f"early_stopping must be a bool, got {self.early_stopping!r}")
 

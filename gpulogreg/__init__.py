@@ -14,6 +14,7 @@ from gpulogreg._version import __version__
 
 if TYPE_CHECKING:
     from gpulogreg._errors import InputError
+    from gpulogreg.accel import patch_sklearn, unpatch_sklearn
     from gpulogreg.data.dataset import Dataset
     from gpulogreg.estimator import LogisticRegression
     from gpulogreg.inference import InferenceResult, InferenceWarning
@@ -29,6 +30,8 @@ __all__ = [
     "__version__",
     "load",
     "loss_and_gradient",
+    "patch_sklearn",
+    "unpatch_sklearn",
 ]
 
 #: public name -> module that defines it
@@ -40,6 +43,8 @@ _LAZY = {
     "LogisticRegression": "gpulogreg.estimator",
     "loss_and_gradient": "gpulogreg.loss",
     "load": "gpulogreg.persistence",
+    "patch_sklearn": "gpulogreg.accel",
+    "unpatch_sklearn": "gpulogreg.accel",
 }
 
 

@@ -419,6 +419,8 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         with callback_management_context(self):
             callbacks = FitCallbacks.for_estimator(self, X, y, sample_weight)
             outcome = self._fit(X, y, sample_weight, spec, callbacks)
+            if callbacks is not None:
+                callbacks.end()  # the root task ends on the fitted estimator
         self._warn_if_not_converged(outcome)
         return self
 
@@ -430,14 +432,13 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         spec: FitSpec,
         callbacks: FitCallbacks | None,
     ) -> FitOutcome:
-        """:meth:`fit` but the warning; scikit-learn's callback tasks in ``callbacks``."""
+        """:meth:`fit` but the warning and the root task's end; the callback tasks in
+        ``callbacks`` (see :mod:`gpulogreg._sklearn_callbacks`)."""
         spec = dataclasses.replace(spec, sklearn_callbacks=callbacks)
         self.__dict__.pop("_partial_state", None)
         previous = self._previous() if self.warm_start else None
         outcome = run_fit(X, y, sample_weight, spec, previous)
         self._set_fitted(outcome)
-        if callbacks is not None:
-            callbacks.end()
         return outcome
 
     def partial_fit(

@@ -22,6 +22,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler, scale
 
+import gpulogreg
 from gpulogreg import accel
 from gpulogreg.accel import conformance
 
@@ -57,6 +58,10 @@ def test_patch_swaps_the_public_class_and_unpatch_puts_it_back():
     assert issubclass(accel.LogisticRegression, original)
     accel.unpatch_sklearn()
     assert not accel.is_patched()
+    assert sklearn.linear_model.LogisticRegression is original
+    gpulogreg.patch_sklearn()  # the package's own names for the same
+    assert sklearn.linear_model.LogisticRegression is accel.LogisticRegression
+    gpulogreg.unpatch_sklearn()
     assert sklearn.linear_model.LogisticRegression is original
 
 
@@ -203,3 +208,20 @@ def test_scikit_learns_own_tests_pass_but_the_listed_failures():
     assert result.ids("failed") == sorted(expected)
     assert len(result.ids("passed")) >= 230
     assert result.fits["gpulogreg"] > 5 * result.fits["scikit-learn"]
+
+
+def test_dask_data_train_on_their_cluster_and_predict_lazily(iris):
+    da = pytest.importorskip("dask.array")
+    X, y = iris
+    X_dask, y_dask = da.from_array(X, chunks=(50, 4)), da.from_array(y, chunks=50)
+    on_dask = accel.LogisticRegression(C=0.5).fit(X_dask, y_dask)
+    in_memory = accel.LogisticRegression(C=0.5).fit(X, y)
+    assert accel.fit_counts() == {"gpulogreg": 2, "scikit-learn": 0}
+    np.testing.assert_allclose(on_dask.coef_, in_memory.coef_, atol=1e-6)
+    proba = on_dask.predict_proba(X_dask)
+    assert isinstance(proba, da.Array)
+    np.testing.assert_allclose(proba.compute(), in_memory.predict_proba(X), atol=1e-6)
+    np.testing.assert_array_equal(on_dask.predict(X_dask).compute(), in_memory.predict(X))
+    assert on_dask.score(X_dask, y_dask) == pytest.approx(in_memory.score(X, y))
+    with pytest.raises(ValueError, match="The 'C' parameter of LogisticRegression"):
+        accel.LogisticRegression(C=-1.0).fit(X_dask, y_dask)

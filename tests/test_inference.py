@@ -21,7 +21,7 @@ def _rel(ours, theirs) -> float:
 
 
 def _unpenalised(**kwargs) -> LogisticRegression:
-    return LogisticRegression(penalty=None, solver="newton", tol=1e-12, max_iter=200, **kwargs)
+    return LogisticRegression(C=np.inf, solver="newton", tol=1e-12, max_iter=200, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +142,10 @@ def test_penalised_fit_gets_the_laplace_covariance_and_a_warning(spector):
     assert "Laplace" in result.summary()
 
 
-@pytest.mark.parametrize("penalty", ["l1", "elasticnet"])
-def test_l1_penalties_are_refused(spector, penalty):
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
+def test_l1_penalties_are_refused(spector, l1_ratio):
     X, y = spector
-    model = LogisticRegression(penalty=penalty, l1_ratio=0.5, C=1.0, max_iter=20)
+    model = LogisticRegression(l1_ratio=l1_ratio, C=1.0, max_iter=20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # not converged: does not matter here
         model.fit(X, y)
@@ -244,7 +244,7 @@ def test_dask_equals_numpy(clustered):
 def test_collinear_columns_get_nan_and_a_warning_naming_them(spector):
     X, y = spector
     X = np.column_stack([X, 2.0 * X[:, 0]])
-    model = LogisticRegression(penalty=None, solver="lbfgs", tol=1e-8).fit(X, y)
+    model = LogisticRegression(C=np.inf, solver="lbfgs", tol=1e-8).fit(X, y)
     with pytest.warns(InferenceWarning, match="singular") as record:
         result = model.inference(X, y)
     assert "x0, x3" in str(record[0].message)
@@ -481,7 +481,7 @@ def test_parameters_off_the_optimum_are_named(spector, clustered):
     X, y = spector
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = LogisticRegression(penalty=None, max_iter=3).fit(X, y)
+        model = LogisticRegression(C=np.inf, max_iter=3).fit(X, y)
     _, messages = _caught(lambda: model.inference(X, y))
     assert any("not at the optimum" in m for m in messages), messages
     # Other data than the fit's: the same warning.
@@ -531,7 +531,7 @@ def test_rank_deficient_design_counts_identified_parameters_as_statsmodels(spect
     X = np.column_stack([X, 2 * X[:, 0]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = LogisticRegression(penalty=None, solver="lbfgs", tol=1e-10).fit(X, y)
+        result = LogisticRegression(C=np.inf, solver="lbfgs", tol=1e-10).fit(X, y)
         result = result.inference(X, y)
         reference = sm.Logit(y, sm.add_constant(X)).fit(
             disp=0, method="bfgs", maxiter=2000, gtol=1e-10

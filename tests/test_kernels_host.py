@@ -1562,3 +1562,45 @@ def test_a_fit_on_another_gpu_runs_and_releases_memory_there(
     assert set(launcher.launch_devices) == {1}
     assert state.violations == [], f"ran on the current device, not X's: {state.violations[:5]}"
     assert released_on == [1], "the memory pool of another device was emptied"
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_drop_in_trains_cupy_data_on_its_gpu_and_predicts_there(
+    emulated_gpu: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, n_classes: int
+) -> None:
+    """``gpulogreg.accel.LogisticRegression`` on (fake) CuPy data: the whole fit on our kernels.
+
+    scikit-learn's own fit would not take CuPy data without its array-API
+    mode; the drop-in hands it to gpulogreg's estimator on the data's device,
+    and the predictions come back on the device.
+    """
+    import warnings
+
+    pytest.importorskip("sklearn", minversion="1.8")
+    from gpulogreg import accel
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    launcher = _DeviceCheckingLauncher(emulated_gpu, state)
+    monkeypatch.setattr(cupy_backend, "_kernels_for", lambda a: launcher)
+    X, y = make_classification(1500, 4, n_classes=n_classes, seed=3)
+    X_gpu = _fake_cupy.on_device(X, 0)
+    accel.reset_fit_counts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converges, no warning
+        on_gpu = accel.LogisticRegression(tol=1e-8, max_iter=500).fit(X_gpu, y)
+        on_cpu = accel.LogisticRegression(tol=1e-8, max_iter=500).fit(X, y)
+    assert accel.fit_counts() == {"gpulogreg": 2, "scikit-learn": 0}
+    assert launcher.launch_devices, "the fit did not run the CUDA kernels"
+    np.testing.assert_allclose(on_gpu.coef_, on_cpu.coef_, atol=1e-6)
+    np.testing.assert_allclose(on_gpu.intercept_, on_cpu.intercept_, atol=1e-6)
+    assert isinstance(on_gpu.coef_, np.ndarray)
+    np.testing.assert_array_equal(on_gpu.classes_, np.unique(y))
+    proba = on_gpu.predict_proba(X_gpu)
+    assert isinstance(proba, _fake_cupy.DeviceArray)
+    np.testing.assert_allclose(np.asarray(proba), on_cpu.predict_proba(X), atol=1e-6)
+    assert isinstance(on_gpu.predict(X_gpu), _fake_cupy.DeviceArray)
+    np.testing.assert_array_equal(np.asarray(on_gpu.predict(X_gpu)), on_cpu.predict(X))
+    assert on_gpu.score(X_gpu, y) == pytest.approx(on_cpu.score(X, y))
+    assert on_gpu.decision_function(X_gpu).shape == on_cpu.decision_function(X).shape

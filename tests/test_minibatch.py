@@ -189,7 +189,7 @@ def test_l1_minibatch_gives_sparse_coefficients() -> None:
     X[:, 6:] = np.random.default_rng(0).normal(size=(4000, 6))  # pure noise features
     model = LR(
         solver="minibatch",
-        penalty="l1",
+        l1_ratio=1.0,
         C=0.01,
         learning_rate="cosine",
         max_iter=20,

@@ -382,7 +382,6 @@ _CONTINUED = {
     ),
     "elasticnet-class-weight": (
         {
-            "penalty": "elasticnet",
             "l1_ratio": 0.5,
             "solver": "minibatch",
             "max_iter": 3,

@@ -3,10 +3,11 @@
 After :func:`patch_sklearn`, ``from sklearn.linear_model import
 LogisticRegression`` gives :class:`LogisticRegression`: scikit-learn's
 estimator (signature, validation, warnings, attributes, predictions) whose
-numerical solve runs on gpulogreg. What gpulogreg does not serve (the
-``liblinear`` solver, callbacks, array-API input) runs on scikit-learn's own
-solver, logged on the ``gpulogreg.accel`` logger; :func:`fit_counts` tells
-how many fits went each way. ``python -m gpulogreg.accel script.py [args]``
+numerical solve runs on gpulogreg (CuPy data on its GPU, Dask arrays on their
+cluster), scikit-learn's callbacks included. What gpulogreg does not serve
+(the ``liblinear`` solver) runs on scikit-learn's own solver, logged on the
+``gpulogreg.accel`` logger; :func:`fit_counts` tells how many fits went each
+way. ``gpulogreg.patch_sklearn()`` is this module's. ``python -m gpulogreg.accel script.py [args]``
 (or ``-m module [args]``) runs a program with the patch in effect.
 """
 

@@ -9,8 +9,10 @@ the solve that scikit-learn's ``fit`` delegates to
 ``sklearn.linear_model._logistic._logistic_regression_path`` runs
 :func:`served_path` instead, which fits :class:`gpulogreg.LogisticRegression`
 on the validated data; otherwise scikit-learn's solver runs, and a log record
-on the ``gpulogreg.accel`` logger says why. :func:`fit_counts` tells how many
-fits went each way.
+on the ``gpulogreg.accel`` logger says why. CuPy (GPU) and Dask data skip
+scikit-learn's ``fit`` altogether: gpulogreg's estimator fits them where they
+are, and the predictions of such data stay there. :func:`fit_counts` tells
+how many fits went each way.
 
 The route travels in a context variable set by the drop-in's ``fit``, so
 the swapped function serves nothing else: ``LogisticRegressionCV``, other
@@ -34,10 +36,14 @@ import sklearn
 from sklearn.linear_model import LogisticRegression as _SklearnLogisticRegression
 from sklearn.linear_model import _logistic
 from sklearn.utils import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
 
-from gpulogreg._compat import CallbackSupportMixin
+from gpulogreg._array import array_module_name, array_namespace
+from gpulogreg._compat import CallbackSupportMixin, callback_management_context
+from gpulogreg._predict import decision_values, labels, log_probabilities, probabilities
 from gpulogreg._sklearn_callbacks import FitCallbacks
 from gpulogreg._sklearn_params import SKLEARN_SOLVERS
+from gpulogreg.data import check_X
 from gpulogreg.estimator import LogisticRegression as GpulogregLogisticRegression
 
 __all__ = [
@@ -91,10 +97,16 @@ def unserved_reason(estimator: _SklearnLogisticRegression, X: Any) -> str | None
     """
     if estimator.solver not in SERVED_SOLVERS:
         return f"solver={estimator.solver!r} runs scikit-learn's bundled liblinear"
-    module = type(X).__module__.split(".")[0]
-    if module in {"cupy", "cupyx", "dask"}:
-        return f"{module} input goes through scikit-learn's array API support"
     return None
+
+
+def _beyond_sklearn(X: Any) -> bool:
+    """Data scikit-learn's ``fit`` would not take as gpulogreg does: CuPy (GPU) and Dask arrays.
+
+    scikit-learn's array-API route keeps CuPy data on the GPU only with
+    ``array_api_dispatch`` and its own solver; a Dask array it loads into memory.
+    """
+    return array_module_name(X) != "numpy"
 
 
 @contextmanager
@@ -148,6 +160,10 @@ class LogisticRegression(_SklearnLogisticRegression):
         self
         """
         install_router()
+        if _beyond_sklearn(X):
+            with _counts_lock:
+                _counts["gpulogreg"] += 1
+            return self._fit_beyond_sklearn(X, y, sample_weight)
         reason = unserved_reason(self, X)
         with _counts_lock:
             _counts["scikit-learn" if reason else "gpulogreg"] += 1
@@ -156,6 +172,83 @@ class LogisticRegression(_SklearnLogisticRegression):
         with _routed(reason is None):
             super().fit(X, y, sample_weight=sample_weight)
         return self
+
+    def _fit_beyond_sklearn(self, X: Any, y: Any, sample_weight: Any) -> LogisticRegression:
+        """CuPy or Dask data: all of the fit on gpulogreg's estimator, on the data's device.
+
+        The parameters are checked by scikit-learn's constraints, and
+        gpulogreg's estimator takes them all with scikit-learn's semantics
+        (warnings included). The fitted attributes come back as host NumPy
+        arrays, as gpulogreg's own; :meth:`decision_function` and the
+        predictions keep CuPy and Dask data where they are.
+        """
+        self._validate_params()
+        model = GpulogregLogisticRegression(**self.get_params(deep=False))
+        if self.warm_start and hasattr(self, "coef_"):
+            model.classes_, model.n_features_in_ = self.classes_, self.n_features_in_
+            model.coef_, model.intercept_ = np.asarray(self.coef_), np.asarray(self.intercept_)
+        spec = model._spec(warn=True)
+        with callback_management_context(self):
+            callbacks = FitCallbacks.for_estimator(self, X, y, sample_weight)
+            outcome = model._fit(X, y, sample_weight, spec, callbacks)
+            for name in ("classes_", "coef_", "intercept_", "n_iter_", "n_features_in_"):
+                setattr(self, name, getattr(model, name))
+            if callbacks is not None:
+                callbacks.end()
+        model._warn_if_not_converged(outcome)
+        return self
+
+    def decision_function(self, X: Any) -> Any:
+        """scikit-learn's, and for CuPy or Dask data gpulogreg's (the result stays there).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        array of shape (n_samples,) for two classes, else (n_samples, n_classes)
+        """
+        if not _beyond_sklearn(X):
+            return super().decision_function(X)
+        check_is_fitted(self)
+        owner = type(self).__name__
+        X, _ = check_X(
+            X, n_features=self.n_features_in_, owner=owner, lazy=True, accept_sparse=True
+        )
+        return decision_values(X, self.coef_, self.intercept_)
+
+    def predict_proba(self, X: Any) -> Any:
+        """scikit-learn's, and for CuPy or Dask data the softmax (sigmoid) of theirs."""
+        if not _beyond_sklearn(X):
+            return super().predict_proba(X)
+        return probabilities(self.decision_function(X), ovr=False)
+
+    def predict_log_proba(self, X: Any) -> Any:
+        """scikit-learn's, and for CuPy or Dask data the stable log of theirs."""
+        if not _beyond_sklearn(X):
+            return super().predict_log_proba(X)
+        return log_probabilities(self.decision_function(X), ovr=False)
+
+    def predict(self, X: Any) -> Any:
+        """scikit-learn's, and for CuPy or Dask data the label of the largest score."""
+        if not _beyond_sklearn(X):
+            return super().predict(X)
+        return labels(self.decision_function(X), self.classes_)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean (weighted) accuracy; for CuPy or Dask data computed where they are."""
+        if not _beyond_sklearn(X):
+            return float(super().score(X, y, sample_weight=sample_weight))
+        predicted = self.predict(X)
+        xp = array_namespace(predicted)
+        hits = predicted == (xp.asarray(y) if xp is not np else y)
+        if sample_weight is None:
+            value = hits.mean()
+        else:
+            weights = xp.asarray(sample_weight) if xp is not np else sample_weight
+            value = (hits * weights).sum() / weights.sum()
+        return float(value.compute() if hasattr(value, "compute") else value)
 
 
 #: The oldest scikit-learn whose ``LogisticRegression`` the drop-in follows
@@ -325,8 +418,9 @@ def _start(
         return None
     width = n_features + int(fit_intercept)
     coef = np.asarray(coef, dtype=np.float64)
-    if coef.size != n_models * width or (n_models > 1 and coef.shape != (n_models, width)):
-        expected = (width,) if n_models == 1 else (n_models, width)
+    accepted = [(width,), (1, width)] if n_models == 1 else [(n_models, width)]
+    if coef.shape not in accepted:
+        expected = f"({width},) or (1, {width})" if n_models == 1 else str(accepted[0])
         raise ValueError(f"Initialization coef is of shape {coef.shape}, expected shape {expected}")
     flat = coef.reshape(n_models, width)
     if fit_intercept:

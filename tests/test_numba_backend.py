@@ -88,10 +88,12 @@ def test_matches_numpy_baseline(dtype, n_classes, fit_intercept, weights):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_classes", [4, 5, 6, 9])
+@pytest.mark.parametrize("n_classes", [4, 5, 6, 7, 9, 10])
 def test_multinomial_class_groups_match_numpy_baseline(dtype, n_classes):
-    """Classes go through the dot products four at a time: full groups, a last
-    group of two or three (classes repeated) and a single class left over."""
+    """Classes go through the dot products five at a time (K = 5, 9, 10: full
+    groups, and a last group with classes repeated) or four at a time (a last
+    group of two or three, classes repeated, or a single class left over), and
+    through the gradient's sums in pairs (an odd K leaves one alone)."""
     X, ref, fast, params, v = make_problem(dtype, n_classes, True, "random", seed=3)
     tol = RTOL[dtype]
     loss_ref, grad_ref = ref.loss_grad(params)

@@ -97,8 +97,9 @@ def make_problem(
     dtype: Any = "float32",
     conditioning: str = "well",
     seed: int = 0,
+    n_classes: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Generated binary logistic data.
+    """Generated logistic data: binary, or multinomial with ``n_classes`` classes.
 
     Parameters
     ----------
@@ -109,14 +110,19 @@ def make_problem(
         features (a random mixing) on scales log-spaced from 0.03 to 30, the
         hard case of the issue's acceptance test.
     seed : int
-        The data are a function of ``seed``, the shape, ``dtype`` and
-        ``conditioning`` only: the same on every machine and for any thread count.
+        The data are a function of ``seed``, the shape, ``dtype``,
+        ``conditioning`` and ``n_classes`` only: the same on every machine and
+        for any thread count.
+    n_classes : int, default=2
+        More than 2: labels drawn from a softmax model (one coefficient row and
+        intercept per class, the Gumbel-max trick).
 
     Returns
     -------
     X : ndarray of shape (n_rows, n_cols), C-contiguous, ``dtype``
-    y : ndarray of shape (n_rows,), int64 in {0, 1}
-        Drawn from the logistic model with logits of standard deviation about 2.
+    y : ndarray of shape (n_rows,), int64 in {0, ..., n_classes - 1}
+        Drawn from the logistic (softmax) model with logits of standard
+        deviation about 2.
 
     Notes
     -----
@@ -134,6 +140,10 @@ def make_problem(
         raise InputValueError(f"dtype must be float32 or float64, got {dt}")
     if n_rows < 2 or n_cols < 1:
         raise InputValueError(f"need at least 2 rows and 1 column, got {n_rows} x {n_cols}")
+    if n_classes < 2 or n_rows < n_classes:
+        raise InputValueError(
+            f"need 2 <= n_classes <= n_rows, got {n_classes} classes for {n_rows} rows"
+        )
     root = np.random.SeedSequence(seed)
     rng = np.random.default_rng(root)
     if conditioning == "ill":
@@ -145,10 +155,13 @@ def make_problem(
         scales = np.ones(n_cols)
         col_std = scales
     # Logit standard deviation about 2 (each feature contributes equally).
-    w = 2.0 * rng.normal(size=n_cols) / (np.sqrt(n_cols) * col_std)
+    shape = n_cols if n_classes == 2 else (n_classes, n_cols)
+    w = 2.0 * rng.normal(size=shape) / (np.sqrt(n_cols) * col_std)
+    # A slightly unbalanced problem: the intercepts matter.
+    intercept = 0.3 if n_classes == 2 else 0.3 * rng.normal(size=n_classes)
     model = _BlockModel(
         coef=w.astype(dt),
-        intercept=0.3,  # a slightly unbalanced problem: the intercept matters
+        intercept=intercept,
         mixing=None if mixing is None else (mixing * scales).astype(dt),
     )
     X = np.empty((n_rows, n_cols), dtype=dt)
@@ -168,8 +181,8 @@ def make_problem(
     # One BLAS thread per block (X @ coef, the mixing): the blocks run in parallel.
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         list(pool.map(fill, range(len(starts))))
-    if y.min() == y.max():  # a degenerate tiny draw: make both classes present
-        y[0], y[-1] = 0, 1
+    if len(np.unique(y)) < n_classes:  # a degenerate tiny draw: make every class present
+        y[:n_classes] = np.arange(n_classes)
     return X, y
 
 
@@ -181,10 +194,11 @@ def _usable_cpus() -> int:
 
 @dataclass(frozen=True)
 class _BlockModel:
-    """The logistic model :func:`make_problem` draws blocks of rows from."""
+    """The logistic (softmax) model :func:`make_problem` draws blocks of rows from."""
 
+    #: (n_cols,) for the binary model, (n_classes, n_cols) for the softmax model.
     coef: np.ndarray
-    intercept: float
+    intercept: float | np.ndarray
     #: Feature mixing with the scales folded in (ill-conditioned problems), or None.
     mixing: np.ndarray | None
 
@@ -199,8 +213,12 @@ class _BlockModel:
                 X[...] = Z
             else:
                 np.matmul(Z.astype(X.dtype, copy=False), self.mixing, out=X)
-        logits = (X @ self.coef).astype(np.float64) + self.intercept
-        y[...] = rng.random(len(y)) < 1.0 / (1.0 + np.exp(-logits))
+        if self.coef.ndim == 1:
+            logits = (X @ self.coef).astype(np.float64) + self.intercept
+            y[...] = rng.random(len(y)) < 1.0 / (1.0 + np.exp(-logits))
+            return
+        scores = (X @ self.coef.T).astype(np.float64) + self.intercept
+        y[...] = np.argmax(scores + rng.gumbel(size=scores.shape), axis=1)
 
 
 def _standard_normal_f32(rng: np.random.Generator, out: np.ndarray) -> None:
@@ -345,6 +363,8 @@ class BenchConfig:
     sparse: str | None = None
     #: Ids (ctr) or mean words (text) per row of the sparse problem.
     per_row: int = 30
+    #: Classes of the dense problems (more than 2: multinomial fits).
+    classes: int = 2
 
 
 @dataclass
@@ -431,6 +451,7 @@ def _system_record(cfg: BenchConfig, X: Any) -> dict[str, Any]:
         "dtype": cfg.dtype,
         "X_bytes": _nbytes(X),
         "sparse": cfg.sparse,
+        "classes": cfg.classes,
         "nnz": int(X.nnz) if cfg.sparse else None,
         "C": cfg.C,
         "repeat": cfg.repeat,
@@ -474,6 +495,11 @@ def _gpu_read_floor(Xd: Any, repeat: int) -> float:
     return _median_time(lambda: cupy.sum(Xd), repeat, sync=_gpu_sync)
 
 
+def _n_classes(y: np.ndarray) -> int:
+    """Classes of generated labels ``0 .. K - 1`` (2 for binary ones)."""
+    return max(int(y.max()) + 1, 2)
+
+
 def _backend_for(name: str, X: Any, y: np.ndarray) -> Any:
     from gpulogreg.backends import make_backend
 
@@ -481,7 +507,13 @@ def _backend_for(name: str, X: Any, y: np.ndarray) -> Any:
     sw = np.full(n, 1.0 / n)
     device = "gpu" if name == "cupy" else "cpu"
     return make_backend(
-        X, y.astype(np.int32), sw, n_classes=2, fit_intercept=True, backend=name, device=device
+        X,
+        y.astype(np.int32),
+        sw,
+        n_classes=_n_classes(y),
+        fit_intercept=True,
+        backend=name,
+        device=device,
     )
 
 
@@ -489,7 +521,8 @@ def _params0(backend: Any, seed: int) -> Any:
     """A non-trivial parameter vector (zeros would make exp/log trivial to predict)."""
     rng = np.random.default_rng(seed + 1)
     n = backend.n_features + 1
-    return backend.xp.asarray(0.1 * rng.standard_normal(n) / math.sqrt(n))
+    size = backend.layout.n_params
+    return backend.xp.asarray(0.1 * rng.standard_normal(size) / math.sqrt(n))
 
 
 def make_loss_grad(name: str, X: Any, y: np.ndarray, seed: int = 0) -> Callable[[], Any]:
@@ -507,13 +540,16 @@ def make_loss_grad(name: str, X: Any, y: np.ndarray, seed: int = 0) -> Callable[
 def _sklearn_loss_grad(X: np.ndarray, y: np.ndarray, C: float) -> Callable[[], Any] | None:
     """scikit-learn's loss and gradient (what its lbfgs solver calls), or None."""
     try:
-        from sklearn._loss.loss import HalfBinomialLoss
+        from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
         from sklearn.linear_model._linear_loss import LinearModelLoss
     except ImportError:
         return None
-    loss = LinearModelLoss(base_loss=HalfBinomialLoss(), fit_intercept=True)
+    K = _n_classes(y)
+    base = HalfBinomialLoss() if K == 2 else HalfMultinomialLoss(n_classes=K)
+    loss = LinearModelLoss(base_loss=base, fit_intercept=True)
     n = X.shape[0]
-    coef = np.full(X.shape[1] + 1, 0.01, dtype=X.dtype)
+    shape = X.shape[1] + 1 if K == 2 else (K, X.shape[1] + 1)
+    coef = np.full(shape, 0.01, dtype=X.dtype)
     yf = y.astype(X.dtype)
     sw = np.full(n, 1.0 / n, dtype=X.dtype)
     l2 = 0.0 if math.isinf(C) else 1.0 / (C * n)
@@ -604,7 +640,8 @@ class Reference:
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples,), labels in {0, 1}
+    y : ndarray of shape (n_samples,), labels in {0, ..., K - 1}
+        Two labels: the binary model; more: the multinomial one.
     C : float
     backend : {"numba", "numpy"}
         CPU backend of the reference fit and of the evaluations.
@@ -645,7 +682,11 @@ class Reference:
 
     def objective(self, coef: np.ndarray, intercept: np.ndarray) -> float:
         """Penalised, weight-normalised objective of ``(coef, intercept)`` in float64."""
-        params = np.concatenate([np.ravel(coef), np.ravel(intercept)]).astype(np.float64)
+        layout = self._objective.layout
+        params = layout.from_estimator(
+            np.atleast_2d(np.asarray(coef, dtype=np.float64)),
+            np.ravel(np.asarray(intercept, dtype=np.float64)),
+        )
         return float(self._objective.value(params))
 
     def gap(self, coef: np.ndarray, intercept: np.ndarray) -> float:
@@ -821,6 +862,8 @@ def run(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchR
     """Run the benchmark described by ``cfg`` and return every record."""
     if cfg.rows < 2 or cfg.cols < 1 or cfg.repeat < 1:
         raise InputValueError("need --rows >= 2, --cols >= 1 and --repeat >= 1")
+    if cfg.classes != 2 and cfg.sparse:
+        raise InputValueError("--classes takes the dense problems (the sparse ones are binary)")
     backends, skipped = available_backends(cfg.backends)
     if not cfg.sklearn and "sklearn" in backends:
         backends.remove("sklearn")
@@ -844,7 +887,12 @@ def run(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchR
         else:
             say(f"generating {cfg.rows:,} x {cfg.cols} {cfg.dtype} ({problem}-conditioned)")
             X, y = make_problem(
-                cfg.rows, cfg.cols, dtype=cfg.dtype, conditioning=problem, seed=cfg.seed + index
+                cfg.rows,
+                cfg.cols,
+                dtype=cfg.dtype,
+                conditioning=problem,
+                seed=cfg.seed + index,
+                n_classes=cfg.classes,
             )
         if index == 0:
             config = _system_record(cfg, X)
@@ -873,6 +921,8 @@ def format_table(result: BenchResult) -> str:
     lines: list[str] = []
     cfg = result.of_kind("config")[0]
     kind = f"sparse {cfg['sparse']} ({cfg['nnz']:,} values) " if cfg.get("sparse") else ""
+    if cfg.get("classes", 2) > 2:
+        kind += f"{cfg['classes']} classes (multinomial) "
     lines.append(
         f"gpulogreg bench: {cfg['rows']:,} x {cfg['cols']} {kind}{cfg['dtype']} "
         f"(X = {cfg['X_bytes'] / 1e6:.1f} MB), C={cfg['C']}, median of {cfg['repeat']}, "
@@ -1023,6 +1073,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=BenchConfig.per_row,
         help="ids (ctr) or mean words (text) per row of --sparse (default 30)",
     )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        default=BenchConfig.classes,
+        help="classes of the dense problems (default 2; more: multinomial, softmax labels)",
+    )
     parser.add_argument("--json-out", metavar="FILE", help="write JSON lines to FILE")
     parser.add_argument("--plot", metavar="FILE.png", help="plot objective gap vs time")
 
@@ -1047,6 +1103,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         fit=not args.no_fit,
         sparse=args.sparse,
         per_row=args.per_row,
+        classes=args.classes,
     )
 
 

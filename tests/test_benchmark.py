@@ -58,11 +58,38 @@ def test_generated_features_are_standard_normal():
     assert 0.5 < y.mean() < 0.65
 
 
+def test_multiclass_problems_draw_softmax_labels_and_run():
+    X, y = make_problem(20_000, 6, n_classes=4, seed=2)
+    assert set(np.unique(y)) == {0, 1, 2, 3}
+    # Softmax labels: a multinomial fit predicts them far better than chance
+    # (1/4), and the classes are all well represented.
+    from gpulogreg import LogisticRegression
+
+    assert LogisticRegression().fit(X, y).score(X, y) > 0.5
+    counts = np.bincount(y) / len(y)
+    assert counts.min() > 0.08
+    cfg = BenchConfig(
+        rows=3000, cols=5, repeat=2, conditioning=("well",), solvers=("lbfgs",), classes=3
+    )
+    result = run(cfg)
+    assert result.of_kind("config")[0]["classes"] == 3
+    (fit,) = [r for r in result.of_kind("fit") if r["backend"] == "numba"]
+    assert fit["gap"] <= 1e-8  # the multinomial reference, evaluated in its own layout
+    assert "3 classes (multinomial)" in format_table(result)
+    X2, y2 = make_problem(20_000, 6, n_classes=4, seed=2)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+
+
 def test_make_problem_rejects_bad_arguments():
     with pytest.raises(ValueError, match="conditioning"):
         make_problem(10, 2, conditioning="medium")
     with pytest.raises(ValueError, match="dtype"):
         make_problem(10, 2, dtype="int8")
+    with pytest.raises(ValueError, match="n_classes"):
+        make_problem(10, 2, n_classes=1)
+    with pytest.raises(ValueError, match="--classes takes the dense problems"):
+        run(BenchConfig(rows=100, cols=3, sparse="ctr", classes=3))
 
 
 def test_run_tiny():

@@ -14,7 +14,8 @@ from gpulogreg._version import __version__
 
 if TYPE_CHECKING:
     from gpulogreg._errors import InputError
-    from gpulogreg.accel import patch_sklearn, unpatch_sklearn
+    from gpulogreg.accel import patch_sklearn as patch_sklearn
+    from gpulogreg.accel import unpatch_sklearn as unpatch_sklearn
     from gpulogreg.data.dataset import Dataset
     from gpulogreg.estimator import LogisticRegression
     from gpulogreg.inference import InferenceResult, InferenceWarning
@@ -30,11 +31,11 @@ __all__ = [
     "__version__",
     "load",
     "loss_and_gradient",
-    "patch_sklearn",
-    "unpatch_sklearn",
 ]
 
-#: public name -> module that defines it
+#: public name -> module that defines it (``patch_sklearn`` and ``unpatch_sklearn``
+#: are left out of ``__all__``: they import scikit-learn, an optional dependency,
+#: so ``from gpulogreg import *`` must not reach them)
 _LAZY = {
     "Dataset": "gpulogreg.data.dataset",
     "InferenceResult": "gpulogreg.inference",

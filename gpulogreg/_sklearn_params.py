@@ -53,12 +53,18 @@ _L2_ONLY = frozenset({"lbfgs", "newton-cg", "newton-cholesky", "sag"})
 
 _PENALTIES = ("l2", "l1", "elasticnet", None, PENALTY_DEFAULT)
 
+#: Appended to scikit-learn's deprecation messages, which name its versions.
+_FOLLOWS = " (scikit-learn's versions: gpulogreg follows its deprecation.)"
 _PENALTY_DEPRECATED = (
-    "'penalty' was deprecated in scikit-learn 1.8 (gpulogreg follows it) and will be removed "
-    "with scikit-learn 1.10. To avoid this warning, leave 'penalty' set to its default value "
-    "and use 'l1_ratio' or 'C' instead. Use l1_ratio=0 instead of penalty='l2', l1_ratio=1 "
-    "instead of penalty='l1', l1_ratio set to a float between 0 and 1 instead of "
-    "penalty='elasticnet', and C=np.inf instead of penalty=None."
+    "'penalty' was deprecated in version 1.8 and will be removed in 1.10. To avoid this "
+    "warning, leave 'penalty' set to its default value and use 'l1_ratio' or 'C' instead. "
+    "Use l1_ratio=0 instead of penalty='l2', l1_ratio=1 instead of penalty='l1', l1_ratio "
+    "set to a float between 0 and 1 instead of penalty='elasticnet', and C=np.inf instead "
+    "of penalty=None." + _FOLLOWS
+)
+_L1_RATIO_NONE = (
+    "'l1_ratio=None' was deprecated in version 1.8 and will trigger an error in 1.10. Use "
+    "0<=l1_ratio<=1 instead." + _FOLLOWS
 )
 
 
@@ -90,46 +96,35 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _penalty_of(penalty: Any, C: float, l1_ratio: Any, *, warn: bool) -> str | None:
-    """The penalty scikit-learn's ``fit`` derives (None: no penalty), with its warnings."""
-    if penalty == PENALTY_DEFAULT:
-        if l1_ratio is None and warn:
-            warnings.warn(
-                "'l1_ratio=None' was deprecated in scikit-learn 1.8 (gpulogreg follows it) and "
-                "will raise an error with scikit-learn 1.10. Use 0<=l1_ratio<=1 instead.",
-                FutureWarning,
-                stacklevel=6,
-            )
-        if math.isinf(C):
-            return None
-        if not l1_ratio:
-            return "l2"
-        return "l1" if l1_ratio == 1 else "elasticnet"
-    if warn:
-        warnings.warn(_PENALTY_DEPRECATED, FutureWarning, stacklevel=6)
-        if penalty != "elasticnet" and l1_ratio is not None and 0 < l1_ratio < 1:
-            warnings.warn(
-                f"l1_ratio parameter is only used when penalty is 'elasticnet'. "
-                f"Got (penalty={penalty})",
-                UserWarning,
-                stacklevel=6,
-            )
-        if (penalty == "l2" and l1_ratio != 0) or (penalty == "l1" and l1_ratio != 1):
-            warnings.warn(
-                f"Inconsistent values: penalty={penalty} with l1_ratio={l1_ratio}. "
-                "penalty is deprecated. Please use l1_ratio only.",
-                UserWarning,
-                stacklevel=6,
-            )
-        if penalty is None and C != 1.0:
-            warnings.warn(
-                "Setting penalty=None will ignore the C and l1_ratio parameters",
-                UserWarning,
-                stacklevel=6,
-            )
-    if penalty == "elasticnet" and l1_ratio is None:
-        raise InputValueError("l1_ratio must be specified when penalty is elasticnet.")
-    return penalty
+def _effective_penalty(penalty: Any, C: float, l1_ratio: Any) -> str | None:
+    """The penalty scikit-learn's ``fit`` derives from the parameters (None: no penalty)."""
+    if penalty != PENALTY_DEFAULT:
+        return penalty
+    if math.isinf(C):
+        return None
+    if not l1_ratio:
+        return "l2"
+    return "l1" if l1_ratio == 1 else "elasticnet"
+
+
+def _consistency_warnings(
+    penalty: Any, effective: str | None, C: float, l1_ratio: Any, stacklevel: int
+) -> None:
+    """scikit-learn's warnings for parameters that contradict each other."""
+    if effective != "elasticnet" and l1_ratio is not None and 0 < l1_ratio < 1:
+        warnings.warn(
+            f"l1_ratio parameter is only used when penalty is 'elasticnet'. "
+            f"Got (penalty={effective})",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    if (penalty == "l2" and l1_ratio != 0) or (penalty == "l1" and l1_ratio != 1):
+        warnings.warn(
+            f"Inconsistent values: penalty={penalty} with l1_ratio={l1_ratio}. "
+            "penalty is deprecated. Please use l1_ratio only.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _check_sklearn_solver(solver: str, penalty: str | None, dual: bool) -> None:
@@ -167,6 +162,7 @@ def resolve_regularisation(
     n_jobs: Any,
     own_solvers: frozenset[str],
     warn: bool = True,
+    stacklevel: int = 2,
 ) -> Regularisation:
     """The effective penalty and solver of an estimator's parameters, as scikit-learn decides.
 
@@ -178,7 +174,11 @@ def resolve_regularisation(
         gpulogreg's solver names (besides ``"auto"``), which pass unchanged.
     warn : bool, default=True
         Issue scikit-learn's deprecation and consistency warnings (a fit);
-        False for a use of the fitted settings (inference).
+        False for a use of the fitted settings (inference). They come in
+        scikit-learn's order, its refusals among them.
+    stacklevel : int, default=2
+        The warnings' ``stacklevel`` from this function (the frame of the
+        user's call: 2 is this function's caller).
 
     Raises
     ------
@@ -204,18 +204,34 @@ def resolve_regularisation(
         raise InputValueError(
             f"intercept_scaling must be a positive number, got {intercept_scaling!r}"
         )
-    if n_jobs is not None and warn:
-        warnings.warn(
-            "'n_jobs' has no effect (as in scikit-learn since 1.8): gpulogreg's kernels use "
-            f"every Numba thread. You provided 'n_jobs={n_jobs}', please leave it unspecified.",
-            FutureWarning,
-            stacklevel=5,
-        )
-    effective = _penalty_of(penalty, float(C), l1_ratio, warn=warn)
+    here = stacklevel + 1  # the warnings' frame, seen from this function's callees
+    if warn and penalty == PENALTY_DEFAULT and l1_ratio is None:
+        warnings.warn(_L1_RATIO_NONE, FutureWarning, stacklevel=stacklevel)
+    if warn and penalty != PENALTY_DEFAULT:
+        warnings.warn(_PENALTY_DEPRECATED, FutureWarning, stacklevel=stacklevel)
+    effective = _effective_penalty(penalty, float(C), l1_ratio)
     if solver in SKLEARN_SOLVERS:
         _check_sklearn_solver(solver, effective, dual)
     if dual and solver != "liblinear":
         raise InputValueError(f"Solver {solver} supports only dual=False, got dual={dual}")
+    if warn:
+        _consistency_warnings(penalty, effective, float(C), l1_ratio, here)
+    if effective == "elasticnet" and l1_ratio is None:
+        raise InputValueError("l1_ratio must be specified when penalty is elasticnet.")
+    if warn and penalty is None and C != 1.0:
+        warnings.warn(
+            "Setting penalty=None will ignore the C and l1_ratio parameters",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    if warn and n_jobs is not None:
+        warnings.warn(
+            "'n_jobs' has no effect since 1.8 and will be removed in 1.10. You provided "
+            f"'n_jobs={n_jobs}', please leave it unspecified. (scikit-learn's versions; "
+            "gpulogreg's kernels use every Numba thread.)",
+            FutureWarning,
+            stacklevel=stacklevel,
+        )
     if effective is None:
         C, ratio = math.inf, 0.0
     else:

@@ -359,17 +359,17 @@ def _penalty_params(penalty: str | None, l1_ratio: float | None) -> dict[str, An
     """
     if penalty is None:
         return {} if l1_ratio is None else {"l1_ratio": l1_ratio}
-    implied = {"l2": 0.0, "l1": 1.0, "none": None}
     if penalty == "elasticnet":
         if l1_ratio is None:
             raise UsageError("--penalty elasticnet needs --l1-ratio (the L1 share, in [0, 1])")
         return {"l1_ratio": l1_ratio}
-    if l1_ratio is not None and l1_ratio != implied[penalty]:
+    implied = {"l2": 0.0, "l1": 1.0, "none": 0.0}[penalty]
+    if l1_ratio is not None and l1_ratio != implied:
         raise UsageError(
             f"--penalty {penalty} takes no --l1-ratio {l1_ratio:g}: use --penalty elasticnet "
             "(or --l1-ratio alone)"
         )
-    return {"C": math.inf} if penalty == "none" else {"l1_ratio": implied[penalty]}
+    return {"C": math.inf} if penalty == "none" else {"l1_ratio": implied}
 
 
 def _model_summary(model: Any) -> dict[str, Any]:
@@ -478,10 +478,8 @@ def _check_summary_options(args: argparse.Namespace) -> None:
         raise UsageError("--cov-type is the covariance of the --summary table: add --summary")
     if not args.summary:
         return
-    l1_term = args.penalty in ("l1", "elasticnet") or (
-        args.penalty != "none" and (args.l1_ratio or 0.0) > 0
-    )
-    if l1_term:
+    mapped = _penalty_params(args.penalty, args.l1_ratio)
+    if mapped.get("l1_ratio", 0.0) > 0 and "C" not in mapped:
         raise UsageError(
             "--summary needs an L2 penalty or none: a fit with an L1 term has no "
             "Hessian-based covariance"

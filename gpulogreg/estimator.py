@@ -64,7 +64,8 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         sum_i s_i CE(y_i, x_i W^T + b) + (1 - r) ||W||^2 / (2 C) + r ||W||_1 / C
 
-    (``r = l1_ratio``; the intercept ``b`` is never penalised), scikit-learn's
+    (``r = l1_ratio``; the intercept ``b`` is not penalised, except by
+    ``solver="liblinear"``: see ``intercept_scaling``), scikit-learn's
     objective, internally divided by ``sum_i s_i``.
 
     Parameters
@@ -302,11 +303,12 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self.callback = callback
 
     # -- configuration --------------------------------------------------------
-    def _validate_params(self, *, warn: bool) -> Regularisation:
+    def _validate_params(self, *, warn: bool, stacklevel: int) -> Regularisation:
         """Check hyper-parameters; return the effective penalty and solver.
 
         ``warn``: issue scikit-learn's deprecation and consistency warnings
-        (``fit`` and ``partial_fit``; not a use of the fitted settings).
+        (``fit`` and ``partial_fit``; not a use of the fitted settings), at
+        ``stacklevel`` seen from here.
         """
         resolved = resolve_regularisation(
             penalty=self.penalty,
@@ -318,6 +320,7 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             own_solvers=frozenset(SOLVERS),
             warn=warn,
+            stacklevel=stacklevel + 1,
         )
         solver = resolved.solver
         if resolved.l1_ratio > 0 and solver != "auto" and not solver_entry(solver).handles_l1:
@@ -340,9 +343,13 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             raise InputTypeError(f"callback must be callable or None, got {self.callback!r}")
         return resolved
 
-    def _spec(self, *, warn: bool = False) -> FitSpec:
-        """The validated settings of a fit, for the fit plan (:mod:`gpulogreg._fit`)."""
-        resolved = self._validate_params(warn=warn)
+    def _spec(self, *, warn: bool = False, stacklevel: int = 3) -> FitSpec:
+        """The validated settings of a fit, for the fit plan (:mod:`gpulogreg._fit`).
+
+        ``warn``: scikit-learn's parameter warnings, at ``stacklevel`` seen
+        from here (3: the caller of ``fit``, which calls this).
+        """
+        resolved = self._validate_params(warn=warn, stacklevel=stacklevel + 1)
         config = MinibatchConfig.from_params(self.get_params(deep=False))
         return FitSpec(
             C=resolved.C,
@@ -437,6 +444,9 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         spec = dataclasses.replace(spec, sklearn_callbacks=callbacks)
         self.__dict__.pop("_partial_state", None)
         previous = self._previous() if self.warm_start else None
+        if callbacks is not None:  # each fitted_estimator is a copy: none of an earlier fit's
+            for name in (*self.FITTED_ATTRIBUTES, "_solution"):
+                self.__dict__.pop(name, None)
         outcome = run_fit(X, y, sample_weight, spec, previous)
         self._set_fitted(outcome)
         return outcome

@@ -145,7 +145,7 @@ class Penalty:
         return self.l1 * self.xp.abs(params * self.mask).sum()
 
     def prox(self, params: Array, step: Array | float) -> Array:
-        """Proximal operator of ``step * l1 ||w||_1`` (soft thresholding).
+        """Proximal operator of ``step * l1 sum_j |m_j w_j|`` (soft thresholding).
 
         ``step`` may be a vector (per-coordinate steps of a preconditioned method).
         """

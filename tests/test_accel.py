@@ -223,5 +223,9 @@ def test_dask_data_train_on_their_cluster_and_predict_lazily(iris):
     np.testing.assert_allclose(proba.compute(), in_memory.predict_proba(X), atol=1e-6)
     np.testing.assert_array_equal(on_dask.predict(X_dask).compute(), in_memory.predict(X))
     assert on_dask.score(X_dask, y_dask) == pytest.approx(in_memory.score(X, y))
+    pd = pytest.importorskip("pandas")
+    named = accel.LogisticRegression().fit(pd.DataFrame(X, columns=list("abcd")), y)
+    named.fit(X_dask, y_dask)  # no names: the earlier fit's go
+    assert not hasattr(named, "feature_names_in_")
     with pytest.raises(ValueError, match="The 'C' parameter of LogisticRegression"):
         accel.LogisticRegression(C=-1.0).fit(X_dask, y_dask)

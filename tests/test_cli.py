@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -476,6 +477,26 @@ def test_an_internal_error_exits_1_in_one_line(capsys, monkeypatch, tmp_path, fi
     _assert_one_line_error(err)
     assert f"internal {error.__name__}" in err
     assert not model.exists()
+
+
+@pytest.mark.parametrize(
+    ("penalty", "l1_ratio", "params"),
+    [
+        (None, None, {}),
+        (None, 0.3, {"l1_ratio": 0.3}),
+        ("l2", None, {"l1_ratio": 0.0}),
+        ("l2", 0.0, {"l1_ratio": 0.0}),
+        ("l1", None, {"l1_ratio": 1.0}),
+        ("elasticnet", 0.0, {"l1_ratio": 0.0}),
+        ("elasticnet", 0.4, {"l1_ratio": 0.4}),
+        ("none", None, {"C": math.inf}),
+        ("none", 0.0, {"C": math.inf}),
+    ],
+)
+def test_penalty_options_map_to_l1_ratio_and_C(penalty, l1_ratio, params):
+    from gpulogreg.cli import _penalty_params
+
+    assert _penalty_params(penalty, l1_ratio) == params
 
 
 @pytest.mark.parametrize(

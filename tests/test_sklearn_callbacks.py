@@ -159,3 +159,18 @@ def test_the_drop_in_serves_callbacks_on_every_served_solver(data) -> None:
     assert accel.fit_counts() == {"gpulogreg": 4, "scikit-learn": 0}
     with pytest.warns(UserWarning, match="only supported in LogisticRegression for solver='lbfgs'"):
         accel.LogisticRegression(solver="liblinear").set_callbacks(Recorder())
+
+
+def test_fitted_estimators_carry_nothing_of_an_earlier_fit(data) -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    model = LogisticRegression().fit(pd.DataFrame(X, columns=list("abcd")), y)
+    recorder = Recorder()
+    model.set_callbacks(recorder).fit(X, y)
+    stopped = recorder.hooks("end")[0][3]
+    assert not hasattr(stopped, "feature_names_in_")
+    assert not hasattr(stopped, "history_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names"
+        stopped.predict(X)
+    assert not hasattr(model, "feature_names_in_")

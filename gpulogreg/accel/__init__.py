@@ -5,9 +5,10 @@ LogisticRegression`` gives :class:`LogisticRegression`: scikit-learn's
 estimator (signature, validation, warnings, attributes, predictions) whose
 numerical solve runs on gpulogreg (CuPy data on its GPU, Dask arrays on their
 cluster), scikit-learn's callbacks included. What gpulogreg does not serve
-(the ``liblinear`` solver) runs on scikit-learn's own solver, logged on the
-``gpulogreg.accel`` logger; :func:`fit_counts` tells how many fits went each
-way. ``gpulogreg.patch_sklearn()`` is this module's. ``python -m gpulogreg.accel script.py [args]``
+(the ``liblinear`` solver on NumPy or SciPy data, which scikit-learn bundles)
+runs on scikit-learn's own solver, logged on the ``gpulogreg.accel`` logger;
+:func:`fit_counts` tells how many fits went each way.
+``gpulogreg.patch_sklearn()`` is this module's. ``python -m gpulogreg.accel script.py [args]``
 (or ``-m module [args]``) runs a program with the patch in effect.
 """
 

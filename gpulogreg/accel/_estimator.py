@@ -85,15 +85,13 @@ def reset_fit_counts() -> None:
         _counts.clear()
 
 
-def unserved_reason(estimator: _SklearnLogisticRegression, X: Any) -> str | None:
-    """Why scikit-learn's own solver must run this fit (None: gpulogreg serves it).
+def unserved_reason(estimator: _SklearnLogisticRegression) -> str | None:
+    """Why scikit-learn's own solver must run a fit of NumPy or SciPy data (None: ours does).
 
     Parameters
     ----------
     estimator : LogisticRegression
         The drop-in, with its parameters set.
-    X : array-like or sparse matrix
-        The training data as passed to ``fit``.
     """
     if estimator.solver not in SERVED_SOLVERS:
         return f"solver={estimator.solver!r} runs scikit-learn's bundled liblinear"
@@ -134,7 +132,9 @@ class LogisticRegression(_SklearnLogisticRegression):
         """Set scikit-learn callbacks; gpulogreg's solvers run them for every served solver.
 
         scikit-learn warns (and ignores them) for its solvers other than lbfgs;
-        here that is left to the one that still runs on scikit-learn (liblinear).
+        here that is left to liblinear, which runs on scikit-learn for NumPy
+        and SciPy data (on CuPy or Dask data gpulogreg serves it, callbacks
+        included).
 
         Returns
         -------
@@ -164,7 +164,7 @@ class LogisticRegression(_SklearnLogisticRegression):
             with _counts_lock:
                 _counts["gpulogreg"] += 1
             return self._fit_beyond_sklearn(X, y, sample_weight)
-        reason = unserved_reason(self, X)
+        reason = unserved_reason(self)
         with _counts_lock:
             _counts["scikit-learn" if reason else "gpulogreg"] += 1
         if reason:
@@ -187,7 +187,8 @@ class LogisticRegression(_SklearnLogisticRegression):
         if self.warm_start and hasattr(self, "coef_"):
             model.classes_, model.n_features_in_ = self.classes_, self.n_features_in_
             model.coef_, model.intercept_ = np.asarray(self.coef_), np.asarray(self.intercept_)
-        spec = model._spec(warn=True)
+        spec = model._spec(warn=True, stacklevel=4)  # the warnings point at the user's call
+        self.__dict__.pop("feature_names_in_", None)  # CuPy and Dask data carry no names
         with callback_management_context(self):
             callbacks = FitCallbacks.for_estimator(self, X, y, sample_weight)
             outcome = model._fit(X, y, sample_weight, spec, callbacks)

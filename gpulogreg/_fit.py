@@ -569,7 +569,6 @@ def _solve_task(
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     progress = Reporter(bar=spec.verbose, listener=spec.callback, task=task[0])
     if _stochastic(name):
-        solver = get_solver(name)
         checkpoint = _checkpoint_for(spec.checkpoint_path, *task)
         seed = _minibatch_seed(checkpoint, spec.random_state)
         batches, train_fraction = source.batches(positive, spec.minibatch, seed)
@@ -591,18 +590,7 @@ def _solve_task(
             checkpoint_path=checkpoint,
         )
         params0 = _start(start, layout, xp)
-        iterations = _iterations(spec, task[0], name)
-        result = solver(
-            problem,
-            params0,
-            tol=spec.tol,
-            max_iter=spec.max_iter,
-            callback=iterations,
-            progress=progress,
-        )
-        # The history holds per-epoch estimates; objective_ is exact (one pass).
-        objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
-        result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
+        target: Any = problem
     else:
         backend = source.backend(positive, n_classes, progress)
         if name == "auto":
@@ -611,16 +599,21 @@ def _solve_task(
             )
         objective = _objective(backend, spec, source.weight_sum)
         params0 = _start(start, layout, objective.xp)
-        solver = get_solver(name)
-        iterations = _iterations(spec, task[0], name)
-        result = solver(
-            objective,
-            params0,
-            tol=spec.tol,
-            max_iter=spec.max_iter,
-            callback=iterations,
-            progress=progress,
-        )
+        target = objective
+    solver = get_solver(name)
+    iterations = _iterations(spec, task[0], name)
+    result = solver(
+        target,
+        params0,
+        tol=spec.tol,
+        max_iter=spec.max_iter,
+        callback=iterations,
+        progress=progress,
+    )
+    if _stochastic(name):
+        # The history holds per-epoch estimates; objective_ is exact (one pass).
+        objective = _objective(source.backend(positive, n_classes), spec, source.weight_sum)
+        result.objective = objective.value(result.params) + objective.penalty_l1(result.params)
     source.done_with(objective.backend)
     result.params = host_float64(result.params)
     if iterations is not None:

@@ -58,9 +58,17 @@ class FitCallbacks:
     """
 
     def __init__(
-        self, estimator: Any, context: Any, *, X: Any, y: Any, metadata: dict[str, Any] | None
+        self,
+        estimator: Any,
+        context: Any,
+        *,
+        X: Any,
+        y: Any,
+        metadata: dict[str, Any] | None,
+        stale: tuple[str, ...] = (),
     ) -> None:
         self.estimator = estimator
+        self._stale = stale
         self._given_root = context
         self._root: Any = context
         self._hook_data = {"X": X, "y": y, "metadata": metadata}
@@ -74,13 +82,18 @@ class FitCallbacks:
 
     @classmethod
     def for_estimator(
-        cls, estimator: Any, X: Any, y: Any, sample_weight: Any
+        cls, estimator: Any, X: Any, y: Any, sample_weight: Any, *, stale: tuple[str, ...] = ()
     ) -> FitCallbacks | None:
-        """The tree of ``estimator``'s fit, its own root; None when it has no callbacks."""
+        """The tree of ``estimator``'s fit, its own root; None when it has no callbacks.
+
+        ``stale``: the estimator's attributes of an earlier fit, dropped when the
+        tree begins (the data are valid by then), so that no ``fitted_estimator``
+        (a copy of the estimator) carries them.
+        """
         if not getattr(estimator, "_skl_callbacks", None):
             return None
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        return cls(estimator, None, X=X, y=y, metadata=metadata)
+        return cls(estimator, None, X=X, y=y, metadata=metadata, stale=stale)
 
     @classmethod
     def within(
@@ -123,6 +136,8 @@ class FitCallbacks:
         self._dtype = dtype
         self._fixed = fixed
         n_tasks = len(starts)
+        for name in self._stale:
+            self.estimator.__dict__.pop(name, None)
         if self._given_root is None:
             subtasks = n_tasks if n_tasks > 1 else _iteration_subtasks(max_iter)
             self._root = self.estimator._init_callback_context(max_subtasks=subtasks)

@@ -424,7 +424,9 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """
         spec = self._spec(warn=True)
         with callback_management_context(self):
-            callbacks = FitCallbacks.for_estimator(self, X, y, sample_weight)
+            callbacks = FitCallbacks.for_estimator(
+                self, X, y, sample_weight, stale=(*self.FITTED_ATTRIBUTES, "_solution")
+            )
             outcome = self._fit(X, y, sample_weight, spec, callbacks)
             if callbacks is not None:
                 callbacks.end()  # the root task ends on the fitted estimator
@@ -444,9 +446,6 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         spec = dataclasses.replace(spec, sklearn_callbacks=callbacks)
         self.__dict__.pop("_partial_state", None)
         previous = self._previous() if self.warm_start else None
-        if callbacks is not None:  # each fitted_estimator is a copy: none of an earlier fit's
-            for name in (*self.FITTED_ATTRIBUTES, "_solution"):
-                self.__dict__.pop(name, None)
         outcome = run_fit(X, y, sample_weight, spec, previous)
         self._set_fitted(outcome)
         return outcome

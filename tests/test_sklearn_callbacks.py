@@ -174,3 +174,6 @@ def test_fitted_estimators_carry_nothing_of_an_earlier_fit(data) -> None:
         warnings.simplefilter("error")  # no "X does not have valid feature names"
         stopped.predict(X)
     assert not hasattr(model, "feature_names_in_")
+    with pytest.raises(ValueError, match="NaN"):  # refused data: the fitted model stays
+        model.fit(np.full_like(X, np.nan), y)
+    assert hasattr(model, "coef_")

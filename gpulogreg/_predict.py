@@ -24,22 +24,19 @@ def decision_values(X: Array, coef: Any, intercept: np.ndarray) -> Array:
     ``coef`` is an array, or a SciPy sparse matrix (a sparsified model), which
     multiplies NumPy and SciPy data as it is and other data densified.
     """
-    xp = array_namespace(X)
-    if is_sparse(coef):
-        if xp is np and array_module_name(X) != "dask":
-            product = X @ coef.T.astype(X.dtype)
-            product = product.toarray() if is_sparse(product) else np.asarray(product)
-            scores = product.astype(np.float64) + np.asarray(intercept, dtype=np.float64)
-            return scores[:, 0] if scores.shape[1] == 1 else scores
+    if is_sparse(coef) and array_module_name(X) != "numpy":
         coef = coef.toarray()
     if array_module_name(X) == "dask":
         from gpulogreg.backends.dask_backend import decision_blocks
 
         return decision_blocks(X, coef, intercept)
-    # BLAS in X's dtype (X is never upcast), result widened to float64.
-    scores = (X @ xp.asarray(coef, dtype=X.dtype).T).astype(xp.float64) + xp.asarray(
-        intercept, dtype=xp.float64
-    )
+    xp = array_namespace(X)
+    if is_sparse(coef):  # SciPy's product: the stored nonzeros only
+        product = X @ coef.T.astype(X.dtype)
+        product = product.toarray() if is_sparse(product) else np.asarray(product)
+    else:  # BLAS in X's dtype (X is never upcast)
+        product = X @ xp.asarray(coef, dtype=X.dtype).T
+    scores = product.astype(xp.float64) + xp.asarray(intercept, dtype=xp.float64)
     return scores[:, 0] if scores.shape[1] == 1 else scores
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gpulogreg.estimator import LogisticRegression
     from gpulogreg.inference import InferenceResult, InferenceWarning
     from gpulogreg.loss import loss_and_gradient
+    from gpulogreg.model_selection import LogisticRegressionCV
     from gpulogreg.persistence import load
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "InferenceWarning",
     "InputError",
     "LogisticRegression",
+    "LogisticRegressionCV",
     "__version__",
     "load",
     "loss_and_gradient",
@@ -42,6 +44,7 @@ _LAZY = {
     "InferenceWarning": "gpulogreg.inference",
     "InputError": "gpulogreg._errors",
     "LogisticRegression": "gpulogreg.estimator",
+    "LogisticRegressionCV": "gpulogreg.model_selection",
     "loss_and_gradient": "gpulogreg.loss",
     "load": "gpulogreg.persistence",
     "patch_sklearn": "gpulogreg.accel",

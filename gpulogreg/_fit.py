@@ -77,13 +77,18 @@ from gpulogreg.solvers.stochastic.trainer import (
 )
 
 __all__ = [
+    "ArraySource",
     "FitOutcome",
     "FitSpec",
     "PartialFitState",
     "PreviousFit",
+    "fit_source",
+    "open_source",
     "plan_tasks",
+    "release_device_memory",
     "run_fit",
     "run_partial_fit",
+    "solver_blas",
 ]
 
 
@@ -436,7 +441,7 @@ def _factory(name: str, device: str, n_classes: int, fit_intercept: bool) -> Bac
 Source = ArraySource | DatasetSource
 
 
-def _solver_blas(source: Source) -> AbstractContextManager[Any]:
+def solver_blas(source: Source) -> AbstractContextManager[Any]:
     """BLAS on one thread while the solvers drive Numba kernels (see :mod:`gpulogreg._blas`).
 
     The solvers' vector arithmetic calls BLAS; OpenBLAS's threads would keep
@@ -459,24 +464,49 @@ def run_fit(
     previous : PreviousFit, optional
         The fitted model to warm start from (only used when it matches).
     """
+    source = open_source(X, y, sample_weight, spec)
+    outcome = fit_source(source, spec, previous)
+    on_data_device = source.device_context()  # a device handle: it holds no data
+    del source  # the device copies of the data go before the pool is emptied
+    release_device_memory(outcome.device, on_data_device)
+    return outcome
+
+
+def open_source(X: Any, y: Any, sample_weight: Any, spec: FitSpec) -> Source:
+    """The validated data of a fit, placed on its training device once.
+
+    Parameters
+    ----------
+    X : array-like, Dask array or Dataset
+    y, sample_weight : array-like or None (None for a Dataset, which carries them)
+    spec : FitSpec
+    """
     if isinstance(X, Dataset):
         if y is not None or sample_weight is not None:
             raise InputValueError(
                 "fit(dataset) takes the labels and weights from the Dataset; do not pass "
                 "y or sample_weight"
             )
-        source: Source = DatasetSource(X, spec)
-    else:
-        _check_y_present(y)
-        if _stochastic(spec.solver) and array_module_name(X) == "dask":
-            raise InputValueError(
-                "solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd"
-            )
-        data = prepare_fit_data(
-            X, y, sample_weight, class_weight=spec.class_weight, dtype=spec.dtype
-        )
-        source = ArraySource(data, spec)
-        del data
+        return DatasetSource(X, spec)
+    _check_y_present(y)
+    if _stochastic(spec.solver) and array_module_name(X) == "dask":
+        raise InputValueError("solver='minibatch' takes no Dask arrays: use newton, lbfgs or gd")
+    data = prepare_fit_data(X, y, sample_weight, class_weight=spec.class_weight, dtype=spec.dtype)
+    return ArraySource(data, spec)
+
+
+def release_device_memory(device: str, on_data_device: AbstractContextManager[Any]) -> None:
+    """Hand CuPy's cached blocks back after a GPU fit (once the sources are gone)."""
+    if device == "gpu":
+        with on_data_device:  # CuPy's pools are per device: empty the data's
+            backends.release_device_memory()
+
+
+def fit_source(source: Source, spec: FitSpec, previous: PreviousFit | None) -> FitOutcome:
+    """Fit every task of ``spec`` on an opened source; host results.
+
+    ``previous``: the fitted model to warm start from (only used when it matches).
+    """
     positives, n_model_classes = plan_tasks(
         len(source.classes), spec.multi_class, binary_only=spec.intercept_scaling is not None
     )
@@ -484,7 +514,7 @@ def run_fit(
     starts = warm_start_params(previous, source.classes, source.n_features, layout, len(positives))
     if spec.sklearn_callbacks is not None:
         _begin_callbacks(spec, source, layout, starts, len(positives))
-    with source.device_context(), _solver_blas(source):
+    with source.device_context(), solver_blas(source):
         solved = [
             _solve_task(
                 source,
@@ -497,13 +527,7 @@ def run_fit(
             for index, positive in enumerate(positives)
         ]
     # Every task has the same format and number of parameters: one solver name.
-    outcome = _outcome(source, layout, [result for result, _ in solved], solved[0][1], spec)
-    on_data_device = source.device_context()  # a device handle: it holds no data
-    del source  # the device copies of the data go before the pool is emptied
-    if outcome.device == "gpu":
-        with on_data_device:  # CuPy's pools are per device: empty the data's
-            backends.release_device_memory()
-    return outcome
+    return _outcome(source, layout, [result for result, _ in solved], solved[0][1], spec)
 
 
 def _begin_callbacks(
@@ -845,7 +869,7 @@ def run_partial_fit(
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     backend = BoundBackend(source.batch_backend_factory(n_classes))
     results = []
-    with source.device_context(), _solver_blas(source):
+    with source.device_context(), solver_blas(source):
         for trainer, positive in zip(state.trainers, positives, strict=True):
             trainer.config = spec.minibatch
             trainer.penalty = Penalty.build(

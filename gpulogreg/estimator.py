@@ -325,6 +325,13 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         solver = resolved.solver
         if resolved.l1_ratio > 0 and solver != "auto" and not solver_entry(solver).handles_l1:
             raise InputValueError(f"solver={solver!r} supports only L2; use 'gd' for L1")
+        self._check_settings()
+        if self.callback is not None and not callable(self.callback):
+            raise InputTypeError(f"callback must be callable or None, got {self.callback!r}")
+        return resolved
+
+    def _check_settings(self) -> None:
+        """Check ``tol``, ``max_iter``, ``multi_class`` and ``dtype``."""
         if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
             raise InputValueError(f"tol must be a positive number, got {self.tol!r}")
         if (
@@ -339,9 +346,6 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
         if self.dtype not in _DTYPES:
             raise InputValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
-        if self.callback is not None and not callable(self.callback):
-            raise InputTypeError(f"callback must be callable or None, got {self.callback!r}")
-        return resolved
 
     def _spec(self, *, warn: bool = False, stacklevel: int = 3) -> FitSpec:
         """The validated settings of a fit, for the fit plan (:mod:`gpulogreg._fit`).

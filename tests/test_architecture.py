@@ -230,8 +230,15 @@ LAYERS = (
     ("gpulogreg.backends",),
     ("gpulogreg.loss",),
     ("gpulogreg.solvers",),
-    ("gpulogreg._fit", "gpulogreg._predict", "gpulogreg.inference", "gpulogreg._inference"),
-    ("gpulogreg.estimator",),
+    (
+        "gpulogreg._fit",
+        "gpulogreg._predict",
+        "gpulogreg.inference",
+        "gpulogreg._inference",
+        "gpulogreg._lockstep",
+        "gpulogreg._cv",
+    ),
+    ("gpulogreg.estimator", "gpulogreg.model_selection"),
     (
         "gpulogreg.persistence",
         "gpulogreg.cli",

@@ -1604,3 +1604,28 @@ def test_the_drop_in_trains_cupy_data_on_its_gpu_and_predicts_there(
     np.testing.assert_array_equal(np.asarray(on_gpu.predict(X_gpu)), on_cpu.predict(X))
     assert on_gpu.score(X_gpu, y) == pytest.approx(on_cpu.score(X, y))
     assert on_gpu.decision_function(X_gpu).shape == on_cpu.decision_function(X).shape
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_cross_validation_of_cupy_data_runs_on_its_gpu(
+    emulated_gpu: EmulatedKernels, monkeypatch: pytest.MonkeyPatch, n_classes: int
+) -> None:
+    """``LogisticRegressionCV`` on (fake) CuPy data: the folds' shared passes are device
+    products, the refit runs our kernels, all on the data's device; the CPU's results."""
+    from gpulogreg import LogisticRegressionCV
+    from gpulogreg.backends import cupy_backend
+    from tests import _fake_cupy
+
+    state = _fake_cupy.install(monkeypatch)
+    launcher = _DeviceCheckingLauncher(emulated_gpu, state)
+    monkeypatch.setattr(cupy_backend, "_kernels_for", lambda a: launcher)
+    X, y = make_classification(900, 4, n_classes=n_classes, seed=5)
+    params = {"Cs": [0.2, 5.0], "cv": 3, "tol": 1e-9}
+    on_cpu = LogisticRegressionCV(**params).fit(X, y)
+    on_gpu = LogisticRegressionCV(**params).fit(_fake_cupy.on_device(X, 0), y)
+    assert on_gpu.device_ == "gpu"
+    assert launcher.launch_devices, "the refit ran no CUDA kernel"
+    assert state.violations == [], f"ran off the data's device: {state.violations[:5]}"
+    np.testing.assert_allclose(on_gpu.coefs_paths_, on_cpu.coefs_paths_, atol=1e-6)
+    np.testing.assert_allclose(on_gpu.scores_, on_cpu.scores_, atol=1e-9)
+    np.testing.assert_allclose(on_gpu.coef_, on_cpu.coef_, atol=1e-6)

@@ -1,0 +1,141 @@
+"""Numba kernels that evaluate several models on one read of ``X``: the CV folds.
+
+A cross-validation fold is a weight vector (its held-out rows weigh zero), so
+the models of all folds share each read of a row: per block of rows, the
+decision values of every model come from one pass over the block
+(:func:`~gpulogreg.backends._numba_kernels._dot_block_multi`, as the
+multinomial kernel's classes do), then each model's pointwise loss and
+residual with its own weights, then the gradient sums of every output in one
+more pass over the block (``_axpy_multi``). The conventions are those of
+:mod:`gpulogreg.backends._numba_kernels` (fixed chunking, float64 sums, the
+same stable formulas); a model's result is that of the single-model kernel
+with the model's weights, up to the order of floating-point sums.
+
+Model ``a`` has ``n_out`` outputs (1: binary, ``K``: multinomial), rows
+``a * n_out .. (a + 1) * n_out - 1`` of ``W`` and ``bias``, and the weights
+``S[:, folds[a]]`` (each column normalised to sum to one). ``folds`` names the
+models still being solved, so a converged fold costs no arithmetic.
+
+Output layout: for each output ``k`` of ``W``, ``n`` gradient entries then the
+intercept entry (``out[k * (n + 1) + j]``), then one loss per model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from gpulogreg._numba_read import (
+    _PARALLEL,
+    _SERIAL,
+    BLOCK_ROWS,
+    CHUNK_ROWS,
+    PREFETCH_ROWS,
+    _n_chunks_jit,
+    _sum_rows,
+)
+from gpulogreg.backends._numba_kernels import (
+    _PF_ONE_PASS,
+    _axpy_multi,
+    _binary_pointwise,
+    _dot_block_multi,
+    _softmax_block,
+)
+
+__all__ = ["folds_loss_grad"]
+
+
+@njit(**_SERIAL)
+def _folds_chunk(X, y, S, folds, W, bias, n_out, start, stop, with_grad, out):
+    """Rows ``[start, stop)`` of every model (see the module docstring for the layout)."""
+    KA, n = W.shape
+    A = folds.shape[0]
+    G = np.zeros((KA, n))
+    gb = np.zeros(KA)
+    loss = np.zeros(A)
+    Z = np.empty((KA, BLOCK_ROWS))  # decision values, then residuals in place
+    E = np.empty((n_out, BLOCK_ROWS))
+    lse = np.empty(BLOCK_ROWS)
+    tot = np.empty(BLOCK_ROWS)
+    for i0 in range(start, stop, BLOCK_ROWS):
+        nb = min(BLOCK_ROWS, stop - i0)
+        Xb = X[i0 : i0 + nb]
+        yb = y[i0 : i0 + nb]
+        Sb = S[i0 : i0 + nb]
+        _dot_block_multi(Xb, W, bias, Z, X, i0 + PREFETCH_ROWS, _PF_ONE_PASS)
+        for a in range(A):
+            f = folds[a]
+            if n_out == 1:
+                for r in range(nb):
+                    li, ri = _binary_pointwise(Z[a, r], np.float64(yb[r]), Sb[r, f])
+                    loss[a] += li
+                    gb[a] += ri
+                    Z[a, r] = ri
+                continue
+            Za = Z[a * n_out : (a + 1) * n_out]
+            _softmax_block(Za, nb, E, lse, tot)
+            for r in range(nb):
+                s = Sb[r, f]
+                loss[a] += s * (lse[r] - Za[yb[r], r])
+                E[yb[r], r] -= 1.0
+            for k in range(n_out):
+                total = 0.0
+                for r in range(nb):
+                    rk = Sb[r, f] * E[k, r]
+                    Za[k, r] = rk
+                    total += rk
+                gb[a * n_out + k] += total
+        if with_grad:
+            _axpy_multi(Xb, Z, G)
+    if with_grad:
+        for k in range(KA):
+            for j in range(n):
+                out[k * (n + 1) + j] = G[k, j]
+            out[k * (n + 1) + n] = gb[k]
+    for a in range(A):
+        out[KA * (n + 1) + a] = loss[a]
+
+
+@njit(**_PARALLEL)
+def folds_loss_grad(X, y, S, folds, W, bias, n_out, with_grad):
+    """Weighted mean losses (and gradients) of several models in one pass over ``X``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, n), float32 or float64, C-contiguous
+    y : ndarray of shape (m,), int32 class indices (0/1 for binary models)
+    S : ndarray of shape (m, n_folds), float64, C-contiguous
+        Per-fold weights, each column summing to one.
+    folds : ndarray of shape (A,), int64
+        The column of ``S`` of each model.
+    W : ndarray of shape (A * n_out, n), float64, C-contiguous
+    bias : ndarray of shape (A * n_out,), float64
+    n_out : int
+        Outputs per model: 1 (sigmoid) or the number of classes (softmax).
+    with_grad : bool
+        False: the losses only (the gradient entries are zero).
+
+    Returns
+    -------
+    out : ndarray of shape (A * n_out * (n + 1) + A,), float64
+    """
+    m = X.shape[0]
+    KA, n = W.shape
+    A = folds.shape[0]
+    nc = _n_chunks_jit(m)
+    part = np.zeros((nc, KA * (n + 1) + A))
+    for c in prange(nc):
+        _folds_chunk(
+            X,
+            y,
+            S,
+            folds,
+            W,
+            bias,
+            n_out,
+            c * CHUNK_ROWS,
+            min((c + 1) * CHUNK_ROWS, m),
+            with_grad,
+            part[c],
+        )
+    return _sum_rows(part)

@@ -1,0 +1,161 @@
+"""Several models of one data set evaluated together: the folds of a cross-validation.
+
+A fold is a weight vector over the rows (held-out rows weigh zero), so the
+models of all folds can share every read of ``X``. A fold evaluator holds
+``X``, the labels and the ``(n_samples, n_folds)`` matrix of per-fold weights
+(each column normalised to sum to one), and evaluates the weighted mean loss
+and its gradient of any set of fold models in one pass:
+
+* :class:`NumbaFolds` (dense NumPy ``X``): the fused kernel of
+  :mod:`gpulogreg.backends._numba_folds`, one read of each row for all models;
+* :class:`ArrayFolds` (NumPy or CuPy, dense or CSR): two matrix products for
+  all models at once (``Z = X W^T``, then ``R^T X``), BLAS, cuBLAS or the
+  sparse product, with the pointwise loss in between.
+
+Each model's result is the one its own backend (:func:`gpulogreg.backends.make_backend`
+with the fold's weights) would give, up to the order of floating-point sums.
+Dask arrays have no fold evaluator (:func:`make_fold_evaluator` returns None):
+their folds are evaluated by per-fold backends, one pass each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from gpulogreg._array import array_module_name, array_namespace, is_sparse
+from gpulogreg._layout import ParamLayout
+from gpulogreg._typing import Array
+
+__all__ = ["ArrayFolds", "FoldEvaluator", "NumbaFolds", "make_fold_evaluator"]
+
+
+class FoldEvaluator(Protocol):
+    """Losses and gradients of several fold models from one pass over ``X``."""
+
+    layout: ParamLayout
+
+    def evaluate(
+        self, folds: Sequence[int], params: Sequence[Array], *, with_grad: bool
+    ) -> list[tuple[Any, Array | None]]:
+        """``(loss, grad)`` of each model: ``params[a]`` with the weights of fold ``folds[a]``.
+
+        The loss is a float or a 0-d array of the data's namespace, ``grad``
+        a flat float64 vector in the parameter layout (None without ``with_grad``).
+        """
+        ...
+
+
+def make_fold_evaluator(
+    X: Array, y: Array, fold_weights: Array, layout: ParamLayout, backend: str
+) -> FoldEvaluator | None:
+    """The evaluator of ``backend`` (a resolved registry name) for placed data; None for Dask."""
+    if array_module_name(X) == "dask":
+        return None
+    if backend == "numba" and not is_sparse(X):
+        return NumbaFolds(X, y, fold_weights, layout)
+    return ArrayFolds(X, y, fold_weights, layout)
+
+
+def _stacked(layout: ParamLayout, params: Sequence[Array], xp: Any) -> tuple[Array, Array]:
+    """``(W (A * n_out, n), bias (A * n_out,))`` of the models, float64, C-contiguous."""
+    coefs, biases = [], []
+    for p in params:
+        coef, intercept = layout.split(xp.asarray(p, dtype=xp.float64))
+        coefs.append(coef)
+        biases.append(
+            intercept if layout.fit_intercept else xp.zeros(layout.n_outputs, dtype=xp.float64)
+        )
+    W = xp.ascontiguousarray(xp.concatenate(coefs, axis=0))
+    return W, xp.ascontiguousarray(xp.concatenate(biases))
+
+
+class NumbaFolds:
+    """The fused Numba pass for dense NumPy ``X`` (see :mod:`gpulogreg.backends._numba_folds`)."""
+
+    def __init__(self, X: Array, y: Array, fold_weights: Array, layout: ParamLayout) -> None:
+        self.X = X
+        self.y = np.ascontiguousarray(y, dtype=np.int32)
+        self.S = np.ascontiguousarray(fold_weights, dtype=np.float64)
+        self.layout = layout
+
+    def evaluate(
+        self, folds: Sequence[int], params: Sequence[Array], *, with_grad: bool
+    ) -> list[tuple[Any, Array | None]]:
+        from gpulogreg.backends._numba_folds import folds_loss_grad
+        from gpulogreg.backends.numba_backend import _serial_when_small
+
+        layout = self.layout
+        K, n = layout.n_outputs, layout.n_features
+        W, bias = _stacked(layout, params, np)
+        index = np.asarray(folds, dtype=np.int64)
+        with _serial_when_small(self.X.shape[0]):
+            out = folds_loss_grad(self.X, self.y, self.S, index, W, bias, K, with_grad)
+        A = len(index)
+        losses = out[A * K * (n + 1) :]
+        grads = out[: A * K * (n + 1)].reshape(A, K, n + 1)
+        results: list[tuple[Any, Array | None]] = []
+        for a in range(A):
+            grad = layout.join(grads[a, :, :n], grads[a, :, n], np) if with_grad else None
+            results.append((float(losses[a]), grad))
+        return results
+
+
+class ArrayFolds:
+    """Two matrix products for all models (NumPy or CuPy, dense or CSR ``X``).
+
+    Binary models: ``Z = X W^T + b`` (one column per model), the stable
+    log-loss and residual ``R = S_a (sigmoid(Z) - y)`` column by column,
+    ``grad = R^T X``. Multinomial models: ``Z`` has ``K`` columns per model and
+    the softmax runs over each model's columns. The products run in ``X``'s
+    dtype (no upcast copy of ``X``), as the baseline backend's.
+    """
+
+    def __init__(self, X: Array, y: Array, fold_weights: Array, layout: ParamLayout) -> None:
+        self.xp = array_namespace(fold_weights)
+        self.X = X
+        self.y = self.xp.asarray(y, dtype=self.xp.int32)
+        self.S = fold_weights
+        self.layout = layout
+
+    def evaluate(
+        self, folds: Sequence[int], params: Sequence[Array], *, with_grad: bool
+    ) -> list[tuple[Any, Array | None]]:
+        xp, X, layout = self.xp, self.X, self.layout
+        K = layout.n_outputs
+        W, bias = _stacked(layout, params, xp)
+        A = len(folds)
+        S = self.S[:, xp.asarray(np.asarray(folds, dtype=np.int64))]  # (m, A)
+        Z = xp.asarray(X @ W.T.astype(X.dtype)).astype(xp.float64) + bias  # (m, A * K)
+        if K == 1:
+            yf = self.y.astype(xp.float64)[:, None]
+            e = xp.exp(-xp.abs(Z))
+            losses = (S * (xp.maximum(Z, 0.0) - yf * Z + xp.log1p(e))).sum(axis=0)
+            R = S * (xp.where(Z >= 0, 1.0, e) / (1.0 + e) - yf)
+        else:
+            Z3 = Z.reshape(Z.shape[0], A, K)
+            zmax = Z3.max(axis=2, keepdims=True)
+            E = xp.exp(Z3 - zmax)
+            total = E.sum(axis=2, keepdims=True)
+            own = xp.take_along_axis(Z3, self.y[:, None, None].astype(xp.int64), axis=2)
+            lse = zmax + xp.log(total)
+            losses = (S * (lse - own)[:, :, 0]).sum(axis=0)
+            E /= total
+            E[xp.arange(E.shape[0]), :, self.y] -= 1.0
+            R = (E * S[:, :, None]).reshape(Z.shape[0], A * K)
+        grads: Array | None = None
+        if with_grad:
+            Rx = R.astype(X.dtype)
+            product = (X.T @ Rx).T if is_sparse(X) else Rx.T @ X
+            grads = xp.asarray(product).astype(xp.float64)  # (A * K, n)
+            intercepts = R.sum(axis=0)
+        results: list[tuple[Any, Array | None]] = []
+        for a in range(A):
+            grad = None
+            if grads is not None:
+                rows = slice(a * K, (a + 1) * K)
+                grad = layout.join(grads[rows], intercepts[rows], xp)
+            results.append((losses[a], grad))
+        return results

@@ -1,0 +1,329 @@
+"""LogisticRegressionCV: scikit-learn's results and layout, folds as weights, every data kind."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from gpulogreg import LogisticRegression, LogisticRegressionCV
+from gpulogreg._cv import stratified_folds
+from gpulogreg._layout import ParamLayout
+from gpulogreg.backends import _numba_kernels as nk
+from gpulogreg.backends._numba_folds import folds_loss_grad
+from gpulogreg.backends.folds import ArrayFolds, NumbaFolds
+
+sklearn = pytest.importorskip("sklearn", minversion="1.8")
+from sklearn.datasets import load_breast_cancer, load_iris  # noqa: E402
+from sklearn.linear_model import LogisticRegressionCV as SklearnCV  # noqa: E402
+from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+
+def _standardised(loader):  # type: ignore[no-untyped-def]
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _sklearn_fit(X, y, sample_weight=None, **params):  # type: ignore[no-untyped-def]
+    """scikit-learn's LogisticRegressionCV fitted to 1e-10, in its 1.10 layout by default."""
+    defaults = {
+        "l1_ratios": (0.0,),
+        "use_legacy_attributes": False,
+        "tol": 1e-10,
+        "max_iter": 10000,
+        "scoring": None,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its solver's ConvergenceWarnings at weak penalties
+        return SklearnCV(**{**defaults, **params}).fit(X, y, sample_weight=sample_weight)
+
+
+def _problem(n=600, p=6, k=2, seed=0, dtype=np.float64):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)).astype(dtype)
+    W = rng.standard_normal((k, p))
+    y = (X @ W.T + rng.gumbel(size=(n, k))).argmax(axis=1) if k > 2 else (X @ W[0] > 0)
+    flip = rng.random(n) < 0.1
+    y = np.where(flip, rng.integers(0, max(k, 2), n), y.astype(int))
+    return X, y
+
+
+# --------------------------------------------------------------------------- acceptance
+@pytest.mark.parametrize("loader", [load_breast_cancer, load_iris])
+def test_same_choice_and_coefficients_as_sklearn(loader) -> None:  # type: ignore[no-untyped-def]
+    X, y = _standardised(loader)
+    folds = list(StratifiedKFold(5).split(X, y))
+    theirs = _sklearn_fit(X, y, Cs=10, cv=folds, scoring="neg_log_loss")
+    ours = LogisticRegressionCV(Cs=10, cv=folds, scoring="neg_log_loss", tol=1e-10).fit(X, y)
+    assert ours.C_ == theirs.C_
+    assert ours.l1_ratio_ == theirs.l1_ratio_ == 0.0
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-4)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, atol=1e-4)
+    np.testing.assert_array_equal(ours.Cs_, theirs.Cs_)
+    np.testing.assert_array_equal(ours.l1_ratios_, theirs.l1_ratios_)
+    for name in ("scores_", "coefs_paths_", "n_iter_"):
+        assert getattr(ours, name).shape == getattr(theirs, name).shape, name
+    np.testing.assert_allclose(ours.scores_, theirs.scores_, atol=1e-3)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+def test_legacy_attributes_have_sklearns_layout() -> None:
+    for loader in (load_breast_cancer, load_iris):
+        X, y = _standardised(loader)
+        params = {"Cs": 3, "cv": 4, "use_legacy_attributes": True}
+        theirs = _sklearn_fit(X, y, **params)
+        ours = LogisticRegressionCV(**params, tol=1e-10).fit(X, y)
+        for name in ("scores_", "coefs_paths_"):
+            mine, sk = getattr(ours, name), getattr(theirs, name)
+            assert list(mine) == list(sk)
+            assert all(mine[k].shape == sk[k].shape for k in sk), name
+        assert ours.n_iter_.shape == theirs.n_iter_.shape
+        assert ours.C_.shape == theirs.C_.shape
+        assert ours.l1_ratio_.shape == theirs.l1_ratio_.shape
+        key = next(iter(theirs.scores_))
+        np.testing.assert_allclose(ours.scores_[key], theirs.scores_[key], atol=1e-3)
+
+
+def test_default_scores_are_sklearns_accuracy_on_the_same_folds() -> None:
+    X, y = _standardised(load_breast_cancer)
+    theirs = _sklearn_fit(X, y, Cs=4, cv=5)
+    ours = LogisticRegressionCV(Cs=4, cv=5, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(ours.scores_, theirs.scores_, atol=1e-12)
+    assert ours.C_ == theirs.C_
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_roc_auc_and_sample_weights_as_sklearn(weighted: bool) -> None:
+    X, y = _problem(n=400, seed=3)
+    w = np.random.default_rng(1).uniform(0.2, 3.0, X.shape[0]) if weighted else None
+    params = {"Cs": [0.01, 0.1, 1.0], "cv": 3, "scoring": "roc_auc", "class_weight": "balanced"}
+    theirs = _sklearn_fit(X, y, w, **params)
+    ours = LogisticRegressionCV(**params, tol=1e-10).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.scores_, theirs.scores_, atol=1e-8)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-5)
+    assert ours.score(X, y) == pytest.approx(theirs.score(X, y), abs=1e-8)
+
+
+def test_a_scorer_name_of_sklearn_and_a_callable() -> None:
+    X, y = _problem(n=300, k=3, seed=4)
+    theirs = _sklearn_fit(X, y, Cs=3, cv=3, scoring="balanced_accuracy")
+    ours = LogisticRegressionCV(Cs=3, cv=3, scoring="balanced_accuracy", tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(ours.scores_, theirs.scores_, atol=1e-12)
+
+    seen = []
+
+    def scorer(estimator, X_test, y_test):  # type: ignore[no-untyped-def]
+        seen.append(X_test.shape[0])
+        return float((estimator.predict(X_test) == y_test).mean())
+
+    by_callable = LogisticRegressionCV(Cs=3, cv=3, scoring=scorer, tol=1e-10).fit(X, y)
+    default = LogisticRegressionCV(Cs=3, cv=3, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(by_callable.scores_, default.scores_, atol=1e-12)
+    assert sorted(seen) == sorted([100] * 9)
+
+
+# --------------------------------------------------------------------------- folds as weights
+@pytest.mark.parametrize("k", [2, 3])
+def test_each_path_point_is_the_plain_fit_on_the_training_rows(k: int) -> None:
+    X, y = _problem(n=500, k=k, seed=5)
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    Cs = [0.05, 1.0, 20.0]
+    cv = LogisticRegressionCV(Cs=Cs, cv=folds, tol=1e-10, solver="lbfgs").fit(X, y)
+    for f, (train, _) in enumerate(folds):
+        for c, C in enumerate(Cs):
+            plain = LogisticRegression(C=C, tol=1e-10, solver="lbfgs").fit(X[train], y[train])
+            path = cv.coefs_paths_[f, 0, c]
+            np.testing.assert_allclose(path[:, :-1], plain.coef_, atol=1e-7)
+            np.testing.assert_allclose(path[:, -1], plain.intercept_, atol=1e-7)
+
+
+def test_refit_starts_from_the_folds_mean_and_refit_false_is_that_mean() -> None:
+    X, y = _problem(n=400, seed=6)
+    cv = LogisticRegressionCV(Cs=[0.1, 1.0, 10.0], cv=3, refit=False, tol=1e-10).fit(X, y)
+    best = [np.unravel_index(np.argmax(s), s.shape) for s in cv.scores_]
+    mean = np.mean([cv.coefs_paths_[f, li, c] for f, (li, c) in enumerate(best)], axis=0)
+    np.testing.assert_allclose(cv.coef_, mean[:, :-1])
+    np.testing.assert_allclose(cv.intercept_, mean[:, -1])
+    assert pytest.approx(np.mean([cv.Cs_[c] for _, c in best])) == cv.C_
+    refitted = LogisticRegressionCV(Cs=[0.1, 1.0, 10.0], cv=3, tol=1e-10).fit(X, y)
+    plain = LogisticRegression(C=refitted.C_, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(refitted.coef_, plain.coef_, atol=1e-7)
+
+
+def test_repeated_training_rows_count_as_often_as_they_appear() -> None:
+    X, y = _problem(n=200, seed=7)
+    rows = np.arange(200)
+    train = np.r_[rows[:150], rows[:20]]  # 20 rows twice
+    cv = LogisticRegressionCV(Cs=[1.0], cv=[(train, rows[150:])], tol=1e-10).fit(X, y)
+    plain = LogisticRegression(tol=1e-10).fit(X[train], y[train])
+    np.testing.assert_allclose(cv.coefs_paths_[0, 0, 0, :, :-1], plain.coef_, atol=1e-7)
+
+
+def test_elastic_net_grid_and_one_vs_rest() -> None:
+    X, y = _problem(n=300, k=3, seed=8)
+    folds = list(StratifiedKFold(3).split(X, y))
+    cv = LogisticRegressionCV(Cs=[0.5, 5.0], l1_ratios=(0.0, 0.5, 1.0), cv=folds, tol=1e-9).fit(
+        X, y
+    )
+    assert cv.scores_.shape == (3, 3, 2)
+    assert cv.coefs_paths_.shape == (3, 3, 2, 3, 7)
+    train = folds[1][0]
+    plain = LogisticRegression(C=0.5, l1_ratio=1.0, tol=1e-9).fit(X[train], y[train])
+    np.testing.assert_allclose(cv.coefs_paths_[1, 2, 0, :, :-1], plain.coef_, atol=1e-6)
+    ovr = LogisticRegressionCV(Cs=[1.0], cv=folds, multi_class="ovr", tol=1e-10).fit(X, y)
+    plain = LogisticRegression(multi_class="ovr", tol=1e-10).fit(X[train], y[train])
+    np.testing.assert_allclose(ovr.coefs_paths_[1, 0, 0, :, :-1], plain.coef_, atol=1e-7)
+
+
+def test_float32_data_give_float32_coefficients_at_the_float64_optimum() -> None:
+    X, y = _problem(n=500, seed=9)
+    ours = LogisticRegressionCV(Cs=[1.0], cv=3, tol=1e-9).fit(X.astype(np.float32), y)
+    exact = LogisticRegressionCV(Cs=[1.0], cv=3, tol=1e-9).fit(X, y)
+    assert ours.coef_.dtype == np.float32
+    np.testing.assert_allclose(ours.coef_, exact.coef_, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- data kinds
+@pytest.mark.parametrize("kind", ["numpy-backend", "csr", "dask", "newton"])
+def test_every_data_kind_gives_the_dense_result(kind: str) -> None:
+    X, y = _problem(n=400, k=3, seed=10)
+    params = {"Cs": [0.1, 2.0], "cv": 3, "tol": 1e-10}
+    dense = LogisticRegressionCV(**params).fit(X, y)
+    data = X
+    if kind == "numpy-backend":
+        params["backend"] = "numpy"
+    elif kind == "csr":
+        scipy_sparse = pytest.importorskip("scipy.sparse")
+        data = scipy_sparse.csr_matrix(X)
+    elif kind == "dask":
+        da = pytest.importorskip("dask.array")
+        data = da.from_array(X, chunks=(150, -1))
+    else:
+        params["solver"] = "newton"
+    other = LogisticRegressionCV(**params).fit(data, y)
+    np.testing.assert_allclose(other.coefs_paths_, dense.coefs_paths_, atol=1e-7)
+    np.testing.assert_allclose(other.scores_, dense.scores_, atol=1e-10)
+    np.testing.assert_allclose(other.coef_, dense.coef_, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- the kernels
+@pytest.mark.parametrize("n_out", [1, 3, 10])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fold_kernel_is_the_single_model_kernel_per_fold(n_out: int, dtype) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(12)
+    m, n, F = 5000, 7, 5
+    X = rng.standard_normal((m, n)).astype(dtype)
+    y = rng.integers(0, max(n_out, 2), m).astype(np.int32)
+    S = rng.random((m, F)) * (rng.random((m, F)) < 0.8)
+    S /= S.sum(axis=0)
+    folds = np.array([4, 0, 2], dtype=np.int64)
+    W = rng.standard_normal((len(folds) * n_out, n))
+    bias = rng.standard_normal(len(folds) * n_out)
+    out = folds_loss_grad(X, y, S, folds, W, bias, n_out, True)
+    A = len(folds)
+    for a, f in enumerate(folds):
+        s = np.ascontiguousarray(S[:, f])
+        rows = slice(a * n_out, (a + 1) * n_out)
+        if n_out == 1:
+            single = nk.binary_loss_grad(X, y, s, W[a], float(bias[a]))
+        else:
+            single = nk.multinomial_loss_grad(X, y, s, W[rows].copy(), bias[rows].copy())
+        grad = out[a * n_out * (n + 1) : (a + 1) * n_out * (n + 1)]
+        np.testing.assert_allclose(grad, single[:-1], rtol=1e-10, atol=1e-13)
+        assert out[A * n_out * (n + 1) + a] == pytest.approx(single[-1], rel=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_array_evaluator_agrees_with_the_numba_one(n_classes: int) -> None:
+    rng = np.random.default_rng(13)
+    m, n, F = 3000, 5, 3
+    X = rng.standard_normal((m, n))
+    y = rng.integers(0, n_classes, m)
+    S = rng.random((m, F))
+    S /= S.sum(axis=0)
+    layout = ParamLayout.for_classes(n, n_classes, True)
+    params = [rng.standard_normal(layout.n_params) for _ in range(2)]
+    fused = NumbaFolds(X, y, S, layout).evaluate([2, 0], params, with_grad=True)
+    plain = ArrayFolds(X, y, S, layout).evaluate([2, 0], params, with_grad=True)
+    for (l1, g1), (l2, g2) in zip(fused, plain, strict=True):
+        assert float(l1) == pytest.approx(float(l2), rel=1e-12)
+        np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-13)
+
+
+def test_stratified_folds_are_sklearns() -> None:
+    rng = np.random.default_rng(14)
+    for n_splits, counts in ((5, [40, 23, 7]), (3, [10, 10]), (4, [4, 9, 30, 5])):
+        y = rng.permutation(np.repeat(np.arange(len(counts)), counts))
+        ours = stratified_folds(y, n_splits)
+        theirs = list(StratifiedKFold(n_splits).split(np.zeros((len(y), 1)), y))
+        for (a, b), (c, d) in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(b, d)
+
+
+# --------------------------------------------------------------------------- persistence, errors
+def test_save_writes_the_final_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gpulogreg
+
+    X, y = _problem(n=300, k=3, seed=15)
+    cv = LogisticRegressionCV(Cs=3, cv=3).fit(X, y)
+    cv.save(tmp_path / "m.glr")
+    loaded = gpulogreg.load(tmp_path / "m.glr")
+    assert type(loaded) is LogisticRegression
+    assert loaded.C == cv.C_
+    np.testing.assert_array_equal(loaded.predict_proba(X), cv.predict_proba(X))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"Cs": 0}, "Cs must be a positive int"),
+        ({"Cs": [1.0, -2.0]}, "Cs must hold positive numbers"),
+        ({"l1_ratios": (0.5, 2.0)}, "l1_ratios must be an array-like of numbers between 0 and 1"),
+        ({"l1_ratios": (0.5,), "solver": "lbfgs"}, "supports only"),
+        ({"solver": "minibatch"}, "stochastic"),
+        (
+            {"cv": [(np.arange(10), np.arange(10, 400))], "Cs": [1.0], "class_weight": {0: 0.0}},
+            None,
+        ),
+        ({"cv": [(np.arange(390), np.arange(400, 410))]}, "out of range"),
+        ({"cv": "three"}, "cv must be"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_clear_message(params, message) -> None:  # type: ignore[no-untyped-def]
+    X, y = _problem(n=400, seed=16)
+    if message is None:  # the only training rows weigh nothing
+        y = np.r_[np.zeros(10, int), y[10:]]
+        message = "sum to 0"
+    with pytest.raises(ValueError, match=message):
+        LogisticRegressionCV(**params).fit(X, y)
+
+
+def test_roc_auc_for_more_classes_and_a_dataset_are_refused() -> None:
+    import gpulogreg
+
+    X, y = _problem(n=200, k=3, seed=17)
+    with pytest.raises(ValueError, match="roc_auc_ovr"):
+        LogisticRegressionCV(scoring="roc_auc").fit(X, y)
+    with pytest.raises(TypeError, match="Dataset"):
+        LogisticRegressionCV().fit(gpulogreg.Dataset.from_arrays(X, y), y)
+
+
+def test_a_failing_pass_stops_every_fold_and_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = _problem(n=300, seed=18)
+    calls = []
+    evaluate = NumbaFolds.evaluate
+
+    def failing(self, folds, params, *, with_grad):  # type: ignore[no-untyped-def]
+        calls.append(len(folds))
+        if len(calls) == 5:
+            raise MemoryError("the fifth pass failed")
+        return evaluate(self, folds, params, with_grad=with_grad)
+
+    monkeypatch.setattr(NumbaFolds, "evaluate", failing)
+    with pytest.raises(MemoryError, match="fifth pass"):
+        LogisticRegressionCV(Cs=2, cv=3).fit(X, y)
+    assert len(calls) == 5
+    assert calls[0] == 3

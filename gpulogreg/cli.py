@@ -472,6 +472,134 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- cv
+def _grid(text: str, name: str, *, integer_count: bool) -> Any:
+    """``--Cs 10`` (a count: scikit-learn's log grid) or ``--Cs 0.1,1,10`` (the values)."""
+    try:
+        if integer_count and "," not in text and text.strip().isdigit():
+            return int(text)
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{name} takes a count or comma-separated numbers, got {text!r}") from None
+
+
+def _score_table(model: Any) -> list[dict[str, Any]]:
+    """One row per grid point: C, l1_ratio, the folds' scores, their mean and spread."""
+    rows = []
+    scores = np.asarray(model.scores_)  # (folds, l1_ratios, Cs)
+    for li, l1_ratio in enumerate(model.l1_ratios_):
+        for c, C in enumerate(model.Cs_):
+            folds = scores[:, li, c]
+            rows.append(
+                {
+                    "C": float(C),
+                    "l1_ratio": float(l1_ratio),
+                    "mean": float(folds.mean()),
+                    "std": float(folds.std()),
+                    "folds": folds.tolist(),
+                    "best": bool(float(C) == model.C_ and float(l1_ratio) == model.l1_ratio_),
+                }
+            )
+    return rows
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from gpulogreg._cli_stream import load_training_data
+    from gpulogreg.model_selection import LogisticRegressionCV
+    from gpulogreg.persistence import save_model
+
+    fmt = _format_of(args)
+    if args.target is None and fmt in ("csv", "parquet", "npy"):
+        raise UsageError(f"cv needs --target COL: the label column of the {fmt} file")
+    params = _estimator_params(args, False)
+    for name in ("C", "callback", "batch_size", "random_state"):
+        params.pop(name, None)
+    l1_ratio = params.pop("l1_ratio", None)
+    l1_ratios = _grid(args.l1_ratios, "--l1-ratios", integer_count=False)
+    if l1_ratio is not None and args.l1_ratios == "0":
+        l1_ratios = [l1_ratio]
+    model = LogisticRegressionCV(
+        **params,
+        Cs=_grid(args.Cs, "--Cs", integer_count=True),
+        l1_ratios=l1_ratios,
+        cv=args.cv,
+        scoring=args.scoring,
+        refit=True,
+    )
+    start = time.perf_counter()
+    data = load_training_data(
+        args.data,
+        fmt,
+        budget=_budget(args),
+        chunk_rows=None,
+        read={
+            "format": fmt,
+            "dtype": args.dtype,
+            "target": args.target,
+            "features": args.features,
+            "id_column": args.id,
+            "weight_column": args.weight,
+            "zero_based": _ZERO_BASED[args.index_base],
+            "delimiter": args.delimiter,
+        },
+    )
+    read_s = time.perf_counter() - start
+    if data.streamed:
+        raise UsageError(
+            f"{args.data}: the data are larger than the memory budget; cross-validation keeps "
+            "them in memory (raise --memory-budget)"
+        )
+    if data.table is not None and data.table.y is None:
+        raise UsageError(f"{args.data}: no labels; name the target column with --target")
+    start = time.perf_counter()
+    X, y, sample_weight = data.fit_args()
+    model.fit(X, y, sample_weight=sample_weight)
+    fit_s = time.perf_counter() - start
+    extra = {
+        "features": data.feature_names or None,
+        "target": args.target,
+        "weight": args.weight,
+        "data_format": fmt,
+        "reading_options": data.reading_options,
+        "trained_rows": data.n_rows,
+        "cv": {"folds": args.cv, "scoring": args.scoring, "Cs": model.Cs_.tolist()},
+    }
+    save_model(model, args.model, metadata=extra)
+    table = _score_table(model)
+    summary = {
+        "command": "cv",
+        "model": args.model,
+        "rows": data.n_rows,
+        "features": int(data.n_features),
+        "folds": args.cv,
+        "scoring": args.scoring,
+        "C": model.C_,
+        "l1_ratio": model.l1_ratio_,
+        "scores": table,
+        "passes": model.n_cv_passes_,
+        **_model_summary(model),
+        "read_seconds": read_s,
+        "seconds": fit_s,
+    }
+    if args.json:
+        _write_json_stdout(summary)
+        return 0
+    print(f"{'C':>12} {'l1_ratio':>8} {args.scoring + ' (mean)':>22} {'std':>10}")
+    for row in table:
+        mark = "  <- best" if row["best"] else ""
+        print(
+            f"{row['C']:>12.6g} {row['l1_ratio']:>8.3g} {row['mean']:>22.6f} "
+            f"{row['std']:>10.2e}{mark}"
+        )
+    print(
+        f"{args.cv}-fold cross-validation of {len(table)} grid points on {data.n_rows:,} rows "
+        f"x {data.n_features} features in {fit_s:.3f} s ({model.n_cv_passes_} passes over the "
+        f"data, all folds together); refitted with C={model.C_:.6g}"
+    )
+    print(f"model written to {args.model}")
+    return 0
+
+
 def _check_summary_options(args: argparse.Namespace) -> None:
     """Refuse, before any work, a --summary that inference would refuse after the training."""
     if args.cov_type is not None and not args.summary:
@@ -1130,6 +1258,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_json(p)
     _add_common(p)
     p.set_defaults(func=cmd_fit, outputs={"--model": None}, inputs=("data", "target"))
+
+    # cv
+    p = sub.add_parser(
+        "cv", help="choose C (and l1_ratio) by cross-validation, refit the best, save it"
+    )
+    p.add_argument("data", help=f"training data: {_DATA_HELP}")
+    _add_data_options(p, target_required=False)
+    _add_memory_options(p, fit=True)
+    p.add_argument("--model", required=True, help="model file to write (the refitted model)")
+    p.add_argument(
+        "--index-base",
+        choices=tuple(_ZERO_BASED),
+        default="auto",
+        help="svmlight: feature indices start at 0 or 1 (default auto), stored in the model",
+    )
+    _add_solver_options(p)
+    p.add_argument(
+        "--Cs",
+        default="10",
+        help="the C grid: a count (that many values log-spaced from 1e-4 to 1e4, "
+        "scikit-learn's grid) or comma-separated values (default 10)",
+    )
+    p.add_argument(
+        "--l1-ratios",
+        default="0",
+        help="comma-separated L1 shares to try (default 0: L2)",
+    )
+    p.add_argument("--cv", type=_positive_int, default=5, help="stratified folds (default 5)")
+    p.add_argument(
+        "--scoring",
+        choices=("neg_log_loss", "accuracy", "roc_auc"),
+        default="neg_log_loss",
+        help="held-out score to maximise (default neg_log_loss)",
+    )
+    p.add_argument("--penalty", choices=("l2", "l1", "elasticnet"), default=None)
+    p.add_argument("--l1-ratio", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--class-weight", help="'balanced', 'none' or 'label:weight,...' (default: none)"
+    )
+    p.add_argument("--max-iter", type=_positive_int, default=1000)
+    p.add_argument("--tol", type=_positive_float, default=1e-6)
+    p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--backend", choices=("auto", "numba", "numpy", "cupy"), default="auto")
+    p.set_defaults(batch_size=None, random_state=None, log=None)
+    _add_output_options(p, "print the score table and a summary as JSON on stdout")
+    _add_common(p)
+    p.set_defaults(func=cmd_cv, outputs={"--model": None}, inputs=("data", "target"))
 
     # predict
     p = sub.add_parser("predict", help="write predictions for a data file")

@@ -466,9 +466,9 @@ class LogisticRegressionCV(LogisticRegression):
         return float(scorer(held_out, decision, coef, intercept))
 
     # -- persistence ---------------------------------------------------------------------
-    def save(self, path: Any) -> None:
-        """Save the final model as a :class:`~gpulogreg.LogisticRegression` (no pickle)."""
-        self._final_model().save(path)
+    def _write_model_file(self, path: Any, metadata: Any = None) -> None:
+        """Write the final model as a :class:`~gpulogreg.LogisticRegression` (``save``)."""
+        self._final_model()._write_model_file(path, metadata)
 
     def _final_model(self) -> LogisticRegression:
         """The final model as a LogisticRegression: the chosen C and l1_ratio, the attributes."""

@@ -1056,3 +1056,49 @@ def test_summary_warnings_name_the_files_columns(capsys, tmp_path, problem):
     code, _, err = _run(capsys, [*argv, "--penalty", "none", "--summary"])
     assert code == 0, err
     assert "standard errors of f0, f3 are undefined" in err
+
+
+# --------------------------------------------------------------------------- cv
+def test_cv_prints_the_score_table_and_saves_the_refitted_model(capsys, tmp_path, data_file):
+    from gpulogreg import LogisticRegressionCV
+
+    model_path = tmp_path / "best.glr"
+    args = [
+        "cv", data_file, "--target", "label", "--id", "customer", "--Cs", "0.01,1,100",
+        "--cv", "3", "--model", model_path,
+    ]  # fmt: skip
+    code, out, err = _run(capsys, [*args, "--json"])
+    assert code == 0, err
+    summary = json.loads(out)
+    table = pcsv.read_csv(data_file) if data_file.suffix == ".csv" else pq.read_table(data_file)
+    X = np.column_stack([table[name].to_numpy() for name in FEATURES])
+    y = table["label"].to_numpy(zero_copy_only=False)
+    expected = LogisticRegressionCV(Cs=[0.01, 1, 100], cv=3, scoring="neg_log_loss").fit(X, y)
+    assert summary["C"] == expected.C_
+    means = [row["mean"] for row in summary["scores"]]
+    np.testing.assert_allclose(means, expected.scores_.mean(axis=0)[0], atol=1e-9)
+    assert [row["best"] for row in summary["scores"]].count(True) == 1
+    assert summary["passes"] > 0
+    loaded = gpulogreg.load(model_path)
+    np.testing.assert_allclose(loaded.coef_, expected.coef_, atol=1e-9)
+    code, out, err = _run(capsys, args)
+    assert code == 0, err
+    assert "<- best" in out
+    assert "3-fold cross-validation of 3 grid points" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--Cs", "1,x"], "--Cs takes a count or comma-separated numbers"),
+        (["--cv", "1"], "cv must be at least 2 folds"),
+        (["--l1-ratios", "0,2"], "l1_ratios must be an array-like of numbers between 0 and 1"),
+    ],
+)
+def test_cv_bad_settings_give_one_line(capsys, tmp_path, data_file, extra, message):
+    args = ["cv", data_file, "--target", "label", "--id", "customer", "--model", tmp_path / "m"]
+    code, _out, err = _run(capsys, [*args, *extra])
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()

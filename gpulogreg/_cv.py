@@ -48,7 +48,7 @@ from gpulogreg._lockstep import BackendShape, EvaluationBroker
 from gpulogreg._predict import decision_values, probabilities
 from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Backend
-from gpulogreg.backends.folds import FoldEvaluator, make_fold_evaluator
+from gpulogreg.backends.folds import FoldEvaluator, FoldWeights, make_fold_evaluator
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import auto_solver, get_solver, solver_entry
 
@@ -275,23 +275,19 @@ def _cross_validate(
     )
     layout = ParamLayout.for_classes(source.n_features, n_model_classes, fit.fit_intercept)
     xp = array_namespace(source.y)
-    effective = host_float64(source.sample_weight) * source.weight_sum
-    S_host, fold_sums = _fold_weights(effective, [train for train, _ in folds])
-    with device_of(source.X):
-        S = xp.asarray(S_host) if xp is not np else S_host
+    weights, fold_sums = _fold_weights(source, [train for train, _ in folds])
     evaluators: dict[Hashable, FoldEvaluator | None] = {
         positive: make_fold_evaluator(
-            source.X, source.target(positive), S, layout, source.backend_name
+            source.X, source.target(positive), weights, layout, source.backend_name
         )
         for positive in positives
     }
 
     def fold_backend(positive: Hashable, fold: int) -> Backend:
-        weights = xp.ascontiguousarray(S[:, fold]) if xp is not np else S_host[:, fold].copy()
         return backends.make_backend(
             source.X,
             source.target(positive),  # type: ignore[arg-type]
-            weights,
+            weights.column(fold, xp),
             n_classes=2 if layout.n_outputs == 1 else layout.n_outputs,
             fit_intercept=fit.fit_intercept,
             backend=source.backend_name,
@@ -386,8 +382,8 @@ def _cross_validate(
     return outcome
 
 
-def _fold_weights(effective: np.ndarray, trains: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """``S`` (n_samples, n_folds), each column the fold's weights summing to one, and the sums.
+def _fold_weights(source: ArraySource, trains: list[np.ndarray]) -> tuple[FoldWeights, np.ndarray]:
+    """The folds' weights on the data's device, and each fold's total (sample x class) weight.
 
     A row repeated in a training set counts as often as it appears (as the
     rows of ``X[train]`` would).
@@ -397,16 +393,19 @@ def _fold_weights(effective: np.ndarray, trains: list[np.ndarray]) -> tuple[np.n
     ValueError
         A fold whose training rows weigh nothing.
     """
-    n = effective.shape[0]
-    S = np.empty((n, len(trains)))
-    sums = np.empty(len(trains))
-    for f, train in enumerate(trains):
-        column = effective * np.bincount(train, minlength=n)
-        sums[f] = column.sum()
-        if not sums[f] > 0:
+    n = source.n_samples
+    counts = np.stack([np.bincount(train, minlength=n) for train in trains], axis=1)
+    counts = counts.astype(np.uint8 if counts.max() <= np.iinfo(np.uint8).max else np.int32)
+    s = host_float64(source.sample_weight)
+    shares = s @ counts  # each fold's share of the normalised weights
+    for f, share in enumerate(shares):
+        if not share > 0:
             raise InputValueError(f"fold {f}: the training rows' sample and class weights sum to 0")
-        S[:, f] = column / sums[f]
-    return S, sums
+    xp = array_namespace(source.y)
+    with device_of(source.X):
+        counts_placed = counts if xp is np else xp.asarray(counts)
+    weights = FoldWeights(s=source.sample_weight, counts=counts_placed, scale=1.0 / shares)
+    return weights, shares * source.weight_sum
 
 
 def _solver_name(solver: str, l1_ratio: float, shape: BackendShape) -> str:

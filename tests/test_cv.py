@@ -12,7 +12,7 @@ from gpulogreg._cv import stratified_folds
 from gpulogreg._layout import ParamLayout
 from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends._numba_folds import folds_loss_grad
-from gpulogreg.backends.folds import ArrayFolds, NumbaFolds
+from gpulogreg.backends.folds import ArrayFolds, FoldWeights, NumbaFolds
 
 sklearn = pytest.importorskip("sklearn", minversion="1.8")
 from sklearn.datasets import load_breast_cancer, load_iris  # noqa: E402
@@ -209,6 +209,13 @@ def test_every_data_kind_gives_the_dense_result(kind: str) -> None:
 
 
 # --------------------------------------------------------------------------- the kernels
+def _fold_weights(rng, m: int, F: int, counts_dtype=np.uint8):  # type: ignore[no-untyped-def]
+    s = rng.random(m)
+    s /= s.sum()
+    counts = rng.integers(0, 3, (m, F)).astype(counts_dtype)  # 0: held out, 2: a repeated row
+    return FoldWeights(s=s, counts=counts, scale=1.0 / (s @ counts))
+
+
 @pytest.mark.parametrize("n_out", [1, 3, 10])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fold_kernel_is_the_single_model_kernel_per_fold(n_out: int, dtype) -> None:  # type: ignore[no-untyped-def]
@@ -216,15 +223,17 @@ def test_fold_kernel_is_the_single_model_kernel_per_fold(n_out: int, dtype) -> N
     m, n, F = 5000, 7, 5
     X = rng.standard_normal((m, n)).astype(dtype)
     y = rng.integers(0, max(n_out, 2), m).astype(np.int32)
-    S = rng.random((m, F)) * (rng.random((m, F)) < 0.8)
-    S /= S.sum(axis=0)
+    weights = _fold_weights(rng, m, F, np.int32 if n_out == 3 else np.uint8)
     folds = np.array([4, 0, 2], dtype=np.int64)
     W = rng.standard_normal((len(folds) * n_out, n))
     bias = rng.standard_normal(len(folds) * n_out)
-    out = folds_loss_grad(X, y, S, folds, W, bias, n_out, True)
+    out = folds_loss_grad(
+        X, y, weights.s, weights.counts, weights.scale, folds, W, bias, n_out, True
+    )
     A = len(folds)
     for a, f in enumerate(folds):
-        s = np.ascontiguousarray(S[:, f])
+        s = weights.column(int(f), np)
+        assert s.sum() == pytest.approx(1.0)
         rows = slice(a * n_out, (a + 1) * n_out)
         if n_out == 1:
             single = nk.binary_loss_grad(X, y, s, W[a], float(bias[a]))
@@ -241,12 +250,11 @@ def test_array_evaluator_agrees_with_the_numba_one(n_classes: int) -> None:
     m, n, F = 3000, 5, 3
     X = rng.standard_normal((m, n))
     y = rng.integers(0, n_classes, m)
-    S = rng.random((m, F))
-    S /= S.sum(axis=0)
+    weights = _fold_weights(rng, m, F)
     layout = ParamLayout.for_classes(n, n_classes, True)
     params = [rng.standard_normal(layout.n_params) for _ in range(2)]
-    fused = NumbaFolds(X, y, S, layout).evaluate([2, 0], params, with_grad=True)
-    plain = ArrayFolds(X, y, S, layout).evaluate([2, 0], params, with_grad=True)
+    fused = NumbaFolds(X, y, weights, layout).evaluate([2, 0], params, with_grad=True)
+    plain = ArrayFolds(X, y, weights, layout).evaluate([2, 0], params, with_grad=True)
     for (l1, g1), (l2, g2) in zip(fused, plain, strict=True):
         assert float(l1) == pytest.approx(float(l2), rel=1e-12)
         np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-13)

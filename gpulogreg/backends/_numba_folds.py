@@ -13,8 +13,13 @@ with the model's weights, up to the order of floating-point sums.
 
 Model ``a`` has ``n_out`` outputs (1: binary, ``K``: multinomial), rows
 ``a * n_out .. (a + 1) * n_out - 1`` of ``W`` and ``bias``, and the weights
-``S[:, folds[a]]`` (each column normalised to sum to one). ``folds`` names the
-models still being solved, so a converged fold costs no arithmetic.
+``s[i] * counts[i, f] * scale[f]`` of fold ``f = folds[a]`` (the rows' weights,
+how often each row is among the fold's training rows, and the fold's
+normaliser): a few bytes per row and fold instead of a float64 weight matrix.
+Per block, each model's weights are gathered into a contiguous scratch first,
+so that its pointwise loop vectorises as the single-model kernel's does.
+``folds`` names the models still being solved, so a converged fold costs no
+arithmetic.
 
 Output layout: for each output ``k`` of ``W``, ``n`` gradient entries then the
 intercept entry (``out[k * (n + 1) + j]``), then one loss per model.
@@ -26,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from gpulogreg._numba_read import (
+    _INLINE,
     _PARALLEL,
     _SERIAL,
     BLOCK_ROWS,
@@ -45,48 +51,68 @@ from gpulogreg.backends._numba_kernels import (
 __all__ = ["folds_loss_grad"]
 
 
+@njit(**_INLINE)
+def _fold_block_weights(sb, cb, f, scale, nb, sw):
+    """``sw[r] = sb[r] * cb[r, f] * scale``: one fold's weights of the block, contiguous."""
+    for r in range(nb):
+        sw[r] = sb[r] * (cb[r, f] * scale)
+
+
 @njit(**_SERIAL)
-def _folds_chunk(X, y, S, folds, W, bias, n_out, start, stop, with_grad, out):
+def _folds_chunk(X, y, s, counts, scale, folds, W, bias, n_out, start, stop, with_grad, out):
     """Rows ``[start, stop)`` of every model (see the module docstring for the layout)."""
     KA, n = W.shape
     A = folds.shape[0]
     G = np.zeros((KA, n))
     gb = np.zeros(KA)
     loss = np.zeros(A)
-    Z = np.empty((KA, BLOCK_ROWS))  # decision values, then residuals in place
+    Z = np.empty((KA, BLOCK_ROWS))  # decision values
+    R = np.empty((KA, BLOCK_ROWS))  # weighted residuals
     E = np.empty((n_out, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
     tot = np.empty(BLOCK_ROWS)
+    sw = np.empty(BLOCK_ROWS)
     for i0 in range(start, stop, BLOCK_ROWS):
         nb = min(BLOCK_ROWS, stop - i0)
         Xb = X[i0 : i0 + nb]
         yb = y[i0 : i0 + nb]
-        Sb = S[i0 : i0 + nb]
+        sb = s[i0 : i0 + nb]
+        cb = counts[i0 : i0 + nb]
         _dot_block_multi(Xb, W, bias, Z, X, i0 + PREFETCH_ROWS, _PF_ONE_PASS)
         for a in range(A):
             f = folds[a]
+            _fold_block_weights(sb, cb, f, scale[f], nb, sw)
             if n_out == 1:
+                za = Z[a]
+                ra = R[a]
+                la = 0.0
+                ga = 0.0
                 for r in range(nb):
-                    li, ri = _binary_pointwise(Z[a, r], np.float64(yb[r]), Sb[r, f])
-                    loss[a] += li
-                    gb[a] += ri
-                    Z[a, r] = ri
+                    li, ri = _binary_pointwise(za[r], np.float64(yb[r]), sw[r])
+                    la += li
+                    ga += ri
+                    ra[r] = ri
+                loss[a] += la
+                gb[a] += ga
                 continue
             Za = Z[a * n_out : (a + 1) * n_out]
             _softmax_block(Za, nb, E, lse, tot)
+            la = 0.0
             for r in range(nb):
-                s = Sb[r, f]
-                loss[a] += s * (lse[r] - Za[yb[r], r])
+                la += sw[r] * (lse[r] - Za[yb[r], r])
                 E[yb[r], r] -= 1.0
+            loss[a] += la
             for k in range(n_out):
+                Ek = E[k]
+                Rk = R[a * n_out + k]
                 total = 0.0
                 for r in range(nb):
-                    rk = Sb[r, f] * E[k, r]
-                    Za[k, r] = rk
+                    rk = sw[r] * Ek[r]
+                    Rk[r] = rk
                     total += rk
                 gb[a * n_out + k] += total
         if with_grad:
-            _axpy_multi(Xb, Z, G)
+            _axpy_multi(Xb, R, G)
     if with_grad:
         for k in range(KA):
             for j in range(n):
@@ -97,17 +123,22 @@ def _folds_chunk(X, y, S, folds, W, bias, n_out, start, stop, with_grad, out):
 
 
 @njit(**_PARALLEL)
-def folds_loss_grad(X, y, S, folds, W, bias, n_out, with_grad):
+def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
     """Weighted mean losses (and gradients) of several models in one pass over ``X``.
 
     Parameters
     ----------
     X : ndarray of shape (m, n), float32 or float64, C-contiguous
     y : ndarray of shape (m,), int32 class indices (0/1 for binary models)
-    S : ndarray of shape (m, n_folds), float64, C-contiguous
-        Per-fold weights, each column summing to one.
+    s : ndarray of shape (m,), float64
+        The rows' (sample x class) weights.
+    counts : ndarray of shape (m, n_folds), uint8 or int32, C-contiguous
+        How often each row is among each fold's training rows.
+    scale : ndarray of shape (n_folds,), float64
+        Each fold's normaliser: row ``i`` weighs ``s[i] * counts[i, f] * scale[f]``
+        in fold ``f`` (the weights of a fold sum to one).
     folds : ndarray of shape (A,), int64
-        The column of ``S`` of each model.
+        The fold of each model.
     W : ndarray of shape (A * n_out, n), float64, C-contiguous
     bias : ndarray of shape (A * n_out,), float64
     n_out : int
@@ -128,7 +159,9 @@ def folds_loss_grad(X, y, S, folds, W, bias, n_out, with_grad):
         _folds_chunk(
             X,
             y,
-            S,
+            s,
+            counts,
+            scale,
             folds,
             W,
             bias,

@@ -2,9 +2,10 @@
 
 A fold is a weight vector over the rows (held-out rows weigh zero), so the
 models of all folds can share every read of ``X``. A fold evaluator holds
-``X``, the labels and the ``(n_samples, n_folds)`` matrix of per-fold weights
-(each column normalised to sum to one), and evaluates the weighted mean loss
-and its gradient of any set of fold models in one pass:
+``X``, the labels and the folds' weights (:class:`FoldWeights`: row ``i`` weighs
+``s_i * counts[i, f] * scale[f]`` in fold ``f``, each fold's weights summing to
+one), and evaluates the weighted mean loss and its gradient of any set of fold
+models in one pass:
 
 * :class:`NumbaFolds` (dense NumPy ``X``): the fused kernel of
   :mod:`gpulogreg.backends._numba_folds`, one read of each row for all models;
@@ -21,6 +22,7 @@ their folds are evaluated by per-fold backends, one pass each.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,7 +31,36 @@ from gpulogreg._array import array_module_name, array_namespace, is_sparse
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array
 
-__all__ = ["ArrayFolds", "FoldEvaluator", "NumbaFolds", "make_fold_evaluator"]
+__all__ = ["ArrayFolds", "FoldEvaluator", "FoldWeights", "NumbaFolds", "make_fold_evaluator"]
+
+
+@dataclass(frozen=True)
+class FoldWeights:
+    """The folds' row weights: ``s[i] * counts[i, f] * scale[f]`` for row ``i`` in fold ``f``.
+
+    Attributes
+    ----------
+    s : array of shape (n_samples,), float64, in the data's namespace
+        The rows' (sample x class) weights.
+    counts : array of shape (n_samples, n_folds), uint8 or int32, in the data's namespace
+        How often each row is among each fold's training rows (0: held out).
+    scale : ndarray of shape (n_folds,), float64 (host)
+        Each fold's normaliser, so that its weights sum to one.
+    """
+
+    s: Array
+    counts: Array
+    scale: np.ndarray
+
+    def matrix(self, folds: Sequence[int], xp: Any) -> Array:
+        """The weights of ``folds``, one column each: shape (n_samples, len(folds)), float64."""
+        index = np.asarray(folds, dtype=np.int64)
+        counts = self.counts[:, xp.asarray(index)].astype(xp.float64)
+        return self.s[:, None] * counts * xp.asarray(self.scale[index])
+
+    def column(self, fold: int, xp: Any) -> Array:
+        """Fold ``fold``'s weights, C-contiguous float64 (a fold's own backend)."""
+        return xp.ascontiguousarray(self.s * (self.counts[:, fold] * float(self.scale[fold])))
 
 
 class FoldEvaluator(Protocol):
@@ -49,7 +80,7 @@ class FoldEvaluator(Protocol):
 
 
 def make_fold_evaluator(
-    X: Array, y: Array, fold_weights: Array, layout: ParamLayout, backend: str
+    X: Array, y: Array, fold_weights: FoldWeights, layout: ParamLayout, backend: str
 ) -> FoldEvaluator | None:
     """The evaluator of ``backend`` (a resolved registry name) for placed data; None for Dask."""
     if array_module_name(X) == "dask":
@@ -75,10 +106,12 @@ def _stacked(layout: ParamLayout, params: Sequence[Array], xp: Any) -> tuple[Arr
 class NumbaFolds:
     """The fused Numba pass for dense NumPy ``X`` (see :mod:`gpulogreg.backends._numba_folds`)."""
 
-    def __init__(self, X: Array, y: Array, fold_weights: Array, layout: ParamLayout) -> None:
+    def __init__(self, X: Array, y: Array, fold_weights: FoldWeights, layout: ParamLayout) -> None:
         self.X = X
         self.y = np.ascontiguousarray(y, dtype=np.int32)
-        self.S = np.ascontiguousarray(fold_weights, dtype=np.float64)
+        self.s = np.ascontiguousarray(fold_weights.s, dtype=np.float64)
+        self.counts = np.ascontiguousarray(fold_weights.counts)
+        self.scale = np.ascontiguousarray(fold_weights.scale, dtype=np.float64)
         self.layout = layout
 
     def evaluate(
@@ -92,7 +125,9 @@ class NumbaFolds:
         W, bias = _stacked(layout, params, np)
         index = np.asarray(folds, dtype=np.int64)
         with _serial_when_small(self.X.shape[0]):
-            out = folds_loss_grad(self.X, self.y, self.S, index, W, bias, K, with_grad)
+            out = folds_loss_grad(
+                self.X, self.y, self.s, self.counts, self.scale, index, W, bias, K, with_grad
+            )
         A = len(index)
         losses = out[A * K * (n + 1) :]
         grads = out[: A * K * (n + 1)].reshape(A, K, n + 1)
@@ -113,11 +148,11 @@ class ArrayFolds:
     dtype (no upcast copy of ``X``), as the baseline backend's.
     """
 
-    def __init__(self, X: Array, y: Array, fold_weights: Array, layout: ParamLayout) -> None:
-        self.xp = array_namespace(fold_weights)
+    def __init__(self, X: Array, y: Array, fold_weights: FoldWeights, layout: ParamLayout) -> None:
+        self.xp = array_namespace(fold_weights.s)
         self.X = X
         self.y = self.xp.asarray(y, dtype=self.xp.int32)
-        self.S = fold_weights
+        self.weights = fold_weights
         self.layout = layout
 
     def evaluate(
@@ -127,7 +162,7 @@ class ArrayFolds:
         K = layout.n_outputs
         W, bias = _stacked(layout, params, xp)
         A = len(folds)
-        S = self.S[:, xp.asarray(np.asarray(folds, dtype=np.int64))]  # (m, A)
+        S = self.weights.matrix(folds, xp)  # (m, A)
         Z = xp.asarray(X @ W.T.astype(X.dtype)).astype(xp.float64) + bias  # (m, A * K)
         if K == 1:
             yf = self.y.astype(xp.float64)[:, None]

@@ -25,7 +25,7 @@ import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -34,9 +34,11 @@ from gpulogreg._array import array_namespace, device_of, host_float64, is_sparse
 from gpulogreg._errors import InputValueError
 from gpulogreg._fit import (
     ArraySource,
+    DatasetSource,
     FitOutcome,
     FitSpec,
     PreviousFit,
+    Source,
     fit_source,
     open_source,
     plan_tasks,
@@ -48,7 +50,15 @@ from gpulogreg._lockstep import BackendShape, EvaluationBroker
 from gpulogreg._predict import decision_values, probabilities
 from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Backend
-from gpulogreg.backends.folds import FoldEvaluator, FoldWeights, make_fold_evaluator
+from gpulogreg.backends.folds import (
+    ChunkedFolds,
+    FoldEvaluator,
+    FoldOfChunks,
+    FoldWeights,
+    hash_folds,
+    make_fold_evaluator,
+)
+from gpulogreg.data.dataset import Dataset
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import auto_solver, get_solver, solver_entry
 
@@ -57,6 +67,7 @@ __all__ = [
     "CVSpec",
     "HeldOut",
     "HeldOutScorer",
+    "MeanScorer",
     "builtin_scorer",
     "run_cv",
     "stratified_folds",
@@ -149,18 +160,19 @@ def run_cv(
     X: Any,
     y: Any,
     sample_weight: Any,
-    splits: Sequence[tuple[Any, Any]],
+    splits: Sequence[tuple[Any, Any]] | int,
     spec: CVSpec,
 ) -> CVOutcome:
     """Cross-validate the C (and l1_ratio) grid of ``spec`` over ``splits``, then refit.
 
     Parameters
     ----------
-    X : array-like or Dask array
-    y : array-like of shape (n_samples,)
+    X : array-like, Dask array or Dataset
+    y : array-like of shape (n_samples,), or None for a Dataset
     sample_weight : array-like of shape (n_samples,) or None
-    splits : sequence of (train, test)
-        Row indices (or boolean masks) of each fold.
+    splits : sequence of (train, test), or int
+        Row indices (or boolean masks) of each fold; for a Dataset, the number
+        of folds (rows dealt to them by :func:`~gpulogreg.backends.folds.hash_folds`).
     spec : CVSpec
     """
     if spec.fit.solver != "auto" and solver_entry(spec.fit.solver).stochastic:
@@ -168,16 +180,36 @@ def run_cv(
             f"solver={spec.fit.solver!r} is stochastic: LogisticRegressionCV takes "
             "the full-batch solvers (lbfgs, newton, newton-cg, gd)"
         )
+    if isinstance(X, Dataset):
+        _check_dataset_cv(splits, spec)
     source = open_source(X, y, sample_weight, spec.fit)
-    if not isinstance(source, ArraySource):
-        raise InputValueError("LogisticRegressionCV takes in-memory or Dask arrays, not a Dataset")
-    raw_weight = None if sample_weight is None else host_float64(to_host(sample_weight))
-    folds = _check_splits(splits, source.n_samples)
-    outcome = _cross_validate(source, folds, raw_weight, spec)
+    if isinstance(source, DatasetSource):
+        assert isinstance(splits, int)
+        outcome = _cross_validate_dataset(source, splits, spec)
+    else:
+        if isinstance(splits, int):
+            raise InputValueError("in-memory data take their splits as (train, test) pairs")
+        raw_weight = None if sample_weight is None else host_float64(to_host(sample_weight))
+        outcome = _cross_validate(source, _check_splits(splits, source.n_samples), raw_weight, spec)
     on_data_device = source.device_context()
     del source
     release_device_memory(outcome.device, on_data_device)
     return outcome
+
+
+def _check_dataset_cv(splits: Any, spec: CVSpec) -> None:
+    """What a Dataset's cross-validation takes: hashed folds, and scores that add up."""
+    if not isinstance(splits, int) or isinstance(splits, bool) or splits < 2:
+        raise InputValueError(
+            "a Dataset is cross-validated with cv=int (at least 2): its rows are dealt to "
+            "the folds by a hash of the row index (splitters and index lists need the rows "
+            "in memory)"
+        )
+    if not isinstance(spec.scorer, MeanScorer):
+        raise InputValueError(
+            "a Dataset's cross-validation scores with None/'accuracy' or 'neg_log_loss' "
+            "(added up chunk by chunk); other scorers need the held-out rows in memory"
+        )
 
 
 # --------------------------------------------------------------------------- splits
@@ -269,11 +301,9 @@ def _cross_validate(
     raw_weight: np.ndarray | None,
     spec: CVSpec,
 ) -> CVOutcome:
+    """In-memory and Dask data: folds from the splits, one evaluator per task."""
     fit = spec.fit
-    positives, n_model_classes = plan_tasks(
-        len(source.classes), fit.multi_class, binary_only=fit.intercept_scaling is not None
-    )
-    layout = ParamLayout.for_classes(source.n_features, n_model_classes, fit.fit_intercept)
+    positives, layout = _tasks(source, fit)
     xp = array_namespace(source.y)
     weights, fold_sums = _fold_weights(source, [train for train, _ in folds])
     evaluators: dict[Hashable, FoldEvaluator | None] = {
@@ -294,7 +324,6 @@ def _cross_validate(
             device=source.device,
         )
 
-    broker = EvaluationBroker(evaluators, fold_backend)
     shape = BackendShape(
         name=source.backend_name,
         format="csr" if is_sparse(source.X) else "dense",
@@ -304,10 +333,95 @@ def _cross_validate(
         n_features=source.n_features,
         layout=layout,
     )
+    broker = EvaluationBroker(evaluators, fold_backend)
+    paths = _run_paths(source, broker, shape, positives, fold_sums, spec)
+    paths.scores = _scores(source, folds, raw_weight, paths.coefs, paths.intercepts, spec.scorer)
+    outcome = _outcome(source, paths, broker.rounds)
+    _choose(outcome, source, spec)
+    return outcome
+
+
+def _cross_validate_dataset(source: DatasetSource, n_folds: int, spec: CVSpec) -> CVOutcome:
+    """A Dataset: folds by a hash of the row index, every round one pass over the chunks."""
+    fit = spec.fit
+    positives, layout = _tasks(source, fit)
+    n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
+    chunked = {positive: source.backend(positive, n_classes) for positive in positives}
+    held_out = np.zeros(n_folds)
+    total = 0.0
+    start = 0
+    for inner in chunked[positives[0]].chunk_backends():  # each fold's share of the weight
+        s = host_float64(cast(Any, inner).sample_weight)
+        held_out += np.bincount(hash_folds(start, s.shape[0], n_folds), s, minlength=n_folds)
+        total += float(s.sum())
+        start += s.shape[0]
+    shares = total - held_out
+    for f, share in enumerate(shares):
+        if not share > 0:
+            raise InputValueError(f"fold {f}: the training rows' sample and class weights sum to 0")
+    evaluators: dict[Hashable, FoldEvaluator | None] = {
+        positive: ChunkedFolds(chunked[positive], n_folds, 1.0 / shares) for positive in positives
+    }
+
+    def fold_backend(positive: Hashable, fold: int) -> Backend:
+        return FoldOfChunks(chunked[positive], n_folds, fold, 1.0 / shares)  # type: ignore[index]
+
+    first = chunked[positives[0]]
+    shape = BackendShape(
+        name=first.name,
+        format=first.format,
+        xp=first.xp,
+        dtype=source.dtype,
+        n_samples=source.n_samples,
+        n_features=source.n_features,
+        layout=layout,
+    )
+    broker = EvaluationBroker(evaluators, fold_backend)
+    paths = _run_paths(source, broker, shape, positives, shares * source.weight_sum, spec)
+    assert isinstance(spec.scorer, MeanScorer)
+    paths.scores = _dataset_scores(source, n_folds, paths.coefs, paths.intercepts, spec.scorer)
+    for backend in chunked.values():
+        source.done_with(backend)
+    outcome = _outcome(source, paths, broker.rounds + 2)  # + the shares' and the scores' passes
+    _choose(outcome, source, spec)
+    return outcome
+
+
+def _tasks(source: Source, fit: FitSpec) -> tuple[list[int | None], ParamLayout]:
+    """The tasks of every fold (one-vs-rest classes, or one model) and their layout."""
+    positives, n_model_classes = plan_tasks(
+        len(source.classes), fit.multi_class, binary_only=fit.intercept_scaling is not None
+    )
+    return positives, ParamLayout.for_classes(source.n_features, n_model_classes, fit.fit_intercept)
+
+
+@dataclass
+class _Paths:
+    """The path points of every fold, l1_ratio and C (shapes as in :class:`CVOutcome`)."""
+
+    coefs: np.ndarray
+    intercepts: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    solver: str
+    scores: np.ndarray | None = None
+
+
+def _run_paths(
+    source: Source,
+    broker: EvaluationBroker,
+    shape: BackendShape,
+    positives: list[int | None],
+    fold_sums: np.ndarray,
+    spec: CVSpec,
+) -> _Paths:
+    """Every (task, fold, l1_ratio) walks the C path in a solver thread; the broker serves them."""
+    fit, layout, xp = spec.fit, shape.layout, shape.xp
+    n_folds, n_l1, n_cs = len(fold_sums), len(spec.l1_ratios), len(spec.Cs)
     runs = [
         _PathRun(positive, f, l1)
         for positive in positives
-        for f in range(len(folds))
+        for f in range(n_folds)
         for l1 in spec.l1_ratios
     ]
     order = np.argsort(spec.Cs, kind="stable")  # strong to weak penalty
@@ -339,9 +453,8 @@ def _cross_validate(
         return points
 
     with source.device_context(), solver_blas(source):
-        paths = broker.run([partial(job, run) for run in runs], source.device_context)
-    by_run = dict(zip(runs, paths, strict=True))
-    n_folds, n_l1, n_cs = len(folds), len(spec.l1_ratios), len(spec.Cs)
+        done = broker.run([partial(job, run) for run in runs], source.device_context)
+    by_run = dict(zip(runs, done, strict=True))
     n_rows = layout.n_outputs * len(positives)
     coefs = np.empty((n_folds, n_l1, n_cs, n_rows, source.n_features))
     intercepts = np.empty((n_folds, n_l1, n_cs, n_rows))
@@ -357,29 +470,32 @@ def _cross_validate(
                 coefs[f, li, c], intercepts[f, li, c] = coef, intercept
                 for t, point in enumerate(points):
                     n_iter[t, f, li, c], converged[t, f, li, c] = point.n_iter, point.converged
-    scores = _scores(source, folds, raw_weight, coefs, intercepts, spec.scorer)
-    outcome = CVOutcome(
+    solver = ",".join(dict.fromkeys(solvers.values()))
+    return _Paths(coefs, intercepts, n_iter, converged, solver)
+
+
+def _outcome(source: Source, paths: _Paths, n_passes: int) -> CVOutcome:
+    assert paths.scores is not None
+    return CVOutcome(
         classes=source.classes,
         n_features=source.n_features,
         feature_names=source.feature_names,
-        coefs=coefs,
-        intercepts=intercepts,
-        scores=scores,
-        n_iter=n_iter,
-        converged=converged,
-        n_passes=broker.rounds,
+        coefs=paths.coefs,
+        intercepts=paths.intercepts,
+        scores=paths.scores,
+        n_iter=paths.n_iter,
+        converged=paths.converged,
+        n_passes=n_passes,
         C=math.nan,
         l1_ratio=math.nan,
         refit=None,
-        coef=coefs[0, 0, 0],
-        intercept=intercepts[0, 0, 0],
+        coef=paths.coefs[0, 0, 0],
+        intercept=paths.intercepts[0, 0, 0],
         backend=source.ran,
         device=source.device,
-        solver=",".join(dict.fromkeys(solvers.values())),
+        solver=paths.solver,
         dtype=source.dtype,
     )
-    _choose(outcome, source, spec)
-    return outcome
 
 
 def _fold_weights(source: ArraySource, trains: list[np.ndarray]) -> tuple[FoldWeights, np.ndarray]:
@@ -450,6 +566,38 @@ def _scores(
     return scores
 
 
+def _dataset_scores(
+    source: DatasetSource,
+    n_folds: int,
+    coefs: np.ndarray,
+    intercepts: np.ndarray,
+    scorer: MeanScorer,
+) -> np.ndarray:
+    """(F, L, N) held-out scores of a Dataset: weighted sums added up over one pass."""
+    n_l1, n_cs, n_rows, n_features = coefs.shape[1:]
+    stacked = coefs.reshape(-1, n_features)
+    totals = np.zeros((n_folds, n_l1, n_cs))
+    weights = np.zeros(n_folds)
+    chunks = source.chunks.for_class(None)
+    for chunk in chunks.dataset.iter_chunks(chunks.dtype_arg):
+        X, y, _ = chunks.prepare(chunk)
+        w = np.ones(y.shape[0]) if chunk.sample_weight is None else chunk.sample_weight
+        held_out = hash_folds(chunk.start, y.shape[0], n_folds)
+        Z = np.asarray(to_host(decision_values(X, stacked, intercepts.reshape(-1))))
+        Z = Z.reshape(Z.shape[0], n_folds, n_l1, n_cs, n_rows)
+        for f in range(n_folds):
+            rows = np.flatnonzero(held_out == f)
+            weights[f] += w[rows].sum()
+            for li in range(n_l1):
+                for c in range(n_cs):
+                    Zf = Z[rows, f, li, c]
+                    values = scorer.row_values(Zf[:, 0] if n_rows == 1 else Zf, y[rows])
+                    totals[f, li, c] += w[rows] @ values
+    if not np.all(weights > 0):
+        raise InputValueError("a fold of the Dataset has no held-out rows (or their weights are 0)")
+    return totals / weights[:, None, None]
+
+
 def builtin_scorer(name: str | None, *, ovr: bool) -> HeldOutScorer | None:
     """The scorer of ``name`` computed from decision values (None: not one of ours).
 
@@ -458,31 +606,40 @@ def builtin_scorer(name: str | None, *, ovr: bool) -> HeldOutScorer | None:
     probabilities clipped to ``[eps, 1 - eps]`` (scikit-learn's rule);
     ``"roc_auc"``: the weighted area under the ROC curve (two classes).
     """
-    if name in (None, "accuracy"):
-        return _accuracy
-    if name == "neg_log_loss":
-        return lambda held_out, decision, coef, intercept: -_log_loss(held_out, decision, ovr)
+    if name in (None, "accuracy", "neg_log_loss"):
+        return MeanScorer("accuracy" if name is None else name, ovr=ovr)
     if name == "roc_auc":
         return _roc_auc
     return None
 
 
-def _mean(values: np.ndarray, weight: np.ndarray | None) -> float:
-    return float(np.average(values, weights=weight))
+@dataclass(frozen=True)
+class MeanScorer:
+    """A score that is a weighted mean over the held-out rows (accuracy, minus log-loss).
 
+    :meth:`row_values` gives each row's term, so that a Dataset's scores add up
+    chunk by chunk.
+    """
 
-def _accuracy(
-    held_out: HeldOut, decision: np.ndarray, coef: np.ndarray, intercept: np.ndarray
-) -> float:
-    predicted = (decision > 0).astype(np.int64) if decision.ndim == 1 else decision.argmax(axis=1)
-    return _mean(predicted == held_out.y, held_out.sample_weight)
+    name: str
+    ovr: bool
 
+    def row_values(self, decision: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each row's term: 1.0 for a correct label (accuracy), or minus its log-loss."""
+        if self.name == "accuracy":
+            predicted = (
+                (decision > 0).astype(np.int64) if decision.ndim == 1 else decision.argmax(1)
+            )
+            return (predicted == y).astype(np.float64)
+        P = probabilities(decision, ovr=self.ovr)
+        eps = np.finfo(np.float64).eps
+        return np.log(np.clip(P[np.arange(P.shape[0]), y], eps, 1.0 - eps))
 
-def _log_loss(held_out: HeldOut, decision: np.ndarray, ovr: bool) -> float:
-    P = probabilities(decision, ovr=ovr)
-    eps = np.finfo(np.float64).eps
-    own = np.clip(P[np.arange(P.shape[0]), held_out.y], eps, 1.0 - eps)
-    return _mean(-np.log(own), held_out.sample_weight)
+    def __call__(
+        self, held_out: HeldOut, decision: np.ndarray, coef: np.ndarray, intercept: np.ndarray
+    ) -> float:
+        values = self.row_values(decision, held_out.y)
+        return float(np.average(values, weights=held_out.sample_weight))
 
 
 def _roc_auc(
@@ -508,7 +665,7 @@ def _roc_auc(
 
 
 # --------------------------------------------------------------------------- the choice
-def _choose(outcome: CVOutcome, source: ArraySource, spec: CVSpec) -> None:
+def _choose(outcome: CVOutcome, source: Source, spec: CVSpec) -> None:
     """The best (C, l1_ratio), and the final model: refitted, or the folds' mean."""
     scores = outcome.scores  # (F, L, N)
     n_folds, n_l1, n_cs = scores.shape

@@ -78,10 +78,12 @@ from gpulogreg.solvers.stochastic.trainer import (
 
 __all__ = [
     "ArraySource",
+    "DatasetSource",
     "FitOutcome",
     "FitSpec",
     "PartialFitState",
     "PreviousFit",
+    "Source",
     "fit_source",
     "open_source",
     "plan_tasks",

@@ -27,7 +27,7 @@ from gpulogreg._cv import (
     run_cv,
     stratified_folds,
 )
-from gpulogreg._errors import InputTypeError, InputValueError
+from gpulogreg._errors import InputValueError
 from gpulogreg._fit import FitOutcome, FitSpec
 from gpulogreg._sklearn_params import PENALTY_DEFAULT, resolve_regularisation
 from gpulogreg.data.dataset import Dataset
@@ -287,8 +287,11 @@ class LogisticRegressionCV(LogisticRegression):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), sparse matrix or Dask array
-        y : array-like of shape (n_samples,)
+        X : array-like of shape (n_samples, n_features), sparse matrix, Dask array or Dataset
+            A :class:`~gpulogreg.Dataset` (out of core) takes ``cv`` as a number of
+            folds, its rows dealt to them by a hash of the row index; L-BFGS with an
+            L2 penalty, scored by accuracy or neg_log_loss.
+        y : array-like of shape (n_samples,), or None with a Dataset
         sample_weight : array-like of shape (n_samples,), optional
             Training weights, and the held-out rows' weights in the scores.
         **params
@@ -298,14 +301,6 @@ class LogisticRegressionCV(LogisticRegression):
         -------
         self
         """
-        if y is None:
-            raise InputValueError(
-                "requires y to be passed, but the target y is None; fit(X, y) needs the labels"
-            )
-        if isinstance(X, Dataset):
-            raise InputTypeError(
-                "LogisticRegressionCV takes in-memory or Dask arrays, not a gpulogreg.Dataset"
-            )
         Cs, l1_ratios, ratios_given = self._grid()
         spec = self._fit_spec(1.0, l1_ratios[0])
         for ratio in l1_ratios[1:]:
@@ -316,11 +311,26 @@ class LogisticRegressionCV(LogisticRegression):
                 UserWarning,
                 stacklevel=2,
             )
-        y_host = _host_labels(y)
-        classes, y_index = encode_labels(y_host)
         ovr = self.multi_class == "ovr"
-        scorer = self._held_out_scorer(len(classes), ovr, sample_weight is not None)
-        splits = self._splits(X, y_host, y_index, params)
+        splits: Any
+        if isinstance(X, Dataset):
+            if y is not None or sample_weight is not None or params:
+                raise InputValueError(
+                    "fit(dataset) takes the labels and weights from the Dataset; pass no y, "
+                    "sample_weight or split parameters"
+                )
+            splits = _DEFAULT_FOLDS if self.cv is None else self.cv
+            n_classes = len(X.scan(self.dtype).classes)
+            scorer = self._held_out_scorer(n_classes, ovr, X.scan(self.dtype).has_weights)
+        else:
+            if y is None:
+                raise InputValueError(
+                    "requires y to be passed, but the target y is None; fit(X, y) needs the labels"
+                )
+            y_host = _host_labels(y)
+            classes, y_index = encode_labels(y_host)
+            scorer = self._held_out_scorer(len(classes), ovr, sample_weight is not None)
+            splits = self._splits(X, y_host, y_index, params)
         cv_spec = CVSpec(
             fit=spec,
             Cs=Cs,

@@ -12,7 +12,7 @@ from gpulogreg._cv import stratified_folds
 from gpulogreg._layout import ParamLayout
 from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends._numba_folds import folds_loss_grad
-from gpulogreg.backends.folds import ArrayFolds, FoldWeights, NumbaFolds
+from gpulogreg.backends.folds import ArrayFolds, FoldWeights, NumbaFolds, hash_folds
 
 sklearn = pytest.importorskip("sklearn", minversion="1.8")
 from sklearn.datasets import load_breast_cancer, load_iris  # noqa: E402
@@ -309,14 +309,61 @@ def test_bad_settings_are_refused_with_a_clear_message(params, message) -> None:
         LogisticRegressionCV(**params).fit(X, y)
 
 
-def test_roc_auc_for_more_classes_and_a_dataset_are_refused() -> None:
-    import gpulogreg
-
+def test_roc_auc_for_more_classes_is_refused() -> None:
     X, y = _problem(n=200, k=3, seed=17)
     with pytest.raises(ValueError, match="roc_auc_ovr"):
         LogisticRegressionCV(scoring="roc_auc").fit(X, y)
-    with pytest.raises(TypeError, match="Dataset"):
-        LogisticRegressionCV().fit(gpulogreg.Dataset.from_arrays(X, y), y)
+
+
+@pytest.mark.parametrize(
+    ("k", "multi_class", "weighted", "solver", "l1_ratios"),
+    [
+        (2, "auto", False, "auto", (0.0,)),
+        (3, "auto", True, "lbfgs", (0.0,)),
+        (3, "ovr", False, "newton", (0.0,)),
+        (2, "auto", True, "auto", (0.0, 1.0)),
+    ],
+)
+def test_a_dataset_is_the_in_memory_fit_on_its_hashed_folds(
+    k: int, multi_class: str, weighted: bool, solver: str, l1_ratios: tuple[float, ...]
+) -> None:
+    import gpulogreg
+
+    X, y = _problem(n=2500, k=k, seed=19)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    dataset = gpulogreg.Dataset.from_arrays(X, y, sample_weight=w, chunk_rows=600)
+    params = {
+        "Cs": [0.02, 1.0],
+        "scoring": "neg_log_loss",
+        "tol": 1e-10,
+        "multi_class": multi_class,
+    }
+    out_of_core = LogisticRegressionCV(**params, cv=4).fit(dataset)
+    held_out = hash_folds(0, X.shape[0], 4)
+    folds = [(np.flatnonzero(held_out != f), np.flatnonzero(held_out == f)) for f in range(4)]
+    in_memory = LogisticRegressionCV(**params, cv=folds).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(out_of_core.coefs_paths_, in_memory.coefs_paths_, atol=1e-9)
+    np.testing.assert_allclose(out_of_core.scores_, in_memory.scores_, atol=1e-12)
+    assert out_of_core.C_ == in_memory.C_
+    np.testing.assert_allclose(out_of_core.coef_, in_memory.coef_, atol=1e-9)
+    assert out_of_core.backend_ == "chunked(numba)"
+    assert out_of_core.n_cv_passes_ > 2
+    assert np.bincount(held_out).min() > 500  # the hash deals the rows evenly
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"cv": KFold(3)}, "cv=int"),
+        ({"scoring": "roc_auc"}, "accuracy' or 'neg_log_loss'"),
+    ],
+)
+def test_what_a_dataset_takes(params, message) -> None:  # type: ignore[no-untyped-def]
+    import gpulogreg
+
+    X, y = _problem(n=300, seed=20)
+    with pytest.raises(ValueError, match=message):
+        LogisticRegressionCV(**params).fit(gpulogreg.Dataset.from_arrays(X, y))
 
 
 def test_a_failing_pass_stops_every_fold_and_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,13 +15,19 @@ models in one pass:
 
 Each model's result is the one its own backend (:func:`gpulogreg.backends.make_backend`
 with the fold's weights) would give, up to the order of floating-point sums.
+* :class:`ChunkedFolds` (a :class:`~gpulogreg.data.dataset.Dataset`): one of the
+  above per chunk, the chunks read once per evaluation and their sums added in
+  the dataset's order. A Dataset's folds are a hash of the row index
+  (:func:`hash_folds`), so nothing but the chunks is ever read.
+
 Dask arrays have no fold evaluator (:func:`make_fold_evaluator` returns None):
 their folds are evaluated by per-fold backends, one pass each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,8 +36,39 @@ import numpy as np
 from gpulogreg._array import array_module_name, array_namespace, is_sparse
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array
+from gpulogreg.backends.sum_of_parts import SumOfParts
 
-__all__ = ["ArrayFolds", "FoldEvaluator", "FoldWeights", "NumbaFolds", "make_fold_evaluator"]
+__all__ = [
+    "ArrayFolds",
+    "ChunkedFolds",
+    "FoldEvaluator",
+    "FoldOfChunks",
+    "FoldWeights",
+    "NumbaFolds",
+    "hash_folds",
+    "make_fold_evaluator",
+]
+
+#: splitmix64's constants (Steele, Lea and Flood 2014): a fixed bijection of the
+#: 64-bit integers whose outputs pass statistical tests, so that ``hash % k`` deals
+#: consecutive rows to the folds as a random draw would, the same on every machine.
+_MIX_INCREMENT = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def hash_folds(start: int, n_rows: int, n_folds: int) -> np.ndarray:
+    """The fold (held out in it) of rows ``start .. start + n_rows - 1``: ``splitmix64(i) % k``.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,), int64 in ``0 .. n_folds - 1``
+    """
+    z = np.arange(start, start + n_rows, dtype=np.uint64) * _MIX_INCREMENT + _MIX_INCREMENT
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(n_folds)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -194,3 +231,92 @@ class ArrayFolds:
                 grad = layout.join(grads[rows], intercepts[rows], xp)
             results.append((losses[a], grad))
         return results
+
+
+class ChunkedFolds:
+    """The fold models of a Dataset: an in-memory evaluator per chunk, summed in chunk order.
+
+    Parameters
+    ----------
+    chunked : ChunkedBackend
+        The dataset's chunks (its ``chunk_backends`` pass: staging, prefetch,
+        pass counting); their weights are normalised over the whole dataset.
+    n_folds : int
+        Folds by :func:`hash_folds` of the global row index.
+    scale : ndarray of shape (n_folds,)
+        Each fold's normaliser (one over the share of the weight it trains on).
+    """
+
+    def __init__(self, chunked: Any, n_folds: int, scale: np.ndarray) -> None:
+        self.chunked = chunked
+        self.layout: ParamLayout = chunked.layout
+        self.n_folds = int(n_folds)
+        self.scale = np.asarray(scale, dtype=np.float64)
+
+    def evaluate(
+        self, folds: Sequence[int], params: Sequence[Array], *, with_grad: bool
+    ) -> list[tuple[Any, Array | None]]:
+        losses: list[list[float]] = [[] for _ in folds]
+        grads: list[Array | None] = [None for _ in folds]
+        start = 0
+        for inner in self.chunked.chunk_backends():
+            n = int(inner.n_samples)
+            weights = chunk_fold_weights(inner, start, self.n_folds, self.scale)
+            evaluator = make_fold_evaluator(inner.X, inner.y, weights, self.layout, inner.name)
+            assert evaluator is not None  # chunks are in-memory arrays
+            for a, (loss, grad) in enumerate(
+                evaluator.evaluate(folds, params, with_grad=with_grad)
+            ):
+                losses[a].append(float(loss))
+                if grad is not None:
+                    previous = grads[a]
+                    grads[a] = grad if previous is None else previous + grad
+            start += n
+        return [(math.fsum(loss), grad) for loss, grad in zip(losses, grads, strict=True)]
+
+
+def chunk_fold_weights(inner: Any, start: int, n_folds: int, scale: np.ndarray) -> FoldWeights:
+    """The fold weights of one chunk's rows (global rows ``start ..``), on its device."""
+    xp = array_namespace(inner.sample_weight)
+    held_out = hash_folds(start, int(inner.n_samples), n_folds)
+    counts = (held_out[:, None] != np.arange(n_folds)).astype(np.uint8)
+    return FoldWeights(s=inner.sample_weight, counts=xp.asarray(counts), scale=scale)
+
+
+class FoldOfChunks(SumOfParts):
+    """One fold's own backend over a Dataset: each chunk's backend with the fold's weights.
+
+    What the shared passes of :class:`ChunkedFolds` do not batch (Hessians,
+    Hessian-vector products, the Gram products of the Lipschitz bound) is
+    served fold by fold by this backend, one pass over the chunks per call.
+    """
+
+    def __init__(self, chunked: Any, n_folds: int, fold: int, scale: np.ndarray) -> None:
+        self.chunked = chunked
+        self.name = chunked.name
+        self.format = chunked.format
+        self.xp = chunked.xp
+        self.dtype = chunked.dtype
+        self.n_samples = chunked.n_samples
+        self.n_features = chunked.n_features
+        self.layout = chunked.layout
+        self.n_folds, self.fold = int(n_folds), int(fold)
+        self.scale = np.asarray(scale, dtype=np.float64)
+
+    def map_parts(self, method: str, *vectors: Array) -> Iterable[Any]:
+        from gpulogreg.backends import make_backend
+
+        start = 0
+        for inner in self.chunked.chunk_backends():
+            weights = chunk_fold_weights(inner, start, self.n_folds, self.scale)
+            part = make_backend(
+                inner.X,
+                inner.y,
+                weights.column(self.fold, self.xp),
+                n_classes=self.chunked.n_classes,
+                fit_intercept=self.layout.fit_intercept,
+                backend=inner.name,
+                device=self.chunked.device,
+            )
+            yield getattr(part, method)(*vectors)
+            start += int(inner.n_samples)

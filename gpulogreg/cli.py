@@ -531,7 +531,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         args.data,
         fmt,
         budget=_budget(args),
-        chunk_rows=None,
+        chunk_rows=args.chunk_rows,
         read={
             "format": fmt,
             "dtype": args.dtype,
@@ -544,11 +544,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
         },
     )
     read_s = time.perf_counter() - start
-    if data.streamed:
-        raise UsageError(
-            f"{args.data}: the data are larger than the memory budget; cross-validation keeps "
-            "them in memory (raise --memory-budget)"
-        )
+    if data.note and not args.quiet:
+        print(f"{PROG}: {data.note}", file=sys.stderr)
     if data.table is not None and data.table.y is None:
         raise UsageError(f"{args.data}: no labels; name the target column with --target")
     start = time.perf_counter()
@@ -571,6 +568,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         "model": args.model,
         "rows": data.n_rows,
         "features": int(data.n_features),
+        "streamed": data.streamed,
         "folds": args.cv,
         "scoring": args.scoring,
         "C": model.C_,

@@ -1102,3 +1102,18 @@ def test_cv_bad_settings_give_one_line(capsys, tmp_path, data_file, extra, messa
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m").exists()
+
+
+def test_cv_streams_data_over_the_memory_budget(capsys, tmp_path, data_file):
+    args = ["cv", data_file, "--target", "label", "--id", "customer", "--Cs", "0.1,10"]
+    code, out, err = _run(capsys, [*args, "--model", tmp_path / "a.glr", "--json"])
+    assert code == 0, err
+    whole = json.loads(out)
+    more = ["--chunk-rows", "150", "--model", tmp_path / "b.glr", "--json"]
+    code, out, err = _run(capsys, [*args, *more])
+    assert code == 0, err
+    streamed = json.loads(out)
+    assert streamed["streamed"] is True
+    assert not whole["streamed"]
+    assert streamed["C"] in (0.1, 10.0)  # hashed folds, not the stratified ones of whole data
+    assert all(np.isfinite(row["mean"]) for row in streamed["scores"])

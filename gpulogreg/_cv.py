@@ -30,7 +30,14 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from gpulogreg import backends
-from gpulogreg._array import array_namespace, device_of, host_float64, is_sparse, to_host
+from gpulogreg._array import (
+    array_module_name,
+    array_namespace,
+    device_of,
+    host_float64,
+    is_sparse,
+    to_host,
+)
 from gpulogreg._errors import InputValueError
 from gpulogreg._fit import (
     ArraySource,
@@ -59,6 +66,7 @@ from gpulogreg.backends.folds import (
     make_fold_evaluator,
 )
 from gpulogreg.data.dataset import Dataset
+from gpulogreg.data.validation import check_sample_weight
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import auto_solver, get_solver, solver_entry
 
@@ -89,6 +97,9 @@ class HeldOut:
     sample_weight : ndarray of float64 or None
         Their sample weights as given to ``fit`` (class weights not folded in).
     classes : ndarray
+    feature_names : ndarray of str or None
+        The fitted feature names when ``X`` is the caller's DataFrame (``score``);
+        None for the validated rows of a cross-validation.
     """
 
     rows: np.ndarray
@@ -96,6 +107,7 @@ class HeldOut:
     y: np.ndarray
     sample_weight: np.ndarray | None
     classes: np.ndarray
+    feature_names: np.ndarray | None = None
 
 
 class HeldOutScorer(Protocol):
@@ -141,7 +153,8 @@ class CVOutcome:
     #: (T, F, L, N): solver iterations, and whether the stopping rule was met.
     n_iter: np.ndarray
     converged: np.ndarray
-    #: Rounds of the lock-step evaluation: passes over ``X`` shared by the fold models.
+    #: Passes over ``X`` of the paths: one per round and task for the shared evaluations,
+    #: one per call a fold's own backend served (Dask; Hessians, Hessian-vector products).
     n_passes: int
     C: float
     l1_ratio: float
@@ -189,12 +202,25 @@ def run_cv(
     else:
         if isinstance(splits, int):
             raise InputValueError("in-memory data take their splits as (train, test) pairs")
-        raw_weight = None if sample_weight is None else host_float64(to_host(sample_weight))
-        outcome = _cross_validate(source, _check_splits(splits, source.n_samples), raw_weight, spec)
+        outcome = _cross_validate(
+            source,
+            _check_splits(splits, source.n_samples),
+            _raw_weights(sample_weight, source),
+            spec,
+        )
     on_data_device = source.device_context()
     del source
     release_device_memory(outcome.device, on_data_device)
     return outcome
+
+
+def _raw_weights(sample_weight: Any, source: ArraySource) -> np.ndarray | None:
+    """The sample weights as given (validated, broadcast; no class weights): the scores'."""
+    if sample_weight is None:
+        return None
+    if array_module_name(sample_weight) == "dask":
+        sample_weight = sample_weight.compute()
+    return check_sample_weight(to_host(sample_weight), source.n_samples)
 
 
 def _check_dataset_cv(splits: Any, spec: CVSpec) -> None:
@@ -218,7 +244,12 @@ def _check_splits(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The splits as int64 row indices, checked (in range, non-empty)."""
     out = []
-    for f, (train, test) in enumerate(splits):
+    for f, split in enumerate(splits):
+        if isinstance(split, (str, bytes)) or len(split) != 2:
+            raise InputValueError(
+                f"cv: split {f} is not a (train, test) pair of row indices or masks"
+            )
+        train, test = split
         pair = []
         for name, rows in (("training", train), ("test", test)):
             rows = np.asarray(to_host(rows))
@@ -242,14 +273,18 @@ def _check_splits(
             pair.append(rows)
         out.append((pair[0], pair[1]))
     if not out:
-        raise InputValueError("the cross-validation has no folds")
+        raise InputValueError(
+            "the cross-validation has no folds (an empty iterable, or a generator used up "
+            "by an earlier fit: pass a list of splits)"
+        )
     return out
 
 
 def stratified_folds(y_index: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n_splits`` stratified folds without shuffling, as scikit-learn's ``StratifiedKFold``.
 
-    The rows sorted by class are dealt to the folds in turn, which fixes how
+    The classes are numbered by their first appearance in ``y``; the rows
+    sorted by that number are dealt to the folds in turn, which fixes how
     many rows of each class each fold holds; each class's rows then fill the
     folds in order of appearance (the first rows of a class test in fold 0).
 
@@ -259,6 +294,8 @@ def stratified_folds(y_index: np.ndarray, n_splits: int) -> list[tuple[np.ndarra
         ``n_splits`` below 2 or above the number of rows of every class.
     """
     y_index = np.asarray(y_index, dtype=np.int64)
+    _, first, inverse = np.unique(y_index, return_index=True, return_inverse=True)
+    y_index = np.argsort(np.argsort(first))[inverse]  # classes renumbered by first appearance
     n_classes = int(y_index.max()) + 1
     counts = np.bincount(y_index, minlength=n_classes)
     if n_splits < 2:
@@ -336,7 +373,7 @@ def _cross_validate(
     broker = EvaluationBroker(evaluators, fold_backend)
     paths = _run_paths(source, broker, shape, positives, fold_sums, spec)
     paths.scores = _scores(source, folds, raw_weight, paths.coefs, paths.intercepts, spec.scorer)
-    outcome = _outcome(source, paths, broker.rounds)
+    outcome = _outcome(source, paths, broker.passes)
     _choose(outcome, source, spec)
     return outcome
 
@@ -382,7 +419,7 @@ def _cross_validate_dataset(source: DatasetSource, n_folds: int, spec: CVSpec) -
     paths.scores = _dataset_scores(source, n_folds, paths.coefs, paths.intercepts, spec.scorer)
     for backend in chunked.values():
         source.done_with(backend)
-    outcome = _outcome(source, paths, broker.rounds + 2)  # + the shares' and the scores' passes
+    outcome = _outcome(source, paths, broker.passes + 2)  # + the shares' and the scores' passes
     _choose(outcome, source, spec)
     return outcome
 
@@ -549,6 +586,8 @@ def _scores(
         with device_of(source.X):
             rows = xp.asarray(test) if xp is not np else test
             X_test = source.X[rows]
+        if raw_weight is not None and not raw_weight[test].sum() > 0:
+            raise InputValueError(f"fold {f}: the held-out rows' sample weights sum to 0")
         held_out = HeldOut(
             rows=test,
             X=X_test,

@@ -93,8 +93,10 @@ class EvaluationBroker:
     _live: int = 0
     _closed: bool = False
     _backends: dict[tuple[Hashable, int], Backend] = field(default_factory=dict)
-    #: Rounds served (each a shared pass over the data per group with batched requests).
+    #: Rounds served (every running solver had a request in each).
     rounds: int = 0
+    #: Passes over the data: one per group's shared evaluation, one per call served alone.
+    passes: int = 0
 
     def backend(self, group: Hashable, fold: int, shape: BackendShape) -> BrokeredBackend:
         """A backend for the solver of ``fold`` in ``group``, of the data ``shape`` describes."""
@@ -179,11 +181,18 @@ class EvaluationBroker:
                 if not self._live:
                     return
                 batch, self._pending = self._pending, []
-            self._execute(batch)
-            with self._cond:
+            try:
+                self._execute(batch)
+            except BaseException:  # an interrupt: the waiting solvers are cancelled
                 for request in batch:
-                    request.done = True
-                self._cond.notify_all()
+                    if request.result is None and request.error is None:
+                        request.error = _CancelledError("the cross-validation stopped")
+                raise
+            finally:
+                with self._cond:
+                    for request in batch:
+                        request.done = True
+                    self._cond.notify_all()
 
     def _execute(self, batch: list[_Request]) -> None:
         """Serve one round: the batched requests per group, then the others."""
@@ -202,10 +211,12 @@ class EvaluationBroker:
                 values = evaluator.evaluate(
                     [r.fold for r in requests], [r.args[0] for r in requests], with_grad=with_grad
                 )
-            except Exception as error:  # every request of the pass fails with it
-                for request in requests:
-                    request.error = error
+            except Exception as error:  # the pass failed: the first solver raises it
+                requests[0].error = error
+                for request in requests[1:]:
+                    request.error = _CancelledError("a shared evaluation failed")
                 continue
+            self.passes += 1
             for request, (loss, grad) in zip(requests, values, strict=True):
                 request.result = (loss, grad) if request.method == "loss_grad_lazy" else float(loss)
 
@@ -215,6 +226,7 @@ class EvaluationBroker:
             if key not in self._backends:
                 self._backends[key] = self.fold_backend(request.group, request.fold)
             request.result = getattr(self._backends[key], request.method)(*request.args)
+            self.passes += 1
         except Exception as error:
             request.error = error
 

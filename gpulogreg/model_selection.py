@@ -237,6 +237,14 @@ class LogisticRegressionCV(LogisticRegression):
             intercept_scaling=resolved.intercept_scaling,
         )
 
+    @property
+    def partial_fit(self) -> Any:
+        """LogisticRegressionCV has no ``partial_fit`` (scikit-learn's has none either)."""
+        raise AttributeError(
+            "LogisticRegressionCV has no partial_fit: a cross-validation fits the whole data; "
+            "use LogisticRegression(C=cv.C_).partial_fit"
+        )
+
     # -- the grid ----------------------------------------------------------------------
     def _grid(self) -> tuple[np.ndarray, tuple[float, ...], bool]:
         """``Cs_``, the l1_ratios and whether they were given (not None), checked."""
@@ -245,8 +253,13 @@ class LogisticRegressionCV(LogisticRegression):
                 raise InputValueError(f"Cs must be a positive int or a list of floats: {self.Cs}")
             Cs = np.logspace(*_CS_RANGE, int(self.Cs))
         else:
-            Cs = np.asarray(self.Cs, dtype=np.float64).ravel()
-            if Cs.size == 0 or not np.all(Cs > 0) or np.isnan(Cs).any():
+            values = np.asarray(self.Cs, dtype=object)
+            if values.ndim != 1 or values.size == 0 or not all(_is_real(c) for c in values):
+                raise InputValueError(
+                    f"Cs must be a positive int or a list of positive numbers, got {self.Cs!r}"
+                )
+            Cs = values.astype(np.float64)
+            if not np.all(Cs > 0):
                 raise InputValueError(f"Cs must hold positive numbers, got {self.Cs!r}")
         ratios: Any = self.l1_ratios
         given = ratios is not None
@@ -260,19 +273,20 @@ class LogisticRegressionCV(LogisticRegression):
                 "use l1_ratios=(0,) for 'l2', (1,) for 'l1' and floats in [0, 1] for "
                 "'elasticnet' (gpulogreg follows its deprecation).",
                 FutureWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
             if self.penalty != "elasticnet":
                 ratios = (0.0,) if self.penalty == "l2" else (1.0,)
             elif ratios is None:
                 raise InputValueError("penalty='elasticnet' needs l1_ratios")
         elif ratios is None:
-            warnings.warn(_L1_RATIOS_NONE, FutureWarning, stacklevel=4)
+            warnings.warn(_L1_RATIOS_NONE, FutureWarning, stacklevel=3)
             ratios = (0.0,)
-        values = np.asarray(ratios, dtype=object).ravel()
-        if values.size == 0 or not all(
-            isinstance(r, numbers.Real) and not isinstance(r, bool) and 0 <= float(r) <= 1
-            for r in values
+        values = np.asarray(ratios, dtype=object)
+        if (
+            values.ndim != 1
+            or values.size == 0
+            or not all(_is_real(r) and 0 <= float(r) <= 1 for r in values)
         ):
             raise InputValueError(
                 f"l1_ratios must be an array-like of numbers between 0 and 1; got {ratios!r}"
@@ -321,6 +335,7 @@ class LogisticRegressionCV(LogisticRegression):
                 )
             splits = _DEFAULT_FOLDS if self.cv is None else self.cv
             n_classes = len(X.scan(self.dtype).classes)
+            self.__dict__["_classes_seen"] = X.scan(self.dtype).classes
             scorer = self._held_out_scorer(n_classes, ovr, X.scan(self.dtype).has_weights)
         else:
             if y is None:
@@ -329,6 +344,7 @@ class LogisticRegressionCV(LogisticRegression):
                 )
             y_host = _host_labels(y)
             classes, y_index = encode_labels(y_host)
+            self.__dict__["_classes_seen"] = classes
             scorer = self._held_out_scorer(len(classes), ovr, sample_weight is not None)
             splits = self._splits(X, y_host, y_index, params)
         cv_spec = CVSpec(
@@ -388,7 +404,7 @@ class LogisticRegressionCV(LogisticRegression):
                     f"scoring={scoring!r} needs scikit-learn (pip install 'gpulogreg[accel]'); "
                     "gpulogreg computes 'accuracy', 'neg_log_loss' and 'roc_auc' itself"
                 ) from error
-            scoring = get_scorer(scoring)
+            scoring = _with_labels(get_scorer(scoring), self.__dict__.get("_classes_seen"))
         if not callable(scoring):
             raise InputValueError(
                 f"scoring must be None, a scorer name or a callable, got {scoring!r}"
@@ -462,6 +478,8 @@ class LogisticRegressionCV(LogisticRegression):
     # -- scoring ------------------------------------------------------------------------
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """The ``scoring`` of this model on ``(X, y)`` (accuracy for ``scoring=None``)."""
+        self._check_fitted()
+        self.__dict__["_classes_seen"] = self.classes_
         scorer = self._held_out_scorer(len(self.classes_), self.multi_class == "ovr", True)
         decision = np.asarray(to_host(self.decision_function(X)), dtype=np.float64)
         _, y_index = encode_labels(_host_labels(y), self.classes_)
@@ -471,6 +489,7 @@ class LogisticRegressionCV(LogisticRegression):
             y=y_index.astype(np.int64),
             sample_weight=None if sample_weight is None else np.asarray(sample_weight, float),
             classes=self.classes_,
+            feature_names=getattr(self, "feature_names_in_", None),
         )
         coef, intercept = self._coefficients_float64()
         return float(scorer(held_out, decision, coef, intercept))
@@ -509,6 +528,36 @@ class LogisticRegressionCV(LogisticRegression):
         return model
 
 
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _with_labels(scorer: Any, classes: np.ndarray | None) -> Any:
+    """scikit-learn's rule for its scorers in a cross-validation: the metrics that take
+    ``labels`` get all the classes (a test fold may lack one), and ``pos_label`` the last
+    class for two classes."""
+    function = getattr(scorer, "_score_func", None)
+    if function is None or classes is None:
+        return scorer
+    import inspect
+
+    from sklearn.metrics import make_scorer
+
+    parameters = inspect.signature(function).parameters
+    if "labels" not in parameters:
+        return scorer
+    extra: dict[str, Any] = {"labels": classes}
+    if len(classes) <= 2 and "pos_label" in parameters:
+        extra["pos_label"] = classes[-1]
+    return make_scorer(
+        function,
+        greater_is_better=scorer._sign == 1,
+        response_method=scorer._response_method,
+        **extra,
+        **getattr(scorer, "_kwargs", {}),
+    )
+
+
 def _host_labels(y: Any) -> np.ndarray:
     """``y`` as a host array (Dask and CuPy labels fetched; DataFrame columns as values)."""
     if array_module_name(y) == "dask":
@@ -531,6 +580,8 @@ class _EstimatorScorer:
         model.classes_ = held_out.classes
         model.coef_, model.intercept_ = coef, intercept
         model.n_features_in_ = coef.shape[1]
+        if held_out.feature_names is not None:
+            model.feature_names_in_ = held_out.feature_names
         labels = held_out.classes[held_out.y]
         kwargs = {} if held_out.sample_weight is None else {"sample_weight": held_out.sample_weight}
         return float(self.scorer(model, held_out.X, labels, **kwargs))

@@ -264,6 +264,8 @@ def test_stratified_folds_are_sklearns() -> None:
     rng = np.random.default_rng(14)
     for n_splits, counts in ((5, [40, 23, 7]), (3, [10, 10]), (4, [4, 9, 30, 5])):
         y = rng.permutation(np.repeat(np.arange(len(counts)), counts))
+        y = np.r_[y[y == len(counts) - 1][:1], y[y != len(counts) - 1], y[y == len(counts) - 1][1:]]
+        assert y[0] == y.max()  # scikit-learn numbers the classes by first appearance
         ours = stratified_folds(y, n_splits)
         theirs = list(StratifiedKFold(n_splits).split(np.zeros((len(y), 1)), y))
         for (a, b), (c, d) in zip(ours, theirs, strict=True):
@@ -382,3 +384,86 @@ def test_a_failing_pass_stops_every_fold_and_raises(monkeypatch: pytest.MonkeyPa
         LogisticRegressionCV(Cs=2, cv=3).fit(X, y)
     assert len(calls) == 5
     assert calls[0] == 3
+
+
+def test_sklearn_scorers_get_all_labels_and_the_positive_class() -> None:
+    X, y = _problem(n=300, seed=21)
+    labels = np.where(y == 1, "yes", "no")
+    theirs = _sklearn_fit(X, labels, Cs=2, cv=3, scoring="f1")
+    ours = LogisticRegressionCV(Cs=2, cv=3, scoring="f1", tol=1e-10).fit(X, labels)
+    np.testing.assert_allclose(ours.scores_, theirs.scores_, atol=1e-12)
+    X3, y3 = _problem(n=60, k=3, seed=22)
+    y3[:3] = 2  # class 2 only in the first fold's test rows
+    y3[3:] = np.where(y3[3:] == 2, 1, y3[3:])
+    folds = [(np.arange(3, 60), np.arange(3)), (np.arange(30), np.arange(30, 60))]
+    theirs = _sklearn_fit(X3, y3, Cs=2, cv=folds, scoring="f1_macro")
+    ours = LogisticRegressionCV(Cs=2, cv=folds, scoring="f1_macro", tol=1e-10).fit(X3, y3)
+    np.testing.assert_allclose(ours.scores_, theirs.scores_, atol=1e-12)
+
+
+def test_an_interrupt_stops_the_cross_validation_without_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    X, y = _problem(n=300, seed=23)
+    calls = []
+    evaluate = NumbaFolds.evaluate
+
+    def interrupted(self, folds, params, *, with_grad):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return evaluate(self, folds, params, with_grad=with_grad)
+
+    monkeypatch.setattr(NumbaFolds, "evaluate", interrupted)
+    raised = []
+
+    def run() -> None:
+        try:
+            LogisticRegressionCV(Cs=2, cv=3).fit(X, y)
+        except KeyboardInterrupt:
+            raised.append(True)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the cross-validation hung after the interrupt"
+    assert raised == [True]
+
+
+def test_review_cases_scalar_weights_warnings_and_refusals() -> None:
+    X, y = _problem(n=300, seed=24)
+    plain = LogisticRegressionCV(Cs=2, cv=3, tol=1e-10).fit(X, y, sample_weight=np.full(300, 2.0))
+    scalar = LogisticRegressionCV(Cs=2, cv=3, tol=1e-10).fit(X, y, sample_weight=2.0)
+    np.testing.assert_allclose(scalar.coefs_paths_, plain.coefs_paths_, atol=1e-9)
+    np.testing.assert_allclose(scalar.scores_, plain.scores_)
+    with pytest.warns(FutureWarning) as caught:
+        LogisticRegressionCV(Cs=2, cv=3, penalty="l2").fit(X, y)
+    assert caught[0].filename == __file__
+    assert not hasattr(plain, "partial_fit")
+    for Cs in (2.5, True, ["a"]):
+        with pytest.raises(ValueError, match="Cs must be"):
+            LogisticRegressionCV(Cs=Cs).fit(X, y)
+    with pytest.raises(ValueError, match="l1_ratios must be"):
+        LogisticRegressionCV(l1_ratios=0.5).fit(X, y)
+    with pytest.raises(ValueError, match="not a \\(train, test\\) pair"):
+        LogisticRegressionCV(cv=[(np.arange(10), np.arange(10, 20), 3)]).fit(X, y)
+
+
+def test_passes_count_the_reads_of_x() -> None:
+    da = pytest.importorskip("dask.array")
+    X, y = _problem(n=300, seed=25)
+    shared = LogisticRegressionCV(Cs=2, cv=3, tol=1e-10).fit(X, y)
+    per_fold = LogisticRegressionCV(Cs=2, cv=3, tol=1e-10).fit(da.from_array(X, chunks=100), y)
+    assert per_fold.n_cv_passes_ > 2 * shared.n_cv_passes_  # no shared pass on Dask
+
+
+def test_a_dataframe_keeps_its_names_for_a_sklearn_scorer() -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = _problem(n=200, seed=26)
+    frame = pd.DataFrame(X, columns=[f"c{i}" for i in range(X.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cv = LogisticRegressionCV(Cs=2, cv=3, scoring="balanced_accuracy").fit(frame, y)
+        cv.score(frame, y)

@@ -54,7 +54,7 @@ from gpulogreg._fit import (
 )
 from gpulogreg._layout import ParamLayout
 from gpulogreg._lockstep import BackendShape, EvaluationBroker
-from gpulogreg._predict import decision_values, probabilities
+from gpulogreg._predict import decision_values
 from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Backend
 from gpulogreg.backends.folds import (
@@ -597,6 +597,11 @@ def _scores(
         )
         stacked = coefs[f].reshape(-1, n_features)
         Z = np.asarray(to_host(decision_values(X_test, stacked, intercepts[f].reshape(-1))))
+        if isinstance(scorer, MeanScorer):  # all path points at once
+            Z = Z.reshape(Z.shape[0], n_l1 * n_cs, n_rows)
+            means = scorer.means(Z, held_out.y, held_out.sample_weight)
+            scores[f] = means.reshape(n_l1, n_cs)
+            continue
         Z = Z.reshape(Z.shape[0], n_l1, n_cs, n_rows)
         for li in range(n_l1):
             for c in range(n_cs):
@@ -623,15 +628,12 @@ def _dataset_scores(
         w = np.ones(y.shape[0]) if chunk.sample_weight is None else chunk.sample_weight
         held_out = hash_folds(chunk.start, y.shape[0], n_folds)
         Z = np.asarray(to_host(decision_values(X, stacked, intercepts.reshape(-1))))
-        Z = Z.reshape(Z.shape[0], n_folds, n_l1, n_cs, n_rows)
+        Z = Z.reshape(Z.shape[0], n_folds, n_l1 * n_cs, n_rows)
         for f in range(n_folds):
             rows = np.flatnonzero(held_out == f)
             weights[f] += w[rows].sum()
-            for li in range(n_l1):
-                for c in range(n_cs):
-                    Zf = Z[rows, f, li, c]
-                    values = scorer.row_values(Zf[:, 0] if n_rows == 1 else Zf, y[rows])
-                    totals[f, li, c] += w[rows] @ values
+            values = scorer.row_values(Z[rows, f], y[rows])
+            totals[f] += (w[rows] @ values).reshape(n_l1, n_cs)
     if not np.all(weights > 0):
         raise InputValueError("a fold of the Dataset has no held-out rows (or their weights are 0)")
     return totals / weights[:, None, None]
@@ -656,29 +658,59 @@ def builtin_scorer(name: str | None, *, ovr: bool) -> HeldOutScorer | None:
 class MeanScorer:
     """A score that is a weighted mean over the held-out rows (accuracy, minus log-loss).
 
-    :meth:`row_values` gives each row's term, so that a Dataset's scores add up
-    chunk by chunk.
+    :meth:`row_values` gives each row's term for many models at once, so that a
+    fold's scores are a few array operations and a Dataset's add up chunk by chunk.
     """
 
     name: str
     ovr: bool
 
-    def row_values(self, decision: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Each row's term: 1.0 for a correct label (accuracy), or minus its log-loss."""
+    def row_values(self, Z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each row's term per model: 1.0 for a correct label (accuracy), or the log of the
+        probability of its label clipped to ``[eps, 1 - eps]`` (minus its log-loss).
+
+        Parameters
+        ----------
+        Z : ndarray of shape (n_rows, n_models, n_outputs)
+            Decision values (one output: binary).
+        y : ndarray of shape (n_rows,), int
+            Class indices.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_models)
+        """
+        n_outputs = Z.shape[2]
         if self.name == "accuracy":
-            predicted = (
-                (decision > 0).astype(np.int64) if decision.ndim == 1 else decision.argmax(1)
-            )
-            return (predicted == y).astype(np.float64)
-        P = probabilities(decision, ovr=self.ovr)
+            predicted = (Z[:, :, 0] > 0) if n_outputs == 1 else Z.argmax(axis=2)
+            return (predicted == y[:, None]).astype(np.float64)
         eps = np.finfo(np.float64).eps
-        return np.log(np.clip(P[np.arange(P.shape[0]), y], eps, 1.0 - eps))
+        if n_outputs == 1:  # log sigmoid(t), t = +-z with the sign of the row's label
+            t = (2.0 * y[:, None] - 1.0) * Z[:, :, 0]
+            log_p = np.minimum(t, 0.0) - np.log1p(np.exp(-np.abs(t)))
+        else:
+            own = np.take_along_axis(Z, y[:, None, None], axis=2)[:, :, 0]
+            if self.ovr:  # the sigmoids normalised to sum to one
+                log_sigmoid = -np.logaddexp(0.0, -Z)
+                own = np.take_along_axis(log_sigmoid, y[:, None, None], axis=2)[:, :, 0]
+                log_p = own - np.log(np.exp(log_sigmoid).sum(axis=2))
+            else:  # softmax
+                top = Z.max(axis=2, keepdims=True)
+                log_p = own - (top[:, :, 0] + np.log(np.exp(Z - top).sum(axis=2)))
+        return np.clip(log_p, np.log(eps), np.log1p(-eps))
+
+    def means(self, Z: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+        """The weighted mean of :meth:`row_values` per model, shape (n_models,)."""
+        values = self.row_values(Z, y)
+        if weight is None:
+            return np.asarray(values.mean(axis=0))
+        return np.asarray(weight @ values / weight.sum())
 
     def __call__(
         self, held_out: HeldOut, decision: np.ndarray, coef: np.ndarray, intercept: np.ndarray
     ) -> float:
-        values = self.row_values(decision, held_out.y)
-        return float(np.average(values, weights=held_out.sample_weight))
+        Z = decision.reshape(decision.shape[0], 1, -1)
+        return float(self.means(Z, held_out.y, held_out.sample_weight)[0])
 
 
 def _roc_auc(

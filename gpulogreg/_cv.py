@@ -69,6 +69,7 @@ from gpulogreg.data.dataset import Dataset
 from gpulogreg.data.validation import check_sample_weight
 from gpulogreg.loss import LogisticObjective
 from gpulogreg.solvers import auto_solver, get_solver, solver_entry
+from gpulogreg.solvers.lbfgs import CurvatureCarry
 
 __all__ = [
     "CVOutcome",
@@ -467,6 +468,8 @@ def _run_paths(
     def job(run: _PathRun) -> list[_PathPoint]:
         backend = broker.backend(run.positive, run.fold, shape)
         solver = get_solver(solvers[run.l1_ratio])
+        # L-BFGS carries its curvature pairs along the path (only the L2 term changes)
+        options = {"carry": CurvatureCarry()} if solvers[run.l1_ratio] == "lbfgs" else {}
         params = layout.zeros(xp)
         points: list[_PathPoint] = []
         for c in order:
@@ -484,6 +487,7 @@ def _run_paths(
                 max_iter=fit.max_iter,
                 callback=None,
                 progress=Reporter(),
+                **options,
             )
             params = result.params
             points.append(_PathPoint(host_float64(params), result.n_iter, result.converged))

@@ -258,6 +258,10 @@ class LogisticObjective:
         """Hessian-vector product of the smooth objective."""
         return self.penalty.add_hvp(self.backend.hvp(params, v), v)
 
+    def penalty_curvature(self, v: Array) -> Array:
+        """The L2 term's Hessian times ``v``: ``l2 * mask * v`` (no pass over the data)."""
+        return self.l2 * self.penalty.mask * v
+
     def hessian_diagonal(self, params: Array) -> Array:
         """Diagonal of the smooth objective's Hessian, shape (n_params,), without forming it."""
         return self.penalty.add_diagonal(self.backend.hessian_diagonal(params))

@@ -467,3 +467,23 @@ def test_a_dataframe_keeps_its_names_for_a_sklearn_scorer() -> None:
         warnings.simplefilter("error")
         cv = LogisticRegressionCV(Cs=2, cv=3, scoring="balanced_accuracy").fit(frame, y)
         cv.score(frame, y)
+
+
+def test_lbfgs_carries_its_curvature_along_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pairs of the last C (the L2 part exchanged) start the next fit: the same
+    solutions in fewer passes over X."""
+    import gpulogreg._cv as cv_module
+    from gpulogreg.solvers.lbfgs import CurvatureCarry
+
+    X, y = _problem(n=2000, p=8, seed=27)
+    params = {"Cs": 8, "cv": 3, "tol": 1e-10, "solver": "lbfgs"}
+    carried = LogisticRegressionCV(**params).fit(X, y)
+
+    class Forgetful(CurvatureCarry):
+        def restore(self, pairs, objective):  # type: ignore[no-untyped-def]
+            """Start every fit with an empty memory."""
+
+    monkeypatch.setattr(cv_module, "CurvatureCarry", Forgetful)
+    fresh = LogisticRegressionCV(**params).fit(X, y)
+    np.testing.assert_allclose(carried.coefs_paths_, fresh.coefs_paths_, atol=1e-7)
+    assert carried.n_cv_passes_ < fresh.n_cv_passes_

@@ -73,7 +73,7 @@ from gpulogreg.solvers._common import Monitor, RoundingGuard, require_smooth
 from gpulogreg.solvers._linesearch import noise_allowance, restrict, strong_wolfe
 from gpulogreg.solvers.newton import ridge_cholesky_solve
 
-__all__ = ["PRECONDITION_MAX_PARAMS", "solve_lbfgs"]
+__all__ = ["PRECONDITION_MAX_PARAMS", "CurvatureCarry", "solve_lbfgs"]
 
 #: Pairs kept (scipy and scikit-learn use 10; more rarely helps on logistic
 #: losses and costs 4 n flops per pair and iteration).
@@ -145,6 +145,37 @@ class _Memory:
         return -r
 
 
+class CurvatureCarry:
+    """The curvature pairs of one L-BFGS fit, carried to the next fit of a path.
+
+    Along a regularisation path (the C grid of a cross-validation) consecutive
+    problems share the data term and differ by the L2 term only, whose Hessian
+    is known exactly. A pair ``(s, y)`` is kept with the L2 part taken out of
+    ``y``, and the next fit puts its own L2 part back, ``y = y_data + l2' m s``:
+    it starts with the data term's curvature, as if it had run those
+    iterations itself. Pass one instance to every fit of the path
+    (``solve_lbfgs(..., carry=...)``); it is updated when a fit returns.
+    """
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[Array, Array]] = []
+
+    def restore(self, pairs: _Memory, objective: Objective) -> None:
+        """Fill an empty memory with the carried pairs, in this fit's penalty."""
+        for s, y_data in self.pairs:
+            y = y_data + objective.penalty_curvature(s)
+            sy, yy = host_scalars(s @ y, y @ y)
+            if sy > CURVATURE_EPS * yy and yy > 0:
+                pairs.push(s, y, sy, yy)
+
+    def keep(self, pairs: _Memory, objective: Objective) -> None:
+        """Take the memory's pairs, the L2 part of ``y`` removed."""
+        self.pairs = [
+            (pairs.S[slot].copy(), pairs.Y[slot] - objective.penalty_curvature(pairs.S[slot]))
+            for slot in pairs.order
+        ]
+
+
 def solve_lbfgs(
     objective: Objective,
     params0: Array,
@@ -155,6 +186,7 @@ def solve_lbfgs(
     progress: Reporter | None = None,
     memory: int = MEMORY,
     precondition_after: int | None = PRECONDITION_AFTER,
+    carry: CurvatureCarry | None = None,
 ) -> SolverResult:
     """Minimise a smooth objective by L-BFGS with a strong Wolfe line search.
 
@@ -178,6 +210,9 @@ def solve_lbfgs(
         Iterations after which the inverse Hessian becomes the initial matrix
         (0: from the start); None never preconditions. Only up to
         :data:`PRECONDITION_MAX_PARAMS` parameters.
+    carry : CurvatureCarry, optional
+        The previous fit of a path's curvature pairs: the memory starts with
+        them, and takes this fit's when it returns.
 
     Returns
     -------
@@ -200,6 +235,25 @@ def solve_lbfgs(
         return done
 
     pairs = _Memory(xp, memory, int(x.shape[0]))
+    if carry is None:
+        return _iterate(objective, x, f, g, pairs, monitor, precondition_after)
+    carry.restore(pairs, objective)
+    try:
+        return _iterate(objective, x, f, g, pairs, monitor, precondition_after)
+    finally:
+        carry.keep(pairs, objective)
+
+
+def _iterate(
+    objective: Objective,
+    x: Array,
+    f: float,
+    g: Array,
+    pairs: _Memory,
+    monitor: Monitor,
+    precondition_after: int | None,
+) -> SolverResult:
+    """Steps 1-4 of the module docstring from ``x`` (value ``f``, gradient ``g``)."""
     if objective.n_params > PRECONDITION_MAX_PARAMS:
         precondition_after = None
     f_prev: float | None = None

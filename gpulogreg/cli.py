@@ -385,23 +385,11 @@ def _model_summary(model: Any) -> dict[str, Any]:
     }
 
 
-@_with_progress_log
-def cmd_fit(args: argparse.Namespace) -> int:
+def _training_data(args: argparse.Namespace, fmt: str) -> Any:
+    """The training data of ``fit`` and ``cv``: whole within the memory budget, else streamed."""
     from gpulogreg._cli_stream import load_training_data
-    from gpulogreg.estimator import LogisticRegression
-    from gpulogreg.persistence import save_model
 
-    fmt = _format_of(args)
-    if args.target is None and fmt in ("csv", "parquet"):
-        raise UsageError(f"fit needs --target COL: the label column of the {fmt} file")
-    if args.target is None and fmt == "npy":
-        raise UsageError(f"{args.data}: no labels; name the target column with --target")
-    _check_summary_options(args)
-    progress = _progress_wanted(args)
-    params = _estimator_params(args, progress)
-    model = LogisticRegression(**params)  # validates nothing yet: fit does
-    start = time.perf_counter()
-    data = load_training_data(
+    return load_training_data(
         args.data,
         fmt,
         budget=_budget(args),
@@ -417,6 +405,24 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "delimiter": args.delimiter,
         },
     )
+
+
+@_with_progress_log
+def cmd_fit(args: argparse.Namespace) -> int:
+    from gpulogreg.estimator import LogisticRegression
+    from gpulogreg.persistence import save_model
+
+    fmt = _format_of(args)
+    if args.target is None and fmt in ("csv", "parquet"):
+        raise UsageError(f"fit needs --target COL: the label column of the {fmt} file")
+    if args.target is None and fmt == "npy":
+        raise UsageError(f"{args.data}: no labels; name the target column with --target")
+    _check_summary_options(args)
+    progress = _progress_wanted(args)
+    params = _estimator_params(args, progress)
+    model = LogisticRegression(**params)  # validates nothing yet: fit does
+    start = time.perf_counter()
+    data = _training_data(args, fmt)
     read_s = time.perf_counter() - start  # streamed: the validating pass
     if data.note and not args.quiet:
         print(f"{PROG}: {data.note}", file=sys.stderr)
@@ -504,7 +510,6 @@ def _score_table(model: Any) -> list[dict[str, Any]]:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from gpulogreg._cli_stream import load_training_data
     from gpulogreg.model_selection import LogisticRegressionCV
     from gpulogreg.persistence import save_model
 
@@ -527,22 +532,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         refit=True,
     )
     start = time.perf_counter()
-    data = load_training_data(
-        args.data,
-        fmt,
-        budget=_budget(args),
-        chunk_rows=args.chunk_rows,
-        read={
-            "format": fmt,
-            "dtype": args.dtype,
-            "target": args.target,
-            "features": args.features,
-            "id_column": args.id,
-            "weight_column": args.weight,
-            "zero_based": _ZERO_BASED[args.index_base],
-            "delimiter": args.delimiter,
-        },
-    )
+    data = _training_data(args, fmt)
     read_s = time.perf_counter() - start
     if data.note and not args.quiet:
         print(f"{PROG}: {data.note}", file=sys.stderr)

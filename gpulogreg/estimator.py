@@ -354,12 +354,23 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         from here (3: the caller of ``fit``, which calls this).
         """
         resolved = self._validate_params(warn=warn, stacklevel=stacklevel + 1)
-        config = MinibatchConfig.from_params(self.get_params(deep=False))
+        return self._spec_of(
+            resolved,
+            minibatch=MinibatchConfig.from_params(self.get_params(deep=False)),
+            checkpoint_path=self.checkpoint_path,
+            callback=self.callback,
+        )
+
+    def _spec_of(self, resolved: Regularisation, **extra: Any) -> FitSpec:
+        """The fit settings of ``resolved`` and this estimator's other parameters.
+
+        ``solver`` stays ``"auto"`` when so resolved: the fit plan decides from the data.
+        """
         return FitSpec(
             C=resolved.C,
             l1_ratio=resolved.l1_ratio,
             fit_intercept=bool(self.fit_intercept),
-            solver=resolved.solver,  # "auto": the fit plan decides from the data
+            solver=resolved.solver,
             tol=float(self.tol),
             max_iter=int(self.max_iter),
             multi_class=str(self.multi_class),
@@ -369,10 +380,8 @@ class LogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             dtype=_DTYPES[self.dtype],
             verbose=bool(self.verbose),
             random_state=self.random_state,
-            minibatch=config,
-            checkpoint_path=self.checkpoint_path,
-            callback=self.callback,
             intercept_scaling=resolved.intercept_scaling,
+            **extra,
         )
 
     def _previous(self) -> PreviousFit | None:

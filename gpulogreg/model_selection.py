@@ -32,7 +32,7 @@ from gpulogreg._fit import FitOutcome, FitSpec
 from gpulogreg._sklearn_params import PENALTY_DEFAULT, resolve_regularisation
 from gpulogreg.data.dataset import Dataset
 from gpulogreg.data.validation import encode_labels
-from gpulogreg.estimator import _DTYPES, LogisticRegression
+from gpulogreg.estimator import LogisticRegression
 from gpulogreg.solvers import SOLVERS, solver_entry
 from gpulogreg.solvers.stochastic.config import MinibatchConfig
 
@@ -219,23 +219,7 @@ class LogisticRegressionCV(LogisticRegression):
                 f"l1_ratios above 0 (got {l1_ratio})"
             )
         self._check_settings()
-        return FitSpec(
-            C=resolved.C,
-            l1_ratio=resolved.l1_ratio,
-            fit_intercept=bool(self.fit_intercept),
-            solver=solver,
-            tol=float(self.tol),
-            max_iter=int(self.max_iter),
-            multi_class=str(self.multi_class),
-            class_weight=self.class_weight,
-            backend=self.backend,
-            device=self.device,
-            dtype=_DTYPES[self.dtype],
-            verbose=bool(self.verbose),
-            random_state=self.random_state,
-            minibatch=MinibatchConfig(),
-            intercept_scaling=resolved.intercept_scaling,
-        )
+        return self._spec_of(resolved, minibatch=MinibatchConfig())
 
     @property
     def partial_fit(self) -> Any:

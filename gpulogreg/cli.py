@@ -1190,6 +1190,34 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_training_inputs(p: argparse.ArgumentParser, model_help: str) -> None:
+    """The data, reading, memory and solver options of ``fit`` and ``cv``, and ``--model``."""
+    p.add_argument("data", help=f"training data: {_DATA_HELP}")
+    _add_data_options(p, target_required=False)
+    _add_memory_options(p, fit=True)
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument(
+        "--index-base",
+        choices=tuple(_ZERO_BASED),
+        default="auto",
+        help="svmlight: feature indices start at 0 or 1 (default auto: 1 unless an index 0 "
+        "occurs); the choice is stored in the model and used to read the files it scores",
+    )
+    _add_solver_options(p)
+
+
+def _add_fit_settings(p: argparse.ArgumentParser) -> None:
+    """The estimator settings ``fit`` and ``cv`` share."""
+    p.add_argument(
+        "--class-weight", help="'balanced', 'none' or 'label:weight,...' (default: none)"
+    )
+    p.add_argument("--max-iter", type=_positive_int, default=1000)
+    p.add_argument("--tol", type=_positive_float, default=1e-6)
+    p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--backend", choices=("auto", "numba", "numpy", "cupy"), default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpulogreg`` command."""
     from gpulogreg.io import OUTPUT_FORMATS
@@ -1207,28 +1235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # fit
     p = sub.add_parser("fit", help="train a model on a data file and save it")
-    p.add_argument("data", help=f"training data: {_DATA_HELP}")
-    _add_data_options(p, target_required=False)
-    _add_memory_options(p, fit=True)
-    p.add_argument("--model", required=True, help="model file to write (written exactly there)")
-    p.add_argument(
-        "--index-base",
-        choices=tuple(_ZERO_BASED),
-        default="auto",
-        help="svmlight: feature indices start at 0 or 1 (default auto: 1 unless an index 0 "
-        "occurs); the choice is stored in the model and used to read the files it scores",
-    )
-    _add_solver_options(p)
+    _add_training_inputs(p, "model file to write (written exactly there)")
     p.add_argument("--penalty", choices=("l2", "l1", "elasticnet", "none"), default=None)
     p.add_argument("--l1-ratio", type=float, default=None, help="elastic-net mixing in [0, 1]")
-    p.add_argument(
-        "--class-weight", help="'balanced', 'none' or 'label:weight,...' (default: none)"
-    )
-    p.add_argument("--max-iter", type=_positive_int, default=1000)
-    p.add_argument("--tol", type=_positive_float, default=1e-6)
-    p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    p.add_argument("--backend", choices=("auto", "numba", "numpy", "cupy"), default="auto")
+    _add_fit_settings(p)
     p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (solver minibatch)")
     p.add_argument("--random-state", type=int, help="seed of the stochastic solvers")
     _add_output_options(p, "print a JSON summary on stdout")
@@ -1251,17 +1261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "cv", help="choose C (and l1_ratio) by cross-validation, refit the best, save it"
     )
-    p.add_argument("data", help=f"training data: {_DATA_HELP}")
-    _add_data_options(p, target_required=False)
-    _add_memory_options(p, fit=True)
-    p.add_argument("--model", required=True, help="model file to write (the refitted model)")
-    p.add_argument(
-        "--index-base",
-        choices=tuple(_ZERO_BASED),
-        default="auto",
-        help="svmlight: feature indices start at 0 or 1 (default auto), stored in the model",
-    )
-    _add_solver_options(p)
+    _add_training_inputs(p, "model file to write (the refitted model, written exactly there)")
     p.add_argument(
         "--Cs",
         default="10",
@@ -1282,14 +1282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--penalty", choices=("l2", "l1", "elasticnet"), default=None)
     p.add_argument("--l1-ratio", type=float, default=None, help=argparse.SUPPRESS)
-    p.add_argument(
-        "--class-weight", help="'balanced', 'none' or 'label:weight,...' (default: none)"
-    )
-    p.add_argument("--max-iter", type=_positive_int, default=1000)
-    p.add_argument("--tol", type=_positive_float, default=1e-6)
-    p.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    p.add_argument("--backend", choices=("auto", "numba", "numpy", "cupy"), default="auto")
+    _add_fit_settings(p)
     p.set_defaults(batch_size=None, random_state=None, log=None)
     _add_output_options(p, "print the score table and a summary as JSON on stdout")
     _add_common(p)

@@ -318,9 +318,7 @@ class LogisticRegressionCV(LogisticRegression):
                     "sample_weight or split parameters"
                 )
             splits = _DEFAULT_FOLDS if self.cv is None else self.cv
-            n_classes = len(X.scan(self.dtype).classes)
-            self.__dict__["_classes_seen"] = X.scan(self.dtype).classes
-            scorer = self._held_out_scorer(n_classes, ovr, X.scan(self.dtype).has_weights)
+            scorer = self._held_out_scorer(X.scan(self.dtype).classes, ovr)
         else:
             if y is None:
                 raise InputValueError(
@@ -328,8 +326,7 @@ class LogisticRegressionCV(LogisticRegression):
                 )
             y_host = _host_labels(y)
             classes, y_index = encode_labels(y_host)
-            self.__dict__["_classes_seen"] = classes
-            scorer = self._held_out_scorer(len(classes), ovr, sample_weight is not None)
+            scorer = self._held_out_scorer(classes, ovr)
             splits = self._splits(X, y_host, y_index, params)
         cv_spec = CVSpec(
             fit=spec,
@@ -370,9 +367,9 @@ class LogisticRegressionCV(LogisticRegression):
             return list(cv)
         raise InputValueError(f"cv must be None, an int, a splitter or an iterable, got {cv!r}")
 
-    def _held_out_scorer(self, n_classes: int, ovr: bool, weighted: bool) -> HeldOutScorer:
+    def _held_out_scorer(self, classes: np.ndarray, ovr: bool) -> HeldOutScorer:
         scoring = self.scoring
-        if scoring == "roc_auc" and n_classes > 2:
+        if scoring == "roc_auc" and len(classes) > 2:
             raise InputValueError(
                 "scoring='roc_auc' takes two classes; for more use 'roc_auc_ovr' or 'roc_auc_ovo'"
             )
@@ -388,7 +385,7 @@ class LogisticRegressionCV(LogisticRegression):
                     f"scoring={scoring!r} needs scikit-learn (pip install 'gpulogreg[accel]'); "
                     "gpulogreg computes 'accuracy', 'neg_log_loss' and 'roc_auc' itself"
                 ) from error
-            scoring = _with_labels(get_scorer(scoring), self.__dict__.get("_classes_seen"))
+            scoring = _with_labels(get_scorer(scoring), classes)
         if not callable(scoring):
             raise InputValueError(
                 f"scoring must be None, a scorer name or a callable, got {scoring!r}"
@@ -463,8 +460,7 @@ class LogisticRegressionCV(LogisticRegression):
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """The ``scoring`` of this model on ``(X, y)`` (accuracy for ``scoring=None``)."""
         self._check_fitted()
-        self.__dict__["_classes_seen"] = self.classes_
-        scorer = self._held_out_scorer(len(self.classes_), self.multi_class == "ovr", True)
+        scorer = self._held_out_scorer(self.classes_, self.multi_class == "ovr")
         decision = np.asarray(to_host(self.decision_function(X)), dtype=np.float64)
         _, y_index = encode_labels(_host_labels(y), self.classes_)
         held_out = HeldOut(
@@ -516,12 +512,12 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _with_labels(scorer: Any, classes: np.ndarray | None) -> Any:
+def _with_labels(scorer: Any, classes: np.ndarray) -> Any:
     """scikit-learn's rule for its scorers in a cross-validation: the metrics that take
     ``labels`` get all the classes (a test fold may lack one), and ``pos_label`` the last
     class for two classes."""
     function = getattr(scorer, "_score_func", None)
-    if function is None or classes is None:
+    if function is None:
         return scorer
     import inspect
 

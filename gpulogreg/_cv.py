@@ -22,6 +22,7 @@ on those rows with the same settings.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -62,6 +63,7 @@ from gpulogreg.backends.folds import (
     FoldEvaluator,
     FoldOfChunks,
     FoldWeights,
+    HashedFolds,
     hash_folds,
     make_fold_evaluator,
 )
@@ -195,7 +197,7 @@ def run_cv(
             "the full-batch solvers (lbfgs, newton, newton-cg, gd)"
         )
     if isinstance(X, Dataset):
-        _check_dataset_cv(splits, spec)
+        splits = _check_dataset_cv(splits, spec)
     source = open_source(X, y, sample_weight, spec.fit)
     if isinstance(source, DatasetSource):
         assert isinstance(splits, int)
@@ -224,9 +226,15 @@ def _raw_weights(sample_weight: Any, source: ArraySource) -> np.ndarray | None:
     return check_sample_weight(to_host(sample_weight), source.n_samples)
 
 
-def _check_dataset_cv(splits: Any, spec: CVSpec) -> None:
-    """What a Dataset's cross-validation takes: hashed folds, and scores that add up."""
-    if not isinstance(splits, int) or isinstance(splits, bool) or splits < 2:
+def _check_dataset_cv(splits: Any, spec: CVSpec) -> int:
+    """What a Dataset's cross-validation takes: hashed folds, and scores that add up.
+
+    Returns
+    -------
+    int
+        The number of folds.
+    """
+    if not isinstance(splits, numbers.Integral) or isinstance(splits, bool) or splits < 2:
         raise InputValueError(
             "a Dataset is cross-validated with cv=int (at least 2): its rows are dealt to "
             "the folds by a hash of the row index (splitters and index lists need the rows "
@@ -237,6 +245,7 @@ def _check_dataset_cv(splits: Any, spec: CVSpec) -> None:
             "a Dataset's cross-validation scores with None/'accuracy' or 'neg_log_loss' "
             "(added up chunk by chunk); other scorers need the held-out rows in memory"
         )
+    return int(splits)
 
 
 # --------------------------------------------------------------------------- splits
@@ -393,16 +402,22 @@ def _cross_validate_dataset(source: DatasetSource, n_folds: int, spec: CVSpec) -
         held_out += np.bincount(hash_folds(start, s.shape[0], n_folds), s, minlength=n_folds)
         total += float(s.sum())
         start += s.shape[0]
-    shares = total - held_out
-    for f, share in enumerate(shares):
-        if not share > 0:
+    for f in range(n_folds):
+        if not held_out[f] > 0:
+            raise InputValueError(
+                f"fold {f} of cv={n_folds}: no held-out rows (or their weights sum to 0) "
+                f"among the Dataset's {source.n_samples} rows; use fewer folds"
+            )
+        if not total - held_out[f] > 0:
             raise InputValueError(f"fold {f}: the training rows' sample and class weights sum to 0")
+    shares = total - held_out
+    hashed = HashedFolds(n_folds, 1.0 / shares)
     evaluators: dict[Hashable, FoldEvaluator | None] = {
-        positive: ChunkedFolds(chunked[positive], n_folds, 1.0 / shares) for positive in positives
+        positive: ChunkedFolds(chunked[positive], hashed) for positive in positives
     }
 
     def fold_backend(positive: Hashable, fold: int) -> Backend:
-        return FoldOfChunks(chunked[positive], n_folds, fold, 1.0 / shares)  # type: ignore[index]
+        return FoldOfChunks(chunked[positive], hashed, fold)  # type: ignore[index]
 
     first = chunked[positives[0]]
     shape = BackendShape(
@@ -418,8 +433,8 @@ def _cross_validate_dataset(source: DatasetSource, n_folds: int, spec: CVSpec) -
     paths = _run_paths(source, broker, shape, positives, shares * source.weight_sum, spec)
     assert isinstance(spec.scorer, MeanScorer)
     paths.scores = _dataset_scores(source, n_folds, paths.coefs, paths.intercepts, spec.scorer)
-    for backend in chunked.values():
-        source.done_with(backend)
+    # The broker counted the CV's passes; the chunked backends are not handed to
+    # source.done_with, so that the refit's n_passes_ counts its own passes only.
     outcome = _outcome(source, paths, broker.passes + 2)  # + the shares' and the scores' passes
     _choose(outcome, source, spec)
     return outcome
@@ -621,25 +636,34 @@ def _dataset_scores(
     intercepts: np.ndarray,
     scorer: MeanScorer,
 ) -> np.ndarray:
-    """(F, L, N) held-out scores of a Dataset: weighted sums added up over one pass."""
+    """(F, L, N) held-out scores of a Dataset: weighted sums added up over one pass.
+
+    Per chunk and fold, only the fold's held-out rows meet its own path points.
+    """
     n_l1, n_cs, n_rows, n_features = coefs.shape[1:]
-    stacked = coefs.reshape(-1, n_features)
     totals = np.zeros((n_folds, n_l1, n_cs))
     weights = np.zeros(n_folds)
     chunks = source.chunks.for_class(None)
     for chunk in chunks.dataset.iter_chunks(chunks.dtype_arg):
         X, y, _ = chunks.prepare(chunk)
+        xp = array_namespace(y)
         w = np.ones(y.shape[0]) if chunk.sample_weight is None else chunk.sample_weight
         held_out = hash_folds(chunk.start, y.shape[0], n_folds)
-        Z = np.asarray(to_host(decision_values(X, stacked, intercepts.reshape(-1))))
-        Z = Z.reshape(Z.shape[0], n_folds, n_l1 * n_cs, n_rows)
+        y_host = np.asarray(to_host(y), dtype=np.int64)
         for f in range(n_folds):
             rows = np.flatnonzero(held_out == f)
+            if rows.shape[0] == 0:
+                continue
+            with device_of(X):
+                X_rows = X[xp.asarray(rows) if xp is not np else rows]
+            Z = decision_values(X_rows, coefs[f].reshape(-1, n_features), intercepts[f].reshape(-1))
+            Z = np.asarray(to_host(Z)).reshape(rows.shape[0], n_l1 * n_cs, n_rows)
             weights[f] += w[rows].sum()
-            values = scorer.row_values(Z[rows, f], y[rows])
+            values = scorer.row_values(Z, y_host[rows])
             totals[f] += (w[rows] @ values).reshape(n_l1, n_cs)
-    if not np.all(weights > 0):
-        raise InputValueError("a fold of the Dataset has no held-out rows (or their weights are 0)")
+    for f in range(n_folds):
+        if not weights[f] > 0:
+            raise InputValueError(f"fold {f}: the held-out rows' sample weights sum to 0")
     return totals / weights[:, None, None]
 
 
@@ -697,7 +721,7 @@ class MeanScorer:
             if self.ovr:  # the sigmoids normalised to sum to one
                 log_sigmoid = -np.logaddexp(0.0, -Z)
                 own = np.take_along_axis(log_sigmoid, y[:, None, None], axis=2)[:, :, 0]
-                log_p = own - np.log(np.exp(log_sigmoid).sum(axis=2))
+                log_p = own - np.logaddexp.reduce(log_sigmoid, axis=2)
             else:  # softmax
                 top = Z.max(axis=2, keepdims=True)
                 log_p = own - (top[:, :, 0] + np.log(np.exp(Z - top).sum(axis=2)))

@@ -1273,7 +1273,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="0",
         help="comma-separated L1 shares to try (default 0: L2)",
     )
-    p.add_argument("--cv", type=_positive_int, default=5, help="stratified folds (default 5)")
+    p.add_argument(
+        "--cv",
+        type=_positive_int,
+        default=5,
+        help="number of folds (default 5): stratified in memory; data streamed over "
+        "--memory-budget are dealt to the folds by a hash of the row index",
+    )
     p.add_argument(
         "--scoring",
         choices=("neg_log_loss", "accuracy", "roc_auc"),

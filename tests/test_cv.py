@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gpulogreg import LogisticRegression, LogisticRegressionCV
-from gpulogreg._cv import stratified_folds
+from gpulogreg._cv import MeanScorer, stratified_folds
 from gpulogreg._layout import ParamLayout
 from gpulogreg.backends import _numba_kernels as nk
 from gpulogreg.backends._numba_folds import folds_loss_grad
@@ -350,6 +350,7 @@ def test_a_dataset_is_the_in_memory_fit_on_its_hashed_folds(
     np.testing.assert_allclose(out_of_core.coef_, in_memory.coef_, atol=1e-9)
     assert out_of_core.backend_ == "chunked(numba)"
     assert out_of_core.n_cv_passes_ > 2
+    assert 0 < out_of_core.n_passes_ < out_of_core.n_cv_passes_ - 2  # the refit's own passes
     assert np.bincount(held_out).min() > 500  # the hash deals the rows evenly
 
 
@@ -366,6 +367,25 @@ def test_what_a_dataset_takes(params, message) -> None:  # type: ignore[no-untyp
     X, y = _problem(n=300, seed=20)
     with pytest.raises(ValueError, match=message):
         LogisticRegressionCV(**params).fit(gpulogreg.Dataset.from_arrays(X, y))
+
+
+def test_a_dataset_takes_any_integer_cv_and_names_an_empty_fold() -> None:
+    import gpulogreg
+
+    X, y = _problem(n=400, seed=21)
+    fitted = LogisticRegressionCV(Cs=2, cv=np.int64(3)).fit(gpulogreg.Dataset.from_arrays(X, y))
+    assert fitted.scores_.shape == (3, 1, 2)
+    assert np.bincount(hash_folds(0, 10, 5), minlength=5)[1] == 0  # 10 rows leave fold 1 empty
+    small = gpulogreg.Dataset.from_arrays(X[:10], np.r_[0, 1].repeat(5))
+    with pytest.raises(ValueError, match="fold 1 of cv=5: no held-out rows"):
+        LogisticRegressionCV(Cs=2, cv=5).fit(small)
+
+
+def test_one_vs_rest_log_loss_does_not_underflow() -> None:
+    scorer = MeanScorer("neg_log_loss", ovr=True)
+    Z = np.full((4, 2, 3), -800.0)  # every sigmoid below the smallest double
+    values = scorer.row_values(Z, np.array([0, 1, 2, 0]))
+    np.testing.assert_allclose(values, np.log(1.0 / 3.0))  # normalised: a third each
 
 
 def test_a_failing_pass_stops_every_fold_and_raises(monkeypatch: pytest.MonkeyPatch) -> None:

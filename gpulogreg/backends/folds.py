@@ -44,6 +44,7 @@ __all__ = [
     "FoldEvaluator",
     "FoldOfChunks",
     "FoldWeights",
+    "HashedFolds",
     "NumbaFolds",
     "hash_folds",
     "make_fold_evaluator",
@@ -233,6 +234,39 @@ class ArrayFolds:
         return results
 
 
+class HashedFolds:
+    """A Dataset's folds: rows dealt by :func:`hash_folds`, each chunk's counts kept.
+
+    The training counts of a chunk (``n_rows x n_folds`` uint8, one byte per
+    row and fold) are built on its first pass and kept, keyed by the chunk's
+    first row and length, so that later passes neither hash nor compare again (building
+    them costs more than the fold kernel's read of a narrow chunk).
+
+    Parameters
+    ----------
+    n_folds : int
+    scale : ndarray of shape (n_folds,)
+        Each fold's normaliser (one over the share of the weight it trains on).
+    """
+
+    def __init__(self, n_folds: int, scale: np.ndarray) -> None:
+        self.n_folds = int(n_folds)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self._counts: dict[tuple[int, int], np.ndarray] = {}
+
+    def weights(self, inner: Any, start: int) -> FoldWeights:
+        """The fold weights of one chunk's rows (global rows ``start ..``), on its device."""
+        key = (int(start), int(inner.n_samples))
+        counts = self._counts.get(key)
+        if counts is None:
+            held_out = hash_folds(*key, self.n_folds)
+            counts = np.ones((key[1], self.n_folds), dtype=np.uint8)
+            counts[np.arange(key[1]), held_out] = 0
+            self._counts[key] = counts
+        xp = array_namespace(inner.sample_weight)
+        return FoldWeights(s=inner.sample_weight, counts=xp.asarray(counts), scale=self.scale)
+
+
 class ChunkedFolds:
     """The fold models of a Dataset: an in-memory evaluator per chunk, summed in chunk order.
 
@@ -241,17 +275,13 @@ class ChunkedFolds:
     chunked : ChunkedBackend
         The dataset's chunks (its ``chunk_backends`` pass: staging, prefetch,
         pass counting); their weights are normalised over the whole dataset.
-    n_folds : int
-        Folds by :func:`hash_folds` of the global row index.
-    scale : ndarray of shape (n_folds,)
-        Each fold's normaliser (one over the share of the weight it trains on).
+    folds : HashedFolds
     """
 
-    def __init__(self, chunked: Any, n_folds: int, scale: np.ndarray) -> None:
+    def __init__(self, chunked: Any, folds: HashedFolds) -> None:
         self.chunked = chunked
         self.layout: ParamLayout = chunked.layout
-        self.n_folds = int(n_folds)
-        self.scale = np.asarray(scale, dtype=np.float64)
+        self.folds = folds
 
     def evaluate(
         self, folds: Sequence[int], params: Sequence[Array], *, with_grad: bool
@@ -260,8 +290,7 @@ class ChunkedFolds:
         grads: list[Array | None] = [None for _ in folds]
         start = 0
         for inner in self.chunked.chunk_backends():
-            n = int(inner.n_samples)
-            weights = chunk_fold_weights(inner, start, self.n_folds, self.scale)
+            weights = self.folds.weights(inner, start)
             evaluator = make_fold_evaluator(inner.X, inner.y, weights, self.layout, inner.name)
             assert evaluator is not None  # chunks are in-memory arrays
             for a, (loss, grad) in enumerate(
@@ -271,16 +300,8 @@ class ChunkedFolds:
                 if grad is not None:
                     previous = grads[a]
                     grads[a] = grad if previous is None else previous + grad
-            start += n
+            start += int(inner.n_samples)
         return [(math.fsum(loss), grad) for loss, grad in zip(losses, grads, strict=True)]
-
-
-def chunk_fold_weights(inner: Any, start: int, n_folds: int, scale: np.ndarray) -> FoldWeights:
-    """The fold weights of one chunk's rows (global rows ``start ..``), on its device."""
-    xp = array_namespace(inner.sample_weight)
-    held_out = hash_folds(start, int(inner.n_samples), n_folds)
-    counts = (held_out[:, None] != np.arange(n_folds)).astype(np.uint8)
-    return FoldWeights(s=inner.sample_weight, counts=xp.asarray(counts), scale=scale)
 
 
 class FoldOfChunks(SumOfParts):
@@ -291,7 +312,7 @@ class FoldOfChunks(SumOfParts):
     served fold by fold by this backend, one pass over the chunks per call.
     """
 
-    def __init__(self, chunked: Any, n_folds: int, fold: int, scale: np.ndarray) -> None:
+    def __init__(self, chunked: Any, folds: HashedFolds, fold: int) -> None:
         self.chunked = chunked
         self.name = chunked.name
         self.format = chunked.format
@@ -300,15 +321,14 @@ class FoldOfChunks(SumOfParts):
         self.n_samples = chunked.n_samples
         self.n_features = chunked.n_features
         self.layout = chunked.layout
-        self.n_folds, self.fold = int(n_folds), int(fold)
-        self.scale = np.asarray(scale, dtype=np.float64)
+        self.folds, self.fold = folds, int(fold)
 
     def map_parts(self, method: str, *vectors: Array) -> Iterable[Any]:
         from gpulogreg.backends import make_backend
 
         start = 0
         for inner in self.chunked.chunk_backends():
-            weights = chunk_fold_weights(inner, start, self.n_folds, self.scale)
+            weights = self.folds.weights(inner, start)
             part = make_backend(
                 inner.X,
                 inner.y,

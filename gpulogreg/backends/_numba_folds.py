@@ -2,14 +2,16 @@
 
 A cross-validation fold is a weight vector (its held-out rows weigh zero), so
 the models of all folds share each read of a row: per block of rows, the
-decision values of every model come from one pass over the block
-(:func:`~gpulogreg.backends._numba_kernels._dot_block_multi`, as the
-multinomial kernel's classes do), then each model's pointwise loss and
-residual with its own weights, then the gradient sums of every output in one
-more pass over the block (``_axpy_multi``). The conventions are those of
-:mod:`gpulogreg.backends._numba_kernels` (fixed chunking, float64 sums, the
-same stable formulas); a model's result is that of the single-model kernel
-with the model's weights, up to the order of floating-point sums.
+decision values of every model come from one pass over the block, then each
+model's pointwise loss and residual with its own weights, then the gradient
+sums of every output in one more pass over the block. Sigmoid models take the
+binary kernel's float64 products
+(:func:`~gpulogreg.backends._numba_kernels._dot_block_multi`, ``_axpy_multi``),
+softmax models the multinomial kernel's, in ``X``'s arithmetic with float64
+partial sums (``_dot_rows_multi``, ``_gradient_block``). The conventions are
+those of :mod:`gpulogreg.backends._numba_kernels` (fixed chunking, float64
+sums, the same stable formulas); a model's result is that of the single-model
+kernel with the model's weights, up to the order of floating-point sums.
 
 Model ``a`` has ``n_out`` outputs (1: binary, ``K``: multinomial), rows
 ``a * n_out .. (a + 1) * n_out - 1`` of ``W`` and ``bias``, and the weights
@@ -41,10 +43,14 @@ from gpulogreg._numba_read import (
     _sum_rows,
 )
 from gpulogreg.backends._numba_kernels import (
+    _AXPY_TILE,
     _PF_ONE_PASS,
     _axpy_multi,
     _binary_pointwise,
     _dot_block_multi,
+    _dot_rows_multi,
+    _gradient_block,
+    _products_in_x_dtype,
     _softmax_block,
 )
 
@@ -59,15 +65,24 @@ def _fold_block_weights(sb, cb, f, scale, nb, sw):
 
 
 @njit(**_SERIAL)
-def _folds_chunk(X, y, s, counts, scale, folds, W, bias, n_out, start, stop, with_grad, out):
-    """Rows ``[start, stop)`` of every model (see the module docstring for the layout)."""
+def _folds_chunk(X, y, s, counts, scale, folds, W, Wx, bias, n_out, start, stop, with_grad, out):
+    """Rows ``[start, stop)`` of every model (see the module docstring for the layout).
+
+    Softmax models take their products from ``Wx`` (``W`` in ``X``'s dtype or
+    ``W`` itself, as the single-model multinomial kernel would), sigmoid
+    models float64 products from ``W``, as the binary kernel does.
+    """
     KA, n = W.shape
     A = folds.shape[0]
+    softmax = n_out > 1
+    zero = np.zeros(1, Wx.dtype)[0]
     G = np.zeros((KA, n))
+    Gb = np.zeros((KA if softmax else 0, n), Wx.dtype)
     gb = np.zeros(KA)
     loss = np.zeros(A)
     Z = np.empty((KA, BLOCK_ROWS))  # decision values
-    R = np.empty((KA, BLOCK_ROWS))  # weighted residuals
+    R = np.empty((KA, BLOCK_ROWS))  # weighted residuals (sigmoid models)
+    Rx = np.zeros((KA if softmax else 0, BLOCK_ROWS + _AXPY_TILE), Wx.dtype)  # (softmax)
     E = np.empty((n_out, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
     tot = np.empty(BLOCK_ROWS)
@@ -78,11 +93,14 @@ def _folds_chunk(X, y, s, counts, scale, folds, W, bias, n_out, start, stop, wit
         yb = y[i0 : i0 + nb]
         sb = s[i0 : i0 + nb]
         cb = counts[i0 : i0 + nb]
-        _dot_block_multi(Xb, W, bias, Z, X, i0 + PREFETCH_ROWS, _PF_ONE_PASS)
+        if softmax:
+            _dot_rows_multi(Xb, Wx, bias, Z, zero)
+        else:
+            _dot_block_multi(Xb, W, bias, Z, X, i0 + PREFETCH_ROWS, _PF_ONE_PASS)
         for a in range(A):
             f = folds[a]
             _fold_block_weights(sb, cb, f, scale[f], nb, sw)
-            if n_out == 1:
+            if not softmax:
                 za = Z[a]
                 ra = R[a]
                 la = 0.0
@@ -100,19 +118,23 @@ def _folds_chunk(X, y, s, counts, scale, folds, W, bias, n_out, start, stop, wit
             la = 0.0
             for r in range(nb):
                 la += sw[r] * (lse[r] - Za[yb[r], r])
-                E[yb[r], r] -= 1.0
             loss[a] += la
             for k in range(n_out):
                 Ek = E[k]
-                Rk = R[a * n_out + k]
+                Rk = Rx[a * n_out + k]
                 total = 0.0
                 for r in range(nb):
-                    rk = sw[r] * Ek[r]
+                    rk = sw[r] * (Ek[r] - (1.0 if yb[r] == k else 0.0))
                     Rk[r] = rk
                     total += rk
                 gb[a * n_out + k] += total
+                for r in range(nb, BLOCK_ROWS + _AXPY_TILE):
+                    Rk[r] = 0
         if with_grad:
-            _axpy_multi(Xb, R, G)
+            if softmax:
+                _gradient_block(Xb, Rx, Gb, G)
+            else:
+                _axpy_multi(Xb, R, G)
     if with_grad:
         for k in range(KA):
             for j in range(n):
@@ -122,9 +144,13 @@ def _folds_chunk(X, y, s, counts, scale, folds, W, bias, n_out, start, stop, wit
         out[KA * (n + 1) + a] = loss[a]
 
 
-@njit(**_PARALLEL)
+@njit(**_SERIAL)
 def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
     """Weighted mean losses (and gradients) of several models in one pass over ``X``.
+
+    Softmax models of ``FLOAT32_PRODUCTS_MIN_CLASSES`` classes or more take
+    their products in ``X``'s arithmetic, as the single-model multinomial
+    kernel does; the others float64 products.
 
     Parameters
     ----------
@@ -150,6 +176,14 @@ def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
     -------
     out : ndarray of shape (A * n_out * (n + 1) + A,), float64
     """
+    if n_out > 1 and _products_in_x_dtype(n_out):
+        Wx = W.astype(X.dtype)
+        return _folds_rows(X, y, s, counts, scale, folds, W, Wx, bias, n_out, with_grad)
+    return _folds_rows(X, y, s, counts, scale, folds, W, W, bias, n_out, with_grad)
+
+
+@njit(**_PARALLEL)
+def _folds_rows(X, y, s, counts, scale, folds, W, Wx, bias, n_out, with_grad):
     m = X.shape[0]
     KA, n = W.shape
     A = folds.shape[0]
@@ -164,6 +198,7 @@ def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
             scale,
             folds,
             W,
+            Wx,
             bias,
             n_out,
             c * CHUNK_ROWS,

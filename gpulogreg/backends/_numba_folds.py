@@ -4,14 +4,15 @@ A cross-validation fold is a weight vector (its held-out rows weigh zero), so
 the models of all folds share each read of a row: per block of rows, the
 decision values of every model come from one pass over the block, then each
 model's pointwise loss and residual with its own weights, then the gradient
-sums of every output in one more pass over the block. Sigmoid models take the
-binary kernel's float64 products
-(:func:`~gpulogreg.backends._numba_kernels._dot_block_multi`, ``_axpy_multi``),
-softmax models the multinomial kernel's, in ``X``'s arithmetic with float64
-partial sums (``_dot_rows_multi``, ``_gradient_block``). The conventions are
-those of :mod:`gpulogreg.backends._numba_kernels` (fixed chunking, float64
-sums, the same stable formulas); a model's result is that of the single-model
-kernel with the model's weights, up to the order of floating-point sums.
+sums of every output in one more pass over the block, with the tiles and the
+arithmetic of the single-model kernels
+(:func:`~gpulogreg.backends._numba_kernels._block_decisions`, ``_block_gradient``):
+float64 products for sigmoid models, and for softmax ones those of the
+multinomial kernel (float32 products on float32 data from
+``FLOAT32_PRODUCTS_MIN_CLASSES`` classes on). The conventions are those of
+:mod:`gpulogreg.backends._numba_kernels` (fixed chunking, float64 sums, the
+same stable formulas); a model's result is that of the single-model kernel
+with the model's weights, up to the order of floating-point sums.
 
 Model ``a`` has ``n_out`` outputs (1: binary, ``K``: multinomial), rows
 ``a * n_out .. (a + 1) * n_out - 1`` of ``W`` and ``bias``, and the weights
@@ -38,20 +39,17 @@ from gpulogreg._numba_read import (
     _SERIAL,
     BLOCK_ROWS,
     CHUNK_ROWS,
-    PREFETCH_ROWS,
     _n_chunks_jit,
     _sum_rows,
 )
 from gpulogreg.backends._numba_kernels import (
     _AXPY_TILE,
-    _PF_ONE_PASS,
-    _axpy_multi,
     _binary_pointwise,
-    _dot_block_multi,
-    _dot_rows_multi,
-    _gradient_block,
+    _block_decisions,
+    _block_gradient,
     _products_in_x_dtype,
     _softmax_block,
+    _two_row_tiles,
 )
 
 __all__ = ["folds_loss_grad"]
@@ -65,24 +63,23 @@ def _fold_block_weights(sb, cb, f, scale, nb, sw):
 
 
 @njit(**_SERIAL)
-def _folds_chunk(X, y, s, counts, scale, folds, W, Wx, bias, n_out, start, stop, with_grad, out):
+def _folds_chunk(
+    X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, two_row_tiles, out
+):
     """Rows ``[start, stop)`` of every model (see the module docstring for the layout).
 
-    Softmax models take their products from ``Wx`` (``W`` in ``X``'s dtype or
-    ``W`` itself, as the single-model multinomial kernel would), sigmoid
-    models float64 products from ``W``, as the binary kernel does.
+    ``Wx`` holds the coefficients in the dtype of the products, and
+    ``two_row_tiles`` picks their tiles, as the single-model kernels do.
     """
-    KA, n = W.shape
+    KA, n = Wx.shape
     A = folds.shape[0]
-    softmax = n_out > 1
     zero = np.zeros(1, Wx.dtype)[0]
     G = np.zeros((KA, n))
-    Gb = np.zeros((KA if softmax else 0, n), Wx.dtype)
+    Gb = np.zeros((0 if two_row_tiles else KA, n), Wx.dtype)
     gb = np.zeros(KA)
     loss = np.zeros(A)
     Z = np.empty((KA, BLOCK_ROWS))  # decision values
-    R = np.empty((KA, BLOCK_ROWS))  # weighted residuals (sigmoid models)
-    Rx = np.zeros((KA if softmax else 0, BLOCK_ROWS + _AXPY_TILE), Wx.dtype)  # (softmax)
+    R = np.zeros((KA, BLOCK_ROWS + _AXPY_TILE), Wx.dtype)  # weighted residuals
     E = np.empty((n_out, BLOCK_ROWS))
     lse = np.empty(BLOCK_ROWS)
     tot = np.empty(BLOCK_ROWS)
@@ -93,14 +90,11 @@ def _folds_chunk(X, y, s, counts, scale, folds, W, Wx, bias, n_out, start, stop,
         yb = y[i0 : i0 + nb]
         sb = s[i0 : i0 + nb]
         cb = counts[i0 : i0 + nb]
-        if softmax:
-            _dot_rows_multi(Xb, Wx, bias, Z, zero)
-        else:
-            _dot_block_multi(Xb, W, bias, Z, X, i0 + PREFETCH_ROWS, _PF_ONE_PASS)
+        _block_decisions(Xb, Wx, bias, Z, zero, X, i0, two_row_tiles)
         for a in range(A):
             f = folds[a]
             _fold_block_weights(sb, cb, f, scale[f], nb, sw)
-            if not softmax:
+            if n_out == 1:
                 za = Z[a]
                 ra = R[a]
                 la = 0.0
@@ -121,20 +115,18 @@ def _folds_chunk(X, y, s, counts, scale, folds, W, Wx, bias, n_out, start, stop,
             loss[a] += la
             for k in range(n_out):
                 Ek = E[k]
-                Rk = Rx[a * n_out + k]
+                Rk = R[a * n_out + k]
                 total = 0.0
                 for r in range(nb):
                     rk = sw[r] * (Ek[r] - (1.0 if yb[r] == k else 0.0))
                     Rk[r] = rk
                     total += rk
                 gb[a * n_out + k] += total
-                for r in range(nb, BLOCK_ROWS + _AXPY_TILE):
-                    Rk[r] = 0
         if with_grad:
-            if softmax:
-                _gradient_block(Xb, Rx, Gb, G)
-            else:
-                _axpy_multi(Xb, R, G)
+            for k in range(KA):
+                for r in range(nb, BLOCK_ROWS + _AXPY_TILE):
+                    R[k, r] = 0
+            _block_gradient(Xb, R, Gb, G, two_row_tiles)
     if with_grad:
         for k in range(KA):
             for j in range(n):
@@ -177,15 +169,17 @@ def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
     out : ndarray of shape (A * n_out * (n + 1) + A,), float64
     """
     if n_out > 1 and _products_in_x_dtype(n_out):
-        Wx = W.astype(X.dtype)
-        return _folds_rows(X, y, s, counts, scale, folds, W, Wx, bias, n_out, with_grad)
-    return _folds_rows(X, y, s, counts, scale, folds, W, W, bias, n_out, with_grad)
+        return _folds_rows(
+            X, y, s, counts, scale, folds, W.astype(X.dtype), bias, n_out, with_grad, False
+        )
+    two_row_tiles = n_out == 1 or _two_row_tiles(X)
+    return _folds_rows(X, y, s, counts, scale, folds, W, bias, n_out, with_grad, two_row_tiles)
 
 
 @njit(**_PARALLEL)
-def _folds_rows(X, y, s, counts, scale, folds, W, Wx, bias, n_out, with_grad):
+def _folds_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, with_grad, two_row_tiles):
     m = X.shape[0]
-    KA, n = W.shape
+    KA, n = Wx.shape
     A = folds.shape[0]
     nc = _n_chunks_jit(m)
     part = np.zeros((nc, KA * (n + 1) + A))
@@ -197,13 +191,13 @@ def _folds_rows(X, y, s, counts, scale, folds, W, Wx, bias, n_out, with_grad):
             counts,
             scale,
             folds,
-            W,
             Wx,
             bias,
             n_out,
             c * CHUNK_ROWS,
             min((c + 1) * CHUNK_ROWS, m),
             with_grad,
+            two_row_tiles,
             part[c],
         )
     return _sum_rows(part)

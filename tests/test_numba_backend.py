@@ -225,7 +225,7 @@ def test_extreme_decision_values(dtype):
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("n_classes", [2, 3, 6])  # 6: float32 products on float32 data
 def test_bitwise_identical_across_thread_counts(dtype, n_classes):
     _, _, fast, params, v = make_problem(
         dtype, n_classes, True, "random", seed=2, n_rows=3 * nk.CHUNK_ROWS + 5

@@ -1426,9 +1426,11 @@ def _two_row_tiles(X):
     For float32 data (with fewer than :data:`FLOAT32_PRODUCTS_MIN_CLASSES`
     classes): there, widening each entry once for two rows beat the one-row
     tiles. Measured on the 2-core EPYC (Zen 4), loss and gradient,
-    round-robin, medians of 15: 1e6 x 100, K = 3, 33.3 against 38.1 ms, K = 4
-    37.5 against 40.4 (300,000 x 200, K = 3: 19.9 / 19.5); float64 data, 1e6 x
-    100, K = 3: 57.2 against 50.1 the other way.
+    round-robin, medians of 15, ms: 1e6 x 100, K = 3, two-row tiles 29.5-30.0
+    (three runs) against 38.1 with one-row tiles and 33.3-34.1 for the kernel
+    before (two-row tiles, 512-bit vectors); K = 4 33.2-34.0 against 40.4;
+    300,000 x 200, K = 3, 14.5-22.1 against 19.5 (noisy). float64 data, 1e6 x
+    100, K = 3: one-row tiles 49.5-51.9 against 54.4-57.2 before.
     """
     return X.itemsize == 4
 

@@ -60,11 +60,11 @@ from gpulogreg._progress import Reporter
 from gpulogreg._typing import Array, Backend
 from gpulogreg.backends.folds import (
     ChunkedFolds,
+    DatasetFolds,
     FoldEvaluator,
     FoldOfChunks,
     FoldWeights,
-    HashedFolds,
-    hash_folds,
+    RowFolds,
     make_fold_evaluator,
 )
 from gpulogreg.data.dataset import Dataset
@@ -176,7 +176,7 @@ def run_cv(
     X: Any,
     y: Any,
     sample_weight: Any,
-    splits: Sequence[tuple[Any, Any]] | int,
+    splits: Any,
     spec: CVSpec,
 ) -> CVOutcome:
     """Cross-validate the C (and l1_ratio) grid of ``spec`` over ``splits``, then refit.
@@ -186,9 +186,10 @@ def run_cv(
     X : array-like, Dask array or Dataset
     y : array-like of shape (n_samples,), or None for a Dataset
     sample_weight : array-like of shape (n_samples,) or None
-    splits : sequence of (train, test), or int
+    splits : sequence of (train, test), int or splitter
         Row indices (or boolean masks) of each fold; for a Dataset, the number
-        of folds (rows dealt to them by :func:`~gpulogreg.backends.folds.hash_folds`).
+        of folds (rows dealt to them by :func:`~gpulogreg.backends.folds.hash_folds`)
+        or a splitter with a ``test_fold`` array (scikit-learn's ``PredefinedSplit``).
     spec : CVSpec
     """
     if spec.fit.solver != "auto" and solver_entry(spec.fit.solver).stochastic:
@@ -197,10 +198,10 @@ def run_cv(
             "the full-batch solvers (lbfgs, newton, newton-cg, gd)"
         )
     if isinstance(X, Dataset):
-        splits = _check_dataset_cv(splits, spec)
+        splits = _check_dataset_cv(splits, spec, X.n_samples)
     source = open_source(X, y, sample_weight, spec.fit)
     if isinstance(source, DatasetSource):
-        assert isinstance(splits, int)
+        assert isinstance(splits, RowFolds)
         outcome = _cross_validate_dataset(source, splits, spec)
     else:
         if isinstance(splits, int):
@@ -226,26 +227,32 @@ def _raw_weights(sample_weight: Any, source: ArraySource) -> np.ndarray | None:
     return check_sample_weight(to_host(sample_weight), source.n_samples)
 
 
-def _check_dataset_cv(splits: Any, spec: CVSpec) -> int:
-    """What a Dataset's cross-validation takes: hashed folds, and scores that add up.
+def _check_dataset_cv(splits: Any, spec: CVSpec, n_samples: int) -> RowFolds:
+    """What a Dataset's cross-validation takes: hashed or given folds, and scores that add up.
 
     Returns
     -------
-    int
-        The number of folds.
+    RowFolds
+        The fold of each row: ``cv=int`` hashes the row index, a splitter with
+        a ``test_fold`` array (scikit-learn's ``PredefinedSplit``) gives it.
     """
-    if not isinstance(splits, numbers.Integral) or isinstance(splits, bool) or splits < 2:
+    if hasattr(splits, "test_fold") and hasattr(splits, "split"):
+        rows = RowFolds.predefined(splits.test_fold, n_samples)
+    elif isinstance(splits, numbers.Integral) and not isinstance(splits, bool) and int(splits) >= 2:
+        rows = RowFolds.hashed(int(splits))
+    else:
         raise InputValueError(
-            "a Dataset is cross-validated with cv=int (at least 2): its rows are dealt to "
-            "the folds by a hash of the row index (splitters and index lists need the rows "
-            "in memory)"
+            "a Dataset is cross-validated with cv=int (at least 2), its rows dealt to the "
+            "folds by a hash of the row index, or with a fold label per row "
+            "(sklearn.model_selection.PredefinedSplit(test_fold)); other splitters and "
+            "index lists need the rows in memory"
         )
     if not isinstance(spec.scorer, MeanScorer):
         raise InputValueError(
             "a Dataset's cross-validation scores with None/'accuracy' or 'neg_log_loss' "
             "(added up chunk by chunk); other scorers need the held-out rows in memory"
         )
-    return int(splits)
+    return rows
 
 
 # --------------------------------------------------------------------------- splits
@@ -388,36 +395,40 @@ def _cross_validate(
     return outcome
 
 
-def _cross_validate_dataset(source: DatasetSource, n_folds: int, spec: CVSpec) -> CVOutcome:
-    """A Dataset: folds by a hash of the row index, every round one pass over the chunks."""
+def _cross_validate_dataset(source: DatasetSource, rows: RowFolds, spec: CVSpec) -> CVOutcome:
+    """A Dataset: folds by a hash of the row index or given labels, every round one pass."""
     fit = spec.fit
+    n_folds = rows.n_folds
     positives, layout = _tasks(source, fit)
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     chunked = {positive: source.backend(positive, n_classes) for positive in positives}
     held_out = np.zeros(n_folds)
-    total = 0.0
+    shares = np.zeros(n_folds)  # each fold's training weight (sums over its own rows: 0 is 0)
     start = 0
-    for inner in chunked[positives[0]].chunk_backends():  # each fold's share of the weight
+    for inner in chunked[positives[0]].chunk_backends():
         s = host_float64(cast(Any, inner).sample_weight)
-        held_out += np.bincount(hash_folds(start, s.shape[0], n_folds), s, minlength=n_folds)
-        total += float(s.sum())
+        folds = rows.held_out(start, s.shape[0])
+        for f in range(n_folds):
+            held_out[f] += s[folds == f].sum()
+            shares[f] += s[folds != f].sum()
         start += s.shape[0]
     for f in range(n_folds):
         if not held_out[f] > 0:
             raise InputValueError(
-                f"fold {f} of cv={n_folds}: no held-out rows (or their weights sum to 0) "
+                f"{rows.describe(f)}: no held-out rows (or their weights sum to 0) "
                 f"among the Dataset's {source.n_samples} rows; use fewer folds"
             )
-        if not total - held_out[f] > 0:
-            raise InputValueError(f"fold {f}: the training rows' sample and class weights sum to 0")
-    shares = total - held_out
-    hashed = HashedFolds(n_folds, 1.0 / shares)
+        if not shares[f] > 0:
+            raise InputValueError(
+                f"{rows.describe(f)}: the training rows' sample and class weights sum to 0"
+            )
+    dataset_folds = DatasetFolds(rows, 1.0 / shares)
     evaluators: dict[Hashable, FoldEvaluator | None] = {
-        positive: ChunkedFolds(chunked[positive], hashed) for positive in positives
+        positive: ChunkedFolds(chunked[positive], dataset_folds) for positive in positives
     }
 
     def fold_backend(positive: Hashable, fold: int) -> Backend:
-        return FoldOfChunks(chunked[positive], hashed, fold)  # type: ignore[index]
+        return FoldOfChunks(chunked[positive], dataset_folds, fold)  # type: ignore[index]
 
     first = chunked[positives[0]]
     shape = BackendShape(
@@ -432,7 +443,7 @@ def _cross_validate_dataset(source: DatasetSource, n_folds: int, spec: CVSpec) -
     broker = EvaluationBroker(evaluators, fold_backend)
     paths = _run_paths(source, broker, shape, positives, shares * source.weight_sum, spec)
     assert isinstance(spec.scorer, MeanScorer)
-    paths.scores = _dataset_scores(source, n_folds, paths.coefs, paths.intercepts, spec.scorer)
+    paths.scores = _dataset_scores(source, rows, paths.coefs, paths.intercepts, spec.scorer)
     # The broker counted the CV's passes; the chunked backends are not handed to
     # source.done_with, so that the refit's n_passes_ counts its own passes only.
     outcome = _outcome(source, paths, broker.passes + 2)  # + the shares' and the scores' passes
@@ -631,7 +642,7 @@ def _scores(
 
 def _dataset_scores(
     source: DatasetSource,
-    n_folds: int,
+    rows_of: RowFolds,
     coefs: np.ndarray,
     intercepts: np.ndarray,
     scorer: MeanScorer,
@@ -640,6 +651,7 @@ def _dataset_scores(
 
     Per chunk and fold, only the fold's held-out rows meet its own path points.
     """
+    n_folds = rows_of.n_folds
     n_l1, n_cs, n_rows, n_features = coefs.shape[1:]
     totals = np.zeros((n_folds, n_l1, n_cs))
     weights = np.zeros(n_folds)
@@ -648,7 +660,7 @@ def _dataset_scores(
         X, y, _ = chunks.prepare(chunk)
         xp = array_namespace(y)
         w = np.ones(y.shape[0]) if chunk.sample_weight is None else chunk.sample_weight
-        held_out = hash_folds(chunk.start, y.shape[0], n_folds)
+        held_out = rows_of.held_out(chunk.start, y.shape[0])
         y_host = np.asarray(to_host(y), dtype=np.int64)
         for f in range(n_folds):
             rows = np.flatnonzero(held_out == f)
@@ -663,7 +675,9 @@ def _dataset_scores(
             totals[f] += (w[rows] @ values).reshape(n_l1, n_cs)
     for f in range(n_folds):
         if not weights[f] > 0:
-            raise InputValueError(f"fold {f}: the held-out rows' sample weights sum to 0")
+            raise InputValueError(
+                f"{rows_of.describe(f)}: the held-out rows' sample weights sum to 0"
+            )
     return totals / weights[:, None, None]
 
 

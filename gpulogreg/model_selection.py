@@ -287,8 +287,11 @@ class LogisticRegressionCV(LogisticRegression):
         ----------
         X : array-like of shape (n_samples, n_features), sparse matrix, Dask array or Dataset
             A :class:`~gpulogreg.Dataset` (out of core) takes ``cv`` as a number of
-            folds, its rows dealt to them by a hash of the row index (any full-batch
-            solver and l1_ratio), scored by accuracy or neg_log_loss.
+            folds, its rows dealt to them by a hash of the row index, or as
+            ``sklearn.model_selection.PredefinedSplit(test_fold)``, a fold label per
+            row (-1: in every training set), read a chunk's range at a time (a
+            memory-mapped column stays one); any full-batch solver and l1_ratio,
+            scored by accuracy or neg_log_loss.
         y : array-like of shape (n_samples,), or None with a Dataset
         sample_weight : array-like of shape (n_samples,), optional
             Training weights, and the held-out rows' weights in the scores.

@@ -17,7 +17,7 @@ from gpulogreg.backends.folds import ArrayFolds, FoldWeights, NumbaFolds, hash_f
 sklearn = pytest.importorskip("sklearn", minversion="1.8")
 from sklearn.datasets import load_breast_cancer, load_iris  # noqa: E402
 from sklearn.linear_model import LogisticRegressionCV as SklearnCV  # noqa: E402
-from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
+from sklearn.model_selection import KFold, PredefinedSplit, StratifiedKFold  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 
@@ -358,6 +358,51 @@ def test_a_dataset_is_the_in_memory_fit_on_its_hashed_folds(
     assert out_of_core.n_cv_passes_ > 2
     assert 0 < out_of_core.n_passes_ < out_of_core.n_cv_passes_ - 2  # the refit's own passes
     assert np.bincount(held_out).min() > 500  # the hash deals the rows evenly
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_dataset_takes_a_fold_column_as_predefined_split(k: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gpulogreg
+
+    X, y = _problem(n=1500, k=k, seed=23)
+    rng = np.random.default_rng(5)
+    test_fold = rng.choice([-1, 3, 7, 11], size=X.shape[0])  # any labels; -1: never held out
+    np.save(tmp_path / "folds.npy", test_fold)
+    column = np.load(tmp_path / "folds.npy", mmap_mode="r")  # read by ranges, never whole
+    dataset = gpulogreg.Dataset.from_arrays(X, y, chunk_rows=400)
+    params = {"Cs": [0.05, 1.0], "scoring": "neg_log_loss", "tol": 1e-10}
+    out_of_core = LogisticRegressionCV(**params, cv=PredefinedSplit(column)).fit(dataset)
+    in_memory = LogisticRegressionCV(**params, cv=PredefinedSplit(test_fold)).fit(X, y)
+    assert out_of_core.scores_.shape[0] == 3  # labels 3, 7, 11 in sorted order
+    np.testing.assert_allclose(out_of_core.coefs_paths_, in_memory.coefs_paths_, atol=1e-9)
+    np.testing.assert_allclose(out_of_core.scores_, in_memory.scores_, atol=1e-12)
+    assert out_of_core.C_ == in_memory.C_
+    np.testing.assert_allclose(out_of_core.coef_, in_memory.coef_, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("test_fold", "message"),
+    [
+        (np.zeros(299, dtype=int), r"shape \(299,\); a Dataset of 300 rows"),
+        (np.full(300, 0.5), "fold labels are integers"),
+        (np.full(300, -1), "only -1"),
+        (np.full(300, 4), r"fold 0 \(test_fold label 4\): the training rows"),  # one fold
+    ],
+)
+def test_a_bad_fold_column_is_named(test_fold, message) -> None:  # type: ignore[no-untyped-def]
+    import gpulogreg
+
+    X, y = _problem(n=300, seed=24)
+
+    class Given:  # a splitter with a fold column, as PredefinedSplit (which checks less)
+        def __init__(self, test_fold: np.ndarray) -> None:
+            self.test_fold = test_fold
+
+        def split(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError("a Dataset's folds are not split in memory")
+
+    with pytest.raises(ValueError, match=message):
+        LogisticRegressionCV(Cs=2, cv=Given(test_fold)).fit(gpulogreg.Dataset.from_arrays(X, y))
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ with the fold's weights) would give, up to the order of floating-point sums.
 * :class:`ChunkedFolds` (a :class:`~gpulogreg.data.dataset.Dataset`): one of the
   above per chunk, the chunks read once per evaluation and their sums added in
   the dataset's order. A Dataset's folds are a hash of the row index
-  (:func:`hash_folds`), so nothing but the chunks is ever read.
+  (:func:`hash_folds`) or given fold labels, one per row (:class:`RowFolds`), so
+  nothing but the chunks (and the labels) is ever read.
 
 Dask arrays have no fold evaluator (:func:`make_fold_evaluator` returns None):
 their folds are evaluated by per-fold backends, one pass each.
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gpulogreg._array import array_module_name, array_namespace, is_sparse
+from gpulogreg._errors import InputValueError
 from gpulogreg._layout import ParamLayout
 from gpulogreg._typing import Array
 from gpulogreg.backends.sum_of_parts import SumOfParts
@@ -41,11 +43,12 @@ from gpulogreg.backends.sum_of_parts import SumOfParts
 __all__ = [
     "ArrayFolds",
     "ChunkedFolds",
+    "DatasetFolds",
     "FoldEvaluator",
     "FoldOfChunks",
     "FoldWeights",
-    "HashedFolds",
     "NumbaFolds",
+    "RowFolds",
     "hash_folds",
     "make_fold_evaluator",
 ]
@@ -234,8 +237,86 @@ class ArrayFolds:
         return results
 
 
-class HashedFolds:
-    """A Dataset's folds: rows dealt by :func:`hash_folds`, each chunk's counts kept.
+#: Fold labels read per step when :meth:`RowFolds.predefined` finds the folds.
+_LABEL_SCAN_ROWS = 1 << 20
+
+
+class RowFolds:
+    """Which fold holds out each row of a Dataset: a hash of the row index, or given fold labels.
+
+    Build it with :meth:`hashed` or :meth:`predefined`. Either way nothing but
+    one fold id per row (hashed on the fly, or the given array) is read.
+
+    Attributes
+    ----------
+    n_folds : int
+    """
+
+    def __init__(self, n_folds: int, test_fold: np.ndarray | None, labels: np.ndarray) -> None:
+        self.n_folds = int(n_folds)
+        self._test_fold = test_fold
+        self._labels = labels
+
+    @classmethod
+    def hashed(cls, n_folds: int) -> RowFolds:
+        """Rows dealt by :func:`hash_folds` (``splitmix64(row) % n_folds``)."""
+        return cls(n_folds, None, np.arange(n_folds))
+
+    @classmethod
+    def predefined(cls, test_fold: Any, n_samples: int) -> RowFolds:
+        """scikit-learn's ``PredefinedSplit`` rule: row ``i`` is held out in fold ``test_fold[i]``.
+
+        A fold per distinct label, in sorted order; ``-1`` puts a row in every
+        training set and no test set. ``test_fold`` is read as given (a memory
+        map stays one), a chunk's range at a time.
+
+        Raises
+        ------
+        InputValueError
+            ``test_fold`` is not one integer per row, or names no fold.
+        """
+        if not hasattr(test_fold, "shape") or not hasattr(test_fold, "dtype"):
+            test_fold = np.asarray(test_fold)
+        if test_fold.ndim != 1 or test_fold.shape[0] != n_samples:
+            raise InputValueError(
+                f"cv: test_fold has shape {tuple(test_fold.shape)}; a Dataset of {n_samples} "
+                f"rows needs one fold label per row, shape ({n_samples},)"
+            )
+        if not np.issubdtype(test_fold.dtype, np.integer):
+            raise InputValueError(
+                f"cv: test_fold holds {test_fold.dtype} values; fold labels are integers "
+                "(-1: a row held out in no fold)"
+            )
+        labels = np.zeros(0, dtype=np.int64)
+        for start in range(0, n_samples, _LABEL_SCAN_ROWS):  # a range at a time: no copy
+            part = np.asarray(test_fold[start : start + _LABEL_SCAN_ROWS], dtype=np.int64)
+            labels = np.union1d(labels, np.unique(part))
+        labels = labels[labels != -1]
+        if labels.shape[0] == 0:
+            raise InputValueError("cv: test_fold holds only -1: no row is held out in any fold")
+        return cls(labels.shape[0], test_fold, labels)
+
+    def held_out(self, start: int, n_rows: int) -> np.ndarray:
+        """The fold holding out each of rows ``start .. start + n_rows - 1`` (-1: none).
+
+        Returns
+        -------
+        ndarray of shape (n_rows,), int64 in ``-1 .. n_folds - 1``
+        """
+        if self._test_fold is None:
+            return hash_folds(start, n_rows, self.n_folds)
+        given = np.asarray(self._test_fold[start : start + n_rows], dtype=np.int64)
+        return np.where(given == -1, -1, np.searchsorted(self._labels, given))
+
+    def describe(self, f: int) -> str:
+        """How an error names fold ``f``."""
+        if self._test_fold is None:
+            return f"fold {f} of cv={self.n_folds}"
+        return f"fold {f} (test_fold label {self._labels[f]})"
+
+
+class DatasetFolds:
+    """A Dataset's folds as weights: the rows' :class:`RowFolds`, each chunk's counts kept.
 
     The training counts of a chunk (``n_rows x n_folds`` uint8, one byte per
     row and fold) are built on its first pass and kept, keyed by the chunk's
@@ -244,13 +325,14 @@ class HashedFolds:
 
     Parameters
     ----------
-    n_folds : int
+    rows : RowFolds
     scale : ndarray of shape (n_folds,)
         Each fold's normaliser (one over the share of the weight it trains on).
     """
 
-    def __init__(self, n_folds: int, scale: np.ndarray) -> None:
-        self.n_folds = int(n_folds)
+    def __init__(self, rows: RowFolds, scale: np.ndarray) -> None:
+        self.rows = rows
+        self.n_folds = rows.n_folds
         self.scale = np.asarray(scale, dtype=np.float64)
         self._counts: dict[tuple[int, int], np.ndarray] = {}
 
@@ -259,9 +341,10 @@ class HashedFolds:
         key = (int(start), int(inner.n_samples))
         counts = self._counts.get(key)
         if counts is None:
-            held_out = hash_folds(*key, self.n_folds)
+            held_out = self.rows.held_out(*key)
             counts = np.ones((key[1], self.n_folds), dtype=np.uint8)
-            counts[np.arange(key[1]), held_out] = 0
+            rows = np.flatnonzero(held_out >= 0)
+            counts[rows, held_out[rows]] = 0
             self._counts[key] = counts
         xp = array_namespace(inner.sample_weight)
         return FoldWeights(s=inner.sample_weight, counts=xp.asarray(counts), scale=self.scale)
@@ -275,10 +358,10 @@ class ChunkedFolds:
     chunked : ChunkedBackend
         The dataset's chunks (its ``chunk_backends`` pass: staging, prefetch,
         pass counting); their weights are normalised over the whole dataset.
-    folds : HashedFolds
+    folds : DatasetFolds
     """
 
-    def __init__(self, chunked: Any, folds: HashedFolds) -> None:
+    def __init__(self, chunked: Any, folds: DatasetFolds) -> None:
         self.chunked = chunked
         self.layout: ParamLayout = chunked.layout
         self.folds = folds
@@ -312,7 +395,7 @@ class FoldOfChunks(SumOfParts):
     served fold by fold by this backend, one pass over the chunks per call.
     """
 
-    def __init__(self, chunked: Any, folds: HashedFolds, fold: int) -> None:
+    def __init__(self, chunked: Any, folds: DatasetFolds, fold: int) -> None:
         self.chunked = chunked
         self.name = chunked.name
         self.format = chunked.format

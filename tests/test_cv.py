@@ -244,7 +244,7 @@ def test_fold_kernel_is_the_single_model_kernel_per_fold(n_out: int, dtype) -> N
         # partial sums): a fold's weights, rounded otherwise than the single
         # model's column, can round a residual to the next float32, and the two
         # kernels may order a float32 dot product's terms differently.
-        float32_sums = n_out > 1 and dtype == np.float32
+        float32_sums = n_out >= nk.FLOAT32_PRODUCTS_MIN_CLASSES and dtype == np.float32
         rtol, atol, loss_rtol = (2e-6, 1e-8, 1e-8) if float32_sums else (1e-10, 1e-13, 1e-12)
         np.testing.assert_allclose(grad, single[:-1], rtol=rtol, atol=atol)
         assert out[A * n_out * (n + 1) + a] == pytest.approx(single[-1], rel=loss_rtol)

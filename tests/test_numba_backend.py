@@ -223,6 +223,35 @@ def test_extreme_decision_values(dtype):
         assert np.all(np.isfinite(multi.hvp(P, np.ones(9))))
 
 
+def test_float32_products_past_float32_range_fall_back_to_float64() -> None:
+    rng = np.random.default_rng(7)
+    K, m, n = 6, 45, 9
+    y = rng.integers(0, K, m).astype(np.int32)
+    s = np.full(m, 1.0 / m)
+    b = np.zeros(K)
+    for case in ("coefficient", "product"):
+        X = rng.standard_normal((m, n)).astype(np.float32)
+        W = rng.standard_normal((K, n)) * 0.1
+        if case == "coefficient":  # W past float32's range, x * w = 1e4
+            W[0, 0] = 1e39
+            X[:, 0] = 1e-35
+        else:  # finite float32 factors whose products pass 3.4e38
+            X[:, 0] = 1e30
+            W[:, 0] = 1e9 * np.arange(1, K + 1)
+        ref = NumpyBackend(X.astype(np.float64), y, s, n_classes=K)
+        params = np.column_stack([W, b]).ravel()
+        v = rng.standard_normal(params.shape[0])
+        fast = NumbaBackend(X, y, s, n_classes=K)
+        loss_ref, grad_ref = ref.loss_grad(params)
+        loss, grad = fast.loss_grad(params)
+        assert np.isfinite(loss), case
+        assert np.all(np.isfinite(grad)), case
+        assert loss == pytest.approx(loss_ref, rel=1e-12), case
+        assert rel_err(grad, grad_ref) <= 1e-12, case
+        assert fast.loss(params) == pytest.approx(loss_ref, rel=1e-12), case
+        assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= 1e-10, case
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_classes", [2, 3, 6])  # 6: float32 products on float32 data

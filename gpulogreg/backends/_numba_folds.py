@@ -142,7 +142,8 @@ def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
 
     Softmax models of ``FLOAT32_PRODUCTS_MIN_CLASSES`` classes or more take
     their products in ``X``'s arithmetic, as the single-model multinomial
-    kernel does; the others float64 products.
+    kernel does (with its float64 retry of a result that is not finite); the
+    others float64 products.
 
     Parameters
     ----------
@@ -169,9 +170,11 @@ def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
     out : ndarray of shape (A * n_out * (n + 1) + A,), float64
     """
     if n_out > 1 and _products_in_x_dtype(n_out):
-        return _folds_rows(
-            X, y, s, counts, scale, folds, W.astype(X.dtype), bias, n_out, with_grad, False
-        )
+        Wx = W.astype(X.dtype)
+        out = _folds_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, with_grad, False)
+        if np.isfinite(out).all():
+            return out
+        # Past float32's range: float64 products, as the multinomial kernel does.
     two_row_tiles = n_out == 1 or _two_row_tiles(X)
     return _folds_rows(X, y, s, counts, scale, folds, W, bias, n_out, with_grad, two_row_tiles)
 

@@ -24,7 +24,10 @@ conventions they share:
   vectorises: Numba has no SVML here, so ``math.exp``/``math.log1p`` calls are
   never vectorised), then the gradient accumulation over the same rows. Rows
   ``PREFETCH_ROWS`` ahead are software-prefetched a few at a time from inside
-  both passes, so that memory traffic overlaps the arithmetic.
+  both passes, so that memory traffic overlaps the arithmetic (except in the
+  one-row tiles of the multinomial kernels, :func:`_dot_rows_multi` and
+  :func:`_gradient_block`: there one sequential stream of rows, which the
+  hardware prefetcher follows, was faster than any software prefetch).
 * Kernels compile with ``error_model="numpy"``: Numba's default zero-division
   check puts a branch in every division, which stops the block loops from
   vectorising (measured: 16 ns instead of 3 ns of math per row).
@@ -1350,16 +1353,16 @@ def _block_gradient(Xb, R, Gb, G, two_row_tiles):
 def _multi_loss_grad_chunk(X, y, s, Wx, bias, start, stop, with_grad, two_row_tiles, out):
     """Loss (and gradient) of rows ``start .. stop - 1``; ``Wx``: the coefficients of the products.
 
-    The products run in ``X``'s arithmetic (float32 for float32 data) with
-    float64 sums across feature segments and row blocks; the softmax, the loss
-    and the intercept sums in float64. Measured on the 2-core AMD EPYC (Zen 4,
-    AVX-512) of this project, 300,000 x 200 float32, K = 10, one thread, ns
-    per row (the read of ``X`` alone 32): float64 products with two-row tiles
-    (the kernel before) 245; float32 products with the same tiles 205, with
-    one-row tiles 180 (two interleaved rows defeated the hardware prefetcher:
-    the dot products alone took 130 from memory against 58 from cache, one-row
-    tiles 60 from both); 256-bit instead of 512-bit vectors 180 against 206
-    (medians of 15, two runs each).
+    The products run in ``Wx``'s arithmetic (float32 when the caller rounded
+    ``W`` for float32 data) with float64 sums across feature segments and row
+    blocks; the softmax, the loss and the intercept sums in float64. Measured
+    on the 2-core AMD EPYC (Zen 4, AVX-512) of this project, 300,000 x 200
+    float32, K = 10, one thread, ns per row (the read of ``X`` alone 32):
+    float64 products with two-row tiles (the kernel before) 245; float32
+    products with the same tiles 205, with one-row tiles 180 (two interleaved
+    rows defeated the hardware prefetcher: the dot products alone took 130
+    from memory against 58 from cache, one-row tiles 60 from both); 256-bit
+    instead of 512-bit vectors 180 against 206 (medians of 15, two runs each).
     """
     _prefer_ymm_vectors()
     K, n = Wx.shape
@@ -1465,7 +1468,10 @@ def multinomial_loss_grad(X, y, s, W, bias):
     ``X W^T`` and ``R^T X`` run in ``X``'s arithmetic (float32 for float32
     data, with ``W`` rounded to float32 once, as a float32 GEMM does), their
     partial sums over feature segments and row blocks in float64; below, and
-    everything else, in float64.
+    everything else, in float64. A result that is not finite with float32
+    products (``W`` or a product past float32's range) is computed again with
+    float64 products, so that only float64 overflow (or non-finite input)
+    gives inf or NaN.
 
     Parameters
     ----------
@@ -1481,7 +1487,10 @@ def multinomial_loss_grad(X, y, s, W, bias):
         Gradient in the (K, n + 1) layout (intercepts last), then the loss.
     """
     if _products_in_x_dtype(W.shape[0]):
-        return _multi_loss_grad_rows(X, y, s, W.astype(X.dtype), bias, True, False)
+        out = _multi_loss_grad_rows(X, y, s, W.astype(X.dtype), bias, True, False)
+        if np.isfinite(out).all():
+            return out
+        # Past float32's range (W or a product over 3.4e38): float64 products.
     return _multi_loss_grad_rows(X, y, s, W, bias, True, _two_row_tiles(X))
 
 
@@ -1490,10 +1499,10 @@ def multinomial_loss(X, y, s, W, bias):
     """Weighted mean multinomial cross-entropy only (arithmetic: :func:`multinomial_loss_grad`)."""
     K, n = W.shape
     if _products_in_x_dtype(K):
-        out = _multi_loss_grad_rows(X, y, s, W.astype(X.dtype), bias, False, False)
-    else:
-        out = _multi_loss_grad_rows(X, y, s, W, bias, False, _two_row_tiles(X))
-    return out[K * (n + 1)]
+        loss = _multi_loss_grad_rows(X, y, s, W.astype(X.dtype), bias, False, False)[K * (n + 1)]
+        if np.isfinite(loss):
+            return loss
+    return _multi_loss_grad_rows(X, y, s, W, bias, False, _two_row_tiles(X))[K * (n + 1)]
 
 
 @njit(**_SERIAL)
@@ -1573,7 +1582,9 @@ def multinomial_hvp(X, s, W, bias, V, vbias):
     :func:`multinomial_loss_grad`.
     """
     if _products_in_x_dtype(W.shape[0]):
-        return _multi_hvp_rows(X, s, W.astype(X.dtype), bias, V.astype(X.dtype), vbias, False)
+        out = _multi_hvp_rows(X, s, W.astype(X.dtype), bias, V.astype(X.dtype), vbias, False)
+        if np.isfinite(out).all():
+            return out
     return _multi_hvp_rows(X, s, W, bias, V, vbias, _two_row_tiles(X))
 
 

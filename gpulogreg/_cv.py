@@ -414,9 +414,10 @@ def _cross_validate_dataset(source: DatasetSource, rows: RowFolds, spec: CVSpec)
         start += s.shape[0]
     for f in range(n_folds):
         if not held_out[f] > 0:
+            remedy = "; use fewer folds" if rows.hashed_rows else ""
             raise InputValueError(
                 f"{rows.describe(f)}: no held-out rows (or their weights sum to 0) "
-                f"among the Dataset's {source.n_samples} rows; use fewer folds"
+                f"among the Dataset's {source.n_samples} rows{remedy}"
             )
         if not shares[f] > 0:
             raise InputValueError(

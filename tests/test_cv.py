@@ -405,6 +405,21 @@ def test_a_bad_fold_column_is_named(test_fold, message) -> None:  # type: ignore
         LogisticRegressionCV(Cs=2, cv=Given(test_fold)).fit(gpulogreg.Dataset.from_arrays(X, y))
 
 
+def test_a_given_fold_whose_held_out_rows_weigh_nothing_is_named() -> None:
+    import gpulogreg
+
+    X, y = _problem(n=300, seed=25)
+    test_fold = np.arange(300) % 3 * 4  # labels 0, 4, 8
+    w = np.where(test_fold == 4, 0.0, 1.0)
+    dataset = gpulogreg.Dataset.from_arrays(X, y, sample_weight=w)
+    message = (
+        r"fold 1 \(test_fold label 4\): no held-out rows \(or their weights sum to 0\) "
+        r"among the Dataset's 300 rows$"  # no "use fewer folds": the folds are given
+    )
+    with pytest.raises(ValueError, match=message):
+        LogisticRegressionCV(Cs=2, cv=PredefinedSplit(test_fold)).fit(dataset)
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

@@ -308,6 +308,11 @@ class RowFolds:
         given = np.asarray(self._test_fold[start : start + n_rows], dtype=np.int64)
         return np.where(given == -1, -1, np.searchsorted(self._labels, given))
 
+    @property
+    def hashed_rows(self) -> bool:
+        """Whether the folds are a hash of the row index (not given labels)."""
+        return self._test_fold is None
+
     def describe(self, f: int) -> str:
         """How an error names fold ``f``."""
         if self._test_fold is None:

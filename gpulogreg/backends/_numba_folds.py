@@ -37,16 +37,18 @@ from gpulogreg._numba_read import (
     _INLINE,
     _PARALLEL,
     _SERIAL,
-    BLOCK_ROWS,
     CHUNK_ROWS,
     _n_chunks_jit,
     _sum_rows,
 )
 from gpulogreg.backends._numba_kernels import (
     _AXPY_TILE,
+    _aligned_copy,
+    _aligned_zeros,
     _binary_pointwise,
     _block_decisions,
     _block_gradient,
+    _multi_block_rows,
     _products_in_x_dtype,
     _softmax_block,
     _two_row_tiles,
@@ -62,35 +64,39 @@ def _fold_block_weights(sb, cb, f, scale, nb, sw):
         sw[r] = sb[r] * (cb[r, f] * scale)
 
 
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def _folds_chunk(
     X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, two_row_tiles, out
 ):
     """Rows ``[start, stop)`` of every model (see the module docstring for the layout).
 
     ``Wx`` holds the coefficients in the dtype of the products, and
-    ``two_row_tiles`` picks their tiles, as the single-model kernels do.
+    ``two_row_tiles`` picks their tiles, as the single-model kernels do; one
+    compiled kernel per tiling (:func:`_folds_pairs`, :func:`_folds_two_rows`),
+    as :func:`~gpulogreg.backends._numba_kernels._multi_loss_grad_chunk`.
     """
-    KA, n = Wx.shape
+    KA = Wx.shape[0]
+    n = X.shape[1]
     A = folds.shape[0]
+    block = _multi_block_rows(two_row_tiles)
     zero = np.zeros(1, Wx.dtype)[0]
     G = np.zeros((KA, n))
-    Gb = np.zeros((0 if two_row_tiles else KA, n), Wx.dtype)
+    Gb = _aligned_zeros(0 if two_row_tiles else KA, n, Wx)
     gb = np.zeros(KA)
     loss = np.zeros(A)
-    Z = np.empty((KA, BLOCK_ROWS))  # decision values
-    R = np.zeros((KA, BLOCK_ROWS + _AXPY_TILE), Wx.dtype)  # weighted residuals
-    E = np.empty((n_out, BLOCK_ROWS))
-    lse = np.empty(BLOCK_ROWS)
-    tot = np.empty(BLOCK_ROWS)
-    sw = np.empty(BLOCK_ROWS)
-    for i0 in range(start, stop, BLOCK_ROWS):
-        nb = min(BLOCK_ROWS, stop - i0)
+    Z = np.empty((KA, block))  # decision values
+    R = np.zeros((KA, block + _AXPY_TILE), Wx.dtype)  # weighted residuals
+    E = np.empty((n_out, block))
+    lse = np.empty(block)
+    tot = np.empty(block)
+    sw = np.empty(block)
+    for i0 in range(start, stop, block):
+        nb = min(block, stop - i0)
         Xb = X[i0 : i0 + nb]
         yb = y[i0 : i0 + nb]
         sb = s[i0 : i0 + nb]
         cb = counts[i0 : i0 + nb]
-        _block_decisions(Xb, Wx, bias, Z, zero, X, i0, two_row_tiles)
+        _block_decisions(Xb, Wx, bias, Z, zero, X, i0, two_row_tiles, True)
         for a in range(A):
             f = folds[a]
             _fold_block_weights(sb, cb, f, scale[f], nb, sw)
@@ -124,7 +130,7 @@ def _folds_chunk(
                 gb[a * n_out + k] += total
         if with_grad:
             for k in range(KA):
-                for r in range(nb, BLOCK_ROWS + _AXPY_TILE):
+                for r in range(nb, block + _AXPY_TILE):
                     R[k, r] = 0
             _block_gradient(Xb, R, Gb, G, two_row_tiles)
     if with_grad:
@@ -134,6 +140,18 @@ def _folds_chunk(
             out[k * (n + 1) + n] = gb[k]
     for a in range(A):
         out[KA * (n + 1) + a] = loss[a]
+
+
+@njit(**_SERIAL)
+def _folds_pairs(X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, out):
+    """:func:`_folds_chunk` with the row-pair tiles of the multinomial kernels."""
+    _folds_chunk(X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, False, out)
+
+
+@njit(**_SERIAL)
+def _folds_two_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, out):
+    """:func:`_folds_chunk` with the two-row tiles of the multinomial kernels."""
+    _folds_chunk(X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, True, out)
 
 
 @njit(**_SERIAL)
@@ -170,37 +188,32 @@ def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
     out : ndarray of shape (A * n_out * (n + 1) + A,), float64
     """
     if n_out > 1 and _products_in_x_dtype(n_out):
-        Wx = W.astype(X.dtype)
+        Wx = _aligned_copy(W, X)
         out = _folds_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, with_grad, False)
         if np.isfinite(out).all():
             return out
         # Past float32's range: float64 products, as the multinomial kernel does.
     two_row_tiles = n_out == 1 or _two_row_tiles(X)
-    return _folds_rows(X, y, s, counts, scale, folds, W, bias, n_out, with_grad, two_row_tiles)
+    Wx = _aligned_copy(W, W)
+    return _folds_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, with_grad, two_row_tiles)
 
 
 @njit(**_PARALLEL)
 def _folds_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, with_grad, two_row_tiles):
-    m = X.shape[0]
-    KA, n = Wx.shape
+    m, n = X.shape
+    KA = Wx.shape[0]
     A = folds.shape[0]
     nc = _n_chunks_jit(m)
     part = np.zeros((nc, KA * (n + 1) + A))
     for c in prange(nc):
-        _folds_chunk(
-            X,
-            y,
-            s,
-            counts,
-            scale,
-            folds,
-            Wx,
-            bias,
-            n_out,
-            c * CHUNK_ROWS,
-            min((c + 1) * CHUNK_ROWS, m),
-            with_grad,
-            two_row_tiles,
-            part[c],
-        )
+        start = c * CHUNK_ROWS
+        stop = min(start + CHUNK_ROWS, m)
+        if two_row_tiles:
+            _folds_two_rows(
+                X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, part[c]
+            )
+        else:
+            _folds_pairs(
+                X, y, s, counts, scale, folds, Wx, bias, n_out, start, stop, with_grad, part[c]
+            )
     return _sum_rows(part)

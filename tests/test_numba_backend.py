@@ -96,7 +96,9 @@ def test_matches_numpy_baseline(dtype, n_classes, fit_intercept, weights):
 )
 def test_multinomial_products_match_a_float64_reference(dtype, n_classes, n_features):
     rng = np.random.default_rng(n_classes)
-    m = 3 * nk.BLOCK_ROWS + 5  # a last, partial block and a partial 8-row tile
+    # Row-pair tiles: a full block and an odd partial one (a row paired with
+    # itself); two-row tiles: three blocks, a partial one and a partial 8-row tile.
+    m = nk.PAIR_TILE_BLOCK_ROWS + nk.BLOCK_ROWS + 5
     X = (rng.standard_normal((m, n_features)) + 0.5).astype(dtype)
     y = rng.integers(0, n_classes, m).astype(np.int32)
     s = rng.random(m)
@@ -115,6 +117,21 @@ def test_multinomial_products_match_a_float64_reference(dtype, n_classes, n_feat
     assert rel_err(fast.hvp(params, v), ref.hvp(params, v)) <= tol
     if float32_products:  # the float32 products are in use: not float64 accuracy
         assert rel_err(grad, grad_ref) > 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 13, 16])
+def test_aligned_coefficient_copy_pads_rows_to_32_bytes(dtype, n_features):
+    W = np.random.default_rng(n_features).standard_normal((3, n_features))
+    Wx = nk._aligned_copy(W, np.zeros(1, dtype))
+    per_row = 32 // np.dtype(dtype).itemsize
+    assert Wx.dtype == dtype
+    assert Wx.flags.c_contiguous
+    assert Wx.shape == (3, -(-n_features // per_row) * per_row)
+    assert Wx.ctypes.data % 64 == 0
+    assert Wx.strides[0] % 32 == 0
+    np.testing.assert_array_equal(Wx[:, :n_features], W.astype(dtype))
+    assert not Wx[:, n_features:].any()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -247,10 +247,11 @@ def _check_dataset_cv(splits: Any, spec: CVSpec, n_samples: int) -> RowFolds:
             "(sklearn.model_selection.PredefinedSplit(test_fold)); other splitters and "
             "index lists need the rows in memory"
         )
-    if not isinstance(spec.scorer, MeanScorer):
+    if not isinstance(spec.scorer, MeanScorer) and spec.scorer is not _roc_auc:
         raise InputValueError(
-            "a Dataset's cross-validation scores with None/'accuracy' or 'neg_log_loss' "
-            "(added up chunk by chunk); other scorers need the held-out rows in memory"
+            "a Dataset's cross-validation scores with None/'accuracy', 'neg_log_loss' "
+            "(added up chunk by chunk) or 'roc_auc' (from the held-out decision values); "
+            "other scorers need the held-out rows in memory"
         )
     return rows
 
@@ -443,11 +444,14 @@ def _cross_validate_dataset(source: DatasetSource, rows: RowFolds, spec: CVSpec)
     )
     broker = EvaluationBroker(evaluators, fold_backend)
     paths = _run_paths(source, broker, shape, positives, shares * source.weight_sum, spec)
-    assert isinstance(spec.scorer, MeanScorer)
-    paths.scores = _dataset_scores(source, rows, paths.coefs, paths.intercepts, spec.scorer)
+    if isinstance(spec.scorer, MeanScorer):
+        paths.scores = _dataset_scores(source, rows, paths.coefs, paths.intercepts, spec.scorer)
+        score_passes = 1
+    else:
+        paths.scores, score_passes = _dataset_roc_auc(source, rows, paths.coefs, paths.intercepts)
     # The broker counted the CV's passes; the chunked backends are not handed to
     # source.done_with, so that the refit's n_passes_ counts its own passes only.
-    outcome = _outcome(source, paths, broker.passes + 2)  # + the shares' and the scores' passes
+    outcome = _outcome(source, paths, broker.passes + 1 + score_passes)  # + the shares' pass
     _choose(outcome, source, spec)
     return outcome
 
@@ -675,11 +679,73 @@ def _dataset_scores(
             values = scorer.row_values(Z, y_host[rows])
             totals[f] += (w[rows] @ values).reshape(n_l1, n_cs)
     for f in range(n_folds):
-        if not weights[f] > 0:
-            raise InputValueError(
-                f"{rows_of.describe(f)}: the held-out rows' sample weights sum to 0"
-            )
+        _check_held_out_weight(rows_of, f, weights[f])
     return totals / weights[:, None, None]
+
+
+def _check_held_out_weight(rows_of: RowFolds, fold: int, weight: float) -> None:
+    """Refuse a fold of a Dataset whose held-out rows' sample weights sum to 0."""
+    if not weight > 0:
+        raise InputValueError(
+            f"{rows_of.describe(fold)}: the held-out rows' sample weights sum to 0"
+        )
+
+
+#: Bytes of held-out decision values that a Dataset's ROC AUC keeps at once
+#: (float64, one per row and path point): path points beyond it are scored in
+#: further passes over the Dataset.
+ROC_AUC_BUFFER_BYTES = 1 << 28
+
+
+def _dataset_roc_auc(
+    source: DatasetSource, rows_of: RowFolds, coefs: np.ndarray, intercepts: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """(F, L, N) held-out ROC AUCs of a binary Dataset fit, and the passes they took.
+
+    The exact AUC ranks every held-out row of a fold, so each pass keeps the
+    held-out decision values of as many path points as
+    :data:`ROC_AUC_BUFFER_BYTES` holds (at least one: 8 bytes per row).
+    """
+    n_folds = rows_of.n_folds
+    n_l1, n_cs, n_outputs, n_features = coefs.shape[1:]
+    if n_outputs != 1:
+        raise InputValueError("scoring='roc_auc' takes two classes")
+    n_points = n_l1 * n_cs
+    W = coefs.reshape(n_folds, n_points, n_outputs * n_features)
+    b = intercepts.reshape(n_folds, n_points * n_outputs)
+    group = int(np.clip(ROC_AUC_BUFFER_BYTES // (8 * max(source.n_samples, 1)), 1, n_points))
+    scores = np.empty((n_folds, n_points))
+    chunks = source.chunks.for_class(None)
+    passes = 0
+    for p0 in range(0, n_points, group):
+        p1 = min(p0 + group, n_points)
+        parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(n_folds)]
+        for chunk in chunks.dataset.iter_chunks(chunks.dtype_arg):
+            X, y, _ = chunks.prepare(chunk)
+            xp = array_namespace(y)
+            w = np.ones(y.shape[0]) if chunk.sample_weight is None else chunk.sample_weight
+            held_out = rows_of.held_out(chunk.start, y.shape[0])
+            y_host = np.asarray(to_host(y), dtype=np.int64)
+            for f in range(n_folds):
+                rows = np.flatnonzero(held_out == f)
+                if rows.shape[0] == 0:
+                    continue
+                with device_of(X):
+                    X_rows = X[xp.asarray(rows) if xp is not np else rows]
+                Z = decision_values(X_rows, W[f, p0:p1], b[f, p0:p1])
+                Z = np.asarray(to_host(Z)).reshape(rows.shape[0], p1 - p0)
+                parts[f].append((Z, y_host[rows], np.asarray(w[rows])))
+        passes += 1
+        for f in range(n_folds):
+            if not parts[f]:
+                _check_held_out_weight(rows_of, f, 0.0)
+            decision = np.concatenate([part[0] for part in parts[f]])
+            labels = np.concatenate([part[1] for part in parts[f]])
+            weight = np.concatenate([part[2] for part in parts[f]])
+            _check_held_out_weight(rows_of, f, float(weight.sum()))
+            for p in range(p1 - p0):
+                scores[f, p0 + p] = _weighted_roc_auc(labels == 1, decision[:, p], weight)
+    return scores.reshape(n_folds, n_l1, n_cs), passes
 
 
 def builtin_scorer(name: str | None, *, ovr: bool) -> HeldOutScorer | None:
@@ -759,9 +825,14 @@ class MeanScorer:
 def _roc_auc(
     held_out: HeldOut, decision: np.ndarray, coef: np.ndarray, intercept: np.ndarray
 ) -> float:
+    """Weighted ROC AUC of a fold's held-out rows (:func:`_weighted_roc_auc`)."""
+    return _weighted_roc_auc(held_out.y == 1, decision, held_out.sample_weight)
+
+
+def _weighted_roc_auc(
+    positive: np.ndarray, decision: np.ndarray, weight: np.ndarray | None
+) -> float:
     """Weighted ROC AUC: the trapezoids between the curve's points at distinct scores."""
-    positive = held_out.y == 1
-    weight = held_out.sample_weight
     if weight is None:
         weight = np.ones(positive.shape[0])
     order = np.argsort(-decision, kind="mergesort")

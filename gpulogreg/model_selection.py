@@ -291,7 +291,9 @@ class LogisticRegressionCV(LogisticRegression):
             ``sklearn.model_selection.PredefinedSplit(test_fold)``, a fold label per
             row (-1: in every training set), read a chunk's range at a time (a
             memory-mapped column stays one); any full-batch solver and l1_ratio,
-            scored by accuracy or neg_log_loss.
+            scored by accuracy or neg_log_loss (added up chunk by chunk) or
+            roc_auc (the held-out decision values kept, 8 bytes per row and path
+            point, ``ROC_AUC_BUFFER_BYTES`` of them per pass).
         y : array-like of shape (n_samples,), or None with a Dataset
         sample_weight : array-like of shape (n_samples,), optional
             Training weights, and the held-out rows' weights in the scores.

@@ -1117,3 +1117,15 @@ def test_cv_streams_data_over_the_memory_budget(capsys, tmp_path, data_file):
     assert not whole["streamed"]
     assert streamed["C"] in (0.1, 10.0)  # hashed folds, not the stratified ones of whole data
     assert all(np.isfinite(row["mean"]) for row in streamed["scores"])
+
+
+def test_cv_streamed_scores_roc_auc(capsys, tmp_path, data_file):
+    args = ["cv", data_file, "--target", "label", "--id", "customer", "--Cs", "0.001,0.1,10"]
+    more = ["--scoring", "roc_auc", "--chunk-rows", "150", "--model", tmp_path / "m.glr"]
+    code, out, err = _run(capsys, [*args, *more, "--json"])
+    assert code == 0, err
+    streamed = json.loads(out)
+    assert streamed["streamed"] is True
+    means = [row["mean"] for row in streamed["scores"]]
+    assert all(0.5 < mean <= 1.0 for mean in means)  # an AUC of the separable problem
+    assert (tmp_path / "m.glr").exists()

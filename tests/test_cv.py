@@ -360,6 +360,44 @@ def test_a_dataset_is_the_in_memory_fit_on_its_hashed_folds(
     assert np.bincount(held_out).min() > 500  # the hash deals the rows evenly
 
 
+@pytest.mark.parametrize("points_per_pass", [None, 1])
+def test_a_dataset_scores_roc_auc_as_the_in_memory_fit(
+    points_per_pass: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gpulogreg
+    import gpulogreg._cv
+
+    X, y = _problem(n=1500, seed=26)
+    w = np.random.default_rng(6).uniform(0.5, 2.0, X.shape[0])
+    test_fold = np.random.default_rng(7).choice([-1, 0, 1, 2], size=X.shape[0])
+    if points_per_pass is not None:  # the buffer holds one path point: a pass per point
+        monkeypatch.setattr(gpulogreg._cv, "ROC_AUC_BUFFER_BYTES", 8 * X.shape[0])
+    dataset = gpulogreg.Dataset.from_arrays(X, y, sample_weight=w, chunk_rows=400)
+    params = {"Cs": [0.001, 0.05, 1.0], "l1_ratios": [0.0, 0.5], "scoring": "roc_auc", "tol": 1e-10}
+    out_of_core = LogisticRegressionCV(**params, cv=PredefinedSplit(test_fold)).fit(dataset)
+    in_memory = LogisticRegressionCV(**params, cv=PredefinedSplit(test_fold)).fit(
+        X, y, sample_weight=w
+    )
+    np.testing.assert_allclose(out_of_core.scores_, in_memory.scores_, atol=1e-12)
+    assert len(np.unique(in_memory.scores_[0])) > 1  # the AUC tells the path points apart
+    assert out_of_core.C_ == in_memory.C_
+    assert out_of_core.l1_ratio_ == in_memory.l1_ratio_
+    np.testing.assert_allclose(out_of_core.coef_, in_memory.coef_, atol=1e-9)
+    score_passes = 1 if points_per_pass is None else 6  # 3 Cs x 2 l1_ratios
+    assert out_of_core.n_cv_passes_ - score_passes == _passes_without_scores(
+        dataset, params, test_fold
+    )
+
+
+def _passes_without_scores(dataset, params, test_fold):  # type: ignore[no-untyped-def]
+    """The passes of the same Dataset CV scored by accuracy (one scoring pass)."""
+    accuracy = {**params, "scoring": "accuracy"}
+    return (
+        LogisticRegressionCV(**accuracy, cv=PredefinedSplit(test_fold)).fit(dataset).n_cv_passes_
+        - 1
+    )
+
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_a_dataset_takes_a_fold_column_as_predefined_split(k: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import gpulogreg
@@ -424,7 +462,10 @@ def test_a_given_fold_whose_held_out_rows_weigh_nothing_is_named() -> None:
     ("params", "message"),
     [
         ({"cv": KFold(3)}, "cv=int"),
-        ({"scoring": "roc_auc"}, "accuracy' or 'neg_log_loss'"),
+        (
+            {"scoring": "balanced_accuracy"},
+            r"'neg_log_loss' \(added up chunk by chunk\) or 'roc_auc'",
+        ),
     ],
 )
 def test_what_a_dataset_takes(params, message) -> None:  # type: ignore[no-untyped-def]

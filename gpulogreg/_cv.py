@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol, cast
@@ -652,14 +652,41 @@ def _dataset_scores(
     intercepts: np.ndarray,
     scorer: MeanScorer,
 ) -> np.ndarray:
-    """(F, L, N) held-out scores of a Dataset: weighted sums added up over one pass.
-
-    Per chunk and fold, only the fold's held-out rows meet its own path points.
-    """
+    """(F, L, N) held-out scores of a Dataset: weighted sums added up over one pass."""
     n_folds = rows_of.n_folds
     n_l1, n_cs, n_rows, n_features = coefs.shape[1:]
     totals = np.zeros((n_folds, n_l1, n_cs))
     weights = np.zeros(n_folds)
+    W = coefs.reshape(n_folds, -1, n_features)
+    b = intercepts.reshape(n_folds, -1)
+    for f, Z, y, w in _held_out_decisions(source, rows_of, W, b):
+        weights[f] += w.sum()
+        values = scorer.row_values(Z.reshape(Z.shape[0], n_l1 * n_cs, n_rows), y)
+        totals[f] += (w @ values).reshape(n_l1, n_cs)
+    for f in range(n_folds):
+        _check_held_out_weight(rows_of, f, weights[f])
+    return totals / weights[:, None, None]
+
+
+def _held_out_decisions(
+    source: DatasetSource, rows_of: RowFolds, W: np.ndarray, b: np.ndarray
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per chunk of a Dataset and fold, the decision values of the fold's held-out rows.
+
+    Per chunk and fold, only the fold's held-out rows meet its own models.
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_folds, n_models, n_features)
+    b : ndarray of shape (n_folds, n_models)
+
+    Yields
+    ------
+    fold : int
+    Z : ndarray of shape (n_held_out_rows, n_models), float64, on the host
+    y : ndarray of shape (n_held_out_rows,), int64 class indices
+    sample_weight : ndarray of shape (n_held_out_rows,), float64
+    """
     chunks = source.chunks.for_class(None)
     for chunk in chunks.dataset.iter_chunks(chunks.dtype_arg):
         X, y, _ = chunks.prepare(chunk)
@@ -667,20 +694,14 @@ def _dataset_scores(
         w = np.ones(y.shape[0]) if chunk.sample_weight is None else chunk.sample_weight
         held_out = rows_of.held_out(chunk.start, y.shape[0])
         y_host = np.asarray(to_host(y), dtype=np.int64)
-        for f in range(n_folds):
+        for f in range(rows_of.n_folds):
             rows = np.flatnonzero(held_out == f)
             if rows.shape[0] == 0:
                 continue
             with device_of(X):
                 X_rows = X[xp.asarray(rows) if xp is not np else rows]
-            Z = decision_values(X_rows, coefs[f].reshape(-1, n_features), intercepts[f].reshape(-1))
-            Z = np.asarray(to_host(Z)).reshape(rows.shape[0], n_l1 * n_cs, n_rows)
-            weights[f] += w[rows].sum()
-            values = scorer.row_values(Z, y_host[rows])
-            totals[f] += (w[rows] @ values).reshape(n_l1, n_cs)
-    for f in range(n_folds):
-        _check_held_out_weight(rows_of, f, weights[f])
-    return totals / weights[:, None, None]
+            Z = np.asarray(to_host(decision_values(X_rows, W[f], b[f])))
+            yield f, Z.reshape(rows.shape[0], W.shape[1]), y_host[rows], np.asarray(w[rows])
 
 
 def _check_held_out_weight(rows_of: RowFolds, fold: int, weight: float) -> None:
@@ -711,30 +732,16 @@ def _dataset_roc_auc(
     if n_outputs != 1:
         raise InputValueError("scoring='roc_auc' takes two classes")
     n_points = n_l1 * n_cs
-    W = coefs.reshape(n_folds, n_points, n_outputs * n_features)
-    b = intercepts.reshape(n_folds, n_points * n_outputs)
+    W = coefs.reshape(n_folds, n_points, n_features)
+    b = intercepts.reshape(n_folds, n_points)
     group = int(np.clip(ROC_AUC_BUFFER_BYTES // (8 * max(source.n_samples, 1)), 1, n_points))
     scores = np.empty((n_folds, n_points))
-    chunks = source.chunks.for_class(None)
     passes = 0
     for p0 in range(0, n_points, group):
         p1 = min(p0 + group, n_points)
         parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(n_folds)]
-        for chunk in chunks.dataset.iter_chunks(chunks.dtype_arg):
-            X, y, _ = chunks.prepare(chunk)
-            xp = array_namespace(y)
-            w = np.ones(y.shape[0]) if chunk.sample_weight is None else chunk.sample_weight
-            held_out = rows_of.held_out(chunk.start, y.shape[0])
-            y_host = np.asarray(to_host(y), dtype=np.int64)
-            for f in range(n_folds):
-                rows = np.flatnonzero(held_out == f)
-                if rows.shape[0] == 0:
-                    continue
-                with device_of(X):
-                    X_rows = X[xp.asarray(rows) if xp is not np else rows]
-                Z = decision_values(X_rows, W[f, p0:p1], b[f, p0:p1])
-                Z = np.asarray(to_host(Z)).reshape(rows.shape[0], p1 - p0)
-                parts[f].append((Z, y_host[rows], np.asarray(w[rows])))
+        for f, Z, y, w in _held_out_decisions(source, rows_of, W[:, p0:p1], b[:, p0:p1]):
+            parts[f].append((Z, y, w))
         passes += 1
         for f in range(n_folds):
             if not parts[f]:

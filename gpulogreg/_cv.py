@@ -725,12 +725,13 @@ def _dataset_roc_auc(
 
     The exact AUC ranks every held-out row of a fold, so each pass keeps the
     held-out decision values of as many path points as
-    :data:`ROC_AUC_BUFFER_BYTES` holds (at least one: 8 bytes per row).
+    :data:`ROC_AUC_BUFFER_BYTES` holds (at least one: 8 bytes per row), with
+    their labels and weights; the peak is about twice that, while the chunks'
+    pieces are joined.
     """
     n_folds = rows_of.n_folds
     n_l1, n_cs, n_outputs, n_features = coefs.shape[1:]
-    if n_outputs != 1:
-        raise InputValueError("scoring='roc_auc' takes two classes")
+    assert n_outputs == 1, "the estimator refuses roc_auc for more than two classes"
     n_points = n_l1 * n_cs
     W = coefs.reshape(n_folds, n_points, n_features)
     b = intercepts.reshape(n_folds, n_points)
@@ -743,9 +744,7 @@ def _dataset_roc_auc(
         for f, Z, y, w in _held_out_decisions(source, rows_of, W[:, p0:p1], b[:, p0:p1]):
             parts[f].append((Z, y, w))
         passes += 1
-        for f in range(n_folds):
-            if not parts[f]:
-                _check_held_out_weight(rows_of, f, 0.0)
+        for f in range(n_folds):  # every fold has held-out rows: the shares' pass checked
             decision = np.concatenate([part[0] for part in parts[f]])
             labels = np.concatenate([part[1] for part in parts[f]])
             weight = np.concatenate([part[2] for part in parts[f]])

@@ -293,7 +293,7 @@ class LogisticRegressionCV(LogisticRegression):
             memory-mapped column stays one); any full-batch solver and l1_ratio,
             scored by accuracy or neg_log_loss (added up chunk by chunk) or
             roc_auc (the held-out decision values kept, 8 bytes per row and path
-            point, ``ROC_AUC_BUFFER_BYTES`` of them per pass).
+            point, 256 MiB of them per pass, about twice that at the peak).
         y : array-like of shape (n_samples,), or None with a Dataset
         sample_weight : array-like of shape (n_samples,), optional
             Training weights, and the held-out rows' weights in the scores.

@@ -246,19 +246,26 @@ def test_float32_products_past_float32_range_fall_back_to_float64() -> None:
     y = rng.integers(0, K, m).astype(np.int32)
     s = np.full(m, 1.0 / m)
     b = np.zeros(K)
-    for case in ("coefficient", "product"):
+    for case in ("coefficient", "product", "subnormal"):
         X = rng.standard_normal((m, n)).astype(np.float32)
         W = rng.standard_normal((K, n)) * 0.1
+        labels = y
         if case == "coefficient":  # W past float32's range, x * w = 1e4
             W[0, 0] = 1e39
             X[:, 0] = 1e-35
-        else:  # finite float32 factors whose products pass 3.4e38
+        elif case == "product":  # finite float32 factors whose products pass 3.4e38
             X[:, 0] = 1e30
             W[:, 0] = 1e9 * np.arange(1, K + 1)
-        ref = NumpyBackend(X.astype(np.float64), y, s, n_classes=K)
+        else:  # W past float32's range times subnormal x: x * w = -1, yet float32's
+            # product -inf gives class 2 probability 0, a finite (wrong) result
+            # when no row is of class 2
+            W[2, 3] = 4e38
+            X[:, 3] = np.float32(-2.5e-39)
+            labels = np.where(y == 2, 0, y).astype(np.int32)
+        ref = NumpyBackend(X.astype(np.float64), labels, s, n_classes=K)
         params = np.column_stack([W, b]).ravel()
         v = rng.standard_normal(params.shape[0])
-        fast = NumbaBackend(X, y, s, n_classes=K)
+        fast = NumbaBackend(X, labels, s, n_classes=K)
         loss_ref, grad_ref = ref.loss_grad(params)
         loss, grad = fast.loss_grad(params)
         assert np.isfinite(loss), case

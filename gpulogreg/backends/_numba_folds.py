@@ -189,9 +189,10 @@ def folds_loss_grad(X, y, s, counts, scale, folds, W, bias, n_out, with_grad):
     """
     if n_out > 1 and _products_in_x_dtype(n_out):
         Wx = _aligned_copy(W, X)
-        out = _folds_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, with_grad, False)
-        if np.isfinite(out).all():
-            return out
+        if np.isfinite(Wx).all():
+            out = _folds_rows(X, y, s, counts, scale, folds, Wx, bias, n_out, with_grad, False)
+            if np.isfinite(out).all():
+                return out
         # Past float32's range: float64 products, as the multinomial kernel does.
     two_row_tiles = n_out == 1 or _two_row_tiles(X)
     Wx = _aligned_copy(W, W)

@@ -195,8 +195,9 @@ _float_to_bits: Any = _float_to_bits_intrinsic
 def _vector_width_hint(bits: int) -> Any:
     """An intrinsic that gives the LLVM function being compiled ``"prefer-vector-width"="bits"``.
 
-    Called once at the top of a kernel (not an ``inline="always"`` helper: the
-    attribute goes to the function whose body the call is lowered into). A
+    Called once at the top of a kernel, or of an ``inline="always"`` helper
+    inlined into one (Numba inlines in its own IR, before lowering): the
+    attribute goes to the function whose body the call is lowered into. A
     preference of the loop vectorizer only: on CPUs without vectors that wide
     the widest legal ones are used. LLVM's x86 tunings differ: it prefers
     256-bit vectors on Intel's AVX-512 CPUs (Skylake-X and later) and 512-bit
@@ -889,7 +890,7 @@ def binary_decision(X, w, b):
 
 # -----------------------------------------------------------------------------
 # Multinomial (softmax) model. W is (K, n) C-contiguous, bias (K,); per block,
-# class-major scratch arrays (K, BLOCK_ROWS) keep the loops over rows contiguous.
+# class-major scratch arrays (K, rows per block) keep the loops over rows contiguous.
 # -----------------------------------------------------------------------------
 @njit(**_INLINE)
 def _dot4_block(Xb, W, bias, Z, k0, k1, k2, k3, X, pf, pf_per_tile):
@@ -1636,7 +1637,8 @@ def multinomial_loss_grad(X, y, s, W, bias):
     everything else, in float64. A result that is not finite with float32
     products (``W`` or a product past float32's range) is computed again with
     float64 products, so that only float64 overflow (or non-finite input)
-    gives inf or NaN.
+    gives inf or NaN; so is a ``W`` whose float32 copy holds an infinity (an
+    entry past 3.4e38, whose product with a tiny entry of ``X`` may be finite).
 
     Parameters
     ----------
@@ -1652,9 +1654,11 @@ def multinomial_loss_grad(X, y, s, W, bias):
         Gradient in the (K, n + 1) layout (intercepts last), then the loss.
     """
     if _products_in_x_dtype(W.shape[0]):
-        out = _multi_loss_grad_rows(X, y, s, _aligned_copy(W, X), bias, True, False)
-        if np.isfinite(out).all():
-            return out
+        Wx = _aligned_copy(W, X)
+        if np.isfinite(Wx).all():
+            out = _multi_loss_grad_rows(X, y, s, Wx, bias, True, False)
+            if np.isfinite(out).all():
+                return out
         # Past float32's range (W or a product over 3.4e38): float64 products.
     return _multi_loss_grad_rows(X, y, s, _aligned_copy(W, W), bias, True, _two_row_tiles(X))
 
@@ -1665,9 +1669,10 @@ def multinomial_loss(X, y, s, W, bias):
     K, n = W.shape
     if _products_in_x_dtype(K):
         Wx = _aligned_copy(W, X)
-        loss = _multi_loss_grad_rows(X, y, s, Wx, bias, False, False)[K * (n + 1)]
-        if np.isfinite(loss):
-            return loss
+        if np.isfinite(Wx).all():
+            loss = _multi_loss_grad_rows(X, y, s, Wx, bias, False, False)[K * (n + 1)]
+            if np.isfinite(loss):
+                return loss
     Wx = _aligned_copy(W, W)
     return _multi_loss_grad_rows(X, y, s, Wx, bias, False, _two_row_tiles(X))[K * (n + 1)]
 
@@ -1759,9 +1764,11 @@ def multinomial_hvp(X, s, W, bias, V, vbias):
     """
     if _products_in_x_dtype(W.shape[0]):
         Wx = _aligned_copy(W, X)
-        out = _multi_hvp_rows(X, s, Wx, bias, _aligned_copy(V, X), vbias, False)
-        if np.isfinite(out).all():
-            return out
+        Vx = _aligned_copy(V, X)
+        if np.isfinite(Wx).all() and np.isfinite(Vx).all():
+            out = _multi_hvp_rows(X, s, Wx, bias, Vx, vbias, False)
+            if np.isfinite(out).all():
+                return out
     Wx = _aligned_copy(W, W)
     return _multi_hvp_rows(X, s, Wx, bias, _aligned_copy(V, V), vbias, _two_row_tiles(X))
 
